@@ -1,0 +1,22 @@
+# One place for the commands the README and CI use.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test run proto clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+
+test: install
+	$(BIN)/python -m pytest -q
+
+run: install
+	$(BIN)/python scripts/run_local.py
+
+proto: install
+	$(BIN)/python scripts/gen_proto.py

@@ -1,0 +1,1 @@
+"""One module per source of readings (gpu, host); the interfaces are in base.py."""

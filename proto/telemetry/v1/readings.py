@@ -1,0 +1,231 @@
+"""Typed readings shared by the agent and the aggregator.
+
+These dataclasses are what the code passes around inside; `telemetry.proto`
+is their wire form (see `convert.py`). They live beside the .proto because the
+two are versioned together, and because `agent` and `aggregator` must never
+import each other.
+
+Convention: a value that could not be read is `None`. When a GPU reports a
+field as not supported, its name is also listed in `unsupported`, so "unknown
+because unsupported" and "unknown because no previous sample yet" (rates) can
+be told apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "MigDevice",
+    "GpuInventory",
+    "DiskInfo",
+    "NicInfo",
+    "HostInventory",
+    "NodeInventory",
+    "NvLinkState",
+    "GpuSample",
+    "NicRate",
+    "HostSample",
+    "CollectorStatus",
+    "HealthEvent",
+    "NodeSample",
+    "HEALTH_KINDS",
+]
+
+
+# ---------------------------------------------------------------- inventory
+
+
+@dataclass(frozen=True)
+class MigDevice:
+    index: int
+    uuid: str
+    memory_mb: int
+    profile: str = ""  # e.g. "1g.10gb" where NVML tells us
+
+
+@dataclass(frozen=True)
+class GpuInventory:
+    index: int
+    uuid: str
+    name: str  # NVML device name, e.g. "NVIDIA A100-SXM4-80GB"
+    memory_mb: int  # total memory, MB = 1024*1024 bytes
+    pci_bus_id: str = ""
+    compute_capability: tuple[int, int] | None = None
+    architecture: str = ""  # "ampere", "hopper", ... derived from compute capability
+    features: tuple[str, ...] = ()  # derived from compute capability
+    mig_enabled: bool | None = None  # current MIG mode; None = not supported
+    mig_pending: bool | None = None  # pending MIG mode (applies after reset)
+    mig_devices: tuple[MigDevice, ...] = ()
+    power_limit_w: float | None = None
+    unsupported: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    name: str  # kernel name, e.g. "nvme0n1"
+    size_mb: int
+    rotational: bool = False
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class NicInfo:
+    name: str
+    speed_mbps: int | None = None  # None where the kernel does not know
+    mac: str = ""
+
+
+@dataclass(frozen=True)
+class HostInventory:
+    hostname: str
+    kernel: str
+    os: str
+    cpu_logical: int
+    cpu_physical: int
+    memory_total_mb: int
+    swap_total_mb: int
+    disks: tuple[DiskInfo, ...] = ()
+    nics: tuple[NicInfo, ...] = ()
+
+    @property
+    def disk_total_mb(self) -> int:
+        return sum(d.size_mb for d in self.disks)
+
+
+@dataclass(frozen=True)
+class NodeInventory:
+    node_id: str
+    node_name: str
+    host: HostInventory | None
+    gpus: tuple[GpuInventory, ...] = ()
+    driver_version: str = ""
+    cuda_driver_version: str = ""  # e.g. "12.4"
+    nvml_status: str = "ok"  # "ok", or why GPUs could not be read ("library not found", ...)
+
+
+# ---------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True)
+class NvLinkState:
+    link: int
+    active: bool
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    index: int
+    uuid: str
+    utilization_gpu_pct: float | None = None
+    utilization_memory_pct: float | None = None
+    memory_total_mb: int | None = None
+    memory_used_mb: int | None = None
+    memory_free_mb: int | None = None
+    memory_reserved_mb: int | None = None
+    temperature_c: float | None = None
+    power_draw_w: float | None = None
+    power_limit_w: float | None = None
+    sm_clock_mhz: int | None = None
+    memory_clock_mhz: int | None = None
+    throttle_reasons: tuple[str, ...] = ()  # decoded names, e.g. ("sw_thermal_slowdown",)
+    ecc_corrected_volatile: int | None = None
+    ecc_uncorrected_volatile: int | None = None
+    ecc_corrected_aggregate: int | None = None
+    ecc_uncorrected_aggregate: int | None = None
+    retired_pages_pending: bool | None = None
+    retired_pages_count: int | None = None
+    remapped_rows_pending: bool | None = None
+    remapped_rows_failure: bool | None = None
+    remapped_rows_correctable: int | None = None
+    remapped_rows_uncorrectable: int | None = None
+    pcie_replay_count: int | None = None
+    nvlinks: tuple[NvLinkState, ...] = ()
+    compute_processes: int | None = None
+    lost: bool = False  # the GPU stopped answering (fell off the bus, ...)
+    error: str = ""  # the NVML error when the device as a whole could not be read
+    unsupported: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NicRate:
+    name: str
+    tx_bytes_total: int
+    rx_bytes_total: int
+    tx_bytes_per_s: float | None = None  # None before a second sample exists
+    rx_bytes_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class HostSample:
+    cpu_percent: float | None = None
+    load1: float | None = None
+    load5: float | None = None
+    load15: float | None = None
+    memory_total_mb: int | None = None
+    memory_used_mb: int | None = None
+    memory_available_mb: int | None = None
+    swap_total_mb: int | None = None
+    swap_used_mb: int | None = None
+    page_faults_per_s: float | None = None
+    disk_read_bytes_per_s: float | None = None
+    disk_write_bytes_per_s: float | None = None
+    disk_read_iops: float | None = None
+    disk_write_iops: float | None = None
+    disk_busy_pct: float | None = None
+    fs_total_mb: int | None = None  # root filesystem of the host
+    fs_used_mb: int | None = None
+    nics: tuple[NicRate, ...] = ()
+    tx_bytes_total: int | None = None
+    rx_bytes_total: int | None = None
+    tx_bytes_per_s: float | None = None
+    rx_bytes_per_s: float | None = None
+    tx_bytes_per_s_1m: float | None = None
+    tx_bytes_per_s_5m: float | None = None
+    tx_bytes_per_s_15m: float | None = None
+    rx_bytes_per_s_1m: float | None = None
+    rx_bytes_per_s_5m: float | None = None
+    rx_bytes_per_s_15m: float | None = None
+    processes_total: int | None = None
+    processes_running: int | None = None
+    threads_total: int | None = None
+
+
+@dataclass(frozen=True)
+class CollectorStatus:
+    name: str  # "gpu", "host", ...
+    success: bool
+    duration_s: float
+    error: str = ""
+
+
+HEALTH_KINDS = (
+    "xid",  # an XID error event from the driver
+    "gpu_lost",  # the GPU fell off the bus / stopped answering
+    "gpu_recovered",  # a lost GPU answers again
+    "ecc_uncorrectable",  # uncorrectable ECC count went up
+    "row_remap_failure",  # row remapping failed (GPU needs service)
+    "row_remap_pending",  # a remap is pending (needs a GPU reset)
+    "nvml_error",  # a device-level NVML failure that is not "lost"
+    "collector_error",  # a collector failed as a whole
+)
+
+
+@dataclass(frozen=True)
+class HealthEvent:
+    kind: str  # one of HEALTH_KINDS
+    timestamp: float  # unix seconds
+    gpu_index: int | None = None
+    gpu_uuid: str = ""
+    xid: int | None = None
+    message: str = ""
+    nvml_error: str = ""  # NVML's error name, e.g. "NVML_ERROR_GPU_IS_LOST"
+
+
+@dataclass(frozen=True)
+class NodeSample:
+    timestamp: float  # unix seconds
+    host: HostSample | None
+    gpus: tuple[GpuSample, ...] = ()
+    collectors: tuple[CollectorStatus, ...] = ()
+    health_events: tuple[HealthEvent, ...] = field(default=())
