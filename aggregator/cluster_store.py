@@ -1,0 +1,69 @@
+"""Stored cluster documents (the onboarding document, kept as JSON in SQLite).
+
+One row per cluster id. Every write replaces the whole document inside one
+transaction, so a reader sees the old document or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable
+
+from aggregator.db import Database
+
+__all__ = ["ClusterStore", "UnknownCluster"]
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS cluster_documents (
+        cluster_id TEXT PRIMARY KEY,
+        document   TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+)
+
+
+class UnknownCluster(KeyError):
+    """No document is stored for that cluster id."""
+
+
+class ClusterStore:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+        db.ensure_schema(_SCHEMA)
+
+    def get(self, cluster_id: str) -> dict:
+        rows = self._db.query(
+            "SELECT document FROM cluster_documents WHERE cluster_id = ?", (cluster_id,)
+        )
+        if not rows:
+            raise UnknownCluster(cluster_id)
+        return json.loads(rows[0]["document"])
+
+    def ids(self) -> list[str]:
+        return [r["cluster_id"] for r in self._db.query("SELECT cluster_id FROM cluster_documents ORDER BY cluster_id")]
+
+    def put(self, cluster_id: str, document: dict) -> None:
+        text = json.dumps(document, sort_keys=True)
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO cluster_documents (cluster_id, document, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(cluster_id) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
+                (cluster_id, text, self._clock()),
+            )
+
+    def update(self, cluster_id: str, change: Callable[[dict], dict]) -> dict:
+        """Apply `change` to the stored document atomically; it may raise to abort."""
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT document FROM cluster_documents WHERE cluster_id = ?", (cluster_id,)
+            ).fetchone()
+            if row is None:
+                raise UnknownCluster(cluster_id)
+            new_document = change(json.loads(row["document"]))
+            conn.execute(
+                "UPDATE cluster_documents SET document = ?, updated_at = ? WHERE cluster_id = ?",
+                (json.dumps(new_document, sort_keys=True), self._clock(), cluster_id),
+            )
+        return new_document
