@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
-__all__ = ["NODE_STATUSES", "RollingFigures", "NodeState"]
+__all__ = ["NODE_STATUSES", "NODE_CHANGE_KINDS", "RollingFigures", "NodeState", "NodeChange"]
 
 # healthy: reporting, no open GPU problem; unhealthy: reporting with a health
 # problem (lost GPU, fatal XID, ...); stale: missed too many intervals.
@@ -42,3 +42,16 @@ class NodeState:
     rolling: RollingFigures = field(default_factory=RollingFigures)
     samples_received: int = 0
     dropped_samples: int = 0
+
+
+NODE_CHANGE_KINDS = ("joined", "status", "inventory", "health", "removed")
+
+
+@dataclass(frozen=True)
+class NodeChange:
+    """What the registry tells its listeners (enrollment, stability, watchers)."""
+
+    kind: str  # one of NODE_CHANGE_KINDS
+    node: NodeState
+    timestamp: float
+    health: HealthEvent | None = None  # with kind == "health"
