@@ -135,18 +135,21 @@ def _int_field(line: str, where: str, lineno: int) -> int:
 
 
 def parse_key_value_counters(text: str, keys: frozenset[str] | set[str], where: str) -> dict[str, int]:
-    """`key value` lines (/proc/vmstat); only the wanted keys, which must all be present."""
+    """Integer values of the wanted keys from `key value` lines (/proc/vmstat,
+    /proc/meminfo with its `key: value kB` form); every wanted key must be there.
+
+    A regex per key instead of a loop over ~200 lines: this runs every sample.
+    """
     found: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
-        key, _, value = line.partition(" ")
-        if key in keys:
-            try:
-                found[key] = int(value)
-            except ValueError as e:
-                raise HostParseError(f"{where} line {lineno}: {key} is not an integer: {value!r}") from e
-    missing = set(keys) - found.keys()
-    if missing:
-        raise HostParseError(f"{where}: missing {', '.join(sorted(missing))}")
+    for key in keys:
+        match = re.search(r"^%s:?[ \t]+(\S+)" % re.escape(key), text, re.MULTILINE)
+        if match is None:
+            raise HostParseError(f"{where}: missing {key}")
+        try:
+            found[key] = int(match.group(1))
+        except ValueError as e:
+            line = text.count("\n", 0, match.start()) + 1
+            raise HostParseError(f"{where} line {line}: {key} is not an integer: {match.group(1)!r}") from e
     return found
 
 
