@@ -159,6 +159,9 @@ class IngestService:
                     refusal.reason,
                 )
                 session.send(pb.AggregatorMessage(refusal=pb.Refusal(seq=refusal.seq, reason=refusal.reason)))
+            elif session.node_id:
+                # the agent half-closed: commit now so its last messages are acked before the end
+                await self.commit_once()
             session.stop()
             await writer  # acks and the refusal go out before the status
         finally:
