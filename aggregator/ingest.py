@@ -268,7 +268,14 @@ class IngestService:
     # ------------------------------------------------------------ committing
 
     async def commit_once(self) -> int:
-        """Write what changed and acknowledge it; returns the number of nodes written."""
+        """Write what changed and acknowledge it; returns the number of nodes written.
+
+        Shielded: a caller cancelled mid-commit (a stream whose client went
+        away) must not leave a batch written but never marked committed.
+        """
+        return await asyncio.shield(asyncio.ensure_future(self._commit()))
+
+    async def _commit(self) -> int:
         async with self._commit_lock:
             pending = self.registry.take_pending()
             if not pending:
