@@ -123,7 +123,7 @@ async def _bare_server(port: int, ready: Path) -> None:
             if msg.seq:
                 await context.write(pb.AggregatorMessage(ack=pb.Ack(acked_seq=msg.seq)))
 
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)])
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 * 1024 * 1024), ("grpc.max_concurrent_streams", 1_000_000)])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "aios.telemetry.v1.TelemetryIngest",
         {"Stream": grpc.stream_stream_rpc_method_handler(
@@ -144,12 +144,15 @@ async def _agents(address: str, first: int, count: int, interval: float, run_s: 
     sample_field = b"\x1a" + _varint(len(sample)) + sample
     metadata = (("authorization", f"Bearer {TOKEN}"),)
     channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range(max(1, count // 250))]
-    stats = {"sent": 0, "acked": 0, "late_max_s": 0.0, "errors": 0, "streams": 0}
+                for _ in range(max(1, count // 100))]
+    stats = {"sent": 0, "acked": 0, "late_max_s": 0.0, "errors": 0, "streams": 0, "error_kinds": {}}
     start_at = time.monotonic() + 2.0 + count / 2000  # all streams open before sampling
     stop_at = start_at + run_s
 
+    await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), 30) for c in channels))
+
     async def one(i: int) -> None:
+        await asyncio.sleep(i * 1.5 / count)  # agents start over time, not in one burst
         channel = channels[i % len(channels)]
         call = channel.stream_stream("/aios.telemetry.v1.TelemetryIngest/Stream",
                                      request_serializer=lambda b: b,
@@ -158,16 +161,21 @@ async def _agents(address: str, first: int, count: int, interval: float, run_s: 
         acked = {"seq": 0}
 
         async def read() -> None:
-            async for reply in call:
-                if reply.WhichOneof("body") == "ack":
-                    acked["seq"] = max(acked["seq"], reply.ack.acked_seq)
+            try:
+                async for reply in call:
+                    if reply.WhichOneof("body") == "ack":
+                        acked["seq"] = max(acked["seq"], reply.ack.acked_seq)
+            except grpc.aio.AioRpcError:
+                pass  # reported by the writer side
 
         reader = asyncio.ensure_future(read())
+        seq = 0
+        phase = "hello"
         try:
             await call.write(_hello_bytes(node, f"{node}-{os.getpid()}", interval))
             stats["streams"] += 1
             t = start_at + random.random() * interval
-            seq = 0
+            phase = "samples"
             while t < stop_at:
                 delay = t - time.monotonic()
                 if delay > 0:
@@ -177,15 +185,20 @@ async def _agents(address: str, first: int, count: int, interval: float, run_s: 
                 seq += 1
                 await call.write(_agent_message(seq, sample_field))
                 t += interval
-            stats["sent"] += seq
+            phase = "acks"
             deadline = time.monotonic() + 10
             while acked["seq"] < seq and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            stats["acked"] += acked["seq"]
+            phase = "close"
             await call.done_writing()
-        except grpc.aio.AioRpcError:
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as e:
             stats["errors"] += 1
+            code = await call.code()
+            kind = f"{code.name} in {phase}: {await call.details()}"
+            stats["error_kinds"][kind] = stats["error_kinds"].get(kind, 0) + 1
         finally:
+            stats["sent"] += seq
+            stats["acked"] += acked["seq"]
             reader.cancel()
 
     await asyncio.gather(*(one(i) for i in range(count)))
@@ -277,6 +290,7 @@ def run_scenario(kind: str, nodes: int, interval: float, window_s: float, procs:
         "rss_mb": round(rss_mb, 1), "sent": sent, "acked": acked, "counted": counted,
         "streams_open": sum(s["streams"] for s in stats), "stream_errors": sum(s["errors"] for s in stats),
         "generator_late_max_s": round(max(s["late_max_s"] for s in stats), 3),
+        "stream_error_kinds": {k: v for s in stats for k, v in s["error_kinds"].items()},
     }
     result["lost"] = (sent - acked) + (0 if counted is None else sent - counted) + result["stream_errors"]
     return result
@@ -286,7 +300,8 @@ def _line(r: dict) -> str:
     return (f"{r['server']:<10} {r['nodes']:>6} nodes @ {r['interval_s']:g}s  {r['samples_per_s']:>7.0f}/s  "
             f"CPU {100 * r['cpu_core_share']:5.1f}% of a core  {r['cpu_us_per_sample']:6.1f} us/sample  "
             f"RSS {r['rss_mb']:6.1f} MB  sent {r['sent']} acked {r['acked']} counted {r['counted']} lost {r['lost']}  "
-            f"gen late max {r['generator_late_max_s']}s")
+            f"gen late max {r['generator_late_max_s']}s"
+            + (f"\n    stream errors: {r['stream_error_kinds']}" if r["stream_error_kinds"] else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,9 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="a short smoke run")
     p.add_argument("--window", type=float, default=12.0, help="seconds measured per scenario (12)")
-    p.add_argument("--procs", type=int, default=2, help="load generator processes (2)")
+    p.add_argument("--procs", type=int, default=1, help="load generator processes (1; see README)")
     p.add_argument("--goal-nodes", type=int, default=5000, help="nodes at 10 s for the goal check (5000)")
-    p.add_argument("--ramp", default="1000,2000,3000,4500", help="node counts at 1 s, tried in order")
+    p.add_argument("--ramp", default="1000,2000,3000,4000", help="node counts at 1 s, tried in order")
     p.add_argument("--json", type=Path, help="also write all results here")
     args = p.parse_args(argv)
 
