@@ -95,9 +95,9 @@ class AgentDaemon:
         self._inventory: NodeInventory | None = None
         self._lock = threading.Lock()
 
-    def initial_inventory(self) -> NodeInventory:
-        """Read the inventory (for the stream's hello) and tell the observers."""
-        self._inventory = self.reader.inventory()
+    def initial_inventory(self, inventory: NodeInventory | None = None) -> NodeInventory:
+        """Take (or read) the starting inventory, the stream's hello, and tell the observers."""
+        self._inventory = inventory if inventory is not None else self.reader.inventory()
         self._notify(self.inventory_observers, self._inventory)
         return self._inventory
 

@@ -145,34 +145,47 @@ async def _agents(address: str, first: int, count: int, interval: float, run_s: 
     metadata = (("authorization", f"Bearer {TOKEN}"),)
     channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(max(1, count // 100))]
-    stats = {"sent": 0, "acked": 0, "late_max_s": 0.0, "errors": 0, "streams": 0, "error_kinds": {}}
+    stats = {"sent": 0, "acked": 0, "late_max_s": 0.0, "errors": 0, "streams": 0, "error_kinds": {},
+             "retried_opens": {}}
     start_at = time.monotonic() + 2.0 + count / 2000  # all streams open before sampling
     stop_at = start_at + run_s
 
     await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), 30) for c in channels))
 
+    async def open_stream(i: int, node: str):
+        """Open the stream and say hello; a failed open is retried, as a real agent does."""
+        for attempt in range(6):
+            call = channels[i % len(channels)].stream_stream(
+                "/aios.telemetry.v1.TelemetryIngest/Stream", request_serializer=lambda b: b,
+                response_deserializer=pb.AggregatorMessage.FromString)(metadata=metadata)
+            try:
+                await call.write(_hello_bytes(node, f"{node}-{os.getpid()}", interval))
+                return call
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                kind = f"open: {(await call.code()).name}: {await call.details()}"
+                stats["retried_opens"][kind] = stats["retried_opens"].get(kind, 0) + 1
+                await asyncio.sleep(random.uniform(0.1, 0.5) * 2**attempt)
+        raise RuntimeError(f"{node}: could not open a stream")
+
     async def one(i: int) -> None:
         await asyncio.sleep(i * 1.5 / count)  # agents start over time, not in one burst
-        channel = channels[i % len(channels)]
-        call = channel.stream_stream("/aios.telemetry.v1.TelemetryIngest/Stream",
-                                     request_serializer=lambda b: b,
-                                     response_deserializer=pb.AggregatorMessage.FromString)(metadata=metadata)
         node = f"bench-{first + i:05d}"
         acked = {"seq": 0}
-
-        async def read() -> None:
-            try:
-                async for reply in call:
-                    if reply.WhichOneof("body") == "ack":
-                        acked["seq"] = max(acked["seq"], reply.ack.acked_seq)
-            except grpc.aio.AioRpcError:
-                pass  # reported by the writer side
-
-        reader = asyncio.ensure_future(read())
         seq = 0
-        phase = "hello"
+        phase = "open"
+        call = reader = None
         try:
-            await call.write(_hello_bytes(node, f"{node}-{os.getpid()}", interval))
+            call = await open_stream(i, node)
+
+            async def read() -> None:
+                try:
+                    async for reply in call:
+                        if reply.WhichOneof("body") == "ack":
+                            acked["seq"] = max(acked["seq"], reply.ack.acked_seq)
+                except grpc.aio.AioRpcError:
+                    pass  # reported by the writer side
+
+            reader = asyncio.ensure_future(read())
             stats["streams"] += 1
             t = start_at + random.random() * interval
             phase = "samples"
@@ -191,15 +204,15 @@ async def _agents(address: str, first: int, count: int, interval: float, run_s: 
                 await asyncio.sleep(0.05)
             phase = "close"
             await call.done_writing()
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as e:
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, RuntimeError) as e:
             stats["errors"] += 1
-            code = await call.code()
-            kind = f"{code.name} in {phase}: {await call.details()}"
+            kind = f"{phase}: {(await call.code()).name if call else e}"
             stats["error_kinds"][kind] = stats["error_kinds"].get(kind, 0) + 1
         finally:
             stats["sent"] += seq
             stats["acked"] += acked["seq"]
-            reader.cancel()
+            if reader is not None:
+                reader.cancel()
 
     await asyncio.gather(*(one(i) for i in range(count)))
     out.write_text(json.dumps(stats))
@@ -291,6 +304,7 @@ def run_scenario(kind: str, nodes: int, interval: float, window_s: float, procs:
         "streams_open": sum(s["streams"] for s in stats), "stream_errors": sum(s["errors"] for s in stats),
         "generator_late_max_s": round(max(s["late_max_s"] for s in stats), 3),
         "stream_error_kinds": {k: v for s in stats for k, v in s["error_kinds"].items()},
+        "retried_opens": {k: v for s in stats for k, v in s["retried_opens"].items()},
     }
     result["lost"] = (sent - acked) + (0 if counted is None else sent - counted) + result["stream_errors"]
     return result
@@ -301,7 +315,8 @@ def _line(r: dict) -> str:
             f"CPU {100 * r['cpu_core_share']:5.1f}% of a core  {r['cpu_us_per_sample']:6.1f} us/sample  "
             f"RSS {r['rss_mb']:6.1f} MB  sent {r['sent']} acked {r['acked']} counted {r['counted']} lost {r['lost']}  "
             f"gen late max {r['generator_late_max_s']}s"
-            + (f"\n    stream errors: {r['stream_error_kinds']}" if r["stream_error_kinds"] else ""))
+            + (f"\n    stream errors: {r['stream_error_kinds']}" if r["stream_error_kinds"] else "")
+            + (f"\n    stream opens retried: {r['retried_opens']}" if r["retried_opens"] else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=float, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="a short smoke run")
-    p.add_argument("--window", type=float, default=12.0, help="seconds measured per scenario (12)")
+    p.add_argument("--window", type=float, default=8.0, help="seconds measured per scenario (8)")
     p.add_argument("--procs", type=int, default=1, help="load generator processes (1; see README)")
     p.add_argument("--goal-nodes", type=int, default=5000, help="nodes at 10 s for the goal check (5000)")
     p.add_argument("--ramp", default="1000,2000,3000,4000", help="node counts at 1 s, tried in order")

@@ -90,13 +90,15 @@ def run(args: argparse.Namespace) -> int:
             buffer_limit=args.buffer_limit,
             interval_s=interval,
         )
-        daemon = AgentDaemon(reader, sink=None, interval_s=interval)  # sink set below
-        inventory = daemon.initial_inventory()
-        stream = TelemetryStream(config, inventory, on_instruction=daemon.on_instruction)
-        daemon.sink = stream
+        inventory = reader.inventory()
+        stream = TelemetryStream(
+            config, inventory, on_instruction=lambda instruction: daemon.on_instruction(instruction)
+        )
+        daemon = AgentDaemon(reader, stream, interval_s=interval)
         # hook points: the lead wires the Kubernetes annotator and the metrics exporter here, e.g.
         #   daemon.inventory_observers.append(annotator.observe)
         #   daemon.sample_observers.append(exporter.update)
+        daemon.initial_inventory(inventory)  # tells the inventory observers
         stream.start()
         daemon.start()
         log.info("agent %s for node %s streaming to %s", config.agent_version, identity.node_id, args.aggregator)

@@ -354,3 +354,31 @@ def _samples_received(agg: AggregatorProcess, node_id: str) -> int:
 
     with sqlite3.connect(agg.db) as conn:
         return conn.execute("SELECT samples_received FROM telemetry_nodes WHERE node_id = ?", (node_id,)).fetchone()[0]
+
+
+def test_tls_with_a_given_certificate(tmp_path):
+    import shutil
+    import subprocess
+
+    from aggregator.query_client import QueryClient, QueryClientError
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    agg = AggregatorProcess(tmp_path, extra_args=("--tls-cert", str(cert), "--tls-key", str(key))).start()
+    stream = _stream(agg.address, "tls-node", tls_ca=cert)
+    try:
+        seq = stream.send_sample(sample(1))
+        assert stream.wait_acked(seq, 15)
+        with QueryClient(agg.address, token=TOKEN, tls_ca=cert) as client:
+            assert [n.node_id for n in client.list_nodes()] == ["tls-node"]
+        with QueryClient(agg.address, token=TOKEN, timeout_s=3) as plaintext:
+            with pytest.raises(QueryClientError, match="UNAVAILABLE"):
+                plaintext.list_nodes()
+    finally:
+        stream.stop()
+        agg.stop()
