@@ -280,8 +280,13 @@ class NvmlSession:
             links.append(link)
         return tuple(links)
 
-    def nvlink_active(self, handle: Any, link: int) -> bool:
-        return bool(_call(_nv.nvmlDeviceGetNvLinkState, handle, link))
+    def nvlink_active(self, handle: Any, links: tuple[int, ...]) -> tuple[bool, ...]:
+        """Whether each of the given links is up, in the same order."""
+        get_state = _nv.nvmlDeviceGetNvLinkState
+        try:
+            return tuple(bool(get_state(handle, link)) for link in links)
+        except _nv.NVMLError as exc:
+            raise _translate(exc) from exc
 
     def compute_process_count(self, handle: Any) -> int:
         return len(_call(_nv.nvmlDeviceGetComputeRunningProcesses, handle))
