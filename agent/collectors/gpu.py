@@ -573,6 +573,7 @@ class RetryingGpuCollector:
         with self._lock:
             self._closed = True
             self._current.close()
+            self._current = NullGpuCollector("closed")
 
 
 def _open_live(library_path: str | None, clock: Clock) -> GpuCollector:
