@@ -350,6 +350,9 @@ class NvmlGpuCollector:
                     raise
                 except NvmlError as exc:
                     errors["nvlinks"] = exc.name
+            if values.get("memory_reserved_mb", 0) is None and "memory_reserved" not in gpu.unsupported_groups:
+                # The driver has only the v1 memory call, which has no reserved figure.
+                self._mark_unsupported(gpu, "memory_reserved", ("memory_reserved_mb",))
             self._check_mig_mode(gpu)
         except NvmlGpuLost as exc:
             self._mark_lost(gpu, exc)

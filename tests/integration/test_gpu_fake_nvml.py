@@ -282,6 +282,16 @@ def test_not_supported_fields_are_none_and_listed_for_that_field_only(fake_nvml)
         assert sample["events"] == []  # not supported is not a failure
 
 
+def test_driver_without_memory_info_v2_reports_used_including_reserved(fake_nvml):
+    old = replace(a100_80gb(0), memory_used_mb=1000, memory_reserved_mb=500, unsupported=("memory_v2",))
+    fake_nvml.configure(gpus=[old])
+    with ProbeProcess(fake_nvml.env) as probe:
+        gpu = probe.sample()["gpus"][0]
+    # NVML's v1 call counts reserved memory as used.
+    assert (gpu["memory_total_mb"], gpu["memory_used_mb"], gpu["memory_free_mb"]) == (81920, 1500, 80420)
+    assert gpu["memory_reserved_mb"] is None and "memory_reserved_mb" in gpu["unsupported"]
+
+
 def test_device_failing_with_unknown_error_is_a_health_event_once(fake_nvml):
     fake_nvml.configure(gpus=[a100_80gb(0), a100_80gb(1)])
     with ProbeProcess(fake_nvml.env) as probe:
