@@ -416,13 +416,13 @@ class NvmlGpuCollector:
         if not gpu.lost:
             gpu.lost = True
             gpu.lost_error = exc.name
+            gpu.forget_capabilities()  # what comes back may be a different board
             self._health("gpu_lost", gpu, f"GPU {gpu.index} {gpu.uuid} stopped answering", exc.name)
             self._invalidate_inventory()
 
     def _mark_recovered(self, gpu: _GpuState) -> None:
         gpu.lost = False
         gpu.lost_error = ""
-        gpu.forget_capabilities()
         self._health("gpu_recovered", gpu, f"GPU {gpu.index} {gpu.uuid} answers again")
         self._invalidate_inventory()
         self._register_events(gpu)

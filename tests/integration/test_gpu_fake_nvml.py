@@ -246,6 +246,7 @@ def test_gpu_lost_mid_run_others_keep_reporting(fake_nvml):
     assert [e["uuid"] for e in annotation_while_lost] == [gpus[0].uuid, gpus[2].uuid]
     # And it comes back.
     assert back["gpus"][1]["lost"] is False and back["gpus"][1]["temperature_c"] == 30.0
+    assert back["gpus"][1]["unsupported"] == ["retired_pages_count", "retired_pages_pending"]
     recovered = events_of([back], "gpu_recovered")
     assert [(e["gpu_index"], e["gpu_uuid"]) for e in recovered] == [(1, gpus[1].uuid)]
     assert [g["index"] for g in inventory_back["gpus"]] == [0, 1, 2]
