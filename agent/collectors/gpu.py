@@ -287,9 +287,8 @@ class NvmlGpuCollector:
         gpu.mig_mode = mig
         migs: tuple[MigDevice, ...] = ()
         if mig is not None and mig[0]:
-            migs = tuple(
-                MigDevice(m.index, m.uuid, m.memory_mb, _mig_profile(m.name)) for m in nv.mig_devices(h)
-            )
+            found = optional("mig_devices", lambda: nv.mig_devices(h)) or ()
+            migs = tuple(MigDevice(m.index, m.uuid, m.memory_mb, _mig_profile(m.name)) for m in found)
         limit = optional("power_limit_w", lambda: nv.power_limit_mw(h) / 1000.0)
         return GpuInventory(
             index=gpu.index,
