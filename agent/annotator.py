@@ -60,6 +60,8 @@ OWNED_LABELS = (LABEL_COUNT, LABEL_PRODUCT, LABEL_MEMORY, LABEL_ARCHITECTURE, LA
 OWNED_ANNOTATIONS = (ANNOTATION_KEY,)
 # Merge patch: maps merge key by key and null deletes a key, on every API server.
 PATCH_CONTENT_TYPE = "application/merge-patch+json"
+# NodeReader's nvml_status when the GPU collector raised (agent/node_reader.py).
+GPU_COLLECTOR_FAILED = "gpu collector failed"
 
 _LABEL_VALUE_MAX = 63
 _NOT_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -231,7 +233,16 @@ class NodeAnnotator:
     # -------------------------------------------------------- sampling side
 
     def observe(self, inventory: NodeInventory) -> None:
-        """Record what the Node should carry; never blocks on the network."""
+        """Record what the Node should carry; never blocks on the network.
+
+        An inventory whose GPU collector crashed says nothing about the GPUs:
+        it is skipped, so one bad reading never wipes the annotation to `[]`.
+        (A node without NVML reports its reason in `nvml_status` and no GPUs:
+        that is a real "no GPU here" and is written.)
+        """
+        if not inventory.gpus and inventory.nvml_status.startswith(GPU_COLLECTOR_FAILED):
+            log.debug("node annotator: GPUs unknown this time (%s); keeping the last state", inventory.nvml_status)
+            return
         desired = desired_metadata(inventory)
         with self._lock:
             if desired == self._desired:

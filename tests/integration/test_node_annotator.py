@@ -249,3 +249,44 @@ def test_identity_from_the_nodes_label(kube_api, core_v1):
     kube_api.put_node("bare-node")
     identity = read_node_identity(core_v1, "bare-node", env={"NODE_ID": "from-env"})
     assert (identity.node_id, identity.id_source) == ("from-env", "env")
+
+
+class _CrashingGpuCollector:
+    name = "gpu"
+
+    def inventory(self):
+        raise RuntimeError("NVML call crashed")
+
+    def sample(self):
+        raise RuntimeError("NVML call crashed")
+
+    def close(self):
+        pass
+
+
+class _NoHost:
+    name = "host"
+
+    def inventory(self):
+        raise RuntimeError("no host reading in this test")
+
+    def sample(self):
+        raise RuntimeError("no host reading in this test")
+
+
+def test_a_crashed_gpu_reading_does_not_wipe_the_annotation(kube_api, make_annotator):
+    from agent.node_reader import NodeReader
+
+    seeded(kube_api)
+    annotator = make_annotator(resync_interval_s=0.1)
+    annotator.start()
+    annotator.observe(inventory([a100(0), a100(1)]))
+    kube_api.wait_for(lambda: kube_api.labels(NODE).get("gpu.aios/count") == "2", what="2 GPUs")
+
+    crashed = NodeReader("nid-0001", NODE, _CrashingGpuCollector(), _NoHost()).inventory()
+    assert crashed.gpus == ()
+    annotator.observe(crashed)
+    reads = len(kube_api.requests("GET"))
+    kube_api.wait_for(lambda: len(kube_api.requests("GET")) >= reads + 3, what="three more resyncs")
+    assert len(kube_api.requests("PATCH")) == 1
+    assert consume(kube_api.annotations(NODE)["gpu.aios/info"])[0] == 2
