@@ -45,6 +45,7 @@ __all__ = [
     "metadata_patch",
     "Backoff",
     "AnnotatorStatus",
+    "GpusUnknown",
     "NodeAnnotator",
 ]
 
@@ -65,6 +66,10 @@ GPU_COLLECTOR_FAILED = "gpu collector failed"
 
 _LABEL_VALUE_MAX = 63
 _NOT_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class GpusUnknown(Exception):
+    """The inventory could not say which GPUs the node has (the GPU collector failed)."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +245,7 @@ class NodeAnnotator:
         (A node without NVML reports its reason in `nvml_status` and no GPUs:
         that is a real "no GPU here" and is written.)
         """
-        if not inventory.gpus and inventory.nvml_status.startswith(GPU_COLLECTOR_FAILED):
+        if _gpus_unknown(inventory):
             log.debug("node annotator: GPUs unknown this time (%s); keeping the last state", inventory.nvml_status)
             return
         desired = desired_metadata(inventory)
@@ -327,9 +332,12 @@ class NodeAnnotator:
     def sync_once(self, inventory: NodeInventory | None = None) -> dict | None:
         """One synchronous read of the Node and, if needed, one patch.
 
-        Returns the patch sent (None: nothing to change). Raises `KubeApiError`.
+        Returns the patch sent (None: nothing to change). Raises `KubeApiError`,
+        or `GpusUnknown` when `inventory` comes from a failed GPU collector.
         """
         if inventory is not None:
+            if _gpus_unknown(inventory):
+                raise GpusUnknown(f"the node's GPUs could not be read: {inventory.nvml_status}")
             self.observe(inventory)
         with self._lock:
             desired = self._desired
@@ -372,6 +380,10 @@ class NodeAnnotator:
         except Exception as exc:  # noqa: BLE001 - classified into one clear sentence
             raise api_error(exc, verb="patch", node_name=self.node_name, timeout_s=self._request_timeout_s) from exc
         self._status = replace(self._status, patches=self._status.patches + 1)
+
+
+def _gpus_unknown(inventory: NodeInventory) -> bool:
+    return not inventory.gpus and inventory.nvml_status.startswith(GPU_COLLECTOR_FAILED)
 
 
 def _summary(patch: dict) -> str:

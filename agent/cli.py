@@ -11,12 +11,12 @@ import argparse
 import logging
 import sys
 
-from agent.commands import inventory, sample
+from agent.commands import annotate, inventory, sample
 from agent.commands.common import common_parser
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (inventory, sample)
+_COMMANDS = (inventory, sample, annotate)
 
 
 def build_parser() -> argparse.ArgumentParser:
