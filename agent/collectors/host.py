@@ -27,7 +27,6 @@ What counts as hardware (decided here, documented in `host_parse`):
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -59,11 +58,8 @@ from agent.collectors.host_parse import (
 )
 from proto.telemetry.v1.readings import DiskInfo, HostInventory, HostSample, NicInfo, NicRate
 
-__all__ = ["PsutilHostCollector", "HOST_ROOT_ENV", "EWMA_WINDOWS_S"]
+__all__ = ["PsutilHostCollector", "EWMA_WINDOWS_S"]
 
-log = logging.getLogger(__name__)
-
-HOST_ROOT_ENV = "AIOS_HOST_ROOT"
 EWMA_WINDOWS_S = (60.0, 300.0, 900.0)
 _MB = 1024 * 1024
 _VMSTAT_KEYS = frozenset({"pgfault"})

@@ -14,9 +14,9 @@ def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"--interval: not a number: {text!r}") from e
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
     if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"--interval: must be > 0 and <= 3600 seconds, got {text}")
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 3600 seconds, got {text}")
     return value
 
 
