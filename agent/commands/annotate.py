@@ -147,6 +147,9 @@ def _loop(annotator: NodeAnnotator, reader: NodeReader, interval_s: float, stop:
     annotator.start()
     try:
         while not stop.is_set():
+            # Sampling is what notices a GPU lost or back (and a MIG change); the
+            # collector then rebuilds its cached inventory, which we observe.
+            reader.sample()
             annotator.observe(reader.inventory())
             stop.wait(interval_s)
     finally:

@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from agent.cli import main
 from tests.fakenvml.presets import a100_80gb, h100_sxm
 from tests.kube_api import forbidden, kube_api  # noqa: F401 - fixture
 
@@ -96,18 +96,26 @@ def test_once_forbidden_patch_exits_1_naming_verb_and_resource(kube_api, fake_nv
     assert "gpu.aios/info" not in kube_api.annotations(NODE)
 
 
-def test_once_forbidden_get_exits_1(kube_api, tmp_path):
+@pytest.fixture
+def no_cluster_env(monkeypatch, tmp_path):
+    """In-process runs: no kubeconfig or pod around unless the test passes one."""
+    for name in _CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def test_once_forbidden_get_exits_1(kube_api, no_cluster_env, capsys):
     kube_api.put_node(NODE)
     kube_api.emulator.refusals["GET"] = forbidden("get", name=NODE)
-    proc = annotate(tmp_path, "--once", "--kubeconfig", str(kube_api.kubeconfig), "--node-name", NODE)
-    assert proc.returncode == 1
-    assert "forbidden (403): cannot get resource nodes" in proc.stderr and "verbs [get]" in proc.stderr
+    assert main(["annotate", "--once", "--kubeconfig", str(kube_api.kubeconfig), "--node-name", NODE]) == 1
+    err = capsys.readouterr().err
+    assert "forbidden (403): cannot get resource nodes" in err and "verbs [get]" in err
 
 
-def test_no_cluster_configuration_exits_2(tmp_path):
-    proc = annotate(tmp_path, "--once", "--node-name", NODE)
-    assert proc.returncode == 2
-    assert "no Kubernetes API configuration" in proc.stderr and "KUBECONFIG" in proc.stderr
+def test_no_cluster_configuration_exits_2(no_cluster_env, capsys):
+    assert main(["annotate", "--once", "--node-name", NODE]) == 2
+    err = capsys.readouterr().err
+    assert "no Kubernetes API configuration" in err and "KUBECONFIG" in err
 
 
 def test_loop_follows_a_lost_gpu_and_its_return(kube_api, fake_nvml, tmp_path):
