@@ -22,6 +22,7 @@ it. `sync_once()` does one synchronous read+patch (for `annotate --once`).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import threading
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from agent.annotation import ANNOTATION_KEY, gpu_annotation_value
-from agent.kube import KubeApiError, NodeIdentity, api_error, node_id_from
+from agent.kube import KubeApiError, KubeConfigError, NodeIdentity, api_error, load_api_client, node_id_from
 from proto.telemetry.v1.readings import NodeInventory
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "AnnotatorStatus",
     "GpusUnknown",
     "NodeAnnotator",
+    "open_node_annotator",
 ]
 
 log = logging.getLogger(__name__)
@@ -393,3 +395,33 @@ def _summary(patch: dict) -> str:
             shown = "(removed)" if value is None else (value if len(value) <= 60 else value[:57] + "...")
             parts.append(f"{key}={shown}")
     return ", ".join(parts)
+
+
+def open_node_annotator(
+    node_name: str,
+    *,
+    kubeconfig: str | None = None,
+    env: Mapping[str, str] | None = None,
+    resync_interval_s: float | None = None,
+) -> NodeAnnotator | None:
+    """The daemon's annotator, or None (logged) where no API server is configured,
+    so the agent also runs outside Kubernetes. Not started: call `.start()`.
+
+    Wiring into the daemon: `daemon.inventory_observers.append(annotator.observe)`.
+    `resync_interval_s` defaults to env `AIOS_ANNOTATE_RESYNC_S`, else 300.
+    """
+    env = os.environ if env is None else env
+    try:
+        api_client = load_api_client(kubeconfig, env=env)
+    except KubeConfigError as exc:
+        log.warning("node annotator off: %s", exc)
+        return None
+    from kubernetes.client import CoreV1Api
+
+    if resync_interval_s is None:
+        raw = env.get("AIOS_ANNOTATE_RESYNC_S", "")
+        try:
+            resync_interval_s = float(raw) if raw else 300.0
+        except ValueError as exc:
+            raise ValueError(f"AIOS_ANNOTATE_RESYNC_S={raw!r}: not a number of seconds") from exc
+    return NodeAnnotator(CoreV1Api(api_client), node_name, resync_interval_s=resync_interval_s, env=env)

@@ -290,3 +290,21 @@ def test_a_crashed_gpu_reading_does_not_wipe_the_annotation(kube_api, make_annot
     kube_api.wait_for(lambda: len(kube_api.requests("GET")) >= reads + 3, what="three more resyncs")
     assert len(kube_api.requests("PATCH")) == 1
     assert consume(kube_api.annotations(NODE)["gpu.aios/info"])[0] == 2
+
+
+def test_open_node_annotator_from_kubeconfig_env(kube_api):
+    from agent.annotator import open_node_annotator
+
+    seeded(kube_api)
+    annotator = open_node_annotator(NODE, env={"KUBECONFIG": str(kube_api.kubeconfig), "AIOS_ANNOTATE_RESYNC_S": "0.5"})
+    assert annotator.sync_once(inventory([a100(0)])) is not None
+    assert kube_api.labels(NODE)["gpu.aios/count"] == "1"
+
+
+def test_open_node_annotator_off_without_a_cluster(tmp_path, monkeypatch, caplog):
+    from agent.annotator import open_node_annotator
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="agent.annotator"):
+        assert open_node_annotator(NODE, env={}) is None
+    assert "node annotator off: no Kubernetes API configuration" in caplog.text
