@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from tests.fakenvml.presets import a100_80gb, h100_sxm
+from tests.fakenvml.presets import a100_80gb, h100_sxm, with_mig
 from tests.kube_api import forbidden, kube_api  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
@@ -118,7 +118,7 @@ def test_no_cluster_configuration_exits_2(no_cluster_env, capsys):
     assert "no Kubernetes API configuration" in err and "KUBECONFIG" in err
 
 
-def test_loop_follows_a_lost_gpu_and_its_return(kube_api, fake_nvml, tmp_path):
+def test_loop_follows_a_lost_gpu_its_return_and_a_mig_change(kube_api, fake_nvml, tmp_path):
     kube_api.put_node(NODE, labels={"nodeID": "nid-9"})
     fake_nvml.configure(gpus=[a100_80gb(i) for i in range(4)])
     agent = subprocess.Popen(
@@ -135,7 +135,16 @@ def test_loop_follows_a_lost_gpu_and_its_return(kube_api, fake_nvml, tmp_path):
         assert [e["index"] for e in entries] == [0, 1, 3]
         fake_nvml.restore_gpu(2)
         kube_api.wait_for(lambda: count() == "4", timeout_s=10, what="the GPU coming back")
-        assert len(kube_api.requests("PATCH")) == 3
+
+        # An operator turns MIG on for GPU 0 (two 3g.40gb instances).
+        mig = with_mig(fake_nvml.gpus[0], ("3g.40gb", "3g.40gb"))
+        fake_nvml.set(0, mig_current=mig.mig_current, mig_pending=mig.mig_pending, mig_devices=mig.mig_devices)
+        kube_api.wait_for(lambda: "gpu.aios/mig-enabled" not in kube_api.labels(NODE), timeout_s=10,
+                          what="the MIG change")  # GPUs no longer agree on MIG: label removed
+        gpu0 = json.loads(kube_api.annotations(NODE)["gpu.aios/info"])[0]
+        assert gpu0["migEnabled"] is True
+        assert [(m["memory"], m["profile"]) for m in gpu0["migDevices"]] == [(40960, "3g.40gb")] * 2
+        assert len(kube_api.requests("PATCH")) == 4
     finally:
         agent.send_signal(signal.SIGTERM)
         out, err = agent.communicate(timeout=20)
