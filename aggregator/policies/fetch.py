@@ -73,8 +73,12 @@ def download(url: str, dest: Path, *, timeout_s: float, max_bytes: int) -> None:
     except urllib.error.HTTPError as exc:
         raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise FetchError(f"{url}: no answer within {timeout_s:g} s") from exc
         raise FetchError(f"{url}: cannot download: {exc.reason}") from exc
-    except (TimeoutError, OSError) as exc:
+    except TimeoutError as exc:
+        raise FetchError(f"{url}: download stalled (limit {timeout_s:g} s)") from exc
+    except OSError as exc:
         raise FetchError(f"{url}: download failed: {exc}") from exc
 
 
