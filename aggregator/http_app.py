@@ -84,9 +84,20 @@ def require_token_for_writes(tokens: Tokens) -> Callable[[Request], None]:
     return check
 
 
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
 async def _json_body(request: Request) -> Any:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
     try:
-        return parse_json_body(await request.body())
+        return parse_json_body(bytes(raw))
     except BodyError as exc:
         raise ApiError(400, str(exc)) from exc
 

@@ -32,7 +32,7 @@ class PolicyConfig:
     executor_id: str = ""
     policy_db_url: str = ""
     executor_host_url: str = ""
-    cache_dir: Path = Path(tempfile.gettempdir()) / "aios-policies"
+    cache_dir: Path = Path(tempfile.gettempdir()) / f"aios-policies-{os.getuid()}"
     call_timeout_s: float = 30.0  # one eval/management call
     load_timeout_s: float = 60.0  # importing function.py and building the instance
     memory_limit_mb: int = 1024  # RLIMIT_AS of each worker process; 0 = no limit
