@@ -102,6 +102,12 @@ async def _json_body(request: Request) -> Any:
         raise ApiError(400, str(exc)) from exc
 
 
+# the routes read their bodies themselves (clear JSON errors); this documents them in OpenAPI
+_JSON_OBJECT_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+}
+
+
 def _governance_router(governance: Governance) -> APIRouter:
     router = APIRouter()
 
@@ -109,7 +115,7 @@ def _governance_router(governance: Governance) -> APIRouter:
     def read_policy_map() -> dict:
         return {"success": True, "data": governance.policy_map()}
 
-    @router.post("/pre-check-policies/update")
+    @router.post("/pre-check-policies/update", openapi_extra=_JSON_OBJECT_BODY)
     async def update_policy_map(request: Request) -> dict:
         changes = await _json_body(request)
         try:
@@ -118,7 +124,7 @@ def _governance_router(governance: Governance) -> APIRouter:
             raise ApiError(400, str(exc)) from exc
         return {"success": True, "data": current}
 
-    @router.post("/pre-check/{action}")
+    @router.post("/pre-check/{action}", openapi_extra=_JSON_OBJECT_BODY)
     async def run_precheck(action: str, request: Request) -> dict:
         input_data = await _json_body(request)
         try:
@@ -143,7 +149,7 @@ def _cluster_router(store: ClusterStore, updater: ClusterUpdater) -> APIRouter:
         except UnknownCluster as exc:
             raise ApiError(404, f"cluster {cluster_id!r} is not known here") from exc
 
-    @router.patch("/clusters/update/{cluster_id}")
+    @router.patch("/clusters/update/{cluster_id}", openapi_extra=_JSON_OBJECT_BODY)
     async def update_cluster(cluster_id: str, request: Request) -> dict:
         changes = await _json_body(request)
         try:
