@@ -27,13 +27,18 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from proto.telemetry.v1.exposition import METRIC_PREFIX, XidKey, node_metric_families
+from proto.telemetry.v1.exposition import (
+    METRIC_PREFIX,
+    MetricsServer,
+    XidKey,
+    node_metric_families,
+    serve_registry,
+)
 from proto.telemetry.v1.readings import NodeInventory, NodeSample
 
 __all__ = [
@@ -210,30 +215,11 @@ def build_agent_registry(providers: AgentMetricsProviders, *, process_metrics: b
     return registry
 
 
-class MetricsServer:
-    """A running `/metrics` HTTP server on its own thread."""
-
-    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-
-    @property
-    def port(self) -> int:
-        return self._server.server_port
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
 def serve_agent_metrics(
     port: int, providers: AgentMetricsProviders, *, addr: str = "0.0.0.0", process_metrics: bool = True
 ) -> MetricsServer:
     """Serve the agent's metrics on `addr:port` (port 0 picks a free one)."""
-    registry = build_agent_registry(providers, process_metrics=process_metrics)
-    server, thread = start_http_server(port, addr=addr, registry=registry)
-    return MetricsServer(server, thread)
+    return serve_registry(port, build_agent_registry(providers, process_metrics=process_metrics), addr=addr)
 
 
 def metrics_port_from_env(environ: dict[str, str] | None = None) -> int:

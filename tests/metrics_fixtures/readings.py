@@ -128,3 +128,34 @@ SAMPLE_2 = NodeSample(
     collectors=(CollectorStatus("gpu", True, 0.005), CollectorStatus("host", True, 0.002)),
     health_events=(HealthEvent("xid", 1_790_000_005.0, 0, "GPU-aaaa", 79),),
 )
+
+
+def node_states():
+    """Three nodes as the aggregator's registry would hold them (imported lazily: aggregator side)."""
+    from aggregator.model import NodeState
+
+    second_inventory = NodeInventory(
+        node_id="node-b",
+        node_name="worker-2",
+        host=INVENTORY.host,
+        gpus=(GpuInventory(0, "GPU-cccc", "NVIDIA H100 80GB HBM3", 81_559, "00000000:18:00.0", (9, 0), "hopper"),),
+        driver_version="550.54.15",
+        cuda_driver_version="12.4",
+    )
+    second_sample = NodeSample(
+        timestamp=1_790_000_009.0,
+        host=HOST,
+        gpus=(
+            GpuSample(0, "GPU-cccc", utilization_gpu_pct=45.0, memory_total_mb=81_559, memory_used_mb=10_000,
+                      memory_free_mb=71_559, temperature_c=55.0, power_draw_w=500.0, power_limit_w=700.0),
+        ),
+    )
+    stale_inventory = NodeInventory(node_id="node-c", node_name="worker-3", host=None, nvml_status="library not found")
+    return [
+        NodeState("node-a", "unhealthy", INVENTORY, SAMPLE_2, 1_790_000_010.0, 1_789_990_000.0,
+                  cluster_id="cluster-7", samples_received=120, dropped_samples=2),
+        NodeState("node-b", "healthy", second_inventory, second_sample, 1_790_000_009.0, 1_789_990_000.0,
+                  cluster_id="cluster-7", samples_received=80),
+        NodeState("node-c", "stale", stale_inventory, None, 1_789_999_000.0, 1_789_990_000.0,
+                  cluster_id="cluster-7", samples_received=5, dropped_samples=1),
+    ]

@@ -17,9 +17,12 @@ index), `uuid` and `model` (NVML device name).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
 
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from proto.telemetry.v1.readings import GpuSample, HostSample, NodeInventory, NodeSample
@@ -29,7 +32,10 @@ __all__ = [
     "THROTTLE_REASONS",
     "XidKey",
     "node_metric_families",
+    "merge_families",
     "gpu_labels",
+    "MetricsServer",
+    "serve_registry",
 ]
 
 METRIC_PREFIX = "aios"
@@ -356,3 +362,44 @@ def _gpu_families(fam: _Families, gpu: GpuSample, labels: list[str]) -> None:
     fam.counter("gpu_pcie_replays", "PCIe replays (link-level retransmissions).", g, labels, gpu.pcie_replay_count)
     for link in gpu.nvlinks:
         fam.gauge("gpu_nvlink_active", "1 when the NVLink is active.", (*g, "link"), [*labels, str(link.link)], _bool(link.active))
+
+
+def merge_families(families: Iterable[Metric]) -> list[Metric]:
+    """One family per name: several nodes' families of one name become one.
+
+    The text format allows a name's HELP/TYPE once; samples from every node
+    must sit under it.
+    """
+    merged: dict[str, Metric] = {}
+    for family in families:
+        first = merged.get(family.name)
+        if first is None:
+            copy = Metric(family.name, family.documentation, family.type, family.unit)
+            copy.samples = list(family.samples)
+            merged[family.name] = copy
+        else:
+            first.samples.extend(family.samples)
+    return list(merged.values())
+
+
+class MetricsServer:
+    """A running `/metrics` HTTP server (prometheus_client's) on its own thread."""
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+
+    @property
+    def port(self) -> int:
+        return self._server.server_port
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve_registry(port: int, registry: CollectorRegistry, *, addr: str = "0.0.0.0") -> MetricsServer:
+    """Serve `registry` on `addr:port` (port 0 picks a free one)."""
+    server, thread = start_http_server(port, addr=addr, registry=registry)
+    return MetricsServer(server, thread)
