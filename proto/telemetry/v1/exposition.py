@@ -54,6 +54,8 @@ THROTTLE_REASONS = (
     "hw_thermal_slowdown",
     "hw_power_brake_slowdown",
     "display_clock_setting",
+    "board_limit",
+    "reliability",
 )
 
 
