@@ -16,6 +16,7 @@ from aggregator.metrics import (
     metrics_router,
     serve_aggregator_metrics,
 )
+from tests.metrics_fixtures.dashboard import expressions, load_dashboard
 from tests.metrics_fixtures.readings import INVENTORY, SAMPLE_1, SAMPLE_2, node_states
 from tests.metrics_fixtures.servers import PrometheusServer, UvicornThread, prometheus_binary
 
@@ -100,3 +101,20 @@ def test_per_node_series_only_where_asked(prom):
         {"aios-aggregator": 1.0},
         by="job",
     )
+
+
+# Panels whose query is empty while nothing is wrong: no collector failed, and
+# the XID counters have not moved since Prometheus first saw them.
+QUIET_WHEN_HEALTHY = {"Collector failures", "XID errors by GPU and code"}
+
+
+def test_every_dashboard_query_answers(prom):
+    prom.expect('min(aios_agent_collector_success{job="aios-agent"})', {"": 1.0}, by="")
+    # rate() and increase() need two scrapes of a series.
+    prom.expect('count(rate(aios_cluster_samples_received_total[1m]))', {"": 2.0}, by="")  # two aggregator jobs
+    empty = []
+    for title, expr in expressions(load_dashboard()):
+        result = prom.query(expr)  # raises on a query Prometheus refuses
+        if not result and title not in QUIET_WHEN_HEALTHY:
+            empty.append((title, expr))
+    assert not empty, f"dashboard queries with no data: {empty}"
