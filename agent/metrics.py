@@ -44,6 +44,7 @@ from proto.telemetry.v1.readings import NodeInventory, NodeSample
 __all__ = [
     "DEFAULT_METRICS_PORT",
     "MetricsConfigError",
+    "MetricsServer",
     "StreamStatus",
     "AgentReadings",
     "AgentMetricsState",
@@ -53,6 +54,7 @@ __all__ = [
     "build_agent_registry",
     "MetricsServer",
     "serve_agent_metrics",
+    "attach_agent_metrics",
     "metrics_port_from_env",
 ]
 
@@ -70,6 +72,15 @@ class StreamStatus:
     connected: bool
     reconnects_total: int = 0
     dropped_samples_total: int = 0
+
+    @classmethod
+    def from_stream_stats(cls, stats) -> "StreamStatus":
+        """From the stream client's stats (`connected`, `connects`, `dropped_samples`)."""
+        return cls(
+            connected=bool(stats.connected),
+            reconnects_total=max(0, int(stats.connects) - 1),  # the first connect is not a reconnect
+            dropped_samples_total=int(stats.dropped_samples),
+        )
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,10 @@ class AgentMetricsState:
     def set_inventory(self, inventory: NodeInventory) -> None:
         with self._lock:
             self._inventory = inventory
+
+    def observe_sample(self, sample: NodeSample) -> None:
+        """A sample observer for the daemon (the inventory comes from `set_inventory`)."""
+        self.record(None, sample)
 
     def readings(self) -> AgentReadings:
         with self._lock:
@@ -220,6 +235,29 @@ def serve_agent_metrics(
 ) -> MetricsServer:
     """Serve the agent's metrics on `addr:port` (port 0 picks a free one)."""
     return serve_registry(port, build_agent_registry(providers, process_metrics=process_metrics), addr=addr)
+
+
+def attach_agent_metrics(
+    daemon,
+    *,
+    port: int,
+    inventory: NodeInventory | None = None,
+    stream_stats: Callable[[], object] | None = None,
+    addr: str = "0.0.0.0",
+) -> MetricsServer:
+    """Serve the metrics of a running agent daemon: one call where the daemon is built.
+
+    `daemon` has `inventory_observers` and `sample_observers` lists (the
+    agent daemon's hook points); `stream_stats` is the stream client's
+    `stats` method. Close the returned server on shutdown.
+    """
+    state = AgentMetricsState()
+    if inventory is not None:
+        state.set_inventory(inventory)
+    daemon.inventory_observers.append(state.set_inventory)
+    daemon.sample_observers.append(state.observe_sample)
+    stream = (lambda: StreamStatus.from_stream_stats(stream_stats())) if stream_stats is not None else None
+    return serve_agent_metrics(port, AgentMetricsProviders(state.readings, stream=stream), addr=addr)
 
 
 def metrics_port_from_env(environ: dict[str, str] | None = None) -> int:

@@ -17,8 +17,10 @@ Cluster series (labelled `cluster`):
 - `aios_cluster_samples_received_total`, `aios_cluster_dropped_samples_total`:
   sums over the nodes the registry holds (a node leaving the registry takes
   its share away, which Prometheus' rate() reads as a counter reset);
-- `aios_cluster_stable` 0/1, `aios_cluster_stability_check_timestamp_seconds`
-  and `aios_cluster_stability_verdict_age_seconds`, once a verdict exists;
+- once a check ran: `aios_cluster_stability_check_success` 0/1 (0: the
+  policy failed), `aios_cluster_stable` 0/1 (only with a verdict),
+  `aios_cluster_stability_check_timestamp_seconds` and
+  `aios_cluster_stability_verdict_age_seconds`;
 - `aios_cluster_policy_errors_total`.
 
 With `per_node=True` (`--per-node-metrics`) every node's latest GPU and host
@@ -33,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -51,6 +54,7 @@ from proto.telemetry.v1.exposition import (
 
 __all__ = [
     "StabilityVerdict",
+    "VerdictLike",
     "AggregatorMetricsProviders",
     "AggregatorCollector",
     "cluster_metric_families",
@@ -62,11 +66,21 @@ __all__ = [
 MB = 1024 * 1024
 
 
+class VerdictLike(Protocol):
+    """What the metrics read of a stability verdict (the checker's `Verdict` fits)."""
+
+    @property
+    def is_stable(self) -> bool | None: ...  # None: the check itself failed
+
+    @property
+    def checked_at(self) -> float: ...  # unix seconds
+
+
 @dataclass(frozen=True)
 class StabilityVerdict:
     """The latest stability check's outcome."""
 
-    is_stable: bool
+    is_stable: bool | None  # None: the check itself failed (policy error)
     checked_at: float  # unix seconds
 
 
@@ -76,7 +90,7 @@ class AggregatorMetricsProviders:
 
     nodes: Callable[[], Sequence[NodeState]]  # the registry's snapshot
     cluster_id: str = ""
-    stability: Callable[[], StabilityVerdict | None] | None = None
+    stability: Callable[[], VerdictLike | None] | None = None  # e.g. the checker's `latest`
     policy_errors: Callable[[], int] | None = None  # policy failures (exceptions, timeouts, bad results) so far
     per_node: bool = False
     clock: Callable[[], float] = time.time
@@ -95,7 +109,7 @@ def cluster_metric_families(
     *,
     cluster_id: str,
     now: float,
-    stability: StabilityVerdict | None = None,
+    stability: VerdictLike | None = None,
     policy_errors: int | None = None,
     per_node: bool = False,
 ) -> list[Metric]:
@@ -139,15 +153,24 @@ def cluster_metric_families(
     families += [received, dropped]
 
     if stability is not None:
-        stable = _gauge("cluster_stable", "1 when the latest stability check found the cluster stable.", ["cluster"])
-        stable.add_metric(c, 1 if stability.is_stable else 0)
+        success = _gauge(
+            "cluster_stability_check_success",
+            "1 when the latest stability check ran and gave a verdict, 0 when the policy failed.",
+            ["cluster"],
+        )
+        success.add_metric(c, 0 if stability.is_stable is None else 1)
+        families.append(success)
+        if stability.is_stable is not None:
+            stable = _gauge("cluster_stable", "1 when the latest stability check found the cluster stable.", ["cluster"])
+            stable.add_metric(c, 1 if stability.is_stable else 0)
+            families.append(stable)
         checked = _gauge(
             "cluster_stability_check_timestamp_seconds", "Unix time of the latest stability check.", ["cluster"]
         )
         checked.add_metric(c, stability.checked_at)
         age = _gauge("cluster_stability_verdict_age_seconds", "Seconds since the latest stability check.", ["cluster"])
         age.add_metric(c, max(0.0, now - stability.checked_at))
-        families += [stable, checked, age]
+        families += [checked, age]
 
     if policy_errors is not None:
         errors = _counter(

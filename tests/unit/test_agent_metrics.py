@@ -143,3 +143,12 @@ def test_metrics_port_setting():
         metrics_port_from_env({"AIOS_METRICS_PORT": "nine"})
     with pytest.raises(MetricsConfigError, match="outside"):
         metrics_port_from_env({"AIOS_METRICS_PORT": "70000"})
+
+
+def test_stream_status_from_the_stream_clients_stats():
+    from types import SimpleNamespace
+
+    stats = SimpleNamespace(connected=True, connects=4, dropped_samples=9, buffered=2)
+    assert StreamStatus.from_stream_stats(stats) == StreamStatus(connected=True, reconnects_total=3, dropped_samples_total=9)
+    never = SimpleNamespace(connected=False, connects=0, dropped_samples=0)
+    assert StreamStatus.from_stream_stats(never) == StreamStatus(False, 0, 0)

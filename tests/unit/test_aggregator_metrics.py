@@ -82,3 +82,12 @@ def test_pure_builder_takes_now_from_the_caller():
 def test_exposition_passes_promtool():
     registry = build_aggregator_registry(_providers(per_node=True))
     promtool_check(generate_latest(registry).decode())
+
+
+def test_failed_stability_check_has_no_verdict():
+    m = _parsed(stability=lambda: StabilityVerdict(is_stable=None, checked_at=1_790_000_020.0))
+    assert value(m, "aios_cluster_stability_check_success", **C) == 0
+    assert value(m, "aios_cluster_stability_verdict_age_seconds", **C) == 10.0
+    assert "aios_cluster_stable" not in names(m)
+    m = _parsed()
+    assert value(m, "aios_cluster_stability_check_success", **C) == 1
