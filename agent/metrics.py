@@ -26,7 +26,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -91,6 +91,7 @@ class AgentReadings:
     sample: NodeSample | None
     xid_counts: dict[XidKey, int]
     health_event_counts: dict[str, int]
+    gpu_models: dict[str, str] = field(default_factory=dict)  # every GPU ever inventoried: {uuid: name}
 
 
 class AgentMetricsState:
@@ -106,11 +107,12 @@ class AgentMetricsState:
         self._sample: NodeSample | None = None
         self._xids: Counter[XidKey] = Counter()
         self._health: Counter[str] = Counter()
+        self._models: dict[str, str] = {}
 
     def record(self, inventory: NodeInventory | None, sample: NodeSample) -> None:
         with self._lock:
             if inventory is not None:
-                self._inventory = inventory
+                self._set_inventory(inventory)
             self._sample = sample
             for event in sample.health_events:
                 self._health[event.kind] += 1
@@ -119,7 +121,11 @@ class AgentMetricsState:
 
     def set_inventory(self, inventory: NodeInventory) -> None:
         with self._lock:
-            self._inventory = inventory
+            self._set_inventory(inventory)
+
+    def _set_inventory(self, inventory: NodeInventory) -> None:
+        self._inventory = inventory
+        self._models.update((gpu.uuid, gpu.name) for gpu in inventory.gpus)
 
     def observe_sample(self, sample: NodeSample) -> None:
         """A sample observer for the daemon (the inventory comes from `set_inventory`)."""
@@ -127,7 +133,9 @@ class AgentMetricsState:
 
     def readings(self) -> AgentReadings:
         with self._lock:
-            return AgentReadings(self._inventory, self._sample, dict(self._xids), dict(self._health))
+            return AgentReadings(
+                self._inventory, self._sample, dict(self._xids), dict(self._health), dict(self._models)
+            )
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,13 @@ def agent_metric_families(
     """Every series the agent serves, from one view of its state. Pure."""
     if node is None:
         node = readings.inventory.node_id if readings.inventory is not None else ""
-    families = node_metric_families(readings.inventory, readings.sample, node=node, xid_counts=readings.xid_counts)
+    families = node_metric_families(
+        readings.inventory,
+        readings.sample,
+        node=node,
+        xid_counts=readings.xid_counts,
+        gpu_models=readings.gpu_models,
+    )
     name = f"{METRIC_PREFIX}_agent"
     sample = readings.sample
     if sample is not None:

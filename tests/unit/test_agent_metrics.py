@@ -152,3 +152,15 @@ def test_stream_status_from_the_stream_clients_stats():
     assert StreamStatus.from_stream_stats(stats) == StreamStatus(connected=True, reconnects_total=3, dropped_samples_total=9)
     never = SimpleNamespace(connected=False, connects=0, dropped_samples=0)
     assert StreamStatus.from_stream_stats(never) == StreamStatus(False, 0, 0)
+
+
+def test_a_gpu_gone_from_the_inventory_keeps_its_model_label():
+    from dataclasses import replace
+
+    s = AgentMetricsState()
+    s.record(INVENTORY, SAMPLE_1)
+    # After GPU 1 is lost the daemon re-reads the inventory, which no longer lists it.
+    s.record(replace(INVENTORY, gpus=INVENTORY.gpus[:1]), SAMPLE_2)
+    m = parse_exposition(_exposition(s))
+    assert value(m, "aios_gpu_lost", **GPU1) == 1
+    assert value(m, "aios_node_gpus", **NODE) == 1

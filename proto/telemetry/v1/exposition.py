@@ -126,15 +126,18 @@ def node_metric_families(
     *,
     node: str,
     xid_counts: Mapping[XidKey, int] | None = None,
+    gpu_models: Mapping[str, str] | None = None,
 ) -> list[Metric]:
     """Every GPU and host series for one node, from its inventory and latest sample.
 
     Pure: the same readings always give the same families. `xid_counts` are
     XID events accumulated over the agent's life (a sample holds only the
-    events seen since the previous one).
+    events seen since the previous one). `gpu_models` ({uuid: NVML name})
+    keeps a GPU's `model` label steady after it drops out of the inventory
+    (a lost GPU), so its series do not change identity.
     """
     fam = _Families()
-    models_by_uuid: dict[str, str] = {}
+    models_by_uuid: dict[str, str] = dict(gpu_models or {})
     models_by_index: dict[int, str] = {}
     if inventory is not None:
         _inventory_families(fam, inventory, node)
