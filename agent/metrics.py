@@ -1,7 +1,8 @@
 """The agent's Prometheus exposition: `/metrics` on its own port.
 
-A scrape never triggers a collection: the daemon hands every sample to
-`AgentMetricsState.record` and the scrape reads the latest one. The state also
+A scrape never triggers a collection: the daemon hands every sample to an
+`AgentMetricsState` (`attach_agent_metrics` hooks it to the daemon's
+observers) and the scrape reads the latest one. The state also
 accumulates what a single sample cannot hold: XID events per GPU and code,
 and health events per kind, since the agent started.
 
@@ -52,7 +53,6 @@ __all__ = [
     "AgentCollector",
     "agent_metric_families",
     "build_agent_registry",
-    "MetricsServer",
     "serve_agent_metrics",
     "attach_agent_metrics",
     "metrics_port_from_env",
