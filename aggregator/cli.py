@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from aggregator import policy_command
+from aggregator import policy_command, policy_sidecar_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True)
     policy_command.register(subparsers)
+    policy_sidecar_command.register(subparsers)
     return parser
 
 
