@@ -13,7 +13,6 @@ the pod network because the kubelet probes it):
     POST /policies/eval        {... , input_data, eval_parameters?}
     POST /policies/management  {... , action, data}
     POST /policies/close       {handle_id?, source, settings?, parameters?}
-    POST /executor/{id}/execute_policy  {policy_rule_uri, input_data, parameters?}
 
 Answers: `{"success": true, "data": ...}`; a policy's failure (load, config,
 exception, timeout, crash, bad result) is 422 with `"policy_error": true` and
@@ -268,13 +267,5 @@ def create_sidecar_app(*, registry: HandleRegistry, tokens: Tokens, config: Poli
     async def close(request: Request) -> dict:
         key = _key(await read_json_body(request))
         return {"success": True, "data": {"closed": await run_in_threadpool(registry.close, key)}}
-
-    @app.post("/executor/{executor_id}/execute_policy")
-    async def execute_policy(executor_id: str, request: Request) -> dict:
-        # the network's executor shape, so the runner can serve as a local executor
-        body = await read_json_body(request)
-        key = PolicyKey.of(f"executor/{executor_id}", _string(body, "policy_rule_uri"), {}, {})
-        input_data, parameters = _object(body, "input_data", required=True), _object(body, "parameters")
-        return await answer(key, lambda handle: handle.eval(input_data, parameters))
 
     return app
