@@ -102,16 +102,16 @@ def require_token_for_writes(tokens: Tokens) -> Callable[[Request], None]:
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
-async def read_json_body(request: Request) -> Any:
+async def read_json_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
     """The request's JSON object, size-limited; `ApiError` (400/413) says what is wrong."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, f"the request body is over {max_bytes} bytes")
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+        if len(raw) > max_bytes:
+            raise ApiError(413, f"the request body is over {max_bytes} bytes")
     try:
         return parse_json_body(bytes(raw))
     except BodyError as exc:

@@ -48,6 +48,8 @@ __all__ = ["PolicyKey", "HandleRegistry", "create_sidecar_app", "error_kind", "D
 log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_CLOSE_S = 6 * 3600.0
+# a stability input is ~1 KB per node; the aggregator's own 16 MB body limit would cap it near 16k nodes
+MAX_REQUEST_BYTES = 256 * 1024 * 1024
 
 Opener = Callable[[str, dict, dict], PolicyHandle]  # (source, settings, parameters) -> handle
 
@@ -248,24 +250,24 @@ def create_sidecar_app(*, registry: HandleRegistry, tokens: Tokens, config: Poli
 
     @app.post("/policies/open")
     async def open_(request: Request) -> dict:
-        return await answer(_key(await read_json_body(request)), _describe)
+        return await answer(_key(await read_json_body(request, max_bytes=MAX_REQUEST_BYTES)), _describe)
 
     @app.post("/policies/eval")
     async def eval_(request: Request) -> dict:
-        body = await read_json_body(request)
+        body = await read_json_body(request, max_bytes=MAX_REQUEST_BYTES)
         key, input_data = _key(body), _object(body, "input_data", required=True)
         eval_parameters = _object(body, "eval_parameters") or None
         return await answer(key, lambda handle: handle.eval(input_data, eval_parameters))
 
     @app.post("/policies/management")
     async def management(request: Request) -> dict:
-        body = await read_json_body(request)
+        body = await read_json_body(request, max_bytes=MAX_REQUEST_BYTES)
         key, action, data = _key(body), _string(body, "action"), _object(body, "data", required=True)
         return await answer(key, lambda handle: handle.management(action, data))
 
     @app.post("/policies/close")
     async def close(request: Request) -> dict:
-        key = _key(await read_json_body(request))
+        key = _key(await read_json_body(request, max_bytes=MAX_REQUEST_BYTES))
         return {"success": True, "data": {"closed": await run_in_threadpool(registry.close, key)}}
 
     return app
