@@ -1,17 +1,19 @@
 """The policy runner sidecar: the aggregator's policy calls go through it, and its own env picks the mode."""
 
+import functools
 import json
 import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from aggregator.db import Database
+from aggregator.governance import Governance
 from aggregator.http_app import start_http_in_thread
 from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
 from aggregator.policies.sidecar_server import HandleRegistry, create_sidecar_app
@@ -267,3 +269,29 @@ def test_the_command_refuses_remote_mode_without_an_executor(tmp_path):
     )
     assert done.returncode == 2
     assert "remote policy execution needs an executor id" in done.stderr
+
+
+def test_governance_prechecks_through_the_sidecar(sidecar, tmp_path):
+    gate = write_package("dir", tmp_path / "gate", policy_source("""
+def __init__(self, rule_id, settings, parameters): pass
+def eval(self, parameters, input_data, context):
+    gpus = input_data["node_data"]["gpus"]
+    if gpus > 8:
+        return {"allowed": False, "input_data": "too many GPUs: %d" % gpus}
+    return {"allowed": True, "input_data": dict(input_data, checked=True)}
+"""))
+    # how the service wires it: the config read from the aggregator container's env
+    config = PolicyConfig.from_env({"AIOS_POLICY_SIDECAR_URL": sidecar.url, "AIOS_TOKEN": TOKEN})
+    db = Database(tmp_path / "g.db")
+    governance = Governance(db, functools.partial(open_policy, config=config))
+    try:
+        governance.update({"add_node": str(gate)})
+        allowed = governance.precheck("add_node", {"node_data": {"gpus": 8}})
+        refused = governance.precheck("add_node", {"node_data": {"gpus": 9}})
+        assert len(sidecar.registry) == 1  # the policy runs in the sidecar
+    finally:
+        governance.close()
+        db.close()
+    assert allowed.allowed and allowed.input_data == {"node_data": {"gpus": 8}, "checked": True}
+    assert not refused.allowed and refused.reason == "too many GPUs: 9"
+    assert len(sidecar.registry) == 0  # governance's close reached the sidecar
