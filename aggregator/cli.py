@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from aggregator import cli_nodes, cli_serve, policy_command
+from aggregator import cli_nodes, cli_serve, policy_command, policy_sidecar_command
 
 __all__ = ["main", "build_parser"]
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_serve.register(sub)
     cli_nodes.register(sub)
     policy_command.register(sub)
+    policy_sidecar_command.register(sub)
     return parser
 
 

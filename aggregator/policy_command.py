@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         input_data = _json_argument(args.input if args.input == "-" else f"@{args.input}", "--input")
         settings = _json_argument(args.settings, "--settings")
         parameters = _json_argument(args.parameters, "--parameters")
-        overrides: dict = {}
+        # run here even inside the aggregator's container: the package path is the caller's
+        overrides: dict = {"sidecar_url": ""}
         if args.mode:
             overrides["mode"] = args.mode
         if args.timeout:
