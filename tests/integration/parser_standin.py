@@ -104,7 +104,7 @@ def document_problems(doc) -> list[str]:
 
 
 class ParserStandIn:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[tuple[str, dict]] = []
         self.problems: list[str] = []
         self.mode = "success"  # "success" | "refuse" | "fail"
@@ -146,7 +146,7 @@ class ParserStandIn:
                 self.wfile.write(data)
 
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
