@@ -73,8 +73,7 @@ def write_document(document: dict, output_dir: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".populated-", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
-            handle.write("\n")
+            handle.write(json.dumps(document, indent=2) + "\n")
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
