@@ -1,0 +1,33 @@
+"""`aios-aggregator`: one subcommand per job, each body in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aggregator import cli_nodes, cli_serve
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aios-aggregator", description="The cluster's telemetry aggregator.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ... (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli_serve.register(sub)
+    cli_nodes.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
