@@ -7,6 +7,7 @@ import logging
 import sys
 
 from aggregator import cli_nodes, cli_serve
+from aggregator.onboarding import command as onboard_command
 
 __all__ = ["main", "build_parser"]
 
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     cli_serve.register(sub)
     cli_nodes.register(sub)
+    onboard_command.register(sub)
     return parser
 
 

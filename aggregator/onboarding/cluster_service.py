@@ -5,7 +5,10 @@ from then on enrollment keeps it current. Reads are open like the HTTP
 `GET /clusters/read/<id>`; a write needs a bearer token. The servicer is
 asyncio (`grpc.aio`), the store is SQLite, so store calls run in a thread.
 
-Register with `add_cluster_documents_servicer(server, store, tokens=load_tokens)`.
+Register with `add_cluster_documents_servicer(server, store, tokens=..., cluster_id=..., on_stored=...)`:
+an aggregator serving one cluster refuses another cluster's document, and
+`on_stored(cluster_id)` lets enrollment catch up on nodes that said hello
+before the document arrived.
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ log = logging.getLogger(__name__)
 
 
 class ClusterDocumentsServicer(pb_grpc.ClusterDocumentsServicer):
-    def __init__(self, store: ClusterStore, tokens: Callable[[], Iterable[str]] = load_tokens) -> None:
+    def __init__(self, store: ClusterStore, tokens: Callable[[], Iterable[str]] = load_tokens, *,
+                 cluster_id: str = "", on_stored: Callable[[str], None] | None = None) -> None:
         self._store = store
         self._tokens = tokens
+        self._cluster_id = cluster_id
+        self._on_stored = on_stored
 
     async def GetClusterDocument(self, request: pb.GetClusterDocumentRequest, context) -> pb.ClusterDocument:
         try:
@@ -48,9 +54,14 @@ class ClusterDocumentsServicer(pb_grpc.ClusterDocumentsServicer):
         problems = _document_problems(request.cluster_id, request.document_json)
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        if self._cluster_id and request.cluster_id != self._cluster_id:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"this aggregator serves cluster {self._cluster_id!r}, not {request.cluster_id!r}")
         document = json.loads(request.document_json)
         await asyncio.to_thread(self._store.put, request.cluster_id, document)
         log.info("cluster document %s stored (%d nodes)", request.cluster_id, len(document["nodes"].get("nodeData") or []))
+        if self._on_stored is not None:
+            self._on_stored(request.cluster_id)
         return pb.PutClusterDocumentResponse(stored=True)
 
 
@@ -68,7 +79,8 @@ def _document_problems(cluster_id: str, text: str) -> list[str]:
 
 
 def add_cluster_documents_servicer(server, store: ClusterStore,
-                                   tokens: Callable[[], Iterable[str]] = load_tokens) -> ClusterDocumentsServicer:
-    servicer = ClusterDocumentsServicer(store, tokens)
+                                   tokens: Callable[[], Iterable[str]] = load_tokens, *, cluster_id: str = "",
+                                   on_stored: Callable[[str], None] | None = None) -> ClusterDocumentsServicer:
+    servicer = ClusterDocumentsServicer(store, tokens, cluster_id=cluster_id, on_stored=on_stored)
     pb_grpc.add_ClusterDocumentsServicer_to_server(servicer, server)
     return servicer

@@ -40,7 +40,7 @@ from aggregator.onboarding.parser_client import ParserClient
 from aggregator.onboarding.sources import read_from_aggregator, read_kube_nodes, store_in_aggregator
 from aggregator.onboarding.validate import load_config
 
-__all__ = ["add_arguments", "run", "main", "write_document"]
+__all__ = ["register", "add_arguments", "run", "main", "write_document"]
 
 EXIT_OK, EXIT_PARSER, EXIT_INVALID, EXIT_NO_NODES = 0, 1, 2, 3
 
@@ -63,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=None,
                         help="the aggregator's SQLite file, to store the document directly (inside its pod)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+
+
+def register(sub) -> None:
+    """Add `onboard` to `aios-aggregator`'s subcommands."""
+    parser = sub.add_parser("onboard", help="validate config.json, fill it from measured data, register it")
+    add_arguments(parser)
+    parser.set_defaults(run=run)
 
 
 def write_document(document: dict, output_dir: str | Path) -> Path:

@@ -121,10 +121,20 @@ class Enrollment:
             self._pending[change.node.node_id] = _Job(change.kind, change.node, 0, time.monotonic())
             self._cond.notify_all()
 
-    def enroll_missing(self, states: list[NodeState]) -> None:
-        """Queue every known node not yet in the document (call after the document is stored)."""
-        for state in states:
+    def enroll_missing(self, states: list[NodeState]) -> int:
+        """Queue the known nodes not yet in the stored document; how many were queued.
+
+        For nodes that said hello before the document was stored (or while
+        the aggregator was down). Nothing happens before onboarding.
+        """
+        document = self._document()
+        if document is None:
+            return 0
+        present = set(document_node_ids(document))
+        missing = [s for s in states if s.node_id not in present]
+        for state in missing:
             self.on_change(NodeChange(kind="joined", node=state, timestamp=self._clock()))
+        return len(missing)
 
     def records(self) -> list[EnrollmentRecord]:
         with self._cond:
