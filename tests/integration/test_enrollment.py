@@ -262,3 +262,47 @@ def test_changes_after_close_are_dropped(onboarded, make_enrollment):
     enrollment.on_change(change("joined", gpu_node_d()))
     assert enrollment.wait_idle(1)
     assert onboarded.get(CLUSTER)["nodes"]["count"] == 3
+
+
+ADD_NODE_POLICY = '''
+class AIOSv1PolicyRule:
+    def __init__(self, rule_id, settings, parameters):
+        self.max_gpus = (parameters or {}).get("max_gpus", 4)
+
+    def eval(self, parameters, input_data, context):
+        node = input_data["node_data"]
+        if node["gpus"]["count"] > self.max_gpus:
+            return {"allowed": False,
+                    "input_data": f"{node['id']}: {node['gpus']['count']} GPUs, this cluster takes at most {self.max_gpus}"}
+        return {"allowed": True, "input_data": dict(input_data, node_data=dict(node, tags=["admitted"]))}
+'''
+
+
+def test_with_the_real_governance_and_an_add_node_policy(tmp_path, onboarded, parser, make_enrollment):
+    import functools
+
+    from aggregator.governance import Governance
+    from aggregator.policies import open_policy
+    from aggregator.policies.config import PolicyConfig
+
+    policy = tmp_path / "add-node-policy" / "code"
+    policy.mkdir(parents=True)
+    (policy / "function.py").write_text(ADD_NODE_POLICY)
+    db = Database(tmp_path / "governance.db")
+    governance = Governance(db, functools.partial(open_policy, config=PolicyConfig(cache_dir=tmp_path / "cache")))
+    governance.update({"add_node": str(policy.parent)})
+    try:
+        onboarded.put(CLUSTER, expected_document([ENTRY_A, ENTRY_B], TOTALS_AB))  # node-c is not in yet
+        enrollment = make_enrollment(onboarded, governance, ParserClient(parser.url))
+        enrollment.on_change(change("joined", gpu_node_c()))  # 8 GPUs: refused
+        enrollment.on_change(change("joined", gpu_node_d()))  # 1 GPU: admitted, tagged by the policy
+        assert enrollment.wait_idle(30)
+    finally:
+        governance.update({"add_node": ""})  # closes the policy's worker process
+        db.close()
+    assert parser.problems == []
+    assert [b["body"]["spec"]["values"]["nodeData"] for b in parser.bodies("/api/addNode")] == [
+        {**ENTRY_D, "tags": ["admitted"]}
+    ]
+    assert [e["id"] for e in onboarded.get(CLUSTER)["nodes"]["nodeData"]] == ["node-a", "node-b", "node-d"]
+    assert enrollment.refusals()["node-c"].detail == "add_node pre-check: node-c: 8 GPUs, this cluster takes at most 4"
