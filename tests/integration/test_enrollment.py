@@ -306,3 +306,26 @@ def test_with_the_real_governance_and_an_add_node_policy(tmp_path, onboarded, pa
     ]
     assert [e["id"] for e in onboarded.get(CLUSTER)["nodes"]["nodeData"]] == ["node-a", "node-b", "node-d"]
     assert enrollment.refusals()["node-c"].detail == "add_node pre-check: node-c: 8 GPUs, this cluster takes at most 4"
+
+
+def test_the_enrolled_document_is_read_over_http(tmp_path, onboarded, make_enrollment):
+    import json
+    import urllib.request
+
+    from aggregator.governance import Governance
+    from aggregator.http_app import create_app, start_http_in_thread
+
+    enrollment = make_enrollment(onboarded, None, None)
+    enrollment.on_change(change("joined", gpu_node_d()))
+    assert enrollment.wait_idle(10)
+    db = Database(tmp_path / "governance.db")
+    server = start_http_in_thread(create_app(governance=Governance(db, lambda uri: None), cluster_store=onboarded,
+                                             tokens=["t"]))
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/clusters/read/{CLUSTER}", timeout=10) as answer:
+            body = json.loads(answer.read())
+    finally:
+        server.stop()
+        db.close()
+    assert body == {"success": True,
+                    "data": expected_document([ENTRY_A, ENTRY_B, ENTRY_C, ENTRY_D], TOTALS_ABCD)}
