@@ -308,24 +308,41 @@ def test_with_the_real_governance_and_an_add_node_policy(tmp_path, onboarded, pa
     assert enrollment.refusals()["node-c"].detail == "add_node pre-check: node-c: 8 GPUs, this cluster takes at most 4"
 
 
-def test_the_enrolled_document_is_read_over_http(tmp_path, onboarded, make_enrollment):
+def test_the_document_and_the_records_are_read_over_http(tmp_path, onboarded, governance, make_enrollment):
     import json
     import urllib.request
 
     from aggregator.governance import Governance
     from aggregator.http_app import create_app, start_http_in_thread
+    from aggregator.onboarding.http_routes import enrollment_router
 
-    enrollment = make_enrollment(onboarded, None, None)
+    governance.answer = lambda action, data: (Verdict(False, "no 8-GPU nodes") if data["node_data"]["gpus"]["count"] == 8
+                                              else Verdict(True, data))
+    onboarded.put(CLUSTER, expected_document([ENTRY_A, ENTRY_B], TOTALS_AB))
+    enrollment = make_enrollment(onboarded, governance, None)
+    enrollment.on_change(change("joined", gpu_node_c()))
     enrollment.on_change(change("joined", gpu_node_d()))
     assert enrollment.wait_idle(10)
     db = Database(tmp_path / "governance.db")
     server = start_http_in_thread(create_app(governance=Governance(db, lambda uri: None), cluster_store=onboarded,
-                                             tokens=["t"]))
+                                             tokens=["t"], routers=[enrollment_router(enrollment)]))
+
+    def get(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as answer:
+            return json.loads(answer.read())
+
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/clusters/read/{CLUSTER}", timeout=10) as answer:
-            body = json.loads(answer.read())
+        document, records = get(f"/clusters/read/{CLUSTER}"), get("/enrollment/records")
     finally:
         server.stop()
         db.close()
-    assert body == {"success": True,
-                    "data": expected_document([ENTRY_A, ENTRY_B, ENTRY_C, ENTRY_D], TOTALS_ABCD)}
+    assert document == {"success": True, "data": expected_document([ENTRY_A, ENTRY_B, ENTRY_D], {
+        "gpus": {"count": 3, "memory": 46080}, "vcpus": {"count": 112}, "memory": 708998, "swap": 6142,
+        "storage": {"disks": 4, "size": 5208113},
+        "network": {"interfaces": 4, "txBandwidth": 151000, "rxBandwidth": 151000}})}
+    assert records == {"success": True, "records": [
+        {"timestamp": 1234.0, "node_id": "node-c", "action": "add_node", "outcome": "refused",
+         "detail": "add_node pre-check: no 8-GPU nodes"},
+        {"timestamp": 1234.0, "node_id": "node-d", "action": "add_node", "outcome": "enrolled",
+         "detail": "3 nodes in the cluster"},
+    ]}
