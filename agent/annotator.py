@@ -22,6 +22,7 @@ it. `sync_once()` does one synchronous read+patch (for `annotate --once`).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import threading
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from agent.annotation import ANNOTATION_KEY, gpu_annotation_value
-from agent.kube import KubeApiError, NodeIdentity, api_error, node_id_from
+from agent.kube import KubeApiError, KubeConfigError, NodeIdentity, api_error, load_api_client, node_id_from
 from proto.telemetry.v1.readings import NodeInventory
 
 __all__ = [
@@ -45,7 +46,9 @@ __all__ = [
     "metadata_patch",
     "Backoff",
     "AnnotatorStatus",
+    "GpusUnknown",
     "NodeAnnotator",
+    "open_node_annotator",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,9 +63,15 @@ OWNED_LABELS = (LABEL_COUNT, LABEL_PRODUCT, LABEL_MEMORY, LABEL_ARCHITECTURE, LA
 OWNED_ANNOTATIONS = (ANNOTATION_KEY,)
 # Merge patch: maps merge key by key and null deletes a key, on every API server.
 PATCH_CONTENT_TYPE = "application/merge-patch+json"
+# NodeReader's nvml_status when the GPU collector raised (agent/node_reader.py).
+GPU_COLLECTOR_FAILED = "gpu collector failed"
 
 _LABEL_VALUE_MAX = 63
 _NOT_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class GpusUnknown(Exception):
+    """The inventory could not say which GPUs the node has (the GPU collector failed)."""
 
 
 @dataclass(frozen=True)
@@ -231,7 +240,16 @@ class NodeAnnotator:
     # -------------------------------------------------------- sampling side
 
     def observe(self, inventory: NodeInventory) -> None:
-        """Record what the Node should carry; never blocks on the network."""
+        """Record what the Node should carry; never blocks on the network.
+
+        An inventory whose GPU collector crashed says nothing about the GPUs:
+        it is skipped, so one bad reading never wipes the annotation to `[]`.
+        (A node without NVML reports its reason in `nvml_status` and no GPUs:
+        that is a real "no GPU here" and is written.)
+        """
+        if _gpus_unknown(inventory):
+            log.debug("node annotator: GPUs unknown this time (%s); keeping the last state", inventory.nvml_status)
+            return
         desired = desired_metadata(inventory)
         with self._lock:
             if desired == self._desired:
@@ -316,9 +334,12 @@ class NodeAnnotator:
     def sync_once(self, inventory: NodeInventory | None = None) -> dict | None:
         """One synchronous read of the Node and, if needed, one patch.
 
-        Returns the patch sent (None: nothing to change). Raises `KubeApiError`.
+        Returns the patch sent (None: nothing to change). Raises `KubeApiError`,
+        or `GpusUnknown` when `inventory` comes from a failed GPU collector.
         """
         if inventory is not None:
+            if _gpus_unknown(inventory):
+                raise GpusUnknown(f"the node's GPUs could not be read: {inventory.nvml_status}")
             self.observe(inventory)
         with self._lock:
             desired = self._desired
@@ -363,6 +384,10 @@ class NodeAnnotator:
         self._status = replace(self._status, patches=self._status.patches + 1)
 
 
+def _gpus_unknown(inventory: NodeInventory) -> bool:
+    return not inventory.gpus and inventory.nvml_status.startswith(GPU_COLLECTOR_FAILED)
+
+
 def _summary(patch: dict) -> str:
     parts = []
     for section, changes in patch["metadata"].items():
@@ -370,3 +395,33 @@ def _summary(patch: dict) -> str:
             shown = "(removed)" if value is None else (value if len(value) <= 60 else value[:57] + "...")
             parts.append(f"{key}={shown}")
     return ", ".join(parts)
+
+
+def open_node_annotator(
+    node_name: str,
+    *,
+    kubeconfig: str | None = None,
+    env: Mapping[str, str] | None = None,
+    resync_interval_s: float | None = None,
+) -> NodeAnnotator | None:
+    """The daemon's annotator, or None (logged) where no API server is configured,
+    so the agent also runs outside Kubernetes. Not started: call `.start()`.
+
+    Wiring into the daemon: `daemon.inventory_observers.append(annotator.observe)`.
+    `resync_interval_s` defaults to env `AIOS_ANNOTATE_RESYNC_S`, else 300.
+    """
+    env = os.environ if env is None else env
+    try:
+        api_client = load_api_client(kubeconfig, env=env)
+    except KubeConfigError as exc:
+        log.warning("node annotator off: %s", exc)
+        return None
+    from kubernetes.client import CoreV1Api
+
+    if resync_interval_s is None:
+        raw = env.get("AIOS_ANNOTATE_RESYNC_S", "")
+        try:
+            resync_interval_s = float(raw) if raw else 300.0
+        except ValueError as exc:
+            raise ValueError(f"AIOS_ANNOTATE_RESYNC_S={raw!r}: not a number of seconds") from exc
+    return NodeAnnotator(CoreV1Api(api_client), node_name, resync_interval_s=resync_interval_s, env=env)

@@ -28,8 +28,6 @@ from proto.telemetry.v1.readings import NodeInventory, NodeSample
 __all__ = ["Reader", "Sink", "AgentDaemon", "DEFAULT_INTERVAL_S", "interval_from_env"]
 
 log = logging.getLogger(__name__)
-# APScheduler logs every run at INFO; one line per sample is noise
-logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 DEFAULT_INTERVAL_S = 10.0
 _JOB_ID = "sample"

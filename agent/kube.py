@@ -3,9 +3,9 @@
 The client comes from, in this order: an explicit kubeconfig path
 (`--kubeconfig`), the `KUBECONFIG` env var, the pod's service account
 (in-cluster), then `~/.kube/config`. The Node's name comes from the downward
-API (`NODE_NAME` = `spec.nodeName`; the old daemon's `KUBERNETES_NODE_NAME` is
-accepted). The node id is the Node's `nodeID` label, else env `NODE_ID`, else
-the Node's name (contracts.md section 1).
+API (`NODE_NAME` = `spec.nodeName`, or the old `KUBERNETES_NODE_NAME`; see
+`agent.identity`). The node id is the Node's `nodeID` label, else env
+`NODE_ID`, else the Node's name (contracts.md section 1): `node_id_from`.
 
 Errors from the API are turned into one readable sentence here
 (`describe_api_error`), so every caller logs the same clear message.
@@ -14,7 +14,6 @@ Errors from the API are turned into one readable sentence here
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,19 +21,16 @@ from typing import Any, Mapping
 __all__ = [
     "KubeError",
     "KubeConfigError",
-    "NodeNameMissing",
     "KubeApiError",
     "NodeIdentity",
     "NODE_ID_LABEL",
     "load_api_client",
-    "node_name_from_env",
     "node_id_from",
     "read_node_identity",
     "describe_api_error",
 ]
 
 NODE_ID_LABEL = "nodeID"
-NODE_NAME_ENV = ("NODE_NAME", "KUBERNETES_NODE_NAME")
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
@@ -46,17 +42,12 @@ class KubeConfigError(KubeError):
     """No usable way to reach the API server (no kubeconfig, not in a pod)."""
 
 
-class NodeNameMissing(KubeError):
-    """The agent was not told which Node it runs on."""
-
-
 class KubeApiError(KubeError):
     """One API call failed; `.status` is the HTTP status (None: no answer)."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True):
+    def __init__(self, message: str, *, status: int | None = None):
         super().__init__(message)
         self.status = status
-        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -103,19 +94,6 @@ def load_api_client(
     return client.ApiClient(configuration)
 
 
-def node_name_from_env(env: Mapping[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    for key in NODE_NAME_ENV:
-        value = env.get(key, "").strip()
-        if value:
-            return value
-    raise NodeNameMissing(
-        "the Node's name is unknown: set NODE_NAME from the downward API "
-        "(env: - name: NODE_NAME, valueFrom: fieldRef: fieldPath: spec.nodeName) "
-        f"or pass --node-name (this host is {socket.gethostname()!r})"
-    )
-
-
 def node_id_from(labels: Mapping[str, str] | None, node_name: str, env: Mapping[str, str] | None = None) -> NodeIdentity:
     """Pure: the node id from the Node's labels, else NODE_ID, else the name."""
     env = os.environ if env is None else env
@@ -142,10 +120,7 @@ def read_node_identity(
 def api_error(exc: BaseException, *, verb: str, node_name: str, timeout_s: float | None = None) -> KubeApiError:
     status = getattr(exc, "status", None)
     status = status if isinstance(status, int) and status > 0 else None
-    retryable = status not in (400,)  # a malformed request does not heal by waiting
-    return KubeApiError(
-        describe_api_error(exc, verb=verb, node_name=node_name, timeout_s=timeout_s), status=status, retryable=retryable
-    )
+    return KubeApiError(describe_api_error(exc, verb=verb, node_name=node_name, timeout_s=timeout_s), status=status)
 
 
 def describe_api_error(exc: BaseException, *, verb: str, node_name: str, timeout_s: float | None = None) -> str:

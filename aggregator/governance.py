@@ -163,15 +163,22 @@ class Governance:
     # --- running -----------------------------------------------------------
 
     def precheck(self, action: str, input_data: dict) -> PrecheckVerdict:
-        uri = self.policy_for(action)
-        if uri is None:
-            return PrecheckVerdict(True, input_data, None)
-        try:
-            handle = self._handle(uri)
-            result = handle.eval(input_data)
-        except PolicyError as exc:
-            log.warning("pre-check %s: policy %s failed, refusing: %s", action, uri, exc.reason)
-            return PrecheckVerdict(False, f"pre-check policy {uri} failed: {exc.reason}", uri)
+        for attempt in (1, 2):
+            uri = self.policy_for(action)
+            if uri is None:
+                return PrecheckVerdict(True, input_data, None)
+            handle = None
+            try:
+                handle = self._handle(uri)
+                result = handle.eval(input_data)
+                break
+            except PolicyError as exc:
+                with self._lock:
+                    replaced = handle is not None and self._handles.get(uri) is not handle
+                if attempt == 1 and replaced:
+                    continue  # a map update closed this handle mid-call; ask the current map again
+                log.warning("pre-check %s: policy %s failed, refusing: %s", action, uri, exc.reason)
+                return PrecheckVerdict(False, f"pre-check policy {uri} failed: {exc.reason}", uri)
         allowed = result.get("allowed")
         if not isinstance(allowed, bool) or "input_data" not in result:
             return PrecheckVerdict(

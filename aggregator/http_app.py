@@ -36,6 +36,9 @@ from aggregator.json_body import BodyError, parse_json_body
 
 __all__ = [
     "ApiError",
+    "install_error_handlers",
+    "read_json_body",
+    "require_token",
     "WRITE_METHODS",
     "create_app",
     "require_token_for_writes",
@@ -65,30 +68,60 @@ def _failure(status: int, message: str, headers: dict[str, str] | None = None) -
     return JSONResponse({"success": False, "message": message}, status_code=status, headers=headers)
 
 
-def require_token_for_writes(tokens: Tokens) -> Callable[[Request], None]:
-    """A FastAPI dependency: writing requests need a valid bearer token."""
+def require_token(
+    tokens: Tokens, *, methods: frozenset[str] | None = None, open_paths: frozenset[str] = frozenset()
+) -> Callable[[Request], None]:
+    """A FastAPI dependency: requests need a valid bearer token.
+
+    `methods`: only these methods need it (None: all); `open_paths`: paths that never do.
+    """
 
     def check(request: Request) -> None:
-        if request.method not in WRITE_METHODS:
+        if methods is not None and request.method not in methods:
+            return
+        if request.url.path in open_paths:
             return
         accepted = tokens() if callable(tokens) else tokens
         challenge = {"WWW-Authenticate": "Bearer"}
         if not accepted:
-            raise ApiError(401, "writing is disabled: the aggregator has no token (set AIOS_TOKEN or AIOS_TOKEN_FILE)", challenge)
+            raise ApiError(401, "this server has no token, so it refuses this request (set AIOS_TOKEN or AIOS_TOKEN_FILE)", challenge)
         presented = bearer_token(request.headers.get("authorization"))
         if presented is None:
-            raise ApiError(401, "this request changes data and needs 'Authorization: Bearer <token>'", challenge)
+            raise ApiError(401, "this request needs 'Authorization: Bearer <token>'", challenge)
         if not token_matches(presented, accepted):
             raise ApiError(401, "the bearer token is not valid", challenge)
 
     return check
 
 
-async def _json_body(request: Request) -> Any:
+def require_token_for_writes(tokens: Tokens) -> Callable[[Request], None]:
+    """A FastAPI dependency: writing requests need a valid bearer token; reads are open."""
+    return require_token(tokens, methods=WRITE_METHODS)
+
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+async def read_json_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """The request's JSON object, size-limited; `ApiError` (400/413) says what is wrong."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, f"the request body is over {max_bytes} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > max_bytes:
+            raise ApiError(413, f"the request body is over {max_bytes} bytes")
     try:
-        return parse_json_body(await request.body())
+        return parse_json_body(bytes(raw))
     except BodyError as exc:
         raise ApiError(400, str(exc)) from exc
+
+
+# the routes read their bodies themselves (clear JSON errors); this documents them in OpenAPI
+_JSON_OBJECT_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+}
 
 
 def _governance_router(governance: Governance) -> APIRouter:
@@ -98,18 +131,18 @@ def _governance_router(governance: Governance) -> APIRouter:
     def read_policy_map() -> dict:
         return {"success": True, "data": governance.policy_map()}
 
-    @router.post("/pre-check-policies/update")
+    @router.post("/pre-check-policies/update", openapi_extra=_JSON_OBJECT_BODY)
     async def update_policy_map(request: Request) -> dict:
-        changes = await _json_body(request)
+        changes = await read_json_body(request)
         try:
             current = await run_in_threadpool(governance.update, changes)
         except GovernanceError as exc:
             raise ApiError(400, str(exc)) from exc
         return {"success": True, "data": current}
 
-    @router.post("/pre-check/{action}")
+    @router.post("/pre-check/{action}", openapi_extra=_JSON_OBJECT_BODY)
     async def run_precheck(action: str, request: Request) -> dict:
-        input_data = await _json_body(request)
+        input_data = await read_json_body(request)
         try:
             verdict = await run_in_threadpool(governance.precheck, action, input_data)
         except GovernanceError as exc:
@@ -132,9 +165,9 @@ def _cluster_router(store: ClusterStore, updater: ClusterUpdater) -> APIRouter:
         except UnknownCluster as exc:
             raise ApiError(404, f"cluster {cluster_id!r} is not known here") from exc
 
-    @router.patch("/clusters/update/{cluster_id}")
+    @router.patch("/clusters/update/{cluster_id}", openapi_extra=_JSON_OBJECT_BODY)
     async def update_cluster(cluster_id: str, request: Request) -> dict:
-        changes = await _json_body(request)
+        changes = await read_json_body(request)
         try:
             document = await run_in_threadpool(updater.update, cluster_id, changes)
         except UnknownCluster as exc:
@@ -160,18 +193,8 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def create_app(
-    *,
-    governance: Governance,
-    cluster_store: ClusterStore,
-    tokens: Tokens,
-    routers: Sequence[APIRouter] = (),
-    title: str = "AIOS aggregator",
-) -> FastAPI:
-    """The aggregator's app. `routers` are other components' routes; the token rule covers them too."""
-    app = FastAPI(title=title, dependencies=[Depends(require_token_for_writes(tokens))])
-    app.state.governance = governance
-    app.state.cluster_store = cluster_store
+def install_error_handlers(app: FastAPI) -> None:
+    """Errors, validation errors and unknown paths answer `{"success": false, "message": ...}`."""
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -194,6 +217,22 @@ def create_app(
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("HTTP %s %s failed", request.method, request.url.path)
         return _failure(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def create_app(
+    *,
+    governance: Governance,
+    cluster_store: ClusterStore,
+    tokens: Tokens,
+    routers: Sequence[APIRouter] = (),
+    title: str = "AIOS aggregator",
+) -> FastAPI:
+    """The aggregator's app. `routers` are other components' routes; the token rule covers them too."""
+    app = FastAPI(title=title, dependencies=[Depends(require_token_for_writes(tokens))])
+    app.state.governance = governance
+    app.state.cluster_store = cluster_store
+
+    install_error_handlers(app)
 
     app.include_router(_governance_router(governance))
     app.include_router(_cluster_router(cluster_store, ClusterUpdater(cluster_store, governance)))

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_parser.add_argument("--memory-mb", type=int, help="worker memory limit (default AIOS_POLICY_MEMORY_MB or 1024)")
     run_parser.add_argument("--no-install", action="store_true", help="do not pip-install requirements.txt")
     run_parser.add_argument("--cache-dir", type=Path, help="where packages are extracted (AIOS_POLICY_CACHE_DIR)")
-    run_parser.set_defaults(handler=run)
+    run_parser.set_defaults(run=run, handler=run)  # `run`: the cli convention; `handler`: kept for early merges
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         input_data = _json_argument(args.input if args.input == "-" else f"@{args.input}", "--input")
         settings = _json_argument(args.settings, "--settings")
         parameters = _json_argument(args.parameters, "--parameters")
-        overrides: dict = {}
+        # run here even inside the aggregator's container: the package path is the caller's
+        overrides: dict = {"sidecar_url": ""}
         if args.mode:
             overrides["mode"] = args.mode
         if args.timeout:

@@ -146,8 +146,8 @@ def main() -> None:
     wm, dm = statistics.median(worker_ms), statistics.median(direct_ms)
     print(f"| one eval, {args.nodes} nodes x 8 GPUs ({payload_mb:.1f} MB JSON), ms (median of {args.repeats}) "
           f"| {wm:.1f} | {dm:.1f} | {wm / dm:.0f}x |")
-    print(f"| of which: json.dumps of the input (aggregator side), ms | {statistics.median(dumps_ms):.1f} | | |")
-    print(f"| of which: json.loads of the input (worker side), ms | {statistics.median(loads_ms):.1f} | | |")
+    print(f"| reference: json.dumps of that input in this process, ms | {statistics.median(dumps_ms):.1f} | | |")
+    print(f"| reference: json.loads of that input in this process, ms | {statistics.median(loads_ms):.1f} | | |")
 
 
 if __name__ == "__main__":

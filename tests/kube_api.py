@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kmock import KubernetesEmulator, KubernetesError, Server
+from kmock import KubernetesEmulator, KubernetesError, Server, resource
 
-NODES = "v1/nodes"
+NODES = resource("v1/nodes")
 
 
 class RefusingEmulator(KubernetesEmulator):

@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         interval = args.interval or interval_from_env(os.environ) or DEFAULT_INTERVAL_S
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
+    # APScheduler logs every job run at INFO: one line per sample is noise
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     identity = local_node_identity()
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,6 +10,7 @@ then {"op": "eval", "parameters", "input_data"} / {"op": "management", "action",
 Replies: {"ok": true, ...} or {"ok": false, "error": "...", "replace": bool}.
 """
 
+import gc
 import json
 import os
 import sys
@@ -100,7 +101,13 @@ def main():
         line = proto_in.readline()
         if not line:
             return 0
-        message = json.loads(line)
+        # decoding a large input makes many containers; the cyclic GC would walk
+        # them again and again while they are being built (none of them is garbage yet)
+        gc.disable()
+        try:
+            message = json.loads(line)
+        finally:
+            gc.enable()
         op = message.get("op")
         try:
             if op == "init":

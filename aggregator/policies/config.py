@@ -9,13 +9,19 @@ An empty env value counts as unset: the guide's switch back to local sets
 `POLICY_SYSTEM_EXECUTOR_ID=""`.
 
 Our own knobs (limits, cache) use `AIOS_POLICY_*` variables.
+
+`AIOS_POLICY_SIDECAR_URL` (set on the aggregator's container only) sends every
+policy call to the pod's policy-runner container instead of running it here;
+that container's own env then decides local or remote. Its token is the
+aggregator's (`AIOS_TOKEN_FILE`, re-read per call so a rotated Secret is
+followed, or `AIOS_TOKEN`).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -32,7 +38,7 @@ class PolicyConfig:
     executor_id: str = ""
     policy_db_url: str = ""
     executor_host_url: str = ""
-    cache_dir: Path = Path(tempfile.gettempdir()) / "aios-policies"
+    cache_dir: Path = Path(tempfile.gettempdir()) / f"aios-policies-{os.getuid()}"
     call_timeout_s: float = 30.0  # one eval/management call
     load_timeout_s: float = 60.0  # importing function.py and building the instance
     memory_limit_mb: int = 1024  # RLIMIT_AS of each worker process; 0 = no limit
@@ -43,6 +49,9 @@ class PolicyConfig:
     max_extracted_bytes: int = 500 * 1024 * 1024
     max_result_bytes: int = 64 * 1024 * 1024
     http_timeout_s: float = 30.0  # policy DB and remote executor requests
+    sidecar_url: str = ""  # non-empty: run every policy through the policy-runner sidecar
+    sidecar_token: str = field(default="", repr=False)
+    sidecar_token_file: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in EXECUTION_MODES:
@@ -91,6 +100,9 @@ class PolicyConfig:
             "executor_id": pick("POLICY_SYSTEM_EXECUTOR_ID", "policyExecutorId", ""),
             "policy_db_url": env.get("POLICY_DB_URL", "").strip().rstrip("/"),
             "executor_host_url": env.get("POLICY_EXECUTOR_HOST_URL", "").strip().rstrip("/"),
+            "sidecar_url": env.get("AIOS_POLICY_SIDECAR_URL", "").strip().rstrip("/"),
+            "sidecar_token": env.get("AIOS_TOKEN", "").strip(),
+            "sidecar_token_file": env.get("AIOS_TOKEN_FILE", "").strip(),
         }
         if env.get("AIOS_POLICY_CACHE_DIR"):
             values["cache_dir"] = Path(env["AIOS_POLICY_CACHE_DIR"])

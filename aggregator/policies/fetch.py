@@ -108,6 +108,17 @@ def _extract_into_cache(archive: Path, final: Path, origin: str, max_extracted_b
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _ensure_private_cache(cache_dir: Path) -> None:
+    """Our cache only: a folder others can write to could be seeded with a hostile package."""
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = cache_dir.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise FetchError(
+            f"policy cache {cache_dir} is not private (owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); "
+            "set AIOS_POLICY_CACHE_DIR to a folder only the aggregator can write"
+        )
+
+
 def fetch_package(
     location: str,
     *,
@@ -117,6 +128,7 @@ def fetch_package(
     max_extracted_bytes: int = 500 * 1024 * 1024,
 ) -> FetchedPackage:
     cache_dir = Path(cache_dir)
+    _ensure_private_cache(cache_dir)
     split = urllib.parse.urlsplit(location)
     scheme = split.scheme.lower()
     if scheme in ("http", "https"):

@@ -9,6 +9,7 @@ from aggregator.policies.handle import PolicyHandle
 from aggregator.policies.local import LocalPolicy
 from aggregator.policies.remote import RemotePolicy
 from aggregator.policies.requirements import REQUIREMENTS_FILE, install_requirements
+from aggregator.policies.sidecar_client import SidecarPolicy
 from aggregator.policies.source import resolve_source
 from aggregator.policies.worker import WorkerSpec
 
@@ -27,7 +28,14 @@ def open_policy(
     Local mode: resolve, fetch, extract, install requirements, start the worker
     and build the instance now, so a broken package fails here. Remote mode:
     the executor loads the policy by URI, so only a URI can run remotely.
+    With `config.sidecar_url` set, the policy-runner sidecar does all of this
+    (its own env picks the mode) and the handle forwards to it.
     """
+    if config.sidecar_url:
+        sidecar = SidecarPolicy(source, settings=settings, parameters=parameters, config=config)
+        sidecar.start()
+        return sidecar
+
     if config.mode == "remote":
         if is_package_location(source):
             raise PolicyConfigError(

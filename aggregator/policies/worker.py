@@ -181,6 +181,7 @@ class WorkerProcess:
             line = raw.decode("utf-8", "replace").rstrip()
             self._stderr_tail.append(line)
             log.info("policy %s [pid %d]: %s", self.spec.label, self._proc.pid, line)
+        stream.close()
 
     def alive(self) -> bool:
         return self._proc.poll() is None

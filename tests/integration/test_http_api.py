@@ -94,6 +94,11 @@ def api(tmp_path, policy_db):
     extra = APIRouter()
     extra.add_api_route("/extra", lambda: {"success": True, "data": "read"}, methods=["GET"])
     extra.add_api_route("/extra", lambda: {"success": True, "data": "written"}, methods=["POST"])
+
+    def typed(count: int) -> dict:
+        return {"success": True, "data": count}
+
+    extra.add_api_route("/extra/typed", typed, methods=["GET"])
     server = start_http_in_thread(create_app(governance=governance, cluster_store=store, tokens=[TOKEN],
                                              routers=[extra]))
 
@@ -218,6 +223,13 @@ def test_writing_without_the_token_is_refused(api, method, path, body, token):
     assert api.governance.policy_map() == {}
 
 
+def test_openapi_document_describes_the_bodies(api):
+    status, document, _ = api.call("GET", "/openapi.json", token=None)
+    assert status == 200
+    patch = document["paths"]["/clusters/update/{cluster_id}"]["patch"]
+    assert patch["requestBody"]["content"]["application/json"]["schema"] == {"type": "object"}
+
+
 def test_reads_need_no_token_and_other_routers_are_served(api):
     assert api.call("GET", "/extra", token=None)[:2] == (200, {"success": True, "data": "read"})
     assert api.call("POST", "/extra", {})[:2] == (200, {"success": True, "data": "written"})
@@ -240,6 +252,7 @@ def test_reads_need_no_token_and_other_routers_are_served(api):
          "unknown pre-check action(s): 'teleport'"),
         ("POST", "/pre-check-policies/update", b'{"add_node": 5}', 400, "add_node: the value must be"),
         ("GET", "/clusters/read/nope", None, 404, "cluster 'nope' is not known here"),
+        ("GET", "/extra/typed?count=many", None, 422, "invalid request: query.count: Input should be a valid integer"),
         ("GET", "/no/such/endpoint", None, 404, "no such endpoint: GET /no/such/endpoint"),
         ("DELETE", "/clusters/read/cluster-123", None, 405, "method DELETE is not allowed"),
     ],

@@ -7,19 +7,10 @@ from kubernetes.client.exceptions import ApiException
 
 from agent.kube import (
     KubeConfigError,
-    NodeNameMissing,
     describe_api_error,
     load_api_client,
     node_id_from,
-    node_name_from_env,
 )
-
-
-def test_node_name_from_downward_api_then_old_variable():
-    assert node_name_from_env({"NODE_NAME": "gpu-7", "KUBERNETES_NODE_NAME": "old"}) == "gpu-7"
-    assert node_name_from_env({"KUBERNETES_NODE_NAME": "old"}) == "old"
-    with pytest.raises(NodeNameMissing, match="NODE_NAME.*spec.nodeName"):
-        node_name_from_env({"NODE_NAME": "  "})
 
 
 @pytest.mark.parametrize(

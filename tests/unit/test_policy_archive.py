@@ -162,3 +162,12 @@ def test_not_an_archive_and_missing_code_folder(tmp_path):
     assert not any((tmp_path / "cache" / "packages").glob("*/pkg"))  # a refused package is not cached
     with pytest.raises(FetchError, match="no such file"):
         fetch_package(str(tmp_path / "absent.tar.gz"), cache_dir=tmp_path / "cache")
+
+
+def test_a_cache_folder_others_can_write_is_refused(tmp_path):
+    package = write_package("zip", tmp_path / "src", GOOD)
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(FetchError, match="is not private"):
+        fetch_package(str(package), cache_dir=shared)

@@ -7,7 +7,9 @@
 - neither: keep the Node true: re-read the GPUs every `--interval` seconds,
   compare with the live Node every `--resync-interval` seconds, until SIGTERM.
 
-The body lives here; `agent/cli.py` only registers it (`add_arguments`, `run`).
+The Node's name: `--node-name`, else NODE_NAME / KUBERNETES_NODE_NAME (the
+downward API), else the hostname (the kubelet's default Node name).
+The body lives here; `agent/cli.py` only registers it (`register`).
 """
 
 from __future__ import annotations
@@ -21,18 +23,12 @@ import sys
 import threading
 from typing import Any, Callable, Mapping, TextIO
 
-from agent.annotator import NodeAnnotator, desired_metadata, metadata_patch
-from agent.kube import (
-    KubeApiError,
-    KubeConfigError,
-    NodeNameMissing,
-    load_api_client,
-    node_id_from,
-    node_name_from_env,
-    read_node_identity,
-)
+from agent.annotator import GpusUnknown, NodeAnnotator, desired_metadata, metadata_patch
+from agent.identity import local_node_identity
+from agent.node_reader import NodeReader, open_node_reader
+from agent.kube import KubeApiError, KubeConfigError, load_api_client, node_id_from, read_node_identity
 
-__all__ = ["add_arguments", "run", "main"]
+__all__ = ["register", "add_arguments", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -46,30 +42,32 @@ def _env_float(env: Mapping[str, str], key: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"env {key}={raw!r} is not a number of seconds") from exc
+        raise SystemExit(f"aios-agent annotate: env {key}={raw!r} is not a number of seconds") from exc
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "annotate",
+        parents=[common],
+        help="keep the Node's gpu.aios/info annotation and gpu.aios/* labels true (--once, --dry-run)",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:
+    """The annotate flags (`--host-root`, `--nvml-library` come from the common parser)."""
     env = os.environ if env is None else env
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="patch the Node once and exit")
     mode.add_argument("--dry-run", action="store_true", help="print the patch (JSON) instead of sending it")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG, in-cluster, ~/.kube/config)")
-    parser.add_argument("--node-name", default=None, help="the Node's name (default: NODE_NAME / KUBERNETES_NODE_NAME)")
+    parser.add_argument("--node-name", default=None, help="the Node's name (default: NODE_NAME, KUBERNETES_NODE_NAME, else the hostname)")
     parser.add_argument("--interval", type=float, default=_env_float(env, "AIOS_INTERVAL_S", 10.0),
                         help="seconds between GPU readings in loop mode (AIOS_INTERVAL_S, default 10)")
     parser.add_argument("--resync-interval", type=float, default=_env_float(env, "AIOS_ANNOTATE_RESYNC_S", 300.0),
                         help="seconds between comparisons with the live Node (AIOS_ANNOTATE_RESYNC_S, default 300)")
     parser.add_argument("--request-timeout", type=float, default=10.0, help="seconds per API request (default 10)")
-    parser.add_argument("--host-root", default=env.get("AIOS_HOST_ROOT", "/"), help="the host's / (AIOS_HOST_ROOT)")
-    parser.add_argument("--nvml-library", default=env.get("AIOS_NVML_LIBRARY") or None,
-                        help="path of libnvidia-ml.so.1 (AIOS_NVML_LIBRARY)")
-
-
-def _open_node_reader(**kwargs: Any) -> Any:
-    from agent.node_reader import open_node_reader  # the host branch's reader
-
-    return open_node_reader(**kwargs)
 
 
 def _core_v1(kubeconfig: str | None) -> Any:
@@ -83,19 +81,13 @@ def run(
     *,
     env: Mapping[str, str] | None = None,
     out: TextIO | None = None,
-    open_reader: Callable[..., Any] = _open_node_reader,
+    open_reader: Callable[..., NodeReader] = open_node_reader,
     open_api: Callable[[str | None], Any] = _core_v1,
     stop: threading.Event | None = None,
 ) -> int:
     env = os.environ if env is None else env
     out = sys.stdout if out is None else out
-    try:
-        node_name = args.node_name or node_name_from_env(env)
-    except NodeNameMissing as exc:
-        if not args.dry_run:
-            print(f"aios-agent annotate: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
-        node_name = ""  # a dry run prints GPU metadata only; the name is not part of it
+    node_name = args.node_name or local_node_identity(env).node_name
 
     if args.dry_run:
         identity = node_id_from(None, node_name, env)
@@ -138,10 +130,10 @@ def run(
         reader.close()
 
 
-def _once(annotator: NodeAnnotator, reader: Any, out: TextIO) -> int:
+def _once(annotator: NodeAnnotator, reader: NodeReader, out: TextIO) -> int:
     try:
         patch = annotator.sync_once(reader.inventory())
-    except KubeApiError as exc:
+    except (KubeApiError, GpusUnknown) as exc:
         print(f"aios-agent annotate: {exc}", file=sys.stderr)
         return EXIT_API
     if patch is None:
@@ -151,10 +143,13 @@ def _once(annotator: NodeAnnotator, reader: Any, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _loop(annotator: NodeAnnotator, reader: Any, interval_s: float, stop: threading.Event) -> int:
+def _loop(annotator: NodeAnnotator, reader: NodeReader, interval_s: float, stop: threading.Event) -> int:
     annotator.start()
     try:
         while not stop.is_set():
+            # Sampling is what notices a GPU lost or back (and a MIG change); the
+            # collector then rebuilds its cached inventory, which we observe.
+            reader.sample()
             annotator.observe(reader.inventory())
             stop.wait(interval_s)
     finally:
@@ -167,16 +162,3 @@ def _stop_on_signals() -> threading.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     return stop
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m agent.annotate_cmd`), same as `aios-agent annotate`."""
-    parser = argparse.ArgumentParser(prog="aios-agent annotate", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
