@@ -7,6 +7,7 @@ import logging
 import sys
 
 from aggregator import cli_nodes, cli_serve, policy_command, policy_sidecar_command
+from aggregator.onboarding import command as onboard_command
 
 __all__ = ["main", "build_parser"]
 
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_nodes.register(sub)
     policy_command.register(sub)
     policy_sidecar_command.register(sub)
+    onboard_command.register(sub)
     return parser
 
 
