@@ -55,7 +55,9 @@ DEFAULT_PARAMETERS = {
     "unstable_on_lost_gpus": True,
     "unstable_on_ecc_uncorrectable": True,
     "row_remap_pending_is_fatal": False,
-    "max_unhealthy_nodes": 0,
+    # the registry's own judgement of a node ("unhealthy"): off by default, the
+    # policy judges the measurements itself (so `fatal_xids` stays the rule)
+    "unstable_on_unhealthy_nodes": False,
 }
 
 _TYPES = {
@@ -67,7 +69,7 @@ _TYPES = {
     "unstable_on_lost_gpus": bool,
     "unstable_on_ecc_uncorrectable": bool,
     "row_remap_pending_is_fatal": bool,
-    "max_unhealthy_nodes": int,
+    "unstable_on_unhealthy_nodes": bool,
 }
 
 
@@ -167,7 +169,7 @@ class AIOSv1PolicyRule:
                         )
         self._last_xids = seen_xids
         other_unhealthy = sorted(unhealthy_nodes - {f["node_id"] for f in findings})
-        if len(other_unhealthy) > p["max_unhealthy_nodes"]:
+        if p["unstable_on_unhealthy_nodes"]:
             for node_id in other_unhealthy:
                 findings.append(_finding(node_id, None, "node_unhealthy", "the node reports itself unhealthy"))
         nodes = input_data["nodes_data"]
