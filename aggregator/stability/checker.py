@@ -41,6 +41,7 @@ __all__ = [
     "ConfigError",
     "interval_from_env",
     "Transition",
+    "policy_opener",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,21 @@ PolicyOpener = Callable[[str, "dict | None"], PolicyHandleLike]
 class RegistryLike(Protocol):
     def snapshot(self) -> list[NodeState]: ...
     def subscribe(self, callback: Callable[[NodeChange], None]) -> Any: ...
+
+
+def policy_opener(config) -> PolicyOpener:
+    """An opener over the policies package. `config`: a `PolicyConfig`, or a callable
+    returning one at each opening (so env/cluster-config changes apply). The default
+    package always runs locally: a remote executor only knows policies by URI."""
+    from aggregator.policies import open_policy
+
+    def open_(source: str, parameters: dict | None):
+        cfg = config() if callable(config) else config
+        if Path(source) == DEFAULT_POLICY_DIR and cfg.mode != "local":
+            cfg = cfg.with_overrides(mode="local")
+        return open_policy(source, parameters=parameters, config=cfg)
+
+    return open_
 
 
 @dataclass(frozen=True)
