@@ -116,7 +116,8 @@ class KubernetesEventSink:
         return {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{verdict.cluster_id}-stability-", "namespace": self.namespace},
+            # named after the verdict: a retry after a lost answer cannot create a second Event
+            "metadata": {"name": f"{verdict.cluster_id}-stability-{verdict.id}", "namespace": self.namespace},
             "involvedObject": {"namespace": self.namespace, **self.involved_object},
             "reason": "ClusterStable" if verdict.is_stable else "ClusterUnstable",
             "message": message[:1024],
@@ -132,6 +133,9 @@ class KubernetesEventSink:
             self._api.create_namespaced_event(self.namespace, self.event_body(transition))
         except Exception as e:  # ApiException, urllib3 errors: all retried alike
             status = getattr(e, "status", None)
+            if status == 409:
+                return  # an earlier attempt got through
+
             raise NotifyError(f"creating an Event in {self.namespace} failed" + (f" ({status})" if status else f": {e}")) from e
 
 
