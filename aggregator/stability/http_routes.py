@@ -30,9 +30,11 @@ def _error(status: int, message: str, **extra) -> JSONResponse:
     return JSONResponse({"success": False, "message": message, **extra}, status_code=status)
 
 
-def create_stability_router(checker: StabilityChecker, *, require_token: Callable) -> APIRouter:
-    """`require_token`: the app's FastAPI dependency that refuses a request without a valid token."""
+def create_stability_router(checker: StabilityChecker, *, require_token: Callable | None = None) -> APIRouter:
+    """`require_token`: a FastAPI dependency refusing a request without a valid token, for an
+    app that does not already guard every write (`aggregator.http_app.create_app` does)."""
     router = APIRouter()
+    mgmt_dependencies = [Depends(require_token)] if require_token is not None else []
 
     @router.get("/check_stability")
     def check_stability():
@@ -48,7 +50,7 @@ def create_stability_router(checker: StabilityChecker, *, require_token: Callabl
             return _error(400, "limit: expected 1..10000")
         return {"success": True, "verdicts": [v.to_json() for v in checker.history(limit, before_id)]}
 
-    @router.post("/mgmt", dependencies=[Depends(require_token)])
+    @router.post("/mgmt", dependencies=mgmt_dependencies)
     async def mgmt(request: Request):
         try:
             body = await request.json()

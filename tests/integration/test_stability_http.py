@@ -1,13 +1,12 @@
-"""The stability routes on a real uvicorn server (contracts.md §5)."""
+"""The stability routes in the aggregator's app (aggregator.http_app) on a real uvicorn server (contracts.md §5)."""
 
 import time
 
 import pytest
-from fastapi import FastAPI, Header, HTTPException
-
-from aggregator.auth import bearer_token, token_matches
 from aggregator.cluster_store import ClusterStore
 from aggregator.db import Database
+from aggregator.governance import Governance
+from aggregator.http_app import create_app
 from aggregator.policies import PolicyConfig
 from aggregator.stability.checker import StabilityChecker, policy_opener
 from aggregator.stability.http_routes import create_stability_router
@@ -21,12 +20,6 @@ TOKEN = "s3cret-token"
 CLUSTER = "cluster-http"
 
 
-def require_token(authorization: str | None = Header(default=None)):
-    token = bearer_token(authorization)
-    if token is None or not token_matches(token, [TOKEN]):
-        raise HTTPException(status_code=401, detail="a valid bearer token is required")
-
-
 @pytest.fixture
 def served(tmp_path):
     db = Database(tmp_path / "aggregator.sqlite")
@@ -36,8 +29,13 @@ def served(tmp_path):
         cluster_id=CLUSTER, registry=registry, cluster_store=clusters, verdicts=VerdictStore(db),
         open_policy=policy_opener(PolicyConfig(cache_dir=tmp_path / "cache", call_timeout_s=10)),
     )
-    app = FastAPI()
-    app.include_router(create_stability_router(checker, require_token=require_token))
+    config = PolicyConfig(cache_dir=tmp_path / "cache", call_timeout_s=10)
+    app = create_app(
+        governance=Governance(db, lambda uri: policy_opener(config)(uri, None)),
+        cluster_store=clusters,
+        tokens=[TOKEN],
+        routers=[create_stability_router(checker)],
+    )
     server = ServedApp(app)
     yield server, registry, clusters, tmp_path
     server.close()
@@ -93,6 +91,8 @@ def test_mgmt_needs_the_token_and_changes_what_the_next_check_says(served):
     request = {"block_id": "", "service": "stability_checker", "mgmt_action": "set_parameters",
                "mgmt_data": {"parameters": {"throttle_threshold_s": 10}}}
     status, body = server.request("POST", "/mgmt", request)
+    assert status == 401 and body["success"] is False
+    status, body = server.request("POST", "/mgmt", request, token="wrong")
     assert status == 401
     status, body = server.request("POST", "/mgmt", request, token=TOKEN)
     assert status == 200 and body["success"] is True
