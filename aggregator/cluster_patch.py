@@ -53,7 +53,7 @@ def validate_set(changes: Any) -> dict[str, Any]:
 def apply_set(document: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
     """A new document with every change applied (the input is not modified)."""
     result = copy.deepcopy(dict(document))
-    for path, value in validate_set(dict(changes)).items():
+    for path, value in validate_set(changes).items():
         parts = path.split(".")
         node: Any = result
         for depth, part in enumerate(parts[:-1]):

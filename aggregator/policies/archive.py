@@ -83,12 +83,13 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int) -> None:
         for info in members:
             _checked_member_path(info.filename, dest)
             mode = info.external_attr >> 16
-            if mode and stat.S_ISLNK(mode):
+            file_type = stat.S_IFMT(mode)  # 0 when the zip was written without Unix modes
+            if file_type and stat.S_ISLNK(mode):
                 # zipfile would write the link as a plain file holding the target;
                 # still refuse one meant to point outside, it says what the author wanted
                 target = zf.read(info).decode("utf-8", "replace")
                 _check_link_target(info.filename, target, relative_to_member=True, dest=dest)
-            elif mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            elif file_type and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise ArchiveError(f"archive member {info.filename!r}: special file refused")
             total += info.file_size
             if total > max_bytes:
@@ -125,7 +126,6 @@ def _extract_tar(path: Path, dest: Path, max_bytes: int) -> None:
             if member.issym():
                 _check_link_target(member.name, member.linkname, relative_to_member=True, dest=dest)
             elif member.islnk():
-                _checked_member_path(member.linkname, dest)
                 _check_link_target(member.name, member.linkname, relative_to_member=False, dest=dest)
             elif not (member.isreg() or member.isdir()):
                 raise ArchiveError(f"archive member {member.name!r}: device or special file refused")
