@@ -1,7 +1,4 @@
-"""`aios-aggregator`: the aggregator's command line (argparse subcommands).
-
-Each subcommand's body lives in its own module, registered here in one line.
-"""
+"""`aios-aggregator`: one subcommand per job, each body in its own module, registered here in one line."""
 
 from __future__ import annotations
 
@@ -9,22 +6,32 @@ import argparse
 import logging
 import sys
 
-from aggregator import policy_command
+from aggregator import cli_nodes, cli_serve, policy_command
+
+__all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aios-aggregator", description="AIOS cluster aggregator")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    policy_command.register(subparsers)
+    parser = argparse.ArgumentParser(prog="aios-aggregator", description="The cluster's telemetry aggregator.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ... (default INFO)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (same as --log-level DEBUG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli_serve.register(sub)
+    cli_nodes.register(sub)
+    policy_command.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.handler(args)
+    level = "DEBUG" if args.verbose else str(args.log_level).upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # subcommands set `run` (telemetry's convention) or `handler` (policies')
+    command = getattr(args, "run", None) or args.handler
+    return command(args)
 
 
 if __name__ == "__main__":

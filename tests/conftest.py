@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+pytest_plugins = ["tests.fakenvml.plugin"]
+
 
 def _real_gpu_present() -> bool:
     return os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi") is not None

@@ -1,0 +1,44 @@
+"""`aios-agent`: the node agent's command line.
+
+Each subcommand lives in its own module under `agent.commands` and exposes
+`register(subparsers, common)`; adding one is an import and a line in
+`_COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from agent.commands import inventory, run, sample
+from agent.commands.common import common_parser
+
+__all__ = ["main", "build_parser"]
+
+_COMMANDS = (inventory, sample, run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aios-agent", description="Node telemetry agent for GPU clusters.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = common_parser()
+    for command in _COMMANDS:
+        command.register(subparsers, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # the reader of our output went away (`aios-agent sample | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

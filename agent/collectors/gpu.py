@@ -1,0 +1,602 @@
+"""The GPU collector: inventory, samples and health of the node's GPUs via NVML.
+
+`open_gpu_collector` is the entry point. It returns a collector that:
+- reports no GPUs, with `nvml_status` saying why, when NVML cannot start (no
+  library, no driver, no GPUs: a CPU node), and tries NVML again every
+  `retry_interval_s` (a driver can come up after the agent);
+- otherwise reads every GPU through `agent.nvml_backend`.
+
+Health: a daemon thread waits on NVML's event API for critical XID errors and
+queues them; `sample()` drains the queue, so sampling never waits on events.
+Device failures become health events on change, not on every sample:
+`gpu_lost` / `gpu_recovered`, `nvml_error` (a read failing with anything but
+"not supported"), `ecc_uncorrectable` (the volatile uncorrectable count rose),
+`row_remap_pending` / `row_remap_failure` (the flag turned on).
+
+A lost GPU keeps appearing in samples with `lost=True` and `error` set, while
+the others keep reporting. It drops out of `inventory().gpus` until it answers
+again: the inventory is what the node can offer (it feeds the `gpu.aios/info`
+annotation), so a GPU that fell off the bus must not be advertised.
+
+Cost: a field NVML reports as not supported is remembered and not asked again
+(until the GPU is lost and recovers); NVLink links are discovered once;
+identity (name, PCI id, capability, MIG devices) is read for the inventory
+only, which is rebuilt when a GPU is lost or recovers, when MIG mode changes,
+and every `inventory_refresh_s`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from agent.collectors.base import GpuCollector, GpuReport
+from agent.gpu_features import describe_capability
+from agent.gpu_throttle import decode_clock_event_reasons
+from agent.gpu_xid import describe_xid
+from agent.nvml_backend import (
+    NvmlError,
+    NvmlGpuLost,
+    NvmlNotSupported,
+    NvmlSession,
+    NvmlUnavailable,
+    open_nvml,
+)
+from proto.telemetry.v1.readings import (
+    GpuInventory,
+    GpuSample,
+    HealthEvent,
+    MigDevice,
+    NvLinkState,
+)
+
+__all__ = [
+    "open_gpu_collector",
+    "NvmlGpuCollector",
+    "NullGpuCollector",
+    "RetryingGpuCollector",
+    "LIBRARY_ENV",
+]
+
+log = logging.getLogger(__name__)
+LIBRARY_ENV = "AIOS_NVML_LIBRARY"
+_MIB = 1024 * 1024
+_EVENT_WAIT_MS = 200
+_MAX_QUEUED_EVENTS = 1000
+
+Clock = Callable[[], float]
+
+
+class NullGpuCollector:
+    """No GPUs readable here; `status` says why."""
+
+    name = "gpu"
+
+    def __init__(self, status: str, driver_version: str = "", cuda_driver_version: str = ""):
+        self.status = status
+        self._report = GpuReport((), driver_version, cuda_driver_version, status)
+
+    def inventory(self) -> GpuReport:
+        return self._report
+
+    def sample(self) -> tuple[tuple[GpuSample, ...], tuple[HealthEvent, ...]]:
+        return (), ()
+
+    def close(self) -> None:
+        pass
+
+
+# ------------------------------------------------------------- sample reads
+# Each group is one NVML call (or a few that fail together) and the GpuSample
+# fields it fills; "not supported" is remembered per group.
+
+
+def _read_memory(nv: NvmlSession, h: Any) -> dict:
+    total, used, free, reserved = nv.memory(h)
+    values = {"memory_total_mb": total // _MIB, "memory_used_mb": used // _MIB, "memory_free_mb": free // _MIB}
+    values["memory_reserved_mb"] = None if reserved is None else reserved // _MIB
+    return values
+
+
+def _read_utilization(nv: NvmlSession, h: Any) -> dict:
+    gpu, memory = nv.utilization(h)
+    return {"utilization_gpu_pct": float(gpu), "utilization_memory_pct": float(memory)}
+
+
+def _read_remapped_rows(nv: NvmlSession, h: Any) -> dict:
+    corr, unc, pending, failure = nv.remapped_rows(h)
+    return {
+        "remapped_rows_correctable": corr,
+        "remapped_rows_uncorrectable": unc,
+        "remapped_rows_pending": pending,
+        "remapped_rows_failure": failure,
+    }
+
+
+def _read_retired_pages(nv: NvmlSession, h: Any) -> dict:
+    count, pending = nv.retired_pages(h)
+    return {"retired_pages_count": count, "retired_pages_pending": pending}
+
+
+@dataclass(frozen=True)
+class _Group:
+    name: str
+    fields: tuple[str, ...]
+    read: Callable[[NvmlSession, Any], dict]
+
+
+_GROUPS: tuple[_Group, ...] = (
+    _Group("memory", ("memory_total_mb", "memory_used_mb", "memory_free_mb", "memory_reserved_mb"), _read_memory),
+    _Group("utilization", ("utilization_gpu_pct", "utilization_memory_pct"), _read_utilization),
+    _Group("temperature", ("temperature_c",), lambda nv, h: {"temperature_c": float(nv.temperature_c(h))}),
+    _Group("power_draw", ("power_draw_w",), lambda nv, h: {"power_draw_w": nv.power_draw_mw(h) / 1000.0}),
+    _Group("power_limit", ("power_limit_w",), lambda nv, h: {"power_limit_w": nv.power_limit_mw(h) / 1000.0}),
+    _Group("sm_clock", ("sm_clock_mhz",), lambda nv, h: {"sm_clock_mhz": nv.sm_clock_mhz(h)}),
+    _Group("memory_clock", ("memory_clock_mhz",), lambda nv, h: {"memory_clock_mhz": nv.memory_clock_mhz(h)}),
+    _Group(
+        "throttle_reasons",
+        ("throttle_reasons",),
+        lambda nv, h: {"throttle_reasons": decode_clock_event_reasons(nv.clock_event_reasons(h))},
+    ),
+    _Group(
+        "ecc_corrected_volatile",
+        ("ecc_corrected_volatile",),
+        lambda nv, h: {"ecc_corrected_volatile": nv.ecc_total(h, uncorrected=False, aggregate=False)},
+    ),
+    _Group(
+        "ecc_uncorrected_volatile",
+        ("ecc_uncorrected_volatile",),
+        lambda nv, h: {"ecc_uncorrected_volatile": nv.ecc_total(h, uncorrected=True, aggregate=False)},
+    ),
+    _Group(
+        "ecc_corrected_aggregate",
+        ("ecc_corrected_aggregate",),
+        lambda nv, h: {"ecc_corrected_aggregate": nv.ecc_total(h, uncorrected=False, aggregate=True)},
+    ),
+    _Group(
+        "ecc_uncorrected_aggregate",
+        ("ecc_uncorrected_aggregate",),
+        lambda nv, h: {"ecc_uncorrected_aggregate": nv.ecc_total(h, uncorrected=True, aggregate=True)},
+    ),
+    _Group("retired_pages", ("retired_pages_count", "retired_pages_pending"), _read_retired_pages),
+    _Group(
+        "remapped_rows",
+        (
+            "remapped_rows_correctable",
+            "remapped_rows_uncorrectable",
+            "remapped_rows_pending",
+            "remapped_rows_failure",
+        ),
+        _read_remapped_rows,
+    ),
+    _Group("pcie_replay", ("pcie_replay_count",), lambda nv, h: {"pcie_replay_count": nv.pcie_replay_count(h)}),
+    _Group(
+        "compute_processes",
+        ("compute_processes",),
+        lambda nv, h: {"compute_processes": nv.compute_process_count(h)},
+    ),
+)
+
+
+@dataclass
+class _GpuState:
+    """What the collector remembers about one GPU between samples."""
+
+    index: int
+    handle: Any = None
+    uuid: str = ""
+    lost: bool = False
+    lost_error: str = ""
+    unsupported_groups: set[str] = field(default_factory=set)
+    unsupported_fields: tuple[str, ...] = ()
+    nvlinks: tuple[int, ...] | None = None  # None until discovered
+    field_errors: dict[str, str] = field(default_factory=dict)
+    ecc_uncorrected_volatile: int | None = None
+    remap_pending: bool = False
+    remap_failure: bool = False
+    mig_mode: tuple[bool, bool] | None = None
+    registered_for_events: bool = False
+
+    def forget_capabilities(self) -> None:
+        self.unsupported_groups.clear()
+        self.unsupported_fields = ()
+        self.nvlinks = None
+        self.field_errors.clear()
+
+
+class NvmlGpuCollector:
+    """Reads the GPUs of an initialized NVML session."""
+
+    name = "gpu"
+
+    def __init__(
+        self,
+        session: NvmlSession,
+        *,
+        clock: Clock = time.time,
+        inventory_refresh_s: float = 300.0,
+        event_wait_ms: int = _EVENT_WAIT_MS,
+    ):
+        self._nv = session
+        self._clock = clock
+        self._inventory_refresh_s = inventory_refresh_s
+        self._lock = threading.RLock()
+        self._events: collections.deque[HealthEvent] = collections.deque(maxlen=_MAX_QUEUED_EVENTS)
+        self._driver_version = session.driver_version()
+        self._cuda_driver_version = _or_empty(session.cuda_driver_version)
+        self._report: GpuReport | None = None
+        self._report_at = 0.0
+        self._stop = threading.Event()
+        self._waiter = None
+        self._thread: threading.Thread | None = None
+        self._by_key: dict[int, _GpuState] = {}
+        self._gpus = [_GpuState(i) for i in range(session.device_count())]
+        for gpu in self._gpus:
+            self._attach(gpu)
+        self._start_event_thread(event_wait_ms)
+
+    # ------------------------------------------------------------ inventory
+
+    def inventory(self) -> GpuReport:
+        with self._lock:
+            now = self._clock()
+            if self._report is None or now - self._report_at >= self._inventory_refresh_s:
+                self._report = self._read_inventory()
+                self._report_at = now
+            return self._report
+
+    def _read_inventory(self) -> GpuReport:
+        gpus = []
+        for gpu in self._gpus:
+            if gpu.lost or gpu.handle is None:
+                continue
+            try:
+                gpus.append(self._read_gpu_inventory(gpu))
+            except NvmlGpuLost as exc:
+                self._mark_lost(gpu, exc)
+            except NvmlError as exc:
+                # Identity unreadable: report it, keep the GPU out of the inventory.
+                self._health("nvml_error", gpu, f"reading the identity of GPU {gpu.index} failed", exc.name)
+        return GpuReport(tuple(gpus), self._driver_version, self._cuda_driver_version, "ok")
+
+    def _read_gpu_inventory(self, gpu: _GpuState) -> GpuInventory:
+        nv, h = self._nv, gpu.handle
+        unsupported: list[str] = []
+
+        def optional(field_name: str, read: Callable[[], Any]) -> Any:
+            try:
+                return read()
+            except NvmlNotSupported:
+                unsupported.append(field_name)
+                return None
+
+        gpu.uuid = nv.uuid(h)
+        name = nv.name(h)
+        total = optional("memory_mb", lambda: nv.memory(h)[0])
+        pci = optional("pci_bus_id", lambda: nv.pci_bus_id(h))
+        cc = optional("compute_capability", lambda: nv.compute_capability(h))
+        facts = describe_capability(cc)
+        mig = optional("mig_enabled", lambda: nv.mig_mode(h))
+        gpu.mig_mode = mig
+        migs: tuple[MigDevice, ...] = ()
+        if mig is not None and mig[0]:
+            migs = tuple(
+                MigDevice(m.index, m.uuid, m.memory_mb, _mig_profile(m.name)) for m in nv.mig_devices(h)
+            )
+        limit = optional("power_limit_w", lambda: nv.power_limit_mw(h) / 1000.0)
+        return GpuInventory(
+            index=gpu.index,
+            uuid=gpu.uuid,
+            name=name,
+            memory_mb=0 if total is None else total // _MIB,
+            pci_bus_id=pci or "",
+            compute_capability=cc,
+            architecture=facts.architecture,
+            features=facts.features,
+            mig_enabled=None if mig is None else mig[0],
+            mig_pending=None if mig is None else mig[1],
+            mig_devices=migs,
+            power_limit_w=limit,
+            unsupported=tuple(unsupported),
+        )
+
+    def _invalidate_inventory(self) -> None:
+        self._report = None
+
+    # --------------------------------------------------------------- sample
+
+    def sample(self) -> tuple[tuple[GpuSample, ...], tuple[HealthEvent, ...]]:
+        with self._lock:
+            samples = tuple(self._sample_gpu(gpu) for gpu in self._gpus)
+            events = []
+            while self._events:
+                events.append(self._events.popleft())
+            return samples, tuple(events)
+
+    def _sample_gpu(self, gpu: _GpuState) -> GpuSample:
+        if gpu.handle is None and not self._attach(gpu):
+            return GpuSample(gpu.index, gpu.uuid, lost=True, error=gpu.lost_error)
+        nv, h = self._nv, gpu.handle
+        values: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        attempted = 0
+        try:
+            for group in _GROUPS:
+                if group.name in gpu.unsupported_groups:
+                    continue
+                attempted += 1
+                try:
+                    values.update(group.read(nv, h))
+                except NvmlNotSupported:
+                    self._mark_unsupported(gpu, group.name, group.fields)
+                except NvmlGpuLost:
+                    raise
+                except NvmlError as exc:
+                    errors[group.name] = exc.name
+            if "nvlinks" not in gpu.unsupported_groups:
+                attempted += 1
+                try:
+                    values["nvlinks"] = self._read_nvlinks(gpu)
+                except NvmlNotSupported:
+                    self._mark_unsupported(gpu, "nvlinks", ("nvlinks",))
+                except NvmlGpuLost:
+                    raise
+                except NvmlError as exc:
+                    errors["nvlinks"] = exc.name
+            self._check_mig_mode(gpu)
+        except NvmlGpuLost as exc:
+            self._mark_lost(gpu, exc)
+            return GpuSample(gpu.index, gpu.uuid, lost=True, error=gpu.lost_error)
+        if gpu.lost:
+            self._mark_recovered(gpu)
+        self._note_field_errors(gpu, errors)
+        self._note_health_counters(gpu, values)
+        error = ""
+        if errors and len(errors) == attempted:
+            error = next(iter(errors.values()))  # nothing on the device answered
+        return GpuSample(gpu.index, gpu.uuid, unsupported=gpu.unsupported_fields, error=error, **values)
+
+    def _read_nvlinks(self, gpu: _GpuState) -> tuple[NvLinkState, ...]:
+        if gpu.nvlinks is None:
+            gpu.nvlinks = self._nv.nvlink_links(gpu.handle)
+        return tuple(NvLinkState(link, self._nv.nvlink_active(gpu.handle, link)) for link in gpu.nvlinks)
+
+    def _check_mig_mode(self, gpu: _GpuState) -> None:
+        if gpu.mig_mode is None and "mig" in gpu.unsupported_groups:
+            return
+        try:
+            mode = self._nv.mig_mode(gpu.handle)
+        except NvmlNotSupported:
+            gpu.unsupported_groups.add("mig")
+            return
+        except NvmlGpuLost:
+            raise
+        except NvmlError:
+            return  # the identity read will report it
+        if mode != gpu.mig_mode:
+            gpu.mig_mode = mode
+            self._invalidate_inventory()
+
+    def _mark_unsupported(self, gpu: _GpuState, group: str, fields: tuple[str, ...]) -> None:
+        gpu.unsupported_groups.add(group)
+        gpu.unsupported_fields = tuple(sorted(set(gpu.unsupported_fields) | set(fields)))
+
+    # --------------------------------------------------------------- health
+
+    def _health(self, kind: str, gpu: _GpuState | None, message: str, nvml_error: str = "", xid=None) -> None:
+        self._events.append(
+            HealthEvent(
+                kind=kind,
+                timestamp=self._clock(),
+                gpu_index=None if gpu is None else gpu.index,
+                gpu_uuid="" if gpu is None else gpu.uuid,
+                xid=xid,
+                message=message,
+                nvml_error=nvml_error,
+            )
+        )
+
+    def _mark_lost(self, gpu: _GpuState, exc: NvmlError) -> None:
+        if not gpu.lost:
+            gpu.lost = True
+            gpu.lost_error = exc.name
+            self._health("gpu_lost", gpu, f"GPU {gpu.index} {gpu.uuid} stopped answering", exc.name)
+            self._invalidate_inventory()
+
+    def _mark_recovered(self, gpu: _GpuState) -> None:
+        gpu.lost = False
+        gpu.lost_error = ""
+        gpu.forget_capabilities()
+        self._health("gpu_recovered", gpu, f"GPU {gpu.index} {gpu.uuid} answers again")
+        self._invalidate_inventory()
+        self._register_events(gpu)
+
+    def _note_field_errors(self, gpu: _GpuState, errors: dict[str, str]) -> None:
+        for group, name in errors.items():
+            if gpu.field_errors.get(group) != name:
+                self._health("nvml_error", gpu, f"reading {group} of GPU {gpu.index} failed", name)
+        gpu.field_errors = errors
+
+    def _note_health_counters(self, gpu: _GpuState, values: dict[str, Any]) -> None:
+        unc = values.get("ecc_uncorrected_volatile")
+        if unc is not None:
+            before = gpu.ecc_uncorrected_volatile or 0
+            if unc > before:
+                self._health(
+                    "ecc_uncorrectable",
+                    gpu,
+                    f"uncorrectable ECC errors on GPU {gpu.index} rose from {before} to {unc}",
+                )
+            gpu.ecc_uncorrected_volatile = unc
+        pending = values.get("remapped_rows_pending")
+        if pending is not None:
+            if pending and not gpu.remap_pending:
+                self._health("row_remap_pending", gpu, f"GPU {gpu.index} has a row remap pending: reset it")
+            gpu.remap_pending = pending
+        failure = values.get("remapped_rows_failure")
+        if failure is not None:
+            if failure and not gpu.remap_failure:
+                self._health("row_remap_failure", gpu, f"row remapping failed on GPU {gpu.index}: it needs service")
+            gpu.remap_failure = failure
+
+    # -------------------------------------------------------------- devices
+
+    def _attach(self, gpu: _GpuState) -> bool:
+        """Get the GPU's handle (and its UUID); False while it cannot be reached."""
+        try:
+            gpu.handle = self._nv.handle(gpu.index)
+            gpu.uuid = self._nv.uuid(gpu.handle)
+        except NvmlError as exc:
+            gpu.handle = None
+            if not gpu.lost:
+                gpu.lost = True
+                gpu.lost_error = exc.name
+                self._health("gpu_lost", gpu, f"GPU {gpu.index} cannot be reached", exc.name)
+            return False
+        by_key = dict(self._by_key)
+        by_key[NvmlSession.device_key(gpu.handle)] = gpu
+        self._by_key = by_key  # replaced whole: the event thread reads it unlocked
+        if gpu.lost:
+            self._mark_recovered(gpu)
+        return True
+
+    # --------------------------------------------------------------- events
+
+    def _start_event_thread(self, wait_ms: int) -> None:
+        if not self._gpus:
+            return
+        try:
+            self._waiter = self._nv.event_waiter()
+        except NvmlError as exc:
+            log.warning("NVML events unavailable, XID errors will not be reported: %s", exc.name)
+            return
+        for gpu in self._gpus:
+            self._register_events(gpu)
+        self._thread = threading.Thread(target=self._wait_events, args=(wait_ms,), name="nvml-events", daemon=True)
+        self._thread.start()
+
+    def _register_events(self, gpu: _GpuState) -> None:
+        if self._waiter is None or gpu.handle is None or gpu.registered_for_events:
+            return
+        try:
+            self._waiter.register(gpu.handle)
+            gpu.registered_for_events = True
+        except NvmlNotSupported:
+            log.info("GPU %d does not report XID events", gpu.index)
+        except NvmlError as exc:
+            log.warning("cannot watch GPU %d for XID errors: %s", gpu.index, exc.name)
+
+    def _wait_events(self, wait_ms: int) -> None:
+        last_error = ""
+        while not self._stop.is_set():
+            try:
+                event = self._waiter.wait(wait_ms)
+            except NvmlError as exc:
+                if exc.name != last_error:
+                    log.warning("waiting for NVML events failed: %s", exc.name)
+                    last_error = exc.name
+                self._stop.wait(1.0)
+                continue
+            last_error = ""
+            if event is None:
+                continue
+            gpu = self._by_key.get(event.device_key)
+            self._health("xid", gpu, describe_xid(event.xid), xid=event.xid)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        if self._waiter is not None:
+            self._waiter.close()
+        self._nv.close()
+
+
+class RetryingGpuCollector:
+    """Wraps an opener: while NVML is unavailable, reports why and retries."""
+
+    name = "gpu"
+
+    def __init__(self, opener: Callable[[], GpuCollector], *, clock: Clock, retry_interval_s: float):
+        self._opener = opener
+        self._clock = clock
+        self._retry_interval_s = retry_interval_s
+        self._lock = threading.Lock()
+        self._current: GpuCollector = NullGpuCollector("not started")
+        self._live = False
+        self._next_try = clock()
+        self._closed = False
+        self._try_open()
+
+    def _try_open(self) -> None:
+        with self._lock:
+            if self._live or self._closed or self._clock() < self._next_try:
+                return
+            self._next_try = self._clock() + self._retry_interval_s
+            try:
+                self._current = self._opener()
+            except NvmlUnavailable as exc:
+                if exc.status != self._current.inventory().nvml_status:
+                    log.info("no GPUs readable: %s", exc.status)
+                self._current = NullGpuCollector(exc.status)
+                return
+            self._live = not isinstance(self._current, NullGpuCollector)
+
+    def inventory(self) -> GpuReport:
+        self._try_open()
+        return self._current.inventory()
+
+    def sample(self) -> tuple[tuple[GpuSample, ...], tuple[HealthEvent, ...]]:
+        self._try_open()
+        return self._current.sample()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._current.close()
+
+
+def _open_live(library_path: str | None, clock: Clock) -> GpuCollector:
+    session = open_nvml(library_path)
+    try:
+        if session.device_count() == 0:
+            driver = _or_empty(session.driver_version)
+            cuda = _or_empty(session.cuda_driver_version)
+            session.close()
+            return NullGpuCollector("no GPUs", driver, cuda)
+        return NvmlGpuCollector(session, clock=clock)
+    except NvmlError as exc:
+        session.close()
+        raise NvmlUnavailable(exc.code, exc.name, f"nvml failed: {exc.name}") from exc
+
+
+def open_gpu_collector(
+    *,
+    library_path: str | None = None,
+    clock: Clock = time.time,
+    retry_interval_s: float = 60.0,
+) -> GpuCollector:
+    """The node's GPU collector; library_path defaults to $AIOS_NVML_LIBRARY."""
+    if library_path is None:
+        library_path = os.environ.get(LIBRARY_ENV) or None
+    return RetryingGpuCollector(
+        lambda: _open_live(library_path, clock), clock=clock, retry_interval_s=retry_interval_s
+    )
+
+
+def _or_empty(read: Callable[[], str]) -> str:
+    try:
+        return read()
+    except NvmlError:
+        return ""
+
+
+def _mig_profile(name: str) -> str:
+    """"NVIDIA A100-SXM4-80GB MIG 3g.40gb" -> "3g.40gb"."""
+    _, sep, profile = name.rpartition(" MIG ")
+    return profile.strip() if sep else ""

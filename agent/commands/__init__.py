@@ -1,0 +1,1 @@
+"""One module per `aios-agent` subcommand; each exposes `register(subparsers, common)`."""

@@ -1,0 +1,64 @@
+"""What the reading subcommands share: flags, the reader they open, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from agent.identity import local_node_identity
+from agent.node_reader import NodeReader, open_node_reader
+
+__all__ = ["common_parser", "open_reader_from_args", "print_json", "to_jsonable"]
+
+
+def common_parser() -> argparse.ArgumentParser:
+    """Flags every subcommand takes; defaults from the AIOS_ environment."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--host-root",
+        default=os.environ.get("AIOS_HOST_ROOT", "/"),
+        help="where the host's /proc and /sys are mounted (env AIOS_HOST_ROOT, default /)",
+    )
+    common.add_argument(
+        "--nvml-library",
+        default=os.environ.get("AIOS_NVML_LIBRARY") or None,
+        help="path of libnvidia-ml.so.1 (env AIOS_NVML_LIBRARY; default: the loader's search path)",
+    )
+    common.add_argument(
+        "--log-level",
+        default=os.environ.get("AIOS_LOG_LEVEL", "WARNING"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="logging level, to stderr (default WARNING)",
+    )
+    return common
+
+
+def open_reader_from_args(args: argparse.Namespace) -> NodeReader:
+    identity = local_node_identity()
+    return open_node_reader(
+        node_id=identity.node_id,
+        node_name=identity.node_name,
+        host_root=args.host_root,
+        nvml_library=args.nvml_library,
+    )
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses as dicts (tuples as lists), for printing."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def print_json(document: Any, out: TextIO = sys.stdout) -> None:
+    json.dump(document, out, indent=2, sort_keys=False)
+    out.write("\n")

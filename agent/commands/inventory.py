@@ -1,0 +1,37 @@
+"""`aios-agent inventory`: what this node has, as JSON, with the annotation the agent would write."""
+
+from __future__ import annotations
+
+import argparse
+
+from agent.annotation import ANNOTATION_KEY, gpu_annotation_value
+from agent.commands.common import open_reader_from_args, print_json, to_jsonable
+from proto.telemetry.v1.readings import NodeInventory
+
+__all__ = ["register", "inventory_document"]
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "inventory",
+        parents=[common],
+        help="print the node's GPUs and host as JSON, with the gpu.aios/info annotation value",
+    )
+    parser.set_defaults(func=run)
+
+
+def inventory_document(inventory: NodeInventory) -> dict:
+    document = to_jsonable(inventory)
+    if inventory.host is not None:
+        document["host"]["disk_total_mb"] = inventory.host.disk_total_mb
+    document["gpu_count"] = len(inventory.gpus)
+    # the exact string the annotator writes on the Node
+    document["annotations"] = {ANNOTATION_KEY: gpu_annotation_value(inventory.gpus)}
+    return document
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_reader_from_args(args) as reader:
+        inventory = reader.inventory()
+    print_json(inventory_document(inventory))
+    return 0

@@ -1,0 +1,43 @@
+"""`aios-agent sample`: one full reading of the node as JSON, rates included."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from agent.commands.common import open_reader_from_args, print_json, to_jsonable
+
+__all__ = ["register"]
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 3600 seconds, got {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "sample",
+        parents=[common],
+        help="print one sample of the node as JSON (two readings --interval apart, so rates are known)",
+    )
+    parser.add_argument("--interval", type=_positive_seconds, default=1.0, help="seconds between the two readings (default 1)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, sleep=time.sleep) -> int:
+    with open_reader_from_args(args) as reader:
+        first = reader.sample()
+        sleep(args.interval)
+        sample = reader.sample()
+    document = to_jsonable(sample)
+    # health events are "since the last reading": keep the first reading's too
+    document["health_events"] = to_jsonable(first.health_events + sample.health_events)
+    document = {"node_id": reader.node_id, "node_name": reader.node_name, **document}
+    print_json(document)
+    return 0

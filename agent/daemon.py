@@ -1,0 +1,173 @@
+"""The agent daemon: sample the node at an interval and stream it to the aggregator.
+
+APScheduler (3.x, BackgroundScheduler) runs one sampling job; each run reads
+the node through a `NodeReader` (`.inventory()`, `.sample()`), hands the
+sample to the stream, and calls the observers. The inventory is read again
+every `inventory_every` samples and at once when a sample carries a GPU
+lost/recovered event; when it changed, the stream sends an inventory update.
+
+Observers (hook points for the Kubernetes annotator and the metrics
+exporter): `inventory_observers` are called with every inventory read that
+differs from the previous one (and the first), `sample_observers` with every
+sample. They run on the sampling thread, so they must not block; one that
+raises is logged and the others still run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from proto.telemetry.v1 import telemetry_pb2 as pb
+from proto.telemetry.v1.readings import NodeInventory, NodeSample
+
+__all__ = ["Reader", "Sink", "AgentDaemon", "DEFAULT_INTERVAL_S", "interval_from_env"]
+
+log = logging.getLogger(__name__)
+# APScheduler logs every run at INFO; one line per sample is noise
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+DEFAULT_INTERVAL_S = 10.0
+_JOB_ID = "sample"
+_INVENTORY_EVENTS = frozenset({"gpu_lost", "gpu_recovered"})
+
+
+class Reader(Protocol):
+    def inventory(self) -> NodeInventory: ...
+
+    def sample(self) -> NodeSample: ...
+
+
+class Sink(Protocol):
+    """Where samples go (the telemetry stream)."""
+
+    def send_sample(self, sample: NodeSample) -> int: ...
+
+    def send_inventory(self, inventory: NodeInventory) -> int: ...
+
+    def set_interval(self, interval_s: float) -> None: ...
+
+
+def interval_from_env(env) -> float | None:
+    """`AIOS_INTERVAL_S`, or the old daemon's `COLLECT_INTERVAL`; None when neither is set."""
+    for name in ("AIOS_INTERVAL_S", "COLLECT_INTERVAL"):
+        value = env.get(name)
+        if value:
+            try:
+                seconds = float(value)
+            except ValueError as e:
+                raise ValueError(f"{name}={value!r}: not a number of seconds") from e
+            if not 0 < seconds <= 3600:
+                raise ValueError(f"{name}={value!r}: must be > 0 and <= 3600 seconds")
+            return seconds
+    return None
+
+
+@dataclass
+class _Counters:
+    samples: int = 0
+    sample_failures: int = 0
+    inventory_updates: int = 0
+
+
+class AgentDaemon:
+    def __init__(
+        self,
+        reader: Reader,
+        sink: Sink,
+        *,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        inventory_every: int = 6,
+        scheduler: BackgroundScheduler | None = None,
+    ) -> None:
+        self.reader = reader
+        self.sink = sink
+        self.interval_s = interval_s
+        self.inventory_every = max(1, inventory_every)
+        self.inventory_observers: list[Callable[[NodeInventory], None]] = []
+        self.sample_observers: list[Callable[[NodeSample], None]] = []
+        self.counters = _Counters()
+        self._scheduler = scheduler or BackgroundScheduler(
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
+        self._inventory: NodeInventory | None = None
+        self._lock = threading.Lock()
+
+    def initial_inventory(self) -> NodeInventory:
+        """Read the inventory (for the stream's hello) and tell the observers."""
+        self._inventory = self.reader.inventory()
+        self._notify(self.inventory_observers, self._inventory)
+        return self._inventory
+
+    def start(self) -> None:
+        if self._inventory is None:
+            self.initial_inventory()
+        self._scheduler.add_job(self.tick, "interval", seconds=self.interval_s, id=_JOB_ID, next_run_time=_now())
+        self._scheduler.start()
+        log.info("sampling every %.1f s", self.interval_s)
+
+    def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+
+    def set_interval(self, interval_s: float) -> None:
+        """A new interval (from an aggregator Instruction, or an operator)."""
+        if interval_s <= 0 or interval_s == self.interval_s:
+            return
+        log.info("interval %.1f s -> %.1f s", self.interval_s, interval_s)
+        self.interval_s = interval_s
+        self.sink.set_interval(interval_s)
+        if self._scheduler.running:
+            self._scheduler.reschedule_job(_JOB_ID, trigger="interval", seconds=interval_s)
+
+    def on_instruction(self, instruction: pb.Instruction) -> None:
+        if instruction.HasField("interval_s"):
+            self.set_interval(instruction.interval_s)
+
+    def tick(self) -> None:
+        """One sampling run (the scheduled job; also callable directly)."""
+        with self._lock:
+            try:
+                sample = self.reader.sample()
+            except Exception:  # noqa: BLE001 - the reader isolates collectors; this is a last guard
+                self.counters.sample_failures += 1
+                log.exception("sampling failed")
+                return
+            self.counters.samples += 1
+            recheck = self.counters.samples % self.inventory_every == 0 or any(
+                e.kind in _INVENTORY_EVENTS for e in sample.health_events
+            )
+            if recheck:
+                self._refresh_inventory()
+            self.sink.send_sample(sample)
+            self._notify(self.sample_observers, sample)
+
+    def _refresh_inventory(self) -> None:
+        try:
+            inventory = self.reader.inventory()
+        except Exception:  # noqa: BLE001
+            log.exception("reading the inventory failed")
+            return
+        if inventory != self._inventory:
+            self._inventory = inventory
+            self.counters.inventory_updates += 1
+            self.sink.send_inventory(inventory)
+            self._notify(self.inventory_observers, inventory)
+
+    @staticmethod
+    def _notify(observers, value) -> None:
+        for observer in list(observers):
+            try:
+                observer(value)
+            except Exception:  # noqa: BLE001 - an observer never stops sampling
+                log.exception("observer %r failed", observer)
+
+
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)

@@ -1,0 +1,105 @@
+"""One reading of the whole node: GPU and host collectors composed.
+
+Each collector call runs isolated (`run_isolated`): a collector that raises is
+logged, timed and reported as a failed `CollectorStatus` plus a
+`collector_error` health event, and the others still report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from agent.collectors.base import GpuCollector, HostCollector, run_isolated
+from proto.telemetry.v1.readings import CollectorStatus, HealthEvent, NodeInventory, NodeSample
+
+__all__ = ["NodeReader", "open_node_reader"]
+
+log = logging.getLogger(__name__)
+
+
+class NodeReader:
+    def __init__(
+        self,
+        node_id: str,
+        node_name: str,
+        gpu: GpuCollector,
+        host: HostCollector,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.node_id = node_id
+        self.node_name = node_name
+        self._gpu = gpu
+        self._host = host
+        self._clock = clock
+
+    def inventory(self) -> NodeInventory:
+        report, gpu_status = run_isolated(self._gpu.name, self._gpu.inventory)
+        host, _ = run_isolated(self._host.name, self._host.inventory)
+        if report is None:
+            return NodeInventory(
+                node_id=self.node_id,
+                node_name=self.node_name,
+                host=host,
+                nvml_status=f"gpu collector failed: {gpu_status.error}",
+            )
+        return NodeInventory(
+            node_id=self.node_id,
+            node_name=self.node_name,
+            host=host,
+            gpus=report.gpus,
+            driver_version=report.driver_version,
+            cuda_driver_version=report.cuda_driver_version,
+            nvml_status=report.nvml_status,
+        )
+
+    def sample(self) -> NodeSample:
+        timestamp = self._clock()
+        gpu_result, gpu_status = run_isolated(self._gpu.name, self._gpu.sample)
+        host, host_status = run_isolated(self._host.name, self._host.sample)
+        gpus, events = gpu_result if gpu_result is not None else ((), ())
+        statuses = (gpu_status, host_status)
+        failures = tuple(_collector_error(s, timestamp) for s in statuses if not s.success)
+        return NodeSample(
+            timestamp=timestamp,
+            host=host,
+            gpus=tuple(gpus),
+            collectors=statuses,
+            health_events=tuple(events) + failures,
+        )
+
+    def close(self) -> None:
+        for collector in (self._gpu, self._host):
+            close = getattr(collector, "close", None)
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - closing one must not leak the other
+                log.warning("closing collector %s failed: %s", collector.name, exc)
+
+    def __enter__(self) -> "NodeReader":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _collector_error(status: CollectorStatus, timestamp: float) -> HealthEvent:
+    return HealthEvent(
+        kind="collector_error",
+        timestamp=timestamp,
+        message=f"collector {status.name} failed: {status.error}",
+    )
+
+
+def open_node_reader(
+    *, node_id: str, node_name: str, host_root: str = "/", nvml_library: str | None = None
+) -> NodeReader:
+    """The production reader: NVML (or a CPU node when NVML is unavailable) and psutil."""
+    from agent.collectors.gpu import open_gpu_collector  # the gpu branch's module
+    from agent.collectors.host import PsutilHostCollector
+
+    gpu = open_gpu_collector(library_path=nvml_library)
+    return NodeReader(node_id, node_name, gpu, PsutilHostCollector(root=host_root))

@@ -1,0 +1,347 @@
+"""The one module that talks to pynvml: a narrow, typed interface over NVML.
+
+pynvml raises one `NVMLError` subclass per NVML error code; here they become
+a small hierarchy the collector can act on:
+
+  NvmlError            any NVML failure (carries `.code` and `.name`, the
+  ├─ NvmlUnavailable     NVML_ERROR_* name), raised by `open_nvml` when
+  ├─ NvmlNotSupported    NVML cannot start; a field the device lacks;
+  └─ NvmlGpuLost         the GPU fell off the bus / stopped answering.
+
+pynvml loads `libnvidia-ml.so.1` once per process and keeps it. A library at
+an explicit path (AIOS_NVML_LIBRARY) is preloaded with `ctypes` first; the
+dynamic loader then resolves pynvml's own `CDLL("libnvidia-ml.so.1")` to it
+by its soname.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+__all__ = [
+    "NvmlError",
+    "NvmlUnavailable",
+    "NvmlNotSupported",
+    "NvmlGpuLost",
+    "NvmlSession",
+    "MigInfo",
+    "XidEvent",
+    "NvmlEventWaiter",
+    "open_nvml",
+    "STATUS_OK",
+]
+
+T = TypeVar("T")
+STATUS_OK = "ok"
+_MIB = 1024 * 1024
+
+try:  # nvidia-ml-py is a dependency; its absence is still only "no GPUs".
+    import pynvml as _nv
+except ImportError:  # pragma: no cover - exercised only where it is missing
+    _nv = None
+
+
+class NvmlError(Exception):
+    """An NVML call failed. `name` is NVML's, e.g. "NVML_ERROR_UNKNOWN"."""
+
+    def __init__(self, code: int, name: str, message: str = ""):
+        super().__init__(message or name)
+        self.code = code
+        self.name = name
+
+
+class NvmlUnavailable(NvmlError):
+    """NVML cannot start here; `status` says why in the agent's words."""
+
+    def __init__(self, code: int, name: str, status: str):
+        super().__init__(code, name, status)
+        self.status = status
+
+
+class NvmlNotSupported(NvmlError):
+    pass
+
+
+class NvmlGpuLost(NvmlError):
+    pass
+
+
+def _error_names() -> dict[int, str]:
+    if _nv is None:
+        return {}
+    return {getattr(_nv, n): n for n in dir(_nv) if n.startswith("NVML_ERROR_")}
+
+
+_ERROR_NAMES = _error_names()
+
+
+def _translate(exc: Exception) -> NvmlError:
+    code = int(getattr(exc, "value", -1))
+    name = _ERROR_NAMES.get(code, f"NVML_ERROR_{code}")
+    if code == getattr(_nv, "NVML_ERROR_NOT_SUPPORTED", None):
+        return NvmlNotSupported(code, name)
+    if code == getattr(_nv, "NVML_ERROR_GPU_IS_LOST", None):
+        return NvmlGpuLost(code, name)
+    return NvmlError(code, name, f"{name}: {exc}")
+
+
+def _call(fn: Callable[..., T], *args: Any) -> T:
+    try:
+        return fn(*args)
+    except _nv.NVMLError as exc:
+        raise _translate(exc) from exc
+
+
+# Init failures, in the words `nvml_status` uses.
+_INIT_STATUS = {
+    "NVML_ERROR_LIBRARY_NOT_FOUND": "library not found",
+    "NVML_ERROR_DRIVER_NOT_LOADED": "driver not loaded",
+    "NVML_ERROR_NO_PERMISSION": "no permission to the GPU devices",
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": "driver and NVML library versions differ",
+}
+
+_preload_lock = threading.Lock()
+_preloaded: dict[str, ctypes.CDLL] = {}
+
+
+def _preload(library_path: str) -> None:
+    with _preload_lock:
+        if library_path in _preloaded:
+            return
+        if not os.path.isabs(library_path) or not os.path.exists(library_path):
+            raise NvmlUnavailable(-1, "NVML_ERROR_LIBRARY_NOT_FOUND", f"library not found: {library_path}")
+        try:
+            _preloaded[library_path] = ctypes.CDLL(library_path, mode=ctypes.RTLD_GLOBAL)
+        except OSError as exc:
+            raise NvmlUnavailable(
+                -1, "NVML_ERROR_LIBRARY_NOT_FOUND", f"library not found: {library_path}: {exc}"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class MigInfo:
+    index: int
+    uuid: str
+    name: str
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class XidEvent:
+    device_key: int  # NvmlSession.device_key of the device it happened on
+    xid: int
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+class NvmlSession:
+    """An initialized NVML. Device handles are opaque; pass them back in."""
+
+    def __init__(self) -> None:
+        self._memory_v2: bool | None = None  # decided by the first memory read
+        self._closed = False
+
+    # ---------------------------------------------------------- system
+
+    def driver_version(self) -> str:
+        return _text(_call(_nv.nvmlSystemGetDriverVersion))
+
+    def cuda_driver_version(self) -> str:
+        """"12.4" from NVML's 12040."""
+        version = _call(_nv.nvmlSystemGetCudaDriverVersion)
+        return f"{version // 1000}.{(version % 1000) // 10}"
+
+    def device_count(self) -> int:
+        return _call(_nv.nvmlDeviceGetCount)
+
+    def handle(self, index: int) -> Any:
+        return _call(_nv.nvmlDeviceGetHandleByIndex, index)
+
+    @staticmethod
+    def device_key(handle: Any) -> int:
+        """A hashable identity for a handle (its address)."""
+        return ctypes.cast(handle, ctypes.c_void_p).value or 0
+
+    # -------------------------------------------------------- identity
+
+    def name(self, handle: Any) -> str:
+        return _text(_call(_nv.nvmlDeviceGetName, handle))
+
+    def uuid(self, handle: Any) -> str:
+        return _text(_call(_nv.nvmlDeviceGetUUID, handle))
+
+    def pci_bus_id(self, handle: Any) -> str:
+        return _text(_call(_nv.nvmlDeviceGetPciInfo, handle).busId)
+
+    def compute_capability(self, handle: Any) -> tuple[int, int]:
+        major, minor = _call(_nv.nvmlDeviceGetCudaComputeCapability, handle)
+        return int(major), int(minor)
+
+    def mig_mode(self, handle: Any) -> tuple[bool, bool]:
+        current, pending = _call(_nv.nvmlDeviceGetMigMode, handle)
+        return bool(current), bool(pending)
+
+    def mig_devices(self, handle: Any) -> tuple[MigInfo, ...]:
+        """The MIG devices that exist now (indexes without one are skipped)."""
+        found = []
+        for index in range(_call(_nv.nvmlDeviceGetMaxMigDeviceCount, handle)):
+            try:
+                mig = _call(_nv.nvmlDeviceGetMigDeviceHandleByIndex, handle, index)
+            except NvmlError as exc:
+                if exc.name in ("NVML_ERROR_NOT_FOUND", "NVML_ERROR_INVALID_ARGUMENT"):
+                    continue
+                raise
+            memory = _call(_nv.nvmlDeviceGetMemoryInfo, mig)
+            found.append(MigInfo(index, self.uuid(mig), self.name(mig), int(memory.total) // _MIB))
+        return tuple(found)
+
+    # ---------------------------------------------------------- sample
+
+    def memory(self, handle: Any) -> tuple[int, int, int, int | None]:
+        """(total, used, free, reserved) bytes; reserved None where NVML has no v2 call."""
+        if self._memory_v2 is not False:
+            try:
+                m = _call(_nv.nvmlDeviceGetMemoryInfo, handle, _nv.nvmlMemory_v2)
+                self._memory_v2 = True
+                return int(m.total), int(m.used), int(m.free), int(m.reserved)
+            except NvmlError as exc:
+                if isinstance(exc, NvmlGpuLost) or self._memory_v2:
+                    raise
+                self._memory_v2 = False  # older driver: fall back for good
+        m = _call(_nv.nvmlDeviceGetMemoryInfo, handle)
+        return int(m.total), int(m.used), int(m.free), None
+
+    def utilization(self, handle: Any) -> tuple[int, int]:
+        u = _call(_nv.nvmlDeviceGetUtilizationRates, handle)
+        return int(u.gpu), int(u.memory)
+
+    def temperature_c(self, handle: Any) -> int:
+        return _call(_nv.nvmlDeviceGetTemperature, handle, _nv.NVML_TEMPERATURE_GPU)
+
+    def power_draw_mw(self, handle: Any) -> int:
+        return _call(_nv.nvmlDeviceGetPowerUsage, handle)
+
+    def power_limit_mw(self, handle: Any) -> int:
+        return _call(_nv.nvmlDeviceGetPowerManagementLimit, handle)
+
+    def sm_clock_mhz(self, handle: Any) -> int:
+        return _call(_nv.nvmlDeviceGetClockInfo, handle, _nv.NVML_CLOCK_SM)
+
+    def memory_clock_mhz(self, handle: Any) -> int:
+        return _call(_nv.nvmlDeviceGetClockInfo, handle, _nv.NVML_CLOCK_MEM)
+
+    def clock_event_reasons(self, handle: Any) -> int:
+        return _call(_nv.nvmlDeviceGetCurrentClocksEventReasons, handle)
+
+    def ecc_total(self, handle: Any, *, uncorrected: bool, aggregate: bool) -> int:
+        error_type = _nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED if uncorrected else _nv.NVML_MEMORY_ERROR_TYPE_CORRECTED
+        counter = _nv.NVML_AGGREGATE_ECC if aggregate else _nv.NVML_VOLATILE_ECC
+        return _call(_nv.nvmlDeviceGetTotalEccErrors, handle, error_type, counter)
+
+    def retired_pages(self, handle: Any) -> tuple[int, bool]:
+        """(pages retired for either cause, retirement pending)."""
+        count = 0
+        for cause in (
+            _nv.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS,
+            _nv.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR,
+        ):
+            count += len(_call(_nv.nvmlDeviceGetRetiredPages, handle, cause))
+        pending = _call(_nv.nvmlDeviceGetRetiredPagesPendingStatus, handle)
+        return count, bool(pending)
+
+    def remapped_rows(self, handle: Any) -> tuple[int, int, bool, bool]:
+        """(correctable, uncorrectable, pending, failure)."""
+        corr, unc, pending, failure = _call(_nv.nvmlDeviceGetRemappedRows, handle)
+        return int(corr), int(unc), bool(pending), bool(failure)
+
+    def pcie_replay_count(self, handle: Any) -> int:
+        return _call(_nv.nvmlDeviceGetPcieReplayCounter, handle)
+
+    def nvlink_links(self, handle: Any) -> tuple[int, ...]:
+        """The NVLink links this device has (those answering a state query)."""
+        links = []
+        for link in range(_nv.NVML_NVLINK_MAX_LINKS):
+            try:
+                _call(_nv.nvmlDeviceGetNvLinkState, handle, link)
+            except NvmlNotSupported:
+                if not links and link == 0:
+                    raise  # no NVLink at all
+                continue
+            except NvmlError as exc:
+                if exc.name == "NVML_ERROR_INVALID_ARGUMENT":
+                    continue
+                raise
+            links.append(link)
+        return tuple(links)
+
+    def nvlink_active(self, handle: Any, link: int) -> bool:
+        return bool(_call(_nv.nvmlDeviceGetNvLinkState, handle, link))
+
+    def compute_process_count(self, handle: Any) -> int:
+        return len(_call(_nv.nvmlDeviceGetComputeRunningProcesses, handle))
+
+    # ---------------------------------------------------------- events
+
+    def event_waiter(self) -> "NvmlEventWaiter":
+        return NvmlEventWaiter(_call(_nv.nvmlEventSetCreate))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                _call(_nv.nvmlShutdown)
+            except NvmlError:
+                pass  # shutting down: nothing left to do with the error
+
+
+class NvmlEventWaiter:
+    """An NVML event set for critical XID errors."""
+
+    def __init__(self, event_set: Any):
+        self._set = event_set
+
+    def register(self, handle: Any) -> None:
+        _call(_nv.nvmlDeviceRegisterEvents, handle, _nv.nvmlEventTypeXidCriticalError, self._set)
+
+    def wait(self, timeout_ms: int) -> XidEvent | None:
+        """The next XID, or None when none came within the timeout."""
+        try:
+            data = _call(_nv.nvmlEventSetWait, self._set, timeout_ms)
+        except NvmlError as exc:
+            if exc.name == "NVML_ERROR_TIMEOUT":
+                return None
+            raise
+        if not data.eventType & _nv.nvmlEventTypeXidCriticalError:
+            return None
+        return XidEvent(NvmlSession.device_key(data.device), int(data.eventData))
+
+    def close(self) -> None:
+        try:
+            _call(_nv.nvmlEventSetFree, self._set)
+        except NvmlError:
+            pass  # the set dies with the process anyway
+
+
+def open_nvml(library_path: str | None = None) -> NvmlSession:
+    """Initialize NVML, or raise NvmlUnavailable saying why not.
+
+    Safe to call again after a failure: pynvml keeps nothing from a failed
+    library load, and a failed init leaves the library loaded but unused.
+    """
+    if _nv is None:
+        raise NvmlUnavailable(-1, "NVML_ERROR_LIBRARY_NOT_FOUND", "pynvml (nvidia-ml-py) is not installed")
+    if library_path:
+        _preload(library_path)
+    try:
+        _nv.nvmlInitWithFlags(0)
+    except _nv.NVMLError as exc:
+        err = _translate(exc)
+        status = _INIT_STATUS.get(err.name, f"nvml init failed: {err.name}")
+        raise NvmlUnavailable(err.code, err.name, status) from exc
+    return NvmlSession()

@@ -1,0 +1,139 @@
+"""`aios-aggregator nodes` (table) and `aios-aggregator node NAME` (details), via TelemetryQuery."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from google.protobuf import json_format
+
+from aggregator.query_client import QueryClient, QueryClientError
+from proto.telemetry.v1 import telemetry_pb2 as pb
+
+__all__ = ["register", "format_node_table", "format_node_detail"]
+
+_STATUS = {
+    pb.NODE_STATUS_HEALTHY: "healthy",
+    pb.NODE_STATUS_UNHEALTHY: "unhealthy",
+    pb.NODE_STATUS_STALE: "stale",
+    pb.NODE_STATUS_UNSPECIFIED: "?",
+}
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--aggregator", default=None, help="host:port (AIOS_AGGREGATOR_ADDR, default 127.0.0.1:50051)")
+    p.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) when the aggregator serves TLS")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("nodes", help="list the nodes the aggregator knows")
+    _client_args(p)
+    p.set_defaults(run=run_nodes)
+    p = sub.add_parser("node", help="show one node (by id or name)")
+    p.add_argument("name")
+    p.add_argument("--events", type=int, default=10, help="health events to show (10)")
+    p.add_argument("--json", action="store_true", help="print the full record as JSON")
+    _client_args(p)
+    p.set_defaults(run=run_node)
+
+
+def _opt(msg, name: str, fmt: str = "{:.1f}") -> str:
+    return fmt.format(getattr(msg, name)) if msg.HasField(name) else "-"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.0f}h"
+
+
+def format_node_table(nodes: list[pb.NodeSummary], now: float) -> str:
+    header = ("NODE", "NAME", "STATUS", "GPUS", "GPU MEM (MB)", "CPU %", "GPU %", "PROBLEMS", "LAST SEEN")
+    rows = [header]
+    for n in nodes:
+        rows.append(
+            (
+                n.node_id,
+                n.node_name,
+                _STATUS.get(n.status, "?"),
+                str(n.gpu_count),
+                str(n.gpu_memory_mb),
+                _opt(n, "cpu_percent"),
+                _opt(n, "gpu_utilization_pct"),
+                str(n.open_health_events),
+                _age(max(0.0, now - n.last_seen)) + " ago",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    if not nodes:
+        lines.append("(no nodes yet)")
+    return "\n".join(lines)
+
+
+def format_node_detail(d: pb.NodeDetail, now: float) -> str:
+    s, inv = d.summary, d.inventory
+    lines = [
+        f"node:        {s.node_id} ({s.node_name})",
+        f"status:      {_STATUS.get(s.status, '?')}, {s.open_health_events} open problem(s)",
+        f"last seen:   {_age(max(0.0, now - s.last_seen))} ago, agent {s.agent_version or '?'}",
+    ]
+    if inv.HasField("host"):
+        h = inv.host
+        lines.append(
+            f"host:        {h.hostname}, {h.os}, kernel {h.kernel}, {h.cpu_logical} vCPU, {h.memory_total_mb} MB RAM"
+        )
+    lines.append(f"nvml:        {inv.nvml_status or 'ok'}; driver {inv.driver_version or '-'}, CUDA {inv.cuda_driver_version or '-'}")
+    for g in inv.gpus:
+        lines.append(f"gpu {g.index}:       {g.name}, {g.memory_mb} MB, {g.uuid}")
+    r = d.rolling
+    lines.append(
+        "cpu %:       now {}  1m {}  5m {}  15m {}".format(
+            _opt(s, "cpu_percent"), _opt(r, "cpu_percent_1m"), _opt(r, "cpu_percent_5m"), _opt(r, "cpu_percent_15m")
+        )
+    )
+    lines.append(
+        "gpu util %:  now {}  1m {}  5m {}  15m {}".format(
+            _opt(s, "gpu_utilization_pct"),
+            _opt(r, "gpu_utilization_pct_1m"),
+            _opt(r, "gpu_utilization_pct_5m"),
+            _opt(r, "gpu_utilization_pct_15m"),
+        )
+    )
+    if d.health_events:
+        lines.append("health events (most recent first):")
+        for e in d.health_events:
+            where = f" gpu {e.gpu_index}" if e.HasField("gpu_index") else ""
+            xid = f" xid {e.xid}" if e.HasField("xid") else ""
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.timestamp))
+            lines.append(f"  {when}Z {e.kind}{where}{xid} {e.message}".rstrip())
+    return "\n".join(lines)
+
+
+def _with_client(args: argparse.Namespace, body: Callable[[QueryClient], str]) -> int:
+    try:
+        with QueryClient(args.aggregator, tls_ca=args.tls_ca) as client:
+            print(body(client))
+    except QueryClientError as e:
+        print(f"aios-aggregator: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_nodes(args: argparse.Namespace) -> int:
+    return _with_client(args, lambda c: format_node_table(c.list_nodes(), time.time()))
+
+
+def run_node(args: argparse.Namespace) -> int:
+    def body(client: QueryClient) -> str:
+        detail = client.get_node(args.name, args.events)
+        if args.json:
+            return json_format.MessageToJson(detail, indent=2)
+        return format_node_detail(detail, time.time())
+
+    return _with_client(args, body)

@@ -1,0 +1,79 @@
+"""`aios-aggregator serve`: run the aggregator (gRPC ingest and queries; HTTP for the network)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from aggregator.auth import AuthError, load_tokens
+from aggregator.grpc_server import TlsFiles
+from aggregator.service import ServeConfig, serve
+
+__all__ = ["register", "run"]
+
+DEFAULT_DB = "/var/lib/aios/aggregator.db"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as e:
+        raise SystemExit(f"{name}={value!r}: not an integer") from e
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the aggregator")
+    p.add_argument("--grpc-port", type=int, default=None, help="gRPC port (AIOS_GRPC_PORT, default 50051)")
+    p.add_argument("--http-port", type=int, default=None, help="HTTP port (AIOS_HTTP_PORT, default 8080)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
+    p.add_argument("--db", default=None, help=f"SQLite file (AIOS_DB_PATH, default {DEFAULT_DB})")
+    p.add_argument("--cluster-id", default=None, help="this cluster's id (AIOS_CLUSTER_ID)")
+    p.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, help="... and this private key (PEM)")
+    p.add_argument("--stale-after", type=float, default=3.0, help="intervals missed before a node is stale (3)")
+    p.add_argument("--agent-interval", type=float, default=None, help="tell agents to sample every N seconds")
+    p.add_argument("--commit-interval", type=float, default=0.1, help="seconds between store commits (0.1)")
+    p.add_argument("--max-message-kb", type=int, default=256, help="largest accepted agent message (256 KiB)")
+    p.add_argument("--ready-file", type=Path, help="write the bound ports here (JSON) once serving")
+    p.set_defaults(run=run)
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    try:
+        tokens = load_tokens()
+    except AuthError as e:
+        raise SystemExit(f"aios-aggregator: {e}") from e
+    if not tokens:
+        raise SystemExit("aios-aggregator: no token: set AIOS_TOKEN or AIOS_TOKEN_FILE (nothing is served unauthenticated)")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("aios-aggregator: --tls-cert and --tls-key go together")
+    return ServeConfig(
+        db_path=Path(args.db or os.environ.get("AIOS_DB_PATH") or DEFAULT_DB),
+        tokens=tokens,
+        grpc_port=args.grpc_port if args.grpc_port is not None else _env_int("AIOS_GRPC_PORT", 50051),
+        http_port=args.http_port if args.http_port is not None else _env_int("AIOS_HTTP_PORT", 8080),
+        host=args.host,
+        cluster_id=args.cluster_id or os.environ.get("AIOS_CLUSTER_ID", ""),
+        tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
+        stale_after_intervals=args.stale_after,
+        agent_interval_s=args.agent_interval,
+        commit_interval_s=args.commit_interval,
+        max_message_bytes=args.max_message_kb * 1024,
+        ready_file=args.ready_file,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    try:
+        asyncio.run(serve(config))
+    except OSError as e:
+        print(f"aios-aggregator: {e}", file=sys.stderr)
+        return 1
+    return 0

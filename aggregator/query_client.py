@@ -1,0 +1,70 @@
+"""A small client of TelemetryQuery for the CLI and scripts (sync gRPC, token attached)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import grpc
+
+from aggregator.auth import AuthError, load_tokens
+from proto.telemetry.v1 import telemetry_pb2 as pb
+from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
+
+__all__ = ["QueryClientError", "QueryClient", "DEFAULT_ADDRESS"]
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+class QueryClientError(Exception):
+    """The aggregator could not be asked (unreachable, refused, not found)."""
+
+
+class QueryClient:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        token: str | None = None,
+        tls_ca: Path | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.address = address or os.environ.get("AIOS_AGGREGATOR_ADDR") or DEFAULT_ADDRESS
+        if token is None:
+            try:
+                tokens = load_tokens()
+            except AuthError as e:
+                raise QueryClientError(str(e)) from e
+            token = tokens[0] if tokens else None
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        if tls_ca is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
+            self._channel = grpc.secure_channel(self.address, creds)
+        else:
+            self._channel = grpc.insecure_channel(self.address)
+        self._stub = pb_grpc.TelemetryQueryStub(self._channel)
+        self._timeout = timeout_s
+
+    def _call(self, method, request):
+        try:
+            return method(request, metadata=self._metadata, timeout=self._timeout)
+        except grpc.RpcError as e:
+            raise QueryClientError(f"{self.address}: {e.code().name}: {e.details()}") from e
+
+    def list_nodes(self) -> list[pb.NodeSummary]:
+        return list(self._call(self._stub.ListNodes, pb.ListNodesRequest()).nodes)
+
+    def get_node(self, node: str, max_health_events: int = 0) -> pb.NodeDetail:
+        return self._call(self._stub.GetNode, pb.GetNodeRequest(node_id=node, max_health_events=max_health_events))
+
+    def cluster_summary(self) -> pb.ClusterSummary:
+        return self._call(self._stub.GetClusterSummary, pb.ClusterSummaryRequest())
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "QueryClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

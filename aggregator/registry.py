@@ -1,0 +1,501 @@
+"""The live registry of nodes: what every agent last said, and each node's status.
+
+The gRPC ingest feeds it (already validated), the store persists what it
+hands out in `take_pending()`, and everyone else reads `snapshot()` / `get()`
+or subscribes to `NodeChange`s. It holds no protobuf: the latest sample is
+kept as opaque bytes plus the figures the registry needs, and decoded (by the
+`decode_sample` function passed in) only when somebody reads it, because
+decoding a full sample costs several times what receiving it does.
+
+Status rule (kept simple on purpose):
+- stale: nothing heard for more than `stale_after_intervals` x the agent's
+  interval; healthy/unhealthy again with the next message;
+- unhealthy: reporting, with an open GPU problem, which is any of
+  - the latest sample shows a GPU lost, a row-remap failure or a non-zero
+    volatile uncorrectable ECC count (cleared by a GPU reset);
+  - a `gpu_lost` event not yet followed by `gpu_recovered` for that GPU;
+  - an `ecc_uncorrectable` or `row_remap_failure` event, or an `xid` event
+    with a fatal code (`FATAL_XIDS`), within the last `problem_window_s`;
+- healthy otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from aggregator.model import NodeChange, NodeState, RollingFigures
+from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
+
+__all__ = [
+    "FATAL_XIDS",
+    "ROLLING_WINDOWS_S",
+    "SampleFigures",
+    "NodeOverview",
+    "NodeRecord",
+    "StoredEvent",
+    "PendingWrite",
+    "NodeRegistry",
+    "ewma_update",
+]
+
+log = logging.getLogger(__name__)
+
+# XIDs after which a GPU needs attention (NVIDIA's XID catalogue): double-bit
+# ECC (48), row remap events/failure (63, 64), NVLink (74), fell off the bus
+# (79), uncontained ECC (94, 95), GSP/firmware errors (119, 120), internal
+# micro-controller halts (61, 62), Resetting channel verification (92), 140.
+FATAL_XIDS = frozenset({48, 61, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120, 140})
+ROLLING_WINDOWS_S = (60.0, 300.0, 900.0)
+_PROBLEM_KINDS = frozenset({"ecc_uncorrectable", "row_remap_failure"})
+
+Triple = tuple  # (1m, 5m, 15m), each float | None
+
+
+def ewma_update(prev: Triple, value: float | None, dt: float) -> Triple:
+    """One step of the load-average style 1/5/15-minute averages.
+
+    The weight of the new value grows with the time since the previous one,
+    so irregular intervals (a missed sample) are weighted right.
+    """
+    if value is None:
+        return prev
+    out = []
+    for old, window in zip(prev, ROLLING_WINDOWS_S):
+        if old is None:
+            out.append(value)
+        else:
+            alpha = 1.0 - math.exp(-max(dt, 0.0) / window)
+            out.append(old + alpha * (value - old))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class SampleFigures:
+    """What the registry reads out of a sample (extracted at the edge)."""
+
+    timestamp: float
+    cpu_percent: float | None = None
+    gpu_utilization_pct: float | None = None  # mean over the GPUs that report it
+    memory_used_pct: float | None = None
+    gpu_problems: tuple[str, ...] = ()  # e.g. ("gpu 1 lost",)
+
+
+@dataclass(frozen=True)
+class NodeOverview:
+    """A node for listings: its state without the (costly to decode) latest sample."""
+
+    state: NodeState  # state.latest is None here
+    figures: SampleFigures | None  # from the latest sample
+    problems: tuple[str, ...]  # open GPU problems (see the status rule)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    node_id: str
+    agent_instance: str
+    seq: int
+    event: HealthEvent
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A node as the store keeps it (everything needed to rebuild the registry)."""
+
+    node_id: str
+    inventory: NodeInventory
+    status: str
+    first_seen: float
+    last_seen: float
+    agent_version: str
+    cluster_id: str
+    interval_s: float
+    agent_instance: str
+    acked_seq: int
+    latest_sample: bytes | None
+    figures: SampleFigures | None
+    rolling: RollingFigures
+    samples_received: int
+    dropped_samples: int
+    inventory_changed: bool = True  # False: the stored inventory is still current
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    nodes: tuple[NodeRecord, ...]
+    events: tuple[StoredEvent, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes or self.events)
+
+
+@dataclass
+class _Node:
+    node_id: str
+    inventory: NodeInventory
+    first_seen: float
+    last_seen: float
+    agent_version: str = ""
+    cluster_id: str = ""
+    interval_s: float = 10.0
+    agent_instance: str = ""
+    received_seq: int = 0
+    committed_seq: int = 0
+    latest_wire: bytes | None = None
+    latest_decoded: NodeSample | None = None
+    figures: SampleFigures | None = None
+    rolling: RollingFigures = field(default_factory=RollingFigures)
+    health: deque = field(default_factory=deque)  # HealthEvent, most recent first
+    lost_gpus: set = field(default_factory=set)
+    samples_received: int = 0
+    dropped_samples: int = 0
+    status: str = "healthy"
+
+
+class NodeRegistry:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float],
+        decode_sample: Callable[[bytes], NodeSample],
+        stale_after_intervals: float = 3.0,
+        problem_window_s: float = 600.0,
+        max_health_events: int = 50,
+    ) -> None:
+        self._clock = clock
+        self._decode = decode_sample
+        self.stale_after_intervals = stale_after_intervals
+        self.problem_window_s = problem_window_s
+        self.max_health_events = max_health_events
+        self._nodes: dict[str, _Node] = {}
+        self._dirty: set[str] = set()
+        self._inventory_dirty: set[str] = set()
+        self._new_events: list[StoredEvent] = []
+        self._listeners: list[Callable[[NodeChange], None]] = []
+        # Ingest runs on one asyncio loop, readers (HTTP, checkers) may be threads.
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------ reading
+
+    def snapshot(self) -> list[NodeState]:
+        with self._lock:
+            return [self._state(n) for n in sorted(self._nodes.values(), key=lambda n: n.node_id)]
+
+    def get(self, node_id: str) -> NodeState | None:
+        with self._lock:
+            node = self._nodes.get(node_id)
+            return None if node is None else self._state(node)
+
+    def subscribe(self, callback: Callable[[NodeChange], None]) -> Callable[[], None]:
+        """Call `callback` with every change; returns the function that unsubscribes."""
+        with self._lock:
+            self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._listeners:
+                    self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def overview(self) -> list[NodeOverview]:
+        with self._lock:
+            now = self._clock()
+            return [
+                self._overview(n, now) for n in sorted(self._nodes.values(), key=lambda n: n.node_id)
+            ]
+
+    def overview_of(self, node_id: str) -> NodeOverview | None:
+        with self._lock:
+            node = self._nodes.get(node_id)
+            return None if node is None else self._overview(node, self._clock())
+
+    def _overview(self, node: _Node, now: float) -> NodeOverview:
+        return NodeOverview(self._state(node, decode=False), node.figures, self._problems(node, now))
+
+    def open_problems(self, node_id: str) -> tuple[str, ...]:
+        with self._lock:
+            node = self._nodes.get(node_id)
+            return () if node is None else self._problems(node, self._clock())
+
+    def total_samples(self) -> int:
+        with self._lock:
+            return sum(n.samples_received for n in self._nodes.values())
+
+    # ------------------------------------------------------------ ingest
+
+    def hello(
+        self,
+        node_id: str,
+        *,
+        cluster_id: str,
+        agent_version: str,
+        agent_instance: str,
+        inventory: NodeInventory,
+        interval_s: float,
+    ) -> None:
+        """An agent (re)connected. A new agent instance starts counting seq from 1."""
+        now = self._clock()
+        with self._lock:
+            node = self._nodes.get(node_id)
+            joined = node is None
+            if joined:
+                node = _Node(node_id=node_id, inventory=inventory, first_seen=now, last_seen=now)
+                self._nodes[node_id] = node
+            inventory_changed = not joined and node.inventory != inventory
+            if node.agent_instance != agent_instance:
+                node.agent_instance = agent_instance
+                node.received_seq = 0
+                node.committed_seq = 0
+            node.inventory = inventory
+            node.cluster_id = cluster_id
+            node.agent_version = agent_version
+            if interval_s > 0:
+                node.interval_s = interval_s
+            node.last_seen = now
+            self._dirty.add(node_id)
+            if joined or inventory_changed:
+                self._inventory_dirty.add(node_id)
+            if joined:
+                node.status = self._compute_status(node, now)
+                self._emit("joined", node, now)
+            elif inventory_changed:
+                self._emit("inventory", node, now)
+            self._update_status(node, now)
+
+    def is_duplicate(self, node_id: str, agent_instance: str, seq: int) -> bool:
+        with self._lock:
+            node = self._nodes.get(node_id)
+            return (
+                node is not None and node.agent_instance == agent_instance and seq <= node.received_seq
+            )
+
+    def record_sample(
+        self, node_id: str, seq: int, figures: SampleFigures, wire: bytes, dropped_samples: int = 0
+    ) -> None:
+        now = self._clock()
+        with self._lock:
+            node = self._nodes[node_id]
+            previous = node.figures
+            dt = (figures.timestamp - previous.timestamp) if previous else 0.0
+            node.rolling = RollingFigures(
+                cpu_percent=ewma_update(node.rolling.cpu_percent, figures.cpu_percent, dt),
+                gpu_utilization_pct=ewma_update(
+                    node.rolling.gpu_utilization_pct, figures.gpu_utilization_pct, dt
+                ),
+                memory_used_pct=ewma_update(node.rolling.memory_used_pct, figures.memory_used_pct, dt),
+            )
+            node.figures = figures
+            node.latest_wire = wire
+            node.latest_decoded = None
+            node.samples_received += 1
+            node.dropped_samples += dropped_samples
+            self._touch(node, seq, now)
+
+    def record_health(self, node_id: str, seq: int, event: HealthEvent) -> None:
+        now = self._clock()
+        with self._lock:
+            node = self._nodes[node_id]
+            self._remember_event(node, event)
+            self._new_events.append(StoredEvent(node_id, node.agent_instance, seq, event))
+            self._touch(node, seq, now)
+            self._emit("health", node, now, health=event)
+
+    def record_inventory(self, node_id: str, seq: int, inventory: NodeInventory) -> None:
+        now = self._clock()
+        with self._lock:
+            node = self._nodes[node_id]
+            changed = node.inventory != inventory
+            node.inventory = inventory
+            self._touch(node, seq, now)
+            if changed:
+                self._inventory_dirty.add(node_id)
+                self._emit("inventory", node, now)
+
+    def note_dropped(self, node_id: str, dropped_samples: int) -> None:
+        if dropped_samples:
+            with self._lock:
+                self._nodes[node_id].dropped_samples += dropped_samples
+                self._dirty.add(node_id)
+
+    def refresh_status(self) -> list[str]:
+        """Re-evaluate every node against the clock (stale, expired problems)."""
+        now = self._clock()
+        changed = []
+        with self._lock:
+            for node in self._nodes.values():
+                if self._update_status(node, now):
+                    changed.append(node.node_id)
+        return changed
+
+    # ------------------------------------------------------------ persistence
+
+    def take_pending(self) -> PendingWrite:
+        """What changed since the last call, to be written in one transaction."""
+        with self._lock:
+            nodes = tuple(
+                self._record(self._nodes[i], i in self._inventory_dirty) for i in sorted(self._dirty)
+            )
+            events = tuple(self._new_events)
+            self._dirty.clear()
+            self._inventory_dirty.clear()
+            self._new_events = []
+            return PendingWrite(nodes, events)
+
+    def mark_committed(self, pending: PendingWrite) -> dict[str, tuple[str, int]]:
+        """Note what is now on disk; returns node id -> (agent instance, seq it may be told)."""
+        acks = {}
+        with self._lock:
+            for rec in pending.nodes:
+                node = self._nodes.get(rec.node_id)
+                if node is not None and node.agent_instance == rec.agent_instance:
+                    node.committed_seq = max(node.committed_seq, rec.acked_seq)
+                    acks[rec.node_id] = (rec.agent_instance, node.committed_seq)
+        return acks
+
+    def requeue(self, pending: PendingWrite) -> None:
+        """A write failed: everything in it is pending again."""
+        with self._lock:
+            self._dirty.update(rec.node_id for rec in pending.nodes)
+            self._inventory_dirty.update(r.node_id for r in pending.nodes if r.inventory_changed)
+            self._new_events[:0] = list(pending.events)
+
+    def committed_seq(self, node_id: str, agent_instance: str) -> int:
+        with self._lock:
+            node = self._nodes.get(node_id)
+            if node is None or node.agent_instance != agent_instance:
+                return 0
+            return node.committed_seq
+
+    def restore(self, records: Iterable[NodeRecord], events: Iterable[StoredEvent]) -> None:
+        """Rebuild from the store after a restart (nothing is dirty afterwards)."""
+        with self._lock:
+            for rec in records:
+                self._nodes[rec.node_id] = _Node(
+                    node_id=rec.node_id,
+                    inventory=rec.inventory,
+                    first_seen=rec.first_seen,
+                    last_seen=rec.last_seen,
+                    agent_version=rec.agent_version,
+                    cluster_id=rec.cluster_id,
+                    interval_s=rec.interval_s,
+                    agent_instance=rec.agent_instance,
+                    received_seq=rec.acked_seq,
+                    committed_seq=rec.acked_seq,
+                    latest_wire=rec.latest_sample,
+                    figures=rec.figures,
+                    rolling=rec.rolling,
+                    samples_received=rec.samples_received,
+                    dropped_samples=rec.dropped_samples,
+                    status=rec.status,
+                )
+            # events come oldest first; replaying them rebuilds lost-GPU tracking
+            for stored in events:
+                node = self._nodes.get(stored.node_id)
+                if node is not None:
+                    self._remember_event(node, stored.event)
+            now = self._clock()
+            self._dirty.clear()
+            for node in self._nodes.values():
+                self._update_status(node, now)
+
+    # ------------------------------------------------------------ internals
+
+    def _touch(self, node: _Node, seq: int, now: float) -> None:
+        node.received_seq = max(node.received_seq, seq)
+        node.last_seen = now
+        self._dirty.add(node.node_id)
+        self._update_status(node, now)
+
+    def _remember_event(self, node: _Node, event: HealthEvent) -> None:
+        node.health.appendleft(event)
+        while len(node.health) > self.max_health_events:
+            node.health.pop()
+        if event.kind == "gpu_lost" and event.gpu_index is not None:
+            node.lost_gpus.add(event.gpu_index)
+        elif event.kind == "gpu_recovered" and event.gpu_index is not None:
+            node.lost_gpus.discard(event.gpu_index)
+
+    def _problems(self, node: _Node, now: float) -> tuple[str, ...]:
+        problems = list(node.figures.gpu_problems) if node.figures else []
+        problems.extend(f"gpu {i} lost" for i in sorted(node.lost_gpus) if f"gpu {i} lost" not in problems)
+        for event in node.health:
+            if now - event.timestamp > self.problem_window_s:
+                continue
+            where = f"gpu {event.gpu_index}" if event.gpu_index is not None else "node"
+            if event.kind in _PROBLEM_KINDS:
+                problems.append(f"{where} {event.kind}")
+            elif event.kind == "xid" and event.xid in FATAL_XIDS:
+                problems.append(f"{where} xid {event.xid}")
+        return tuple(dict.fromkeys(problems))
+
+    def _compute_status(self, node: _Node, now: float) -> str:
+        if now - node.last_seen > self.stale_after_intervals * node.interval_s:
+            return "stale"
+        return "unhealthy" if self._problems(node, now) else "healthy"
+
+    def _update_status(self, node: _Node, now: float) -> bool:
+        status = self._compute_status(node, now)
+        if status == node.status:
+            return False
+        log.info("node %s: %s -> %s", node.node_id, node.status, status)
+        node.status = status
+        self._dirty.add(node.node_id)
+        self._emit("status", node, now)
+        return True
+
+    def _emit(self, kind: str, node: _Node, now: float, health: HealthEvent | None = None) -> None:
+        if not self._listeners:
+            return
+        change = NodeChange(kind=kind, node=self._state(node), timestamp=now, health=health)
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:  # noqa: BLE001 - one bad listener must not stop ingest
+                log.exception("node change listener %r failed", listener)
+
+    def _latest(self, node: _Node) -> NodeSample | None:
+        if node.latest_decoded is None and node.latest_wire is not None:
+            node.latest_decoded = self._decode(node.latest_wire)
+        return node.latest_decoded
+
+    def _state(self, node: _Node, decode: bool = True) -> NodeState:
+        return NodeState(
+            node_id=node.node_id,
+            status=node.status,
+            inventory=node.inventory,
+            latest=self._latest(node) if decode else None,
+            last_seen=node.last_seen,
+            first_seen=node.first_seen,
+            agent_version=node.agent_version,
+            cluster_id=node.cluster_id,
+            interval_s=node.interval_s,
+            health_events=tuple(node.health),
+            rolling=node.rolling,
+            samples_received=node.samples_received,
+            dropped_samples=node.dropped_samples,
+        )
+
+    def _record(self, node: _Node, inventory_changed: bool) -> NodeRecord:
+        return NodeRecord(
+            node_id=node.node_id,
+            inventory=node.inventory,
+            status=node.status,
+            first_seen=node.first_seen,
+            last_seen=node.last_seen,
+            agent_version=node.agent_version,
+            cluster_id=node.cluster_id,
+            interval_s=node.interval_s,
+            agent_instance=node.agent_instance,
+            acked_seq=node.received_seq,
+            latest_sample=node.latest_wire,
+            figures=node.figures,
+            rolling=node.rolling,
+            samples_received=node.samples_received,
+            dropped_samples=node.dropped_samples,
+            inventory_changed=inventory_changed,
+        )

@@ -1,0 +1,356 @@
+"""Agents streaming to a real aggregator process over loopback gRPC.
+
+The aggregator is `aios-aggregator serve` in a subprocess on a SQLite file;
+agents are `aios-agent run` subprocesses (host collector on this machine, the
+fake NVML for GPUs) and, where the test must know exactly what was sent and
+acknowledged, the real `TelemetryStream` in this process.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agent.stream_client import StreamConfig, TelemetryStream
+from proto.telemetry.v1 import convert
+from proto.telemetry.v1 import telemetry_pb2 as pb
+from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
+from proto.telemetry.v1.readings import HealthEvent
+from tests.fakenvml.presets import a100_80gb, h100_sxm
+from tests.telemetry_support import (
+    TOKEN,
+    AgentProcess,
+    AggregatorProcess,
+    get_node,
+    inventory,
+    list_nodes,
+    query_stub,
+    sample,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def aggregator(tmp_path):
+    agg = AggregatorProcess(tmp_path).start()
+    yield agg
+    agg.stop()
+
+
+def _stream(address: str, node_id: str, gpus: int = 2, **config) -> TelemetryStream:
+    cfg = StreamConfig(address=address, node_id=node_id, cluster_id="test-cluster", agent_version="test",
+                       token=TOKEN, backoff_initial_s=0.05, backoff_max_s=0.5, interval_s=0.2, **config)
+    stream = TelemetryStream(cfg, inventory(node_id, gpus))
+    stream.start()
+    return stream
+
+
+class RawStream:
+    """A hand-driven ingest stream, to send exactly the bytes a test wants."""
+
+    def __init__(self, address: str, token: str = TOKEN):
+        self.channel = grpc.insecure_channel(address)
+        # identity serializer: tests send raw (possibly malformed) bytes
+        self.method = self.channel.stream_stream(
+            "/aios.telemetry.v1.TelemetryIngest/Stream",
+            request_serializer=lambda b: b,
+            response_deserializer=pb.AggregatorMessage.FromString,
+        )
+        self.token = token
+
+    def exchange(self, messages: list[bytes], timeout_s: float = 10.0):
+        """Send all, half-close, collect replies and the final status."""
+        replies = []
+        try:
+            for reply in self.method(iter(messages), metadata=(("authorization", f"Bearer {self.token}"),), timeout=timeout_s):
+                replies.append(reply)
+        except grpc.RpcError as e:
+            return replies, e.code(), e.details()
+        return replies, grpc.StatusCode.OK, ""
+
+    def close(self):
+        self.channel.close()
+
+
+def _hello(node_id: str, gpus: int = 2, instance: str = "inst-1") -> bytes:
+    return pb.AgentMessage(
+        seq=0,
+        hello=pb.Hello(node_id=node_id, cluster_id="test-cluster", agent_version="raw", agent_instance=instance,
+                       inventory=convert.inventory_to_pb(inventory(node_id, gpus)), interval_s=0.2),
+    ).SerializeToString()
+
+
+def _sample_msg(seq: int, n: int | None = None, gpus: int = 2) -> pb.AgentMessage:
+    return pb.AgentMessage(seq=seq, sample=convert.sample_to_pb(sample(n if n is not None else seq, gpus)))
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_samples_arrive_in_order_acknowledged_and_queries_show_what_was_sent(aggregator):
+    raw = RawStream(aggregator.address)
+    sent = [_sample_msg(seq) for seq in range(1, 21)]
+    event = HealthEvent("xid", 1_764_400_005.0, gpu_index=1, gpu_uuid="GPU-q-1", xid=31, message="mmu fault")
+    sent.insert(5, pb.AgentMessage(seq=21, health=convert.health_to_pb(event)))  # a later seq out of order
+    replies, code, _ = raw.exchange([_hello("q")] + [m.SerializeToString() for m in sent])
+    raw.close()
+    assert code == grpc.StatusCode.OK
+    acks = [r.ack.acked_seq for r in replies if r.WhichOneof("body") == "ack"]
+    refusals = [r for r in replies if r.WhichOneof("body") == "refusal"]
+    assert refusals == []
+    assert acks == sorted(acks) and acks[-1] == 21
+    # seq 21 came before 6..20: those count as already seen (duplicates), so only 1..5 and the event count
+    detail = get_node(aggregator.address, "q")
+    assert detail.summary.node_name == "q-name"
+    assert convert.inventory_from_pb(detail.inventory) == inventory("q")
+    assert convert.sample_from_pb(detail.latest_sample) == sample(5)
+    assert [convert.health_from_pb(e) for e in detail.health_events] == [event]
+
+    # in order: a fresh agent instance sends 1..30, and the latest is the 30th
+    raw = RawStream(aggregator.address)
+    replies, code, _ = raw.exchange([_hello("q", instance="inst-2")] + [_sample_msg(s, 100 + s).SerializeToString() for s in range(1, 31)])
+    raw.close()
+    assert code == grpc.StatusCode.OK
+    assert [r.ack.acked_seq for r in replies if r.WhichOneof("body") == "ack"][-1] == 30
+    detail = get_node(aggregator.address, "q")
+    assert convert.sample_from_pb(detail.latest_sample) == sample(130)
+    assert detail.summary.status == pb.NODE_STATUS_HEALTHY
+    assert detail.summary.cpu_percent == 30.0  # sample(130): 130 % 100
+    assert detail.summary.gpu_utilization_pct == pytest.approx((30 + 31) / 2)
+
+    channel, stub, md = query_stub(aggregator.address)
+    summary = stub.GetClusterSummary(pb.ClusterSummaryRequest(), metadata=md, timeout=5)
+    channel.close()
+    assert (summary.cluster_id, summary.nodes_total, summary.gpus_total, summary.gpu_memory_total_mb) == (
+        "test-cluster", 1, 2, 2 * 81920)
+    assert (summary.vcpus_total, summary.memory_total_mb, summary.samples_received) == (32, 257_000, 5 + 30)
+
+
+def test_watch_nodes_streams_joins_and_health_events(aggregator):
+    channel, stub, md = query_stub(aggregator.address)
+    changes = []
+    call = stub.WatchNodes(pb.WatchNodesRequest(), metadata=md)
+
+    def collect():
+        try:
+            for change in call:
+                changes.append(change)
+        except grpc.RpcError as e:  # cancelled at the end of the test
+            assert e.code() == grpc.StatusCode.CANCELLED
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    # the subscription is live once a node joining shows up in it
+    raw = RawStream(aggregator.address)
+    wait_for(lambda: raw.exchange([_hello("w0", instance=str(time.monotonic()))]) and changes, what="watch live")
+    raw.close()
+    stream = _stream(aggregator.address, "w")
+    try:
+        stream.send_sample(sample(1, events=(HealthEvent("gpu_lost", 1_764_400_001.0, gpu_index=0, nvml_error="NVML_ERROR_GPU_IS_LOST"),)))
+        wait_for(lambda: any(c.kind == pb.NodeChange.KIND_HEALTH for c in changes), what="health change")
+        kinds = [c.kind for c in changes if c.node.node_id == "w"]
+        assert kinds[0] == pb.NodeChange.KIND_JOINED
+        health = next(c for c in changes if c.kind == pb.NodeChange.KIND_HEALTH)
+        assert health.health.kind == "gpu_lost" and health.health.gpu_index == 0
+        wait_for(lambda: any(c.kind == pb.NodeChange.KIND_STATUS and c.node.status == pb.NODE_STATUS_UNHEALTHY
+                             for c in changes), what="unhealthy status change")
+    finally:
+        call.cancel()
+        channel.close()
+        stream.stop()
+
+
+def test_wrong_or_missing_token_is_refused_and_health_needs_none(aggregator):
+    raw = RawStream(aggregator.address, token="wrong")
+    replies, code, details = raw.exchange([_hello("intruder"), _sample_msg(1).SerializeToString()])
+    raw.close()
+    assert code == grpc.StatusCode.UNAUTHENTICATED and replies == []
+    channel = grpc.insecure_channel(aggregator.address)
+    stub = pb_grpc.TelemetryQueryStub(channel)
+    for metadata in ((), (("authorization", "Bearer nope"),), (("authorization", TOKEN),)):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListNodes(pb.ListNodesRequest(), metadata=metadata, timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    channel.close()
+    assert "intruder" not in list_nodes(aggregator.address)
+
+
+def _nan_sample(seq):
+    msg = _sample_msg(seq)
+    msg.sample.gpus[1].power_draw_w = math.nan
+    return msg
+
+
+def _negative_rate(seq):
+    msg = _sample_msg(seq)
+    msg.sample.host.disk_read_bytes_per_s = -5.0
+    return msg
+
+
+def _unknown_gpu(seq):
+    msg = _sample_msg(seq)
+    msg.sample.gpus[1].index = 7
+    return msg
+
+
+def _other_node_inventory(seq):
+    return pb.AgentMessage(seq=seq, inventory=convert.inventory_to_pb(inventory("someone-else")))
+
+
+def _oversized(seq):
+    msg = _sample_msg(seq)
+    msg.sample.collectors.add(name="host", success=False, duration_s=0.1, error="x" * 300_000)
+    return msg
+
+
+@pytest.mark.parametrize(
+    "make_bad, expected",
+    [
+        (_nan_sample, "sample.gpus[1].power_draw_w: nan is not a finite number"),
+        (_negative_rate, "sample.host.disk_read_bytes_per_s: -5.0 is negative"),
+        (_unknown_gpu, "sample.gpus[1].index: GPU index 7 is not in the node's inventory"),
+        (_other_node_inventory, "does not match the hello's node id 'bad'"),
+        (_oversized, "over the 262144-byte limit"),
+    ],
+    ids=["nan", "negative", "unknown-gpu", "node-mismatch", "oversized"],
+)
+def test_bad_messages_are_refused_while_other_agents_carry_on(aggregator, make_bad, expected):
+    good = _stream(aggregator.address, "good")
+    try:
+        good.send_sample(sample(1))
+        assert good.wait_acked(1, 10)
+        raw = RawStream(aggregator.address)
+        replies, code, details = raw.exchange(
+            [_hello("bad"), _sample_msg(1).SerializeToString(), make_bad(2).SerializeToString(),
+             _sample_msg(3, 99).SerializeToString()])
+        raw.close()
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert expected in details
+        refusal = [r.refusal for r in replies if r.WhichOneof("body") == "refusal"]
+        assert [r.seq for r in refusal] == [2] and expected in refusal[0].reason
+        # the bad node keeps what it sent before the refusal, nothing of it or after it
+        detail = get_node(aggregator.address, "bad")
+        assert convert.sample_from_pb(detail.latest_sample) == sample(1)
+        assert convert.inventory_from_pb(detail.inventory) == inventory("bad")
+        # the well-behaved agent carries on
+        seq = good.send_sample(sample(2))
+        assert good.wait_acked(seq, 10)
+        assert convert.sample_from_pb(get_node(aggregator.address, "good").latest_sample) == sample(2)
+    finally:
+        good.stop()
+
+
+def test_garbage_bytes_and_a_stream_without_hello_are_refused(aggregator):
+    raw = RawStream(aggregator.address)
+    replies, code, details = raw.exchange([b"\xff\xff\xff\xff not protobuf"])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "malformed message" in details
+    replies, code, details = raw.exchange([_sample_msg(1).SerializeToString()])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "before hello" in details
+    raw.close()
+    assert list_nodes(aggregator.address) == {}
+
+
+def test_agent_cut_off_goes_stale_then_healthy_again(tmp_path):
+    agg = AggregatorProcess(tmp_path, extra_args=("--stale-after", "3")).start()
+    agent = AgentProcess(tmp_path, "cut", agg.address, interval_s=0.2)
+    try:
+        wait_for(lambda: list_nodes(agg.address).get("cut") and list_nodes(agg.address)["cut"].status == pb.NODE_STATUS_HEALTHY,
+                 what="agent healthy")
+        agent.proc.send_signal(signal.SIGSTOP)  # cut off: no messages, connection left hanging
+        wait_for(lambda: list_nodes(agg.address)["cut"].status == pb.NODE_STATUS_STALE, what="node stale")
+        agent.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: list_nodes(agg.address)["cut"].status == pb.NODE_STATUS_HEALTHY, what="node healthy again")
+    finally:
+        agent.stop()
+        agg.stop()
+
+
+def test_aggregator_sigkilled_under_load_loses_nothing_acknowledged(tmp_path, fake_nvml):
+    fake_nvml.configure(gpus=[a100_80gb(0), h100_sxm(1)], driver_version="550.54.15", cuda_driver_version="12.4")
+    agg = AggregatorProcess(tmp_path).start()
+    agents = [
+        AgentProcess(tmp_path, "gpu-node", agg.address, interval_s=0.2, env=fake_nvml.env),
+        AgentProcess(tmp_path, "cpu-node", agg.address, interval_s=0.2),
+    ]
+    probe = _stream(agg.address, "probe", buffer_limit=100_000)
+    events: dict[int, HealthEvent] = {}
+    sent_samples = []
+    stop_sending = threading.Event()
+
+    def load() -> None:
+        n = 0
+        while not stop_sending.is_set():
+            n += 1
+            if n % 25 == 0:
+                event = HealthEvent("xid", 1_764_400_000.0 + n, gpu_index=n % 2, xid=13, message=f"event {n}")
+                events[probe.send_health(event)] = event
+            sent_samples.append(probe.send_sample(sample(n)))
+            time.sleep(0.01)
+
+    sender = threading.Thread(target=load)
+    sender.start()
+    try:
+        wait_for(lambda: len(list_nodes(agg.address)) == 3, what="three nodes")
+        fake_nvml.inject_xid(1, 79)  # a real agent's health event, before the kill
+        wait_for(lambda: any(e.xid == 79 for e in get_node(agg.address, "gpu-node", 50).health_events), what="xid 79")
+        wait_for(lambda: probe.stats().acked_seq > max(events, default=0) > 0 and len(events) >= 3, what="probe acks")
+        time.sleep(0.2)  # let the gpu-node's event be committed and acked too
+        agg.kill()
+        acked_at_kill = probe.stats().acked_seq
+        acked_events = {seq: e for seq, e in events.items() if seq <= acked_at_kill}
+        time.sleep(0.5)  # the agents keep sampling into their buffers while it is down
+        assert probe.stats().connected is False
+        restarted_at = time.time()
+        agg.start()
+        time.sleep(0.5)
+        stop_sending.set()
+        sender.join()
+        last = probe.stats().last_seq
+        assert probe.wait_acked(last, 20), probe.stats()
+
+        nodes = list_nodes(agg.address)
+        assert set(nodes) == {"gpu-node", "cpu-node", "probe"}
+        probe_detail = get_node(agg.address, "probe", 50)
+        stored = [convert.health_from_pb(e) for e in probe_detail.health_events]
+        assert all(e in stored for e in acked_events.values())
+        assert sorted(stored, key=lambda e: e.timestamp) == sorted(events.values(), key=lambda e: e.timestamp)
+        # every sample counted exactly once, the ones buffered during the outage included
+        channel, stub, md = query_stub(agg.address)
+        detail_state = stub.GetNode(pb.GetNodeRequest(node_id="probe"), metadata=md, timeout=5)
+        channel.close()
+        assert convert.sample_from_pb(detail_state.latest_sample) == sample(len(sent_samples))
+        assert _samples_received(agg, "probe") == len(sent_samples)
+        # the subprocess agents reconnected and report again; the GPU event survived
+        for agent in agents:
+            wait_for(lambda: list_nodes(agg.address)[agent.node_id].last_seen > restarted_at + 0.5,
+                     what=f"{agent.node_id} back")
+        gpu_detail = get_node(agg.address, "gpu-node", 50)
+        assert any(e.kind == "xid" and e.xid == 79 and e.gpu_index == 1 for e in gpu_detail.health_events)
+        assert [g.name for g in gpu_detail.inventory.gpus] == ["NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"]
+        assert gpu_detail.summary.status == pb.NODE_STATUS_UNHEALTHY  # xid 79: fell off the bus
+    finally:
+        stop_sending.set()
+        sender.join()
+        probe.stop()
+        stats = [a.stop() for a in agents]
+        agg.stop()
+    for s in stats:
+        assert s["refused"] == 0 and s["dropped_samples"] == 0 and s["connects"] >= 2
+        assert s["acked_seq"] == s["last_seq"]  # everything they sent, acknowledged
+
+
+def _samples_received(agg: AggregatorProcess, node_id: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(agg.db) as conn:
+        return conn.execute("SELECT samples_received FROM telemetry_nodes WHERE node_id = ?", (node_id,)).fetchone()[0]

@@ -1,0 +1,221 @@
+"""Shared pieces of the telemetry tests: a real aggregator process, agents, readings.
+
+Everything here starts real processes on loopback; each helper can stop what
+it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import grpc
+
+from proto.telemetry.v1 import telemetry_pb2 as pb
+from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
+from proto.telemetry.v1.readings import (
+    GpuInventory,
+    GpuSample,
+    HealthEvent,
+    HostInventory,
+    HostSample,
+    NodeInventory,
+    NodeSample,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "test-token-6f1d"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float = 15.0, what: str = "condition", every_s: float = 0.05):
+    """Poll until `predicate()` is truthy; returns its value, fails naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception as e:  # noqa: BLE001 - a server still starting
+            last_error = e
+        else:
+            if value:
+                return value
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last error: {last_error})")
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOS_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env["AIOS_TOKEN"] = TOKEN
+    env.update(extra)
+    return env
+
+
+class AggregatorProcess:
+    """`aios-aggregator serve` in a subprocess, on a fixed port so agents find it again after a restart."""
+
+    def __init__(self, tmp: Path, *, port: int | None = None, extra_args: tuple[str, ...] = ()):
+        self.tmp = tmp
+        self.db = tmp / "aggregator.db"
+        self.port = port or free_port()
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "AggregatorProcess":
+        ready = self.tmp / f"ready-{self.starts}.json"
+        self.starts += 1
+        self.log = open(self.tmp / f"aggregator-{self.starts}.log", "w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "aggregator.cli", "serve",
+                "--host", "127.0.0.1", "--grpc-port", str(self.port), "--db", str(self.db),
+                "--cluster-id", "test-cluster", "--ready-file", str(ready), *self.extra_args,
+            ],
+            cwd=ROOT, env=base_env(), stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: ready.exists() or self.proc.poll() is not None, what="aggregator ready file")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"aggregator exited: {self.log_text()}")
+        return self
+
+    def log_text(self) -> str:
+        return "".join((self.tmp / f"aggregator-{i}.log").read_text() for i in range(1, self.starts + 1))
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+class AgentProcess:
+    """`aios-agent run` in a subprocess (host collector on this machine; NVML per `env`)."""
+
+    def __init__(self, tmp: Path, node_id: str, address: str, *, interval_s: float = 0.2, env: dict | None = None, token: str = TOKEN):
+        self.node_id = node_id
+        self.stats_file = tmp / f"agent-{node_id}.stats.json"
+        self.log_path = tmp / f"agent-{node_id}.log"
+        extra = {"NODE_ID": node_id, "NODE_NAME": f"{node_id}-name", "AIOS_TOKEN": token}
+        if env is None:
+            extra["AIOS_NVML_LIBRARY"] = str(tmp / "no-such-libnvidia-ml.so.1")  # host-only
+        full_env = base_env(**extra)
+        full_env.update(env or {})
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "agent.cli", "run", "--aggregator", address,
+                "--interval", str(interval_s), "--log-level", "INFO", "--stats-file", str(self.stats_file),
+            ],
+            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> dict:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return json.loads(self.stats_file.read_text()) if self.stats_file.exists() else {}
+
+
+def query_stub(address: str, token: str = TOKEN):
+    channel = grpc.insecure_channel(address)
+    return channel, pb_grpc.TelemetryQueryStub(channel), (("authorization", f"Bearer {token}"),)
+
+
+def get_node(address: str, node_id: str, max_events: int = 0) -> pb.NodeDetail | None:
+    channel, stub, md = query_stub(address)
+    try:
+        return stub.GetNode(pb.GetNodeRequest(node_id=node_id, max_health_events=max_events), metadata=md, timeout=5)
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+    finally:
+        channel.close()
+
+
+def list_nodes(address: str) -> dict[str, pb.NodeSummary]:
+    channel, stub, md = query_stub(address)
+    try:
+        return {n.node_id: n for n in stub.ListNodes(pb.ListNodesRequest(), metadata=md, timeout=5).nodes}
+    finally:
+        channel.close()
+
+
+# ---------------------------------------------------------------- literal readings
+
+
+def inventory(node_id: str, gpus: int = 2) -> NodeInventory:
+    return NodeInventory(
+        node_id=node_id,
+        node_name=f"{node_id}-name",
+        host=HostInventory("h-" + node_id, "6.1.0", "Debian 12", 32, 16, 257_000, 0),
+        gpus=tuple(
+            GpuInventory(index=i, uuid=f"GPU-{node_id}-{i}", name="NVIDIA A100-SXM4-80GB", memory_mb=81920,
+                         compute_capability=(8, 0))
+            for i in range(gpus)
+        ),
+        driver_version="550.54.15",
+        cuda_driver_version="12.4",
+    )
+
+
+def sample(n: int, gpus: int = 2, events: tuple[HealthEvent, ...] = ()) -> NodeSample:
+    return NodeSample(
+        timestamp=1_764_400_000.0 + n,
+        host=HostSample(cpu_percent=float(n % 100), memory_total_mb=257_000, memory_used_mb=1000 + n),
+        gpus=tuple(
+            GpuSample(index=i, uuid=f"GPU-{i}", utilization_gpu_pct=float((n + i) % 100), temperature_c=40.0,
+                      memory_used_mb=n)
+            for i in range(gpus)
+        ),
+        health_events=events,
+    )
+
+
+class ScriptedReader:
+    """A NodeReader stand-in producing literal readings (for in-process daemons)."""
+
+    def __init__(self, node_id: str, gpus: int = 2):
+        self.node_id = node_id
+        self.gpus = gpus
+        self.n = 0
+
+    def inventory(self) -> NodeInventory:
+        return inventory(self.node_id, self.gpus)
+
+    def sample(self) -> NodeSample:
+        self.n += 1
+        return sample(self.n, self.gpus)
