@@ -6,11 +6,12 @@
    a pipe both ways), and storing the verdict in SQLite (WAL, temp dir).
    Median of --repeat checks after one warm-up.
 
-2. XID latency (--agents): a real aggregator (`aggregator.service.Aggregator`:
+2. XID latency: a real aggregator (`aggregator.service.Aggregator`:
    gRPC ingest + NodeRegistry) and the checker subscribed to it; a
    simulated agent sends a health event with XID 79 over the real gRPC
    stream; measured from the send to the stored unstable verdict.
-   Needs the telemetry branch's aggregator; skipped when it is missing.
+   The agent samples every --agent-interval (10 s, the default): the XID
+   must travel as a health event, not wait for the next sample.
 
     python benchmarks/stability_check.py [--nodes 5000] [--gpus 8] [--repeat 5]
 """
@@ -132,13 +133,95 @@ def _in_process_eval(nodes_data: list[dict], repeat: int) -> float:
     return round(statistics.median(times), 4)
 
 
+def xid_latency(repeat: int, agent_interval_s: float, debounce_s: float) -> dict:
+    """From writing an XID into an agent's fake NVML to the stored unstable verdict."""
+    import asyncio
+    import threading
+
+    from aggregator.service import Aggregator, ServeConfig
+    from tests.fakenvml import FakeNvml, build_fake_nvml
+    from tests.fakenvml.presets import h100_sxm
+    from tests.telemetry_support import TOKEN, AgentProcess
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        agg = Aggregator(ServeConfig(db_path=tmp / "aggregator.sqlite", tokens=(TOKEN,), grpc_port=0, http_port=None,
+                                     host="127.0.0.1", cluster_id="bench", status_every_s=0.5, commit_interval_s=0.05))
+        asyncio.run_coroutine_threadsafe(agg.start(), loop).result(30)
+        checker = StabilityChecker(
+            cluster_id="bench", registry=agg.registry, cluster_store=ClusterStore(agg.db), verdicts=VerdictStore(agg.db),
+            open_policy=policy_opener(PolicyConfig(cache_dir=tmp / "cache")), interval_s=3600, debounce_s=debounce_s,
+        )
+        unstable_at: list[float] = []
+        seen = threading.Event()
+
+        def on_verdict(verdict):
+            if verdict.outcome == "unstable" and not seen.is_set():
+                unstable_at.append(time.perf_counter())
+                seen.set()
+
+        health_at: list[float] = []
+
+        def on_change(change):  # the health event reaching the registry
+            if change.kind == "health" and change.health is not None and change.health.xid == 79 and not health_at:
+                health_at.append(time.perf_counter())
+
+        agg.registry.subscribe(on_change)
+        checker.on_verdict(on_verdict)
+        checker.start()
+        nvml = FakeNvml(build_fake_nvml(tmp / "lib"), tmp / "nvml.conf").configure(gpus=[h100_sxm(i) for i in range(8)])
+        agent = AgentProcess(tmp, "bench-node", f"127.0.0.1:{agg.grpc.port}", interval_s=agent_interval_s, env=nvml.env)
+        latencies, aggregator_side = [], []
+        try:
+            deadline = time.monotonic() + 60
+            while not (agg.registry.get("bench-node") and agg.registry.get("bench-node").latest):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the agent never reported")
+                time.sleep(0.05)
+            for i in range(repeat):
+                assert checker.check("bench").outcome == "stable"
+                seen.clear()
+                unstable_at.clear()
+                health_at.clear()
+                t0 = time.perf_counter()
+                nvml.inject_xid(i % 8, 79)
+                if not seen.wait(30):
+                    raise SystemExit("no unstable verdict within 30 s")
+                latencies.append(unstable_at[0] - t0)
+                aggregator_side.append(unstable_at[0] - health_at[0])
+                checker.management("acknowledge", {})
+        finally:
+            agent.stop()
+            checker.close()
+            asyncio.run_coroutine_threadsafe(agg.stop(), loop).result(30)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+    return {
+        "repeat": repeat,
+        "agent_interval_s": agent_interval_s,
+        "debounce_s": debounce_s,
+        "median_xid_to_unstable_verdict_s": round(statistics.median(latencies), 3),
+        "max_xid_to_unstable_verdict_s": round(max(latencies), 3),
+        "median_health_event_at_registry_to_verdict_s": round(statistics.median(aggregator_side), 3),
+        "max_health_event_at_registry_to_verdict_s": round(max(aggregator_side), 3),
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=5000)
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--latency-only", action="store_true", help="only the XID-to-verdict latency")
+    parser.add_argument("--agent-interval", type=float, default=10.0, help="agent sampling interval (10 s, the default)")
+    parser.add_argument("--debounce", type=float, default=0.2, help="checker debounce after a node change (0.2 s)")
     args = parser.parse_args(argv)
-    print(json.dumps(full_check(args.nodes, args.gpus, args.repeat), indent=2))
+    if not args.latency_only:
+        print(json.dumps(full_check(args.nodes, args.gpus, args.repeat), indent=2))
+    print(json.dumps(xid_latency(args.repeat, args.agent_interval, args.debounce), indent=2))
     return 0
 
 
