@@ -42,9 +42,9 @@ class TimedChecker(StabilityChecker):
 
     phases: dict[str, float]
 
-    def nodes_data(self):
+    def _build_nodes_data(self):
         t0 = time.perf_counter()
-        result = super().nodes_data()
+        result = super()._build_nodes_data()
         self.phases["nodes_data"] = time.perf_counter() - t0
         self.last_nodes_data = result
         return result

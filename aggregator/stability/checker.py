@@ -201,12 +201,15 @@ class StabilityChecker:
 
     def nodes_data(self) -> list[dict]:
         """The current `nodes_data` (also what /nodes_status serves)."""
+        with _gc_paused():
+            return self._build_nodes_data()
+
+    def _build_nodes_data(self) -> list[dict]:
         states = self._registry.snapshot()
         with self._throttle_lock:
             self._throttle.observe(states)
             since = dict(self._throttle.since)
-        with _gc_paused():
-            return build_nodes_data(states, self._clock(), since)
+        return build_nodes_data(states, self._clock(), since)
 
     def latest(self) -> Verdict | None:
         return self._verdicts.latest(self.cluster_id)
@@ -218,10 +221,12 @@ class StabilityChecker:
 
     def check(self, trigger: str = "request") -> Verdict:
         """Evaluate the policy now and store the verdict (never raises for a policy failure)."""
-        with self._check_lock:
+        with self._check_lock, _gc_paused():
+            # GC stays paused until nodes_data is freed again: re-enabled earlier,
+            # the next collection would walk all of it (see _gc_paused)
             started = self._clock()
             t0 = time.perf_counter()
-            nodes_data = self.nodes_data()
+            nodes_data = self._build_nodes_data()
             uri = DEFAULT_POLICY_URI
             try:
                 document = self._document()
@@ -234,6 +239,8 @@ class StabilityChecker:
             except Exception as e:  # a policy, its loading or its config failed: a verdict of its own
                 outcome, data, error = "error", None, _reason(e)
                 log.warning("stability policy %s failed: %s", uri, error)
+            node_count = len(nodes_data)
+            del nodes_data
             verdict = Verdict(
                 cluster_id=self.cluster_id,
                 checked_at=started,
@@ -243,7 +250,7 @@ class StabilityChecker:
                 stability_check_data=data,
                 error=error,
                 trigger=trigger,
-                nodes=len(nodes_data),
+                nodes=node_count,
             )
             previous = self._verdicts.latest_known(self.cluster_id) if outcome != "error" else None
             verdict = self._verdicts.record(verdict)
@@ -376,7 +383,10 @@ class _gc_paused:
 
     Building it allocates a few hundred thousand dicts (5,000 nodes x 8 GPUs),
     which triggers full collections that tripled the build time in
-    benchmarks/stability_check.py; nothing built here forms cycles. Counted,
+    benchmarks/stability_check.py; nothing built here forms cycles. A check
+    keeps it paused until its nodes_data is freed (the policy call included,
+    bounded by the policy's time limit): cyclic garbage made meanwhile by
+    other threads waits for the next collection, nothing is lost. Counted,
     so overlapping pauses (several threads) re-enable GC only at the last exit,
     and GC that someone else disabled stays disabled.
     """
