@@ -24,29 +24,26 @@ pytestmark = pytest.mark.integration
 
 
 class AioServerThread:
+    """A grpc.aio server on its own loop in a thread. The loop runs `run_forever` and the
+    server is started and stopped by submitted coroutines: a loop running
+    `wait_for_termination()` here sometimes ended before a submitted stop could run."""
+
     def __init__(self, checker):
-        self.port = None
-        self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, args=(checker,), daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        assert self._ready.wait(10)
+        self.port = asyncio.run_coroutine_threadsafe(self._start(checker), self._loop).result(10)
 
-    def _run(self, checker):
-        asyncio.set_event_loop(self._loop)
-
-        async def main():
-            self._server = grpc.aio.server()
-            add_stability_service(self._server, checker)
-            self.port = self._server.add_insecure_port("127.0.0.1:0")
-            await self._server.start()
-            self._ready.set()
-            await self._server.wait_for_termination()
-
-        self._loop.run_until_complete(main())
+    async def _start(self, checker):
+        self._server = grpc.aio.server()
+        add_stability_service(self._server, checker)
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        await self._server.start()
+        return port
 
     def close(self):
         asyncio.run_coroutine_threadsafe(self._server.stop(0), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
 
