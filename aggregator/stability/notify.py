@@ -170,10 +170,24 @@ class NotificationDispatcher:
     def _run(self) -> None:
         while True:
             transition = self._queue.get()
-            if transition is None:
-                return
-            for sink in self.sinks:
-                self._deliver(sink, transition)
+            try:
+                if transition is None:
+                    return
+                for sink in self.sinks:
+                    self._deliver(sink, transition)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until everything submitted so far was delivered or given up; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(left)
+        return True
 
     def _deliver(self, sink: NotificationSink, transition: Transition) -> None:
         delay = self.backoff_s

@@ -194,3 +194,16 @@ def test_throttle_tracker_remembers_when_a_reason_started_and_forgets_it_when_go
     assert entry["gpus"][0]["health"]["throttle"] == [{"reason": "sw_power_cap", "since": 110.0, "duration_s": 20.0}]
     tracker.observe([])  # the node was removed
     assert tracker.since == {}
+
+
+def test_the_documented_examples_are_what_the_builder_gives():
+    """docs/examples/*.json are built from the states above; regenerate them when the shape changes."""
+    import json
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "examples"
+    built = build_nodes_data([gpu_node(), cpu_node_stale()], NOW, {("gpu-a", 0, "hw_thermal_slowdown"): 1_700_000_000.0})
+    assert json.loads((docs / "nodes_data.json").read_text()) == built
+    example_input = json.loads((docs / "stability_input.json").read_text())
+    assert example_input["nodes_data"] == built
+    assert example_input["cluster"] == example_input["cluster_data"]
