@@ -358,17 +358,20 @@ class StabilityChecker:
         self.check("event")
 
     def close(self) -> None:
+        """Stop scheduling and listening, close the policy; safe to call twice."""
         self._closed = True
-        if callable(self._unsubscribe):
-            self._unsubscribe()
-        if self._scheduler is not None:
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if callable(unsubscribe):
+            unsubscribe()
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
             for job_id in (f"stability-check-{self.cluster_id}", f"stability-event-{self.cluster_id}"):
                 try:
-                    self._scheduler.remove_job(job_id)
+                    scheduler.remove_job(job_id)
                 except Exception:
                     pass  # not scheduled (ran already, or never added)
             if self._own_scheduler:
-                self._scheduler.shutdown(wait=True)
+                scheduler.shutdown(wait=True)
         with self._check_lock:
             self._close_handle()
 

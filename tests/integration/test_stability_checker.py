@@ -180,3 +180,21 @@ def test_history_is_bounded_and_survives_a_new_checker(parts):
     ids = [checker.check().id for _ in range(5)]
     assert [v.id for v in checker.history()] == ids[:1:-1]
     assert [v.id for v in make(history_limit=3).history()] == ids[:1:-1]
+
+
+def test_scheduled_checks_repeat_and_a_burst_of_changes_makes_one_check(parts):
+    registry, _, make, _ = parts
+    ticking = make(interval_s=0.2)
+    ticking.start()
+    wait_until(lambda: sum(v.trigger == "schedule" for v in ticking.history()) >= 3)
+    ticking.close()
+
+    quiet = make(interval_s=3600, debounce_s=0.3)
+    quiet.start()
+    wait_until(lambda: any(v.trigger == "schedule" for v in quiet.history()))
+    for _ in range(20):  # a burst, well within the debounce
+        event = xid_event(0, 79)
+        registry.put(node_state("node-a", events=(event,)), kind="health", health=event)
+    wait_until(lambda: any(v.trigger == "event" for v in quiet.history()))
+    time.sleep(0.6)  # two debounces: a second event check would have been stored by now
+    assert [v.trigger for v in quiet.history()].count("event") == 1
