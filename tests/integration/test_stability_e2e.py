@@ -7,7 +7,6 @@ can be attached to its registry and database the way the serve wiring does; agen
 
 import asyncio
 import threading
-import time
 
 import pytest
 
