@@ -1,4 +1,4 @@
-"""`aios-aggregator`: one subcommand per job, each body in its own module."""
+"""`aios-aggregator`: one subcommand per job, each body in its own module, registered here in one line."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aios-aggregator", description="The cluster's telemetry aggregator.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ... (default INFO)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (same as --log-level DEBUG)")
     sub = parser.add_subparsers(dest="command", required=True)
     cli_serve.register(sub)
     cli_nodes.register(sub)
@@ -26,11 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    level = "DEBUG" if args.verbose else str(args.log_level).upper()
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return args.run(args)
+    # subcommands set `run` (telemetry's convention) or `handler` (policies')
+    command = getattr(args, "run", None) or args.handler
+    return command(args)
 
 
 if __name__ == "__main__":
