@@ -12,12 +12,12 @@ import logging
 import os
 import sys
 
-from agent.commands import inventory, run, sample
+from agent.commands import annotate, inventory, metrics, run, sample
 from agent.commands.common import common_parser
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (inventory, sample, run)
+_COMMANDS = (inventory, sample, annotate, run, metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -82,7 +82,9 @@ _ERROR_NAMES = _error_names()
 def _translate(exc: Exception) -> NvmlError:
     code = int(getattr(exc, "value", -1))
     name = _ERROR_NAMES.get(code, f"NVML_ERROR_{code}")
-    if code == getattr(_nv, "NVML_ERROR_NOT_SUPPORTED", None):
+    # A function the installed driver's library lacks is, to us, a field it
+    # does not support.
+    if code in (getattr(_nv, "NVML_ERROR_NOT_SUPPORTED", None), getattr(_nv, "NVML_ERROR_FUNCTION_NOT_FOUND", None)):
         return NvmlNotSupported(code, name)
     if code == getattr(_nv, "NVML_ERROR_GPU_IS_LOST", None):
         return NvmlGpuLost(code, name)
@@ -144,7 +146,9 @@ class NvmlSession:
     """An initialized NVML. Device handles are opaque; pass them back in."""
 
     def __init__(self) -> None:
-        self._memory_v2: bool | None = None  # decided by the first memory read
+        # Decided by the first read: drivers and pynvml releases differ.
+        self._memory_v2: bool | None = None if hasattr(_nv, "nvmlMemory_v2") else False
+        self._clock_reasons = getattr(_nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
         self._closed = False
 
     # ---------------------------------------------------------- system
@@ -237,7 +241,15 @@ class NvmlSession:
         return _call(_nv.nvmlDeviceGetClockInfo, handle, _nv.NVML_CLOCK_MEM)
 
     def clock_event_reasons(self, handle: Any) -> int:
-        return _call(_nv.nvmlDeviceGetCurrentClocksEventReasons, handle)
+        """The clock-event ("throttle") reason bits; older drivers only have the throttle name."""
+        if self._clock_reasons is not None:
+            try:
+                return _call(self._clock_reasons, handle)
+            except NvmlNotSupported as exc:
+                if exc.name != "NVML_ERROR_FUNCTION_NOT_FOUND":
+                    raise
+                self._clock_reasons = None
+        return _call(_nv.nvmlDeviceGetCurrentClocksThrottleReasons, handle)
 
     def ecc_total(self, handle: Any, *, uncorrected: bool, aggregate: bool) -> int:
         error_type = _nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED if uncorrected else _nv.NVML_MEMORY_ERROR_TYPE_CORRECTED
@@ -280,8 +292,13 @@ class NvmlSession:
             links.append(link)
         return tuple(links)
 
-    def nvlink_active(self, handle: Any, link: int) -> bool:
-        return bool(_call(_nv.nvmlDeviceGetNvLinkState, handle, link))
+    def nvlink_active(self, handle: Any, links: tuple[int, ...]) -> tuple[bool, ...]:
+        """Whether each of the given links is up, in the same order."""
+        get_state = _nv.nvmlDeviceGetNvLinkState
+        try:
+            return tuple(bool(get_state(handle, link)) for link in links)
+        except _nv.NVMLError as exc:
+            raise _translate(exc) from exc
 
     def compute_process_count(self, handle: Any) -> int:
         return len(_call(_nv.nvmlDeviceGetComputeRunningProcesses, handle))

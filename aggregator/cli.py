@@ -1,4 +1,4 @@
-"""`aios-aggregator`: one subcommand per job, each body in its own module."""
+"""`aios-aggregator`: one subcommand per job, each body in its own module, registered here in one line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from aggregator import cli_nodes, cli_serve
+from aggregator import cli_nodes, cli_serve, policy_command, policy_sidecar_command
+from aggregator.onboarding import command as onboard_command
 
 __all__ = ["main", "build_parser"]
 
@@ -14,19 +15,26 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aios-aggregator", description="The cluster's telemetry aggregator.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ... (default INFO)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (same as --log-level DEBUG)")
     sub = parser.add_subparsers(dest="command", required=True)
     cli_serve.register(sub)
     cli_nodes.register(sub)
+    policy_command.register(sub)
+    policy_sidecar_command.register(sub)
+    onboard_command.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    level = "DEBUG" if args.verbose else str(args.log_level).upper()
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return args.run(args)
+    # subcommands set `run` (telemetry's convention) or `handler` (policies')
+    command = getattr(args, "run", None) or args.handler
+    return command(args)
 
 
 if __name__ == "__main__":

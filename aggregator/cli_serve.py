@@ -40,6 +40,7 @@ def register(sub) -> None:
     p.add_argument("--agent-interval", type=float, default=None, help="tell agents to sample every N seconds")
     p.add_argument("--commit-interval", type=float, default=0.1, help="seconds between store commits (0.1)")
     p.add_argument("--max-message-kb", type=int, default=256, help="largest accepted agent message (256 KiB)")
+    p.add_argument("--api-url", default=None, help="the network's parser, to register nodes joining later (AIOS_API_URL)")
     p.add_argument("--ready-file", type=Path, help="write the bound ports here (JSON) once serving")
     p.set_defaults(run=run)
 
@@ -66,6 +67,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         commit_interval_s=args.commit_interval,
         max_message_bytes=args.max_message_kb * 1024,
         ready_file=args.ready_file,
+        api_url=args.api_url or os.environ.get("AIOS_API_URL") or None,
     )
 
 

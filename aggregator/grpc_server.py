@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -67,8 +67,12 @@ async def build_grpc_server(
     host: str = "0.0.0.0",
     port: int = 0,
     tls: TlsFiles | None = None,
+    add_services: Sequence[Callable[[grpc.aio.Server], None]] = (),
 ) -> GrpcServer:
-    """A started server; `port=0` picks a free one (see `.port`)."""
+    """A started server; `port=0` picks a free one (see `.port`).
+
+    `add_services`: more servicers (e.g. onboarding's ClusterDocuments), added before the start.
+    """
     hard_cap = max(4 * ingest.max_message_bytes, 4 * 1024 * 1024)
     server = grpc.aio.server(
         interceptors=[BearerTokenInterceptor(tokens)],
@@ -80,6 +84,8 @@ async def build_grpc_server(
     )
     server.add_generic_rpc_handlers((ingest.generic_handler(),))
     pb_grpc.add_TelemetryQueryServicer_to_server(query, server)
+    for add in add_services:
+        add(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -21,6 +21,7 @@ from aggregator.db import Database
 from aggregator.grpc_server import GrpcServer, TlsFiles, build_grpc_server
 from aggregator.ingest import IngestService
 from aggregator.node_store import NodeStore
+from aggregator.onboarding.wiring import OnboardingParts, add_onboarding
 from aggregator.query_service import QueryService
 from aggregator.registry import NodeRegistry
 from proto.telemetry.v1 import convert
@@ -52,6 +53,7 @@ class ServeConfig:
     max_message_bytes: int = 256 * 1024
     agent_interval_s: float | None = None  # instruct agents to use this interval
     ready_file: Path | None = None  # written with the bound ports once serving
+    api_url: str | None = None  # the network's parser: nodes joining later are posted to /api/addNode
     extra: dict = field(default_factory=dict)
 
 
@@ -65,6 +67,7 @@ class Aggregator:
         self.registry: NodeRegistry | None = None
         self.ingest: IngestService | None = None
         self.grpc: GrpcServer | None = None
+        self.onboarding: OnboardingParts | None = None
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -89,7 +92,8 @@ class Aggregator:
         )
         query = QueryService(self.registry, cluster_id=cfg.cluster_id)
         self.grpc = await build_grpc_server(
-            self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls
+            self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
+            add_services=[self._add_onboarding],
         )
         self._tasks = [
             asyncio.ensure_future(self.ingest.run_committer()),
@@ -101,9 +105,20 @@ class Aggregator:
         if cfg.ready_file is not None:
             _write_atomically(cfg.ready_file, json.dumps({"grpc_port": self.grpc.port, "pid": os.getpid()}))
 
+    def _add_onboarding(self, server) -> None:
+        cfg = self.config
+        # governance=None: the add_node/remove_node pre-checks join once the
+        # policies' Governance is wired into this service
+        self.onboarding = add_onboarding(
+            server, db=self.db, registry=self.registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
+            governance=None, api_url=cfg.api_url, clock=self.clock,
+        )
+
     async def stop(self) -> None:
         if self.grpc is not None:
             await self.grpc.stop(grace_s=1.0)
+        if self.onboarding is not None:
+            self.onboarding.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

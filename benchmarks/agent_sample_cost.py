@@ -65,23 +65,34 @@ def _summary(values_ms: list[float]) -> dict:
 
 def worker(samples: int, old_samples: int) -> None:
     rss_start = _rss_mib()
-    from agent.node_reader import open_node_reader  # noqa: E402 - measuring import cost
     import psutil
 
+    from agent.collectors.gpu import open_gpu_collector
+    from agent.collectors.host import PsutilHostCollector
+    from agent.node_reader import NodeReader
+
     rss_imports = _rss_mib()
-    reader = open_node_reader(node_id="bench", node_name="bench", host_root="/")
+    # what open_node_reader builds, kept apart so each half can be timed too
+    host, gpu = PsutilHostCollector(root="/"), open_gpu_collector()
+    reader = NodeReader("bench", "bench", gpu, host)
     inventory = reader.inventory()
     for _ in range(20):  # warm-up: rates known, caches filled, the first /proc listing done
         reader.sample()
     rss_warm = _rss_mib()
 
     new_ms: list[float] = []
+    host_ms: list[float] = []
+    gpu_ms: list[float] = []
     old_ms: list[float] = []
     old_every = max(1, samples // max(1, old_samples))
     for i in range(samples):
         start = time.process_time()
         sample = reader.sample()
         new_ms.append((time.process_time() - start) * 1000)
+        for collector, into in ((host, host_ms), (gpu, gpu_ms)):
+            start = time.process_time()
+            collector.sample()
+            into.append((time.process_time() - start) * 1000)
         if i % old_every == 0 and len(old_ms) < old_samples:
             start = time.process_time()
             _old_walk(psutil)
@@ -103,6 +114,8 @@ def worker(samples: int, old_samples: int) -> None:
                 "threads": sample.host.threads_total if sample.host else None,
                 "collectors_ok": all(c.success for c in sample.collectors),
                 "new": _summary(new_ms),
+                "host_only": _summary(host_ms),
+                "gpu_only": _summary(gpu_ms),
                 "old": _summary(old_ms),
                 "proc_listing_ms": round(listing_ms, 4),
                 "rss_mib": {
@@ -162,13 +175,16 @@ def run_at(target: int, env: dict[str, str], samples: int, old_samples: int) -> 
 
 def table(results: list[dict]) -> str:
     rows = [
-        "| processes (threads) | full sample, new: median [p10-p90] ms | old: process_iter walk, median [p10-p90] ms | old/new | /proc listing (every 30 s) ms | RSS after imports / warm-up / run MiB |",
-        "|---|---|---|---|---|---|",
+        "| processes (threads) | full sample (host + 8 GPUs): median [p10-p90] ms | host only | 8 GPUs only "
+        "| old: process_iter walk, median [p10-p90] ms | old / full sample | /proc listing (every 30 s) ms "
+        "| RSS after imports / warm-up / run MiB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         new, old, rss = r["new"], r["old"], r["rss_mib"]
         rows.append(
             f"| {r['processes']} ({r['threads']}) | {new['median_ms']:.3f} [{new['p10_ms']:.3f}-{new['p90_ms']:.3f}] "
+            f"| {r['host_only']['median_ms']:.3f} | {r['gpu_only']['median_ms']:.3f} "
             f"| {old['median_ms']:.2f} [{old['p10_ms']:.2f}-{old['p90_ms']:.2f}] "
             f"| {old['median_ms'] / new['median_ms']:.0f}x | {r['proc_listing_ms']:.3f} "
             f"| {rss['after_imports']} / {rss['after_warmup']} / {rss['after_run']} |"
@@ -180,6 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--old-samples", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=2, help="alternate the process counts this many times")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -188,7 +205,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="aios-bench-") as tmp:
         env = _fake_nvml_env(Path(tmp))
         results = []
-        for target in TARGETS:
+        for target in TARGETS * args.rounds:
             result = run_at(target, env, args.samples, args.old_samples)
             print(json.dumps(result), flush=True)
             results.append(result)

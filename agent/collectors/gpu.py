@@ -28,6 +28,7 @@ and every `inventory_refresh_s`.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import threading
@@ -192,6 +193,7 @@ class _GpuState:
     uuid: str = ""
     lost: bool = False
     lost_error: str = ""
+    device_error: str = ""  # NVML error when nothing on the device answered
     unsupported_groups: set[str] = field(default_factory=set)
     unsupported_fields: tuple[str, ...] = ()
     nvlinks: tuple[int, ...] | None = None  # None until discovered
@@ -261,7 +263,7 @@ class NvmlGpuCollector:
                 self._mark_lost(gpu, exc)
             except NvmlError as exc:
                 # Identity unreadable: report it, keep the GPU out of the inventory.
-                self._health("nvml_error", gpu, f"reading the identity of GPU {gpu.index} failed", exc.name)
+                self._note_device_error(gpu, exc.name)
         return GpuReport(tuple(gpus), self._driver_version, self._cuda_driver_version, "ok")
 
     def _read_gpu_inventory(self, gpu: _GpuState) -> GpuInventory:
@@ -285,9 +287,8 @@ class NvmlGpuCollector:
         gpu.mig_mode = mig
         migs: tuple[MigDevice, ...] = ()
         if mig is not None and mig[0]:
-            migs = tuple(
-                MigDevice(m.index, m.uuid, m.memory_mb, _mig_profile(m.name)) for m in nv.mig_devices(h)
-            )
+            found = optional("mig_devices", lambda: nv.mig_devices(h)) or ()
+            migs = tuple(MigDevice(m.index, m.uuid, m.memory_mb, _mig_profile(m.name)) for m in found)
         limit = optional("power_limit_w", lambda: nv.power_limit_mw(h) / 1000.0)
         return GpuInventory(
             index=gpu.index,
@@ -320,7 +321,7 @@ class NvmlGpuCollector:
 
     def _sample_gpu(self, gpu: _GpuState) -> GpuSample:
         if gpu.handle is None and not self._attach(gpu):
-            return GpuSample(gpu.index, gpu.uuid, lost=True, error=gpu.lost_error)
+            return GpuSample(gpu.index, gpu.uuid, lost=gpu.lost, error=gpu.lost_error or gpu.device_error)
         nv, h = self._nv, gpu.handle
         values: dict[str, Any] = {}
         errors: dict[str, str] = {}
@@ -348,23 +349,32 @@ class NvmlGpuCollector:
                     raise
                 except NvmlError as exc:
                     errors["nvlinks"] = exc.name
+            if values.get("memory_reserved_mb", 0) is None and "memory_reserved" not in gpu.unsupported_groups:
+                # The driver has only the v1 memory call, which has no reserved figure.
+                self._mark_unsupported(gpu, "memory_reserved", ("memory_reserved_mb",))
             self._check_mig_mode(gpu)
         except NvmlGpuLost as exc:
             self._mark_lost(gpu, exc)
             return GpuSample(gpu.index, gpu.uuid, lost=True, error=gpu.lost_error)
         if gpu.lost:
             self._mark_recovered(gpu)
-        self._note_field_errors(gpu, errors)
-        self._note_health_counters(gpu, values)
-        error = ""
         if errors and len(errors) == attempted:
-            error = next(iter(errors.values()))  # nothing on the device answered
-        return GpuSample(gpu.index, gpu.uuid, unsupported=gpu.unsupported_fields, error=error, **values)
+            # Nothing on the device answered: one device-level error, not one per field.
+            self._note_device_error(gpu, next(iter(errors.values())))
+            gpu.field_errors = {}
+        else:
+            self._note_device_error(gpu, "")
+            self._note_field_errors(gpu, errors)
+        self._note_health_counters(gpu, values)
+        return GpuSample(
+            gpu.index, gpu.uuid, unsupported=gpu.unsupported_fields, error=gpu.device_error, **values
+        )
 
     def _read_nvlinks(self, gpu: _GpuState) -> tuple[NvLinkState, ...]:
         if gpu.nvlinks is None:
             gpu.nvlinks = self._nv.nvlink_links(gpu.handle)
-        return tuple(NvLinkState(link, self._nv.nvlink_active(gpu.handle, link)) for link in gpu.nvlinks)
+        states = self._nv.nvlink_active(gpu.handle, gpu.nvlinks)
+        return tuple(_link_state(link, up) for link, up in zip(gpu.nvlinks, states))
 
     def _check_mig_mode(self, gpu: _GpuState) -> None:
         if gpu.mig_mode is None and "mig" in gpu.unsupported_groups:
@@ -405,16 +415,21 @@ class NvmlGpuCollector:
         if not gpu.lost:
             gpu.lost = True
             gpu.lost_error = exc.name
+            gpu.forget_capabilities()  # what comes back may be a different board
             self._health("gpu_lost", gpu, f"GPU {gpu.index} {gpu.uuid} stopped answering", exc.name)
             self._invalidate_inventory()
 
     def _mark_recovered(self, gpu: _GpuState) -> None:
         gpu.lost = False
         gpu.lost_error = ""
-        gpu.forget_capabilities()
         self._health("gpu_recovered", gpu, f"GPU {gpu.index} {gpu.uuid} answers again")
         self._invalidate_inventory()
         self._register_events(gpu)
+
+    def _note_device_error(self, gpu: _GpuState, name: str) -> None:
+        if name and name != gpu.device_error:
+            self._health("nvml_error", gpu, f"GPU {gpu.index} could not be read", name)
+        gpu.device_error = name
 
     def _note_field_errors(self, gpu: _GpuState, errors: dict[str, str]) -> None:
         for group, name in errors.items():
@@ -451,12 +466,13 @@ class NvmlGpuCollector:
         try:
             gpu.handle = self._nv.handle(gpu.index)
             gpu.uuid = self._nv.uuid(gpu.handle)
+        except NvmlGpuLost as exc:
+            gpu.handle = None
+            self._mark_lost(gpu, exc)
+            return False
         except NvmlError as exc:
             gpu.handle = None
-            if not gpu.lost:
-                gpu.lost = True
-                gpu.lost_error = exc.name
-                self._health("gpu_lost", gpu, f"GPU {gpu.index} cannot be reached", exc.name)
+            self._note_device_error(gpu, exc.name)
             return False
         by_key = dict(self._by_key)
         by_key[NvmlSession.device_key(gpu.handle)] = gpu
@@ -559,6 +575,7 @@ class RetryingGpuCollector:
         with self._lock:
             self._closed = True
             self._current.close()
+            self._current = NullGpuCollector("closed")
 
 
 def _open_live(library_path: str | None, clock: Clock) -> GpuCollector:
@@ -587,6 +604,12 @@ def open_gpu_collector(
     return RetryingGpuCollector(
         lambda: _open_live(library_path, clock), clock=clock, retry_interval_s=retry_interval_s
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _link_state(link: int, active: bool) -> NvLinkState:
+    """Shared immutable NvLinkState values: a sample builds many of them."""
+    return NvLinkState(link, active)
 
 
 def _or_empty(read: Callable[[], str]) -> str:

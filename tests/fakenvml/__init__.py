@@ -17,6 +17,10 @@ Config file format (one `key=value` per line, read by fake_nvml.c):
   gpu.I.error=GPU_IS_LOST           every call on the device returns this error
   event.SEQ=I,XID                   an XID event on GPU I; SEQ increases
 Memory values are bytes, power milliwatts, as in NVML.
+
+After each rewrite the writer bumps a little-endian uint64 in `<config>.gen`;
+the fake maps that file and re-reads the config when the counter moves (one
+memory read per call; without the file it stat()s the config on every call).
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import sysconfig
 import tempfile
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 __all__ = [
@@ -217,7 +222,12 @@ class FakeNvml:
         self.cuda_driver_version = 12040
         self.init_error: str | None = None
         self._events: list[tuple[int, int]] = []
+        self._generation = 0
         self._write()
+
+    @property
+    def generation_path(self) -> Path:
+        return self.config_path.with_name(self.config_path.name + ".gen")
 
     @property
     def env(self) -> dict[str, str]:
@@ -273,6 +283,13 @@ class FakeNvml:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, self.config_path)
+        # Then tell running processes: the fake maps this counter (see fake_nvml.c).
+        self._generation += 1
+        fd = os.open(self.generation_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, struct.pack("<Q", self._generation), 0)
+        finally:
+            os.close(fd)
 
 
 def _cuda_version_number(value: int | str) -> int:

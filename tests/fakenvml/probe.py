@@ -5,6 +5,7 @@ scenario runs the collector in its own process: `ProbeProcess` starts this
 module with the fake NVML's environment and sends it commands on stdin:
 
   inventory          -> the GpuReport as JSON
+  annotation         -> {"value": the gpu.aios/info value for that inventory}
   sample             -> {"gpus": [GpuSample...], "events": [HealthEvent...]}
   close              -> {"closed": true}, then the process exits
 
@@ -33,6 +34,7 @@ def _jsonable(value):
 
 
 def main() -> int:
+    from agent.annotation import gpu_annotation_value
     from agent.collectors.gpu import open_gpu_collector
 
     retry = float(os.environ.get("AIOS_PROBE_RETRY_S", "60"))
@@ -45,6 +47,8 @@ def main() -> int:
         elif command == "sample":
             gpus, events = collector.sample()
             reply = {"gpus": _jsonable(gpus), "events": _jsonable(events)}
+        elif command == "annotation":
+            reply = {"value": gpu_annotation_value(collector.inventory().gpus)}
         elif command == "close":
             collector.close()
             print(json.dumps({"closed": True}), flush=True)
@@ -101,6 +105,9 @@ class ProbeProcess:
 
     def sample(self) -> dict:
         return self.ask("sample")
+
+    def annotation(self) -> str:
+        return self.ask("annotation")["value"]
 
     def sample_until(self, predicate, timeout_s: float = 10.0, interval_s: float = 0.05) -> list[dict]:
         """Sample until predicate(all samples so far) holds; returns the samples."""

@@ -14,6 +14,8 @@ from tests.hostfs import NVME0_MB, NVME1_MB, Counters, write_host_tree
 
 REPO = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.integration  # the agent CLI as a subprocess
+
 
 def run_agent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.fakenvml.presets import a100_80gb, h100_sxm, t4, v100
 from tests.integration.test_agent_cli import run_agent, run_json
+
+pytestmark = pytest.mark.integration  # the agent CLI as a subprocess
 
 
 def test_inventory_gives_the_annotation_for_the_configured_gpus(fake_nvml):

@@ -1,0 +1,182 @@
+"""The agent's way into the Kubernetes API: a client, and who this node is.
+
+The client comes from, in this order: an explicit kubeconfig path
+(`--kubeconfig`), the `KUBECONFIG` env var, the pod's service account
+(in-cluster), then `~/.kube/config`. The Node's name comes from the downward
+API (`NODE_NAME` = `spec.nodeName`, or the old `KUBERNETES_NODE_NAME`; see
+`agent.identity`). The node id is the Node's `nodeID` label, else env
+`NODE_ID`, else the Node's name (contracts.md section 1): `node_id_from`.
+
+Errors from the API are turned into one readable sentence here
+(`describe_api_error`), so every caller logs the same clear message.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "KubeError",
+    "KubeConfigError",
+    "KubeApiError",
+    "NodeIdentity",
+    "NODE_ID_LABEL",
+    "load_api_client",
+    "node_id_from",
+    "read_node_identity",
+    "describe_api_error",
+]
+
+NODE_ID_LABEL = "nodeID"
+IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+class KubeError(Exception):
+    """Base of the agent's Kubernetes errors."""
+
+
+class KubeConfigError(KubeError):
+    """No usable way to reach the API server (no kubeconfig, not in a pod)."""
+
+
+class KubeApiError(KubeError):
+    """One API call failed; `.status` is the HTTP status (None: no answer)."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    node_name: str
+    node_id: str
+    id_source: str  # "label" (the Node's nodeID label), "env" (NODE_ID) or "name"
+
+
+def load_api_client(
+    kubeconfig: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    retries: int = 0,
+) -> Any:
+    """A `kubernetes.client.ApiClient` for this process.
+
+    `retries=0` turns off urllib3's own silent retries: the callers back off
+    and retry themselves, and log each failure.
+    """
+    # Imported here: `import kubernetes` costs ~24 MiB, and only this path needs it.
+    from kubernetes import client, config
+
+    env = os.environ if env is None else env
+    configuration = client.Configuration()
+    path = kubeconfig or env.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+    try:
+        if path:
+            if not Path(path).expanduser().is_file():
+                raise KubeConfigError(f"kubeconfig {path!r} does not exist or is not a file")
+            config.load_kube_config(config_file=str(Path(path).expanduser()), client_configuration=configuration)
+        elif env.get("KUBERNETES_SERVICE_HOST") and IN_CLUSTER_TOKEN.is_file():
+            config.load_incluster_config(client_configuration=configuration)
+        elif (Path.home() / ".kube" / "config").is_file():
+            config.load_kube_config(client_configuration=configuration)
+        else:
+            raise KubeConfigError(
+                "no Kubernetes API configuration: not running in a pod (KUBERNETES_SERVICE_HOST unset "
+                "or no service account token), and no kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config)"
+            )
+    except config.ConfigException as exc:
+        raise KubeConfigError(f"cannot load Kubernetes configuration ({path or 'in-cluster'}): {exc}") from exc
+    configuration.retries = retries
+    return client.ApiClient(configuration)
+
+
+def node_id_from(labels: Mapping[str, str] | None, node_name: str, env: Mapping[str, str] | None = None) -> NodeIdentity:
+    """Pure: the node id from the Node's labels, else NODE_ID, else the name."""
+    env = os.environ if env is None else env
+    label = (labels or {}).get(NODE_ID_LABEL, "").strip()
+    if label:
+        return NodeIdentity(node_name, label, "label")
+    from_env = env.get("NODE_ID", "").strip()
+    if from_env:
+        return NodeIdentity(node_name, from_env, "env")
+    return NodeIdentity(node_name, node_name, "name")
+
+
+def read_node_identity(
+    core_v1: Any, node_name: str, *, env: Mapping[str, str] | None = None, request_timeout_s: float = 10.0
+) -> NodeIdentity:
+    """Read the Node once and derive its id; raises `KubeApiError` when it cannot."""
+    try:
+        node = core_v1.read_node(node_name, _request_timeout=request_timeout_s)
+    except Exception as exc:  # noqa: BLE001 - classified below
+        raise api_error(exc, verb="get", node_name=node_name, timeout_s=request_timeout_s) from exc
+    return node_id_from(node.metadata.labels, node_name, env)
+
+
+def api_error(exc: BaseException, *, verb: str, node_name: str, timeout_s: float | None = None) -> KubeApiError:
+    status = getattr(exc, "status", None)
+    status = status if isinstance(status, int) and status > 0 else None
+    return KubeApiError(describe_api_error(exc, verb=verb, node_name=node_name, timeout_s=timeout_s), status=status)
+
+
+def describe_api_error(exc: BaseException, *, verb: str, node_name: str, timeout_s: float | None = None) -> str:
+    """One sentence saying what failed, why, and what to do about it."""
+    from kubernetes.client.exceptions import ApiException
+
+    what = f"{verb} node {node_name!r}"
+    if isinstance(exc, ApiException) and exc.status:
+        server_says = _status_message(exc)
+        if exc.status == 401:
+            return (
+                f"{what}: unauthorized (401): the API server rejected the agent's credentials "
+                f"(expired or revoked service account token?); {server_says}"
+            )
+        if exc.status == 403:
+            return (
+                f"{what}: forbidden (403): cannot {verb} resource nodes; grant the agent's service account "
+                f"the verb {verb!r} on resource 'nodes' (ClusterRole rule: apiGroups [''], resources [nodes], "
+                f"verbs [{verb}]; see docs/rbac.md); {server_says}"
+            )
+        if exc.status == 404:
+            return f"{what}: not found (404): the Node does not exist (deleted, or NODE_NAME is wrong); {server_says}"
+        if exc.status == 409:
+            return f"{what}: conflict (409): the Node changed underneath us; {server_says}"
+        if exc.status == 422:
+            return f"{what}: rejected as invalid (422); {server_says}"
+        if exc.status == 429:
+            return f"{what}: throttled (429) by the API server; {server_says}"
+        if exc.status >= 500:
+            return f"{what}: API server error ({exc.status} {exc.reason}); {server_says}"
+        return f"{what}: HTTP {exc.status} {exc.reason}; {server_says}"
+    name = type(exc).__name__
+    text = str(exc)
+    if "timeout" in name.lower() or "timed out" in text.lower():
+        limit = f" after {timeout_s:g} s" if timeout_s is not None else ""
+        return f"{what}: the API server did not answer{limit} (timeout: {text})"
+    if "MaxRetryError" in name or "NewConnectionError" in text or "Connection refused" in text:
+        return f"{what}: the API server is unreachable ({_short_reason(exc)})"
+    return f"{what}: {name}: {text}"
+
+
+def _status_message(exc: Any) -> str:
+    """The `message` of the Kubernetes Status body, else the raw body."""
+    import json
+
+    body = getattr(exc, "body", None) or ""
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict) and data.get("message"):
+            return f"server says: {data['message']}"
+    except (TypeError, ValueError):
+        pass
+    return f"server says: {str(body)[:300] or exc.reason}"
+
+
+def _short_reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    text = str(reason if reason is not None else exc)
+    return text if len(text) <= 300 else text[:297] + "..."

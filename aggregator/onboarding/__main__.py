@@ -1,0 +1,7 @@
+"""`python -m aggregator.onboarding config.json ...`: the onboard command on its own."""
+
+import sys
+
+from aggregator.onboarding.command import main
+
+sys.exit(main())

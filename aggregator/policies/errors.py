@@ -1,0 +1,24 @@
+"""The policy package's exceptions: one base the callers catch, a few kinds under it."""
+
+from __future__ import annotations
+
+__all__ = ["PolicyError", "PolicyLoadError", "PolicyConfigError"]
+
+
+class PolicyError(Exception):
+    """A policy could not be loaded or did not produce a usable result.
+
+    `reason` is the text shown to the operator (also `str(error)`).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PolicyLoadError(PolicyError):
+    """The package could not be resolved, fetched, extracted, installed or imported."""
+
+
+class PolicyConfigError(PolicyError):
+    """The execution settings are inconsistent (e.g. remote mode without an executor)."""

@@ -1,0 +1,100 @@
+"""Local execution: a `PolicyHandle` backed by a replaceable worker process.
+
+The worker keeps the policy instance and its `context`, so stateful policies
+keep their state across calls. When a call fails (exception, timeout, crash,
+bad result) the worker is killed and the next call starts a fresh one, which
+builds a fresh instance: state does not survive a failure, by design, since
+a half-run call may have left it inconsistent.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from aggregator.policies.errors import PolicyError, PolicyLoadError
+from aggregator.policies.handle import PolicyHandle
+from aggregator.policies.worker import WorkerFailure, WorkerProcess, WorkerSpec
+
+__all__ = ["LocalPolicy"]
+
+
+class LocalPolicy(PolicyHandle):
+    mode = "local"
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        *,
+        uri: str | None,
+        call_timeout_s: float,
+        load_hint: str = "",
+    ) -> None:
+        self.spec = spec
+        self.uri = uri
+        self.label = spec.label
+        self.call_timeout_s = call_timeout_s
+        self._load_hint = load_hint  # appended to import errors (e.g. "installing is off")
+        self._lock = threading.Lock()
+        self._worker: WorkerProcess | None = None
+        self._closed = False
+        self.workers_started = 0
+
+    @property
+    def parameters(self) -> dict:
+        return dict(self.spec.parameters)
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The current worker's pid (None until a call starts one after a failure)."""
+        return self._worker.pid if self._worker else None
+
+    def start(self) -> None:
+        """Start the worker now so a package that cannot load fails at open time."""
+        with self._lock:
+            self._ensure_worker()
+
+    def _ensure_worker(self) -> WorkerProcess:
+        if self._closed:
+            raise PolicyError(f"policy {self.label}: handle is closed")
+        if self._worker is None:
+            worker = WorkerProcess(self.spec)
+            self.workers_started += 1
+            try:
+                worker.start()
+            except PolicyError as exc:
+                worker.kill()
+                reason = exc.reason
+                if getattr(exc, "missing_module", None) and self._load_hint:
+                    reason = f"{reason} ({self._load_hint})"
+                raise PolicyLoadError(reason) from exc
+            self._worker = worker
+        return self._worker
+
+    def _call(self, message: dict, what: str):
+        with self._lock:
+            worker = self._ensure_worker()
+            try:
+                reply = worker.request(message, timeout_s=self.call_timeout_s, what=what)
+            except WorkerFailure:
+                self._worker = None  # already killed; the next call starts a fresh one
+                raise
+            if reply.get("ok"):
+                return reply.get("result")
+            if reply.get("replace", True):
+                worker.kill()
+                self._worker = None
+            raise PolicyError(f"policy {self.label}: {what} failed: {reply.get('error')}")
+
+    def eval(self, input_data: dict, parameters: dict | None = None) -> dict:
+        merged = {**self.spec.parameters, **(parameters or {})}
+        return self._call({"op": "eval", "parameters": merged, "input_data": input_data}, "eval")
+
+    def management(self, action: str, data: dict) -> dict:
+        return self._call({"op": "management", "action": action, "data": data}, f"management {action!r}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._worker is not None:
+                self._worker.stop()
+                self._worker = None

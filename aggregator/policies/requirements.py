@@ -1,0 +1,79 @@
+"""Install a policy's `requirements.txt` into the policy's own folder.
+
+`pip install --target <work>/site`, never into the aggregator's environment;
+the worker puts that folder first on the policy's `sys.path`. Installed once
+per requirements content (a hash file marks a finished install; a failed or
+interrupted one leaves no site folder behind).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from aggregator.policies.errors import PolicyLoadError
+
+__all__ = ["RequirementsError", "install_requirements", "REQUIREMENTS_FILE"]
+
+REQUIREMENTS_FILE = "requirements.txt"
+_MARKER = ".aios-requirements.sha256"
+
+
+class RequirementsError(PolicyLoadError):
+    """pip could not install what the policy asks for."""
+
+
+def _has_requirements(text: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("#") for line in text.splitlines())
+
+
+def install_requirements(
+    code_dir: Path, work_dir: Path, *, enabled: bool = True, timeout_s: float = 300.0
+) -> Path | None:
+    """The folder holding the installed requirements, or None when there are none to use."""
+    req = code_dir / REQUIREMENTS_FILE
+    if not req.is_file():
+        return None
+    text = req.read_text(errors="replace")
+    if not _has_requirements(text):
+        return None
+    site = work_dir / "site"
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    marker = site / _MARKER
+    if marker.is_file() and marker.read_text().strip() == digest:
+        return site
+    if not enabled:
+        return None
+    work_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".site-", dir=work_dir))
+    command = [
+        sys.executable, "-m", "pip", "install",
+        "--target", str(staging),
+        "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
+        "-r", str(req),
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_USER", "PIP_PREFIX")}
+    try:
+        try:
+            done = subprocess.run(
+                command, cwd=code_dir, env=env, capture_output=True, text=True, timeout=timeout_s
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise RequirementsError(
+                f"installing {req.name} took longer than {timeout_s:g} s"
+            ) from exc
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])
+            raise RequirementsError(f"installing {req.name} failed (pip exit {done.returncode}): {tail}")
+        (staging / _MARKER).write_text(digest)
+        if site.exists():
+            shutil.rmtree(site)
+        os.replace(staging, site)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return site

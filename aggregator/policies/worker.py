@@ -1,0 +1,215 @@
+"""One policy worker process, seen from the aggregator.
+
+The policy's code never runs in the aggregator: a child process
+(`_worker_child.py`, isolated interpreter, its own session) imports it,
+keeps the `AIOSv1PolicyRule` instance and answers JSON lines. This side
+enforces the time limit of every call, caps the reply size, and on any
+failure kills the whole process group and says why in a `WorkerFailure`.
+The child sets its own memory limit (RLIMIT_AS) before importing anything.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aggregator.policies.errors import PolicyError
+
+__all__ = ["WorkerSpec", "WorkerProcess", "WorkerFailure"]
+
+log = logging.getLogger(__name__)
+
+_CHILD = Path(__file__).with_name("_worker_child.py")
+# never hand the aggregator's own secrets to operator code
+_SECRET_ENV = ("AIOS_TOKEN", "AIOS_TOKEN_FILE")
+
+
+class WorkerFailure(PolicyError):
+    """The worker timed out, died, or answered something unreadable; it must be replaced."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    label: str  # for messages and logs: the URI or package location
+    code_dir: Path
+    site_dir: Path | None = None
+    settings: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict)
+    memory_limit_mb: int = 1024
+    load_timeout_s: float = 60.0
+    max_result_bytes: int = 64 * 1024 * 1024
+
+
+class WorkerProcess:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self._buffer = bytearray()
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.has_management = False
+        env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", str(_CHILD), str(int(spec.memory_limit_mb))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=spec.code_dir,
+            env=env,
+            start_new_session=True,  # its own process group: killed whole, children included
+        )
+        os.set_blocking(self._proc.stdin.fileno(), False)
+        self._stderr_thread = threading.Thread(
+            target=self._drain_stderr, name=f"policy-stderr-{self._proc.pid}", daemon=True
+        )
+        self._stderr_thread.start()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def start(self) -> None:
+        """Import the policy and build its instance; WorkerFailure/PolicyError if that fails."""
+        reply = self.request(
+            {
+                "op": "init",
+                "code_dir": str(self.spec.code_dir),
+                "site_dir": str(self.spec.site_dir) if self.spec.site_dir else None,
+                "settings": self.spec.settings,
+                "parameters": self.spec.parameters,
+            },
+            timeout_s=self.spec.load_timeout_s,
+            what="loading the policy",
+        )
+        if not reply.get("ok"):
+            self.kill()
+            error = PolicyError(f"policy {self.spec.label}: cannot load: {reply.get('error')}")
+            error.missing_module = reply.get("missing_module")  # type: ignore[attr-defined]
+            raise error
+        self.has_management = bool(reply.get("management"))
+
+    def request(self, message: dict, *, timeout_s: float, what: str) -> dict:
+        """Send one message, wait for its reply; WorkerFailure on timeout/crash/garbage."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            payload = json.dumps(message, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+        except (TypeError, ValueError) as exc:
+            raise PolicyError(f"policy {self.spec.label}: the input is not JSON-serializable: {exc}") from exc
+        self._write(payload, deadline, timeout_s, what)
+        line = self._read_line(deadline, timeout_s, what)
+        try:
+            reply = json.loads(line)
+        except ValueError as exc:
+            self.kill()
+            raise WorkerFailure(f"policy {self.spec.label}: {what}: unreadable reply from the worker") from exc
+        if not isinstance(reply, dict) or "ok" not in reply:
+            self.kill()
+            raise WorkerFailure(f"policy {self.spec.label}: {what}: malformed reply from the worker")
+        return reply
+
+    def _write(self, payload: bytes, deadline: float, timeout_s: float, what: str) -> None:
+        fd = self._proc.stdin.fileno()
+        view = memoryview(payload)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._fail(f"{what} did not finish within {timeout_s:g} s (input not taken); worker killed")
+            _, writable, _ = select.select([], [fd], [], remaining)
+            if not writable:
+                continue
+            try:
+                written = os.write(fd, view)
+            except BlockingIOError:
+                continue
+            except (BrokenPipeError, OSError):
+                raise self._fail(f"{what}: {self._exit_description()}") from None
+            view = view[written:]
+
+    def _read_line(self, deadline: float, timeout_s: float, what: str) -> bytes:
+        fd = self._proc.stdout.fileno()
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline >= 0:
+                line = bytes(self._buffer[:newline])
+                del self._buffer[: newline + 1]
+                return line
+            if len(self._buffer) > self.spec.max_result_bytes:
+                raise self._fail(f"{what}: the result is larger than {self.spec.max_result_bytes} bytes; worker killed")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._fail(f"{what} did not finish within {timeout_s:g} s; worker killed")
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if not readable:
+                continue
+            chunk = os.read(fd, 1024 * 1024)
+            if not chunk:
+                raise self._fail(f"{what}: {self._exit_description()}")
+            self._buffer += chunk
+
+    def _fail(self, reason: str) -> WorkerFailure:
+        self.kill()
+        return WorkerFailure(f"policy {self.spec.label}: {reason}")
+
+    def _exit_description(self) -> str:
+        try:
+            code = self._proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            return "the worker stopped answering"
+        self._stderr_thread.join(timeout=1.0)
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            text = f"the worker was killed by {name}"
+        else:
+            text = f"the worker exited with code {code}"
+        last = next((line for line in reversed(self._stderr_tail) if line.strip()), "")
+        return f"{text} (last output: {last})" if last else text
+
+    def _drain_stderr(self) -> None:
+        stream = self._proc.stderr
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            self._stderr_tail.append(line)
+            log.info("policy %s [pid %d]: %s", self.spec.label, self._proc.pid, line)
+        stream.close()
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def kill(self) -> None:
+        # the group too: a policy's own children die with it, even if the worker already exited
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self._proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
+            log.error("policy worker %d did not die after SIGKILL", self._proc.pid)
+        for stream in (self._proc.stdin, self._proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        """Ask politely (close its input), then make sure."""
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()

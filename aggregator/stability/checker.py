@@ -1,0 +1,436 @@
+"""The stability checker: runs the cluster's stability policy over live `nodes_data`.
+
+Which policy: `config.stabilityChecker` (`policyRuleURI` + `parameters`) of the
+stored cluster document, or the default policy package shipped in
+`aggregator/default_policies/stability` when none is configured. The policy
+runs through the policies package (`open_policy` -> `PolicyHandle`, in its own
+worker), passed in as `open_policy` so this module never runs user code itself.
+
+When: on a schedule (APScheduler; `CLUSTER_STABILITY_CHECK_INTERVAL`, default
+60 s), on demand (`check()`), and shortly after the registry reports a node
+change (health event, status change, ...): a burst of changes within
+`debounce_s` becomes one check.
+
+Every verdict, the policy's answer or its error, is stored with its history;
+listeners hear of every verdict, and of transitions (stable <-> unstable).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+from aggregator.cluster_store import ClusterStore, UnknownCluster
+from aggregator.model import NodeChange, NodeState
+from aggregator.stability.nodes_data import ThrottleTracker, build_nodes_data
+from aggregator.stability.verdicts import Verdict, VerdictStore
+
+__all__ = [
+    "DEFAULT_POLICY_DIR",
+    "DEFAULT_POLICY_URI",
+    "DEFAULT_INTERVAL_S",
+    "StabilityChecker",
+    "PolicySelection",
+    "select_policy",
+    "ConfigError",
+    "interval_from_env",
+    "Transition",
+    "policy_opener",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "default_policies" / "stability"
+# what verdicts name as their policy when the default one ran
+DEFAULT_POLICY_URI = "aios-default-stability"
+DEFAULT_INTERVAL_S = 60.0
+
+
+class ConfigError(ValueError):
+    """The cluster document's `config.stabilityChecker` cannot be used."""
+
+
+class PolicyHandleLike(Protocol):
+    def eval(self, input_data: dict, parameters: dict | None = None) -> dict: ...
+    def management(self, action: str, data: dict) -> dict: ...
+    def close(self) -> None: ...
+
+
+# (source, parameters) -> handle; the lead wires the policies package's
+# `open_policy(source, parameters=..., config=...)` in here.
+PolicyOpener = Callable[[str, "dict | None"], PolicyHandleLike]
+
+
+class RegistryLike(Protocol):
+    def snapshot(self) -> list[NodeState]: ...
+    def subscribe(self, callback: Callable[[NodeChange], None]) -> Any: ...
+
+
+def policy_opener(config) -> PolicyOpener:
+    """An opener over the policies package. `config`: a `PolicyConfig`, or a callable
+    returning one at each opening (so env/cluster-config changes apply). The default
+    package always runs locally: a remote executor only knows policies by URI."""
+    from aggregator.policies import open_policy
+
+    def open_(source: str, parameters: dict | None):
+        cfg = config() if callable(config) else config
+        if Path(source) == DEFAULT_POLICY_DIR and cfg.mode != "local":
+            cfg = cfg.with_overrides(mode="local")
+        return open_policy(source, parameters=parameters, config=cfg)
+
+    return open_
+
+
+@dataclass(frozen=True)
+class PolicySelection:
+    source: str  # what open_policy loads: a policy rule URI, an archive, a directory
+    parameters: dict | None
+    uri: str  # what verdicts report
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The verdict changed between stable and unstable (errors do not count as either)."""
+
+    verdict: Verdict
+    previous: Verdict | None  # the last stable/unstable verdict before it, if any
+
+
+def select_policy(document: Mapping, default_source: str) -> PolicySelection:
+    """The policy a cluster document asks for (pure)."""
+    config = document.get("config") if isinstance(document, Mapping) else None
+    checker = config.get("stabilityChecker") if isinstance(config, Mapping) else None
+    if checker in (None, {}):
+        return PolicySelection(default_source, None, DEFAULT_POLICY_URI)
+    if not isinstance(checker, Mapping):
+        raise ConfigError("config.stabilityChecker: expected an object")
+    uri = checker.get("policyRuleURI")
+    if uri in (None, ""):
+        return PolicySelection(default_source, _parameters(checker), DEFAULT_POLICY_URI)
+    if not isinstance(uri, str):
+        raise ConfigError("config.stabilityChecker.policyRuleURI: expected a string")
+    return PolicySelection(uri, _parameters(checker), uri)
+
+
+def _parameters(checker: Mapping) -> dict | None:
+    parameters = checker.get("parameters")
+    if parameters is None:
+        return None
+    if not isinstance(parameters, Mapping):
+        raise ConfigError("config.stabilityChecker.parameters: expected an object")
+    return dict(parameters)
+
+
+def interval_from_env(env: Mapping[str, str]) -> float:
+    raw = env.get("CLUSTER_STABILITY_CHECK_INTERVAL")
+    if raw in (None, ""):
+        return DEFAULT_INTERVAL_S
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise ConfigError(f"CLUSTER_STABILITY_CHECK_INTERVAL={raw!r}: expected seconds") from e
+    if not value > 0:
+        raise ConfigError(f"CLUSTER_STABILITY_CHECK_INTERVAL={raw!r}: must be above 0")
+    return value
+
+
+class StabilityChecker:
+    def __init__(
+        self,
+        *,
+        cluster_id: str,
+        registry: RegistryLike,
+        cluster_store: ClusterStore,
+        verdicts: VerdictStore,
+        open_policy: PolicyOpener,
+        clock: Callable[[], float] = time.time,
+        default_policy_source: str | Path = DEFAULT_POLICY_DIR,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        debounce_s: float = 0.2,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self._registry = registry
+        self._clusters = cluster_store
+        self._verdicts = verdicts
+        self._open_policy = open_policy
+        self._clock = clock
+        self._default_source = str(default_policy_source)
+        self.interval_s = interval_s
+        self.debounce_s = debounce_s
+        self._check_lock = threading.Lock()  # one evaluation at a time
+        self._throttle = ThrottleTracker()
+        self._throttle_lock = threading.Lock()
+        self._handle: PolicyHandleLike | None = None
+        self._handle_key: tuple[str, str] | None = None
+        self._listeners: list[Callable[[Verdict], None]] = []
+        self._transition_listeners: list[Callable[[Transition], None]] = []
+        self._listeners_lock = threading.Lock()
+        self._scheduler = None
+        self._own_scheduler = False
+        self._unsubscribe = None
+        self._event_pending = False
+        self._event_lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------ listeners
+
+    def on_verdict(self, callback: Callable[[Verdict], None]) -> Callable[[], None]:
+        """Call `callback(verdict)` after each stored verdict; returns an unsubscribe function."""
+        with self._listeners_lock:
+            self._listeners.append(callback)
+        return lambda: self._remove(self._listeners, callback)
+
+    def on_transition(self, callback: Callable[[Transition], None]) -> Callable[[], None]:
+        with self._listeners_lock:
+            self._transition_listeners.append(callback)
+        return lambda: self._remove(self._transition_listeners, callback)
+
+    def _remove(self, listeners: list, callback) -> None:
+        with self._listeners_lock:
+            if callback in listeners:
+                listeners.remove(callback)
+
+    # ------------------------------------------------------------ reading
+
+    def nodes_data(self) -> list[dict]:
+        """The current `nodes_data` (also what /nodes_status serves)."""
+        with _gc_paused():
+            return self._build_nodes_data()
+
+    def _build_nodes_data(self) -> list[dict]:
+        states = self._registry.snapshot()
+        with self._throttle_lock:
+            self._throttle.observe(states)
+            since = dict(self._throttle.since)
+        return build_nodes_data(states, self._clock(), since)
+
+    def latest(self) -> Verdict | None:
+        return self._verdicts.latest(self.cluster_id)
+
+    def history(self, limit: int = 100, before_id: int | None = None) -> list[Verdict]:
+        return self._verdicts.history(self.cluster_id, limit=limit, before_id=before_id)
+
+    # ------------------------------------------------------------ checking
+
+    def check(self, trigger: str = "request") -> Verdict:
+        """Evaluate the policy now and store the verdict (never raises for a policy failure)."""
+        with self._check_lock, _gc_paused():
+            # GC stays paused until nodes_data is freed again: re-enabled earlier,
+            # the next collection would walk all of it (see _gc_paused)
+            started = self._clock()
+            t0 = time.perf_counter()
+            nodes_data = self._build_nodes_data()
+            uri = DEFAULT_POLICY_URI
+            try:
+                document = self._document()
+                selection = select_policy(document, self._default_source)
+                uri = selection.uri
+                handle = self._handle_for(selection)
+                result = handle.eval({"cluster_data": document, "cluster": document, "nodes_data": nodes_data}, selection.parameters)
+                outcome, data = _read_result(result)
+                error = ""
+            except Exception as e:  # a policy, its loading or its config failed: a verdict of its own
+                outcome, data, error = "error", None, _reason(e)
+                log.warning("stability policy %s failed: %s", uri, error)
+            node_count = len(nodes_data)
+            del nodes_data
+            verdict = Verdict(
+                cluster_id=self.cluster_id,
+                checked_at=started,
+                duration_s=time.perf_counter() - t0,
+                policy_uri=uri,
+                outcome=outcome,
+                stability_check_data=data,
+                error=error,
+                trigger=trigger,
+                nodes=node_count,
+            )
+            previous = self._verdicts.latest_known(self.cluster_id) if outcome != "error" else None
+            verdict = self._verdicts.record(verdict)
+        self._announce(verdict, previous)
+        return verdict
+
+    def management(self, action: str, data: dict) -> dict:
+        """Run the current policy's `management(action, data)`; raises what the policy raised."""
+        if not isinstance(action, str) or not action:
+            raise ConfigError("mgmt_action: expected a non-empty string")
+        with self._check_lock:
+            selection = select_policy(self._document(), self._default_source)
+            return self._handle_for(selection).management(action, data)
+
+    def _document(self) -> dict:
+        try:
+            return self._clusters.get(self.cluster_id)
+        except UnknownCluster:
+            return {}  # not onboarded yet: the policy still sees the nodes
+
+    def _handle_for(self, selection: PolicySelection) -> PolicyHandleLike:
+        key = (selection.source, json.dumps(selection.parameters, sort_keys=True))
+        if self._handle is not None and self._handle_key == key:
+            return self._handle
+        if self._handle is not None:
+            self._close_handle()
+        self._handle = self._open_policy(selection.source, selection.parameters)
+        self._handle_key = key
+        return self._handle
+
+    def _close_handle(self) -> None:
+        handle, self._handle, self._handle_key = self._handle, None, None
+        if handle is not None:
+            try:
+                handle.close()
+            except Exception:  # closing a broken worker must not stop the checker
+                log.exception("closing the stability policy failed")
+
+    def _announce(self, verdict: Verdict, previous: Verdict | None) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+            transition_listeners = list(self._transition_listeners)
+        for callback in listeners:
+            _call_safely(callback, verdict)
+        changed = verdict.outcome != "error" and (
+            (previous is None and verdict.outcome == "unstable")
+            or (previous is not None and previous.outcome != verdict.outcome)
+        )
+        if changed:
+            log.info("cluster %s is now %s (policy %s)", self.cluster_id, verdict.outcome, verdict.policy_uri)
+            for callback in transition_listeners:
+                _call_safely(callback, Transition(verdict, previous))
+
+    # ------------------------------------------------------------ scheduling
+
+    def start(self, scheduler=None) -> None:
+        """Check every `interval_s` and after node changes. `scheduler`: a running APScheduler 3 scheduler."""
+        if scheduler is None:
+            from apscheduler.schedulers.background import BackgroundScheduler
+
+            scheduler = BackgroundScheduler(timezone=timezone.utc)
+            scheduler.start()
+            self._own_scheduler = True
+        self._scheduler = scheduler
+        scheduler.add_job(
+            self._scheduled_check,
+            "interval",
+            seconds=self.interval_s,
+            id=f"stability-check-{self.cluster_id}",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(timezone.utc),
+        )
+        self._unsubscribe = self._registry.subscribe(self._on_node_change)
+
+    def _scheduled_check(self) -> None:
+        self.check("schedule")
+
+    def _on_node_change(self, change: NodeChange) -> None:
+        # called on the registry's thread: only schedule, never evaluate here
+        if self._scheduler is None or self._closed:
+            return
+        with self._event_lock:
+            if self._event_pending:
+                return  # a check is already due and will see this change too
+            self._event_pending = True
+        try:
+            self._scheduler.add_job(
+                self._event_check,
+                "date",
+                run_date=datetime.now(timezone.utc) + timedelta(seconds=self.debounce_s),
+                id=f"stability-event-{self.cluster_id}",
+                replace_existing=True,
+                misfire_grace_time=60,
+            )
+        except Exception:
+            with self._event_lock:
+                self._event_pending = False
+            log.exception("could not schedule a stability check after a node change")
+
+    def _event_check(self) -> None:
+        with self._event_lock:
+            self._event_pending = False
+        self.check("event")
+
+    def close(self) -> None:
+        """Stop scheduling and listening, close the policy; safe to call twice."""
+        self._closed = True
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if callable(unsubscribe):
+            unsubscribe()
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            for job_id in (f"stability-check-{self.cluster_id}", f"stability-event-{self.cluster_id}"):
+                try:
+                    scheduler.remove_job(job_id)
+                except Exception:
+                    pass  # not scheduled (ran already, or never added)
+            if self._own_scheduler:
+                scheduler.shutdown(wait=True)
+        with self._check_lock:
+            self._close_handle()
+
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_restore = False
+
+
+class _gc_paused:
+    """Defers Python's cyclic GC while a large, acyclic `nodes_data` is built.
+
+    Building it allocates a few hundred thousand dicts (5,000 nodes x 8 GPUs),
+    which triggers full collections that tripled the build time in
+    benchmarks/stability_check.py; nothing built here forms cycles. A check
+    keeps it paused until its nodes_data is freed (the policy call included,
+    bounded by the policy's time limit): cyclic garbage made meanwhile by
+    other threads waits for the next collection, nothing is lost. Counted,
+    so overlapping pauses (several threads) re-enable GC only at the last exit,
+    and GC that someone else disabled stays disabled.
+    """
+
+    def __enter__(self) -> None:
+        global _gc_pausers, _gc_restore
+        with _gc_lock:
+            if _gc_pausers == 0:
+                _gc_restore = gc.isenabled()
+                gc.disable()
+            _gc_pausers += 1
+
+    def __exit__(self, *exc_info) -> bool:
+        global _gc_pausers
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_restore:
+                gc.enable()
+        return False
+
+
+def _read_result(result: Any) -> tuple[str, dict | None]:
+    if not isinstance(result, Mapping):
+        raise ValueError(f"the policy returned {type(result).__name__}, expected an object with is_stable")
+    is_stable = result.get("is_stable")
+    if not isinstance(is_stable, bool):
+        raise ValueError(f"the policy's result has no boolean is_stable (got {is_stable!r})")
+    data = result.get("stability_check_data")
+    if data is not None and not isinstance(data, Mapping):
+        data = {"value": data}  # keep a non-object answer verbatim, under one key
+    return ("stable" if is_stable else "unstable"), (dict(data) if data is not None else None)
+
+
+def _reason(e: Exception) -> str:
+    reason = getattr(e, "reason", None)
+    text = str(reason) if reason else str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _call_safely(callback, arg) -> None:
+    try:
+        callback(arg)
+    except Exception:
+        log.exception("a stability listener failed")

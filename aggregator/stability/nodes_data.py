@@ -1,0 +1,250 @@
+"""`nodes_data`: what a stability policy (and the network's controller) reads about each node.
+
+Pure functions from the registry's `NodeState`s to the JSON-ready entries of
+contracts.md §5, plus what the agents measure beyond that shape. Units:
+
+- sizes are MB (1024*1024 bytes), like everywhere in the contracts;
+- `memory.allocatable` is the memory the host reports *available* (what a new
+  workload could still get), `disk.allocatable` the free space of the host's
+  root filesystem; `usage_percent` is `100 * (total - allocatable) / total`;
+- `cpu_utilization_percent` and `gpus[].utilization` are percent (0..100);
+- times are unix seconds; `age_s`/`duration_s` are seconds before `now`, so a
+  policy needs no clock of its own.
+
+A value that was not measured is `null`, never a made-up 0.
+
+Beyond the contract's keys every entry carries `state` (`healthy`,
+`unhealthy` or `stale`: `status` keeps the contract's two values and a stale
+node is `unhealthy` there), `stale`, `last_seen`, `seconds_since_seen`,
+`gpu_count`, `nvml_status`, and per GPU `uuid`, `name`, `lost`, `temperature_c`,
+`power_draw_w` and `health`: XIDs (code, count, first/last time, age),
+uncorrectable ECC counts, row-remap pending/failure, and the throttle reasons
+in force with how long they have lasted (see `ThrottleTracker`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from aggregator.model import NodeState
+from proto.telemetry.v1.readings import GpuInventory, GpuSample, HealthEvent
+
+__all__ = ["build_nodes_data", "build_node_entry", "ThrottleTracker", "ThrottleKey", "healthy_node_ids"]
+
+# (node_id, gpu_index, reason)
+ThrottleKey = tuple[str, int, str]
+
+
+@dataclass
+class ThrottleTracker:
+    """Remembers since when each throttle reason has been in force on each GPU.
+
+    A sample only says which reasons are active *now*; how long one has lasted
+    needs memory across samples. Feed it every node's latest sample (the
+    checker does so on each check and on each health event): a reason seen for
+    the first time starts at that sample's timestamp, a reason that is gone is
+    forgotten. Resolution is therefore the feeding interval.
+    """
+
+    since: dict[ThrottleKey, float] = field(default_factory=dict)
+    _seen_sample: dict[str, float] = field(default_factory=dict)
+
+    def observe(self, states: Iterable[NodeState]) -> None:
+        present_nodes = set()
+        for state in states:
+            present_nodes.add(state.node_id)
+            sample = state.latest
+            if sample is None or self._seen_sample.get(state.node_id) == sample.timestamp:
+                continue
+            self._seen_sample[state.node_id] = sample.timestamp
+            active = {
+                (state.node_id, gpu.index, reason)
+                for gpu in sample.gpus
+                for reason in gpu.throttle_reasons
+            }
+            for key in [k for k in self.since if k[0] == state.node_id and k not in active]:
+                del self.since[key]
+            for key in active:
+                self.since.setdefault(key, sample.timestamp)
+        for key in [k for k in self.since if k[0] not in present_nodes]:
+            del self.since[key]
+        for node_id in [n for n in self._seen_sample if n not in present_nodes]:
+            del self._seen_sample[node_id]
+
+
+def build_nodes_data(
+    states: Iterable[NodeState], now: float, throttle_since: dict[ThrottleKey, float] | None = None
+) -> list[dict]:
+    """One entry per node, sorted by node id."""
+    since = throttle_since or {}
+    return [build_node_entry(s, now, since) for s in sorted(states, key=lambda s: s.node_id)]
+
+
+def healthy_node_ids(nodes_data: Iterable[dict]) -> list[str]:
+    return [entry["node_id"] for entry in nodes_data if entry["state"] == "healthy"]
+
+
+def build_node_entry(state: NodeState, now: float, throttle_since: dict[ThrottleKey, float]) -> dict:
+    sample = state.latest
+    host = sample.host if sample is not None else None
+    inventory_host = state.inventory.host
+
+    memory_total = _first(host.memory_total_mb if host else None, inventory_host.memory_total_mb if inventory_host else None)
+    memory_free = host.memory_available_mb if host else None
+    disk_total = host.fs_total_mb if host else None
+    disk_free = (
+        host.fs_total_mb - host.fs_used_mb
+        if host is not None and host.fs_total_mb is not None and host.fs_used_mb is not None
+        else None
+    )
+
+    gpus = _gpu_entries(state, now, throttle_since)
+    stale = state.status == "stale"
+    state_name = "stale" if stale else ("unhealthy" if state.status != "healthy" or any(g["lost"] for g in gpus) else "healthy")
+    return {
+        "node_id": state.node_id,
+        "status": "healthy" if state_name == "healthy" else "unhealthy",
+        "state": state_name,
+        "stale": stale,
+        "last_seen": state.last_seen,
+        "seconds_since_seen": _round(max(0.0, now - state.last_seen)),
+        "cpu_utilization_percent": _round(host.cpu_percent) if host else None,
+        "memory": _capacity(memory_total, memory_free),
+        "disk": _capacity(disk_total, disk_free),
+        "gpu_count": len(gpus),
+        "nvml_status": state.inventory.nvml_status,
+        "gpus": gpus,
+    }
+
+
+def _capacity(total: int | None, free: int | None) -> dict:
+    usage = None
+    if total and free is not None:
+        usage = _round(100.0 * (total - free) / total)
+    return {"total": total, "allocatable": free, "usage_percent": usage}
+
+
+def _gpu_entries(state: NodeState, now: float, throttle_since: dict[ThrottleKey, float]) -> list[dict]:
+    samples = {g.index: g for g in state.latest.gpus} if state.latest is not None else {}
+    inventory = {g.index: g for g in state.inventory.gpus}
+    events_by_gpu: dict[int, list[HealthEvent]] = {}
+    for event in state.health_events:
+        if event.gpu_index is not None:
+            events_by_gpu.setdefault(event.gpu_index, []).append(event)
+    indexes = sorted(set(inventory) | set(samples))
+    return [
+        _gpu_entry(state.node_id, i, inventory.get(i), samples.get(i), events_by_gpu.get(i, []), state.latest is not None, now, throttle_since)
+        for i in indexes
+    ]
+
+
+def _gpu_entry(
+    node_id: str,
+    index: int,
+    inv: GpuInventory | None,
+    sample: GpuSample | None,
+    events: list[HealthEvent],
+    have_sample: bool,
+    now: float,
+    throttle_since: dict[ThrottleKey, float],
+) -> dict:
+    # written out flat on purpose: this runs for every GPU of the cluster (40,000
+    # at 5,000 nodes x 8) on every check, see benchmarks/stability_check.py
+    if sample is not None:
+        total = sample.memory_total_mb if sample.memory_total_mb is not None else (inv.memory_mb if inv else None)
+        used = sample.memory_used_mb
+        utilization = sample.utilization_gpu_pct
+        throttles = []
+        for reason in sample.throttle_reasons:
+            started = throttle_since.get((node_id, index, reason))
+            throttles.append(
+                {
+                    "reason": reason,
+                    "since": started,
+                    "duration_s": round(max(0.0, now - started), 2) if started is not None else None,
+                }
+            )
+        health = {
+            "xids": _xid_summary(events, now) if events else [],
+            "ecc_uncorrected_volatile": sample.ecc_uncorrected_volatile,
+            "ecc_uncorrected_aggregate": sample.ecc_uncorrected_aggregate,
+            "ecc_uncorrectable_events": sum(1 for e in events if e.kind == "ecc_uncorrectable"),
+            "row_remap_failure": bool(sample.remapped_rows_failure or any(e.kind == "row_remap_failure" for e in events)),
+            "row_remap_pending": bool(sample.remapped_rows_pending),
+            "retired_pages_pending": bool(sample.retired_pages_pending),
+            "throttle": throttles,
+            "error": sample.error,
+        }
+    else:
+        total = inv.memory_mb if inv else None
+        used = utilization = None
+        health = {
+            "xids": _xid_summary(events, now) if events else [],
+            "ecc_uncorrected_volatile": None,
+            "ecc_uncorrected_aggregate": None,
+            "ecc_uncorrectable_events": sum(1 for e in events if e.kind == "ecc_uncorrectable"),
+            "row_remap_failure": any(e.kind == "row_remap_failure" for e in events),
+            "row_remap_pending": False,
+            "retired_pages_pending": False,
+            "throttle": [],
+            "error": "",
+        }
+    lost_reason = _lost_reason(sample, events, have_sample)
+    return {
+        "id": index,
+        "uuid": (sample.uuid if sample is not None and sample.uuid else (inv.uuid if inv else "")),
+        "name": inv.name if inv else "",
+        "utilization": round(float(utilization), 2) if utilization is not None else None,
+        "memory": {
+            "total": total,
+            "used": used,
+            "usage_percent": round(100.0 * used / total, 2) if total and used is not None else None,
+        },
+        "temperature_c": sample.temperature_c if sample is not None else None,
+        "power_draw_w": sample.power_draw_w if sample is not None else None,
+        "lost": lost_reason is not None,
+        "lost_reason": lost_reason,
+        "health": health,
+    }
+
+
+def _lost_reason(sample: GpuSample | None, events: list[HealthEvent], have_sample: bool) -> str | None:
+    if sample is not None and sample.lost:
+        return sample.error or "the GPU stopped answering"
+    # events are recent first: the latest of lost/recovered decides
+    for event in events:
+        if event.kind == "gpu_recovered":
+            break
+        if event.kind == "gpu_lost":
+            if sample is None:
+                return event.nvml_error or event.message or "gpu_lost event"
+            break
+    if have_sample and sample is None:
+        return "in the inventory but missing from the latest sample"
+    return None
+
+
+def _xid_summary(events: list[HealthEvent], now: float) -> list[dict]:
+    by_code: dict[int, dict] = {}
+    for event in events:
+        if event.kind != "xid" or event.xid is None:
+            continue
+        entry = by_code.setdefault(event.xid, {"code": event.xid, "count": 0, "first_time": event.timestamp, "last_time": event.timestamp})
+        entry["count"] += 1
+        entry["first_time"] = min(entry["first_time"], event.timestamp)
+        entry["last_time"] = max(entry["last_time"], event.timestamp)
+    for entry in by_code.values():
+        entry["age_s"] = _round(max(0.0, now - entry["last_time"]))
+    return [by_code[code] for code in sorted(by_code)]
+
+
+def _first(*values):
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 2)

@@ -1,0 +1,410 @@
+"""Prometheus names for one node's readings (GPU and host), shared by both sides.
+
+The agent serves these from its latest sample; the aggregator can serve the
+same series for every node (`--per-node-metrics`) to a Prometheus that cannot
+reach the nodes. Both must produce the same names, and `agent` and
+`aggregator` never import each other, so the pure builder lives here beside
+the readings it reads.
+
+Conventions (https://prometheus.io/docs/practices/naming/): base units named
+in the metric (`_bytes`, `_celsius`, `_watts`, `_hertz`, `_seconds`), shares
+as `_ratio` in 0..1, counters end in `_total`, 0/1 gauges for states. A value
+that was not read (None) produces no series rather than a made-up 0.
+
+Labels: every series carries `node` (the node id); GPU series add `gpu` (NVML
+index), `uuid` and `model` (NVML device name).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from proto.telemetry.v1.readings import GpuSample, HostSample, NodeInventory, NodeSample
+
+__all__ = [
+    "METRIC_PREFIX",
+    "THROTTLE_REASONS",
+    "XidKey",
+    "node_metric_families",
+    "merge_families",
+    "gpu_labels",
+    "MetricsServer",
+    "serve_registry",
+]
+
+METRIC_PREFIX = "aios"
+MB = 1024 * 1024
+
+# NVML's clock throttle (event) reasons, as the GPU collector decodes them.
+# Every known reason is exposed as 0 or 1 so that a reason clearing shows as
+# a drop to 0 rather than a vanished series.
+THROTTLE_REASONS = (
+    "gpu_idle",
+    "applications_clocks_setting",
+    "sw_power_cap",
+    "hw_slowdown",
+    "sync_boost",
+    "sw_thermal_slowdown",
+    "hw_thermal_slowdown",
+    "hw_power_brake_slowdown",
+    "display_clock_setting",
+    "board_limit",
+    "reliability",
+)
+
+
+@dataclass(frozen=True, order=True)
+class XidKey:
+    """One GPU's count of one XID code (the agent accumulates these)."""
+
+    gpu_index: int
+    gpu_uuid: str
+    xid: int
+
+
+GPU_LABELS = ("node", "gpu", "uuid", "model")
+
+
+def gpu_labels(node: str, gpu_index: int, uuid: str, model: str) -> list[str]:
+    return [node, str(gpu_index), uuid, model]
+
+
+class _Families:
+    """Builds families lazily so that a name with no readings is left out."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Metric] = {}
+
+    def gauge(self, name: str, doc: str, labels: Iterable[str], values: list[str], value: float | None) -> None:
+        if value is None:
+            return
+        family = self._by_name.get(name)
+        if family is None:
+            family = GaugeMetricFamily(f"{METRIC_PREFIX}_{name}", doc, labels=list(labels))
+            self._by_name[name] = family
+        family.add_metric(values, float(value))
+
+    def counter(self, name: str, doc: str, labels: Iterable[str], values: list[str], value: float | None) -> None:
+        if value is None:
+            return
+        family = self._by_name.get(name)
+        if family is None:
+            # prometheus_client appends `_total` to a counter's samples.
+            family = CounterMetricFamily(f"{METRIC_PREFIX}_{name}", doc, labels=list(labels))
+            self._by_name[name] = family
+        family.add_metric(values, float(value))
+
+    def all(self) -> list[Metric]:
+        return list(self._by_name.values())
+
+
+def _bool(value: bool | None) -> float | None:
+    return None if value is None else (1.0 if value else 0.0)
+
+
+def _mb_to_bytes(value: int | None) -> float | None:
+    return None if value is None else float(value) * MB
+
+
+def _pct_to_ratio(value: float | None) -> float | None:
+    return None if value is None else float(value) / 100.0
+
+
+def _mhz_to_hertz(value: int | None) -> float | None:
+    return None if value is None else float(value) * 1_000_000
+
+
+def node_metric_families(
+    inventory: NodeInventory | None,
+    sample: NodeSample | None,
+    *,
+    node: str,
+    xid_counts: Mapping[XidKey, int] | None = None,
+    gpu_models: Mapping[str, str] | None = None,
+) -> list[Metric]:
+    """Every GPU and host series for one node, from its inventory and latest sample.
+
+    Pure: the same readings always give the same families. `xid_counts` are
+    XID events accumulated over the agent's life (a sample holds only the
+    events seen since the previous one). `gpu_models` ({uuid: NVML name})
+    keeps a GPU's `model` label steady after it drops out of the inventory
+    (a lost GPU), so its series do not change identity.
+    """
+    fam = _Families()
+    models_by_uuid: dict[str, str] = dict(gpu_models or {})
+    models_by_index: dict[int, str] = {}
+    if inventory is not None:
+        _inventory_families(fam, inventory, node)
+        for gpu in inventory.gpus:
+            models_by_uuid[gpu.uuid] = gpu.name
+            models_by_index[gpu.index] = gpu.name
+    if sample is not None:
+        if sample.host is not None:
+            _host_families(fam, sample.host, node)
+        for gpu_sample in sample.gpus:
+            model = models_by_uuid.get(gpu_sample.uuid) or models_by_index.get(gpu_sample.index, "")
+            _gpu_families(fam, gpu_sample, gpu_labels(node, gpu_sample.index, gpu_sample.uuid, model))
+    for key, count in sorted((xid_counts or {}).items()):
+        model = models_by_uuid.get(key.gpu_uuid) or models_by_index.get(key.gpu_index, "")
+        fam.counter(
+            "gpu_xid_errors",
+            "XID error events the driver reported for the GPU, by XID code, since the agent started.",
+            (*GPU_LABELS, "xid"),
+            [*gpu_labels(node, key.gpu_index, key.gpu_uuid, model), str(key.xid)],
+            count,
+        )
+    return fam.all()
+
+
+def _inventory_families(fam: _Families, inventory: NodeInventory, node: str) -> None:
+    host = inventory.host
+    fam.gauge(
+        "node_info",
+        "Facts about the node; the value is always 1.",
+        ("node", "node_name", "hostname", "kernel", "os", "driver_version", "cuda_driver_version", "nvml_status"),
+        [
+            node,
+            inventory.node_name,
+            host.hostname if host else "",
+            host.kernel if host else "",
+            host.os if host else "",
+            inventory.driver_version,
+            inventory.cuda_driver_version,
+            inventory.nvml_status,
+        ],
+        1,
+    )
+    fam.gauge(
+        "node_nvml_up",
+        "1 when NVML answered on the node, 0 when it could not start (see aios_node_info's nvml_status).",
+        ("node",),
+        [node],
+        _bool(inventory.nvml_status == "ok"),
+    )
+    fam.gauge("node_gpus", "GPUs NVML reports on the node.", ("node",), [node], len(inventory.gpus))
+    for gpu in inventory.gpus:
+        cc = f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}" if gpu.compute_capability else ""
+        fam.gauge(
+            "gpu_info",
+            "Facts about the GPU; the value is always 1.",
+            (*GPU_LABELS, "pci_bus_id", "compute_capability", "architecture", "mig_enabled"),
+            [
+                *gpu_labels(node, gpu.index, gpu.uuid, gpu.name),
+                gpu.pci_bus_id,
+                cc,
+                gpu.architecture,
+                "" if gpu.mig_enabled is None else str(gpu.mig_enabled).lower(),
+            ],
+            1,
+        )
+    if host is None:
+        return
+    fam.gauge("node_cpus", "Logical CPUs of the node.", ("node",), [node], host.cpu_logical)
+    fam.gauge("node_cpu_cores", "Physical CPU cores of the node.", ("node",), [node], host.cpu_physical)
+    for disk in host.disks:
+        fam.gauge(
+            "node_disk_size_bytes",
+            "Size of each physical disk.",
+            ("node", "device"),
+            [node, disk.name],
+            _mb_to_bytes(disk.size_mb),
+        )
+    for nic in host.nics:
+        fam.gauge(
+            "node_network_speed_bytes",
+            "Link speed of each real NIC in bytes per second.",
+            ("node", "device"),
+            [node, nic.name],
+            None if nic.speed_mbps is None else nic.speed_mbps * 1_000_000 / 8,
+        )
+
+
+def _host_families(fam: _Families, host: HostSample, node: str) -> None:
+    n = ("node",)
+    v = [node]
+    fam.gauge("node_cpu_utilization_ratio", "Share of CPU time spent busy, all CPUs (0..1).", n, v, _pct_to_ratio(host.cpu_percent))
+    fam.gauge("node_load1", "1-minute load average.", n, v, host.load1)
+    fam.gauge("node_load5", "5-minute load average.", n, v, host.load5)
+    fam.gauge("node_load15", "15-minute load average.", n, v, host.load15)
+    fam.gauge("node_memory_total_bytes", "Physical memory.", n, v, _mb_to_bytes(host.memory_total_mb))
+    fam.gauge("node_memory_used_bytes", "Physical memory in use.", n, v, _mb_to_bytes(host.memory_used_mb))
+    fam.gauge(
+        "node_memory_available_bytes",
+        "Memory available to new work without swapping.",
+        n,
+        v,
+        _mb_to_bytes(host.memory_available_mb),
+    )
+    fam.gauge("node_swap_total_bytes", "Swap space.", n, v, _mb_to_bytes(host.swap_total_mb))
+    fam.gauge("node_swap_used_bytes", "Swap space in use.", n, v, _mb_to_bytes(host.swap_used_mb))
+    fam.gauge("node_page_faults_per_second", "Page faults per second over the last interval.", n, v, host.page_faults_per_s)
+    fam.gauge(
+        "node_disk_read_bytes_per_second", "Bytes read from disks per second.", n, v, host.disk_read_bytes_per_s
+    )
+    fam.gauge(
+        "node_disk_written_bytes_per_second", "Bytes written to disks per second.", n, v, host.disk_write_bytes_per_s
+    )
+    fam.gauge("node_disk_reads_per_second", "Read operations per second, all disks.", n, v, host.disk_read_iops)
+    fam.gauge("node_disk_writes_per_second", "Write operations per second, all disks.", n, v, host.disk_write_iops)
+    fam.gauge(
+        "node_disk_busy_ratio",
+        "Share of time the busiest disk had I/O in flight (0..1).",
+        n,
+        v,
+        _pct_to_ratio(host.disk_busy_pct),
+    )
+    fs = ("node", "mountpoint")
+    fam.gauge("node_filesystem_size_bytes", "Size of the host's root filesystem.", fs, [node, "/"], _mb_to_bytes(host.fs_total_mb))
+    fam.gauge("node_filesystem_used_bytes", "Used space of the host's root filesystem.", fs, [node, "/"], _mb_to_bytes(host.fs_used_mb))
+    fam.gauge("node_processes", "Processes on the node.", n, v, host.processes_total)
+    fam.gauge("node_processes_running", "Runnable tasks the kernel counts.", n, v, host.processes_running)
+    fam.gauge("node_threads", "Threads on the node.", n, v, host.threads_total)
+    dev = ("node", "device")
+    for nic in host.nics:
+        fam.counter(
+            "node_network_transmit_bytes", "Bytes sent by the NIC.", dev, [node, nic.name], nic.tx_bytes_total
+        )
+        fam.counter(
+            "node_network_receive_bytes", "Bytes received by the NIC.", dev, [node, nic.name], nic.rx_bytes_total
+        )
+        fam.gauge(
+            "node_network_transmit_bytes_per_second",
+            "Bytes sent by the NIC per second over the last interval.",
+            dev,
+            [node, nic.name],
+            nic.tx_bytes_per_s,
+        )
+        fam.gauge(
+            "node_network_receive_bytes_per_second",
+            "Bytes received by the NIC per second over the last interval.",
+            dev,
+            [node, nic.name],
+            nic.rx_bytes_per_s,
+        )
+
+
+def _gpu_families(fam: _Families, gpu: GpuSample, labels: list[str]) -> None:
+    g = GPU_LABELS
+    fam.gauge("gpu_lost", "1 when the GPU stopped answering (fell off the bus, ...).", g, labels, _bool(gpu.lost))
+    fam.gauge(
+        "gpu_read_error",
+        "1 when the GPU as a whole could not be read in the latest sample.",
+        g,
+        labels,
+        _bool(bool(gpu.error)),
+    )
+    fam.gauge("gpu_utilization_ratio", "Share of time a kernel ran on the GPU (0..1).", g, labels, _pct_to_ratio(gpu.utilization_gpu_pct))
+    fam.gauge(
+        "gpu_memory_utilization_ratio",
+        "Share of time the GPU's memory was read or written (0..1).",
+        g,
+        labels,
+        _pct_to_ratio(gpu.utilization_memory_pct),
+    )
+    fam.gauge("gpu_memory_total_bytes", "GPU memory.", g, labels, _mb_to_bytes(gpu.memory_total_mb))
+    fam.gauge("gpu_memory_used_bytes", "GPU memory in use.", g, labels, _mb_to_bytes(gpu.memory_used_mb))
+    fam.gauge("gpu_memory_free_bytes", "GPU memory free.", g, labels, _mb_to_bytes(gpu.memory_free_mb))
+    fam.gauge("gpu_memory_reserved_bytes", "GPU memory the driver reserves.", g, labels, _mb_to_bytes(gpu.memory_reserved_mb))
+    fam.gauge("gpu_temperature_celsius", "GPU core temperature.", g, labels, gpu.temperature_c)
+    fam.gauge("gpu_power_draw_watts", "GPU power draw.", g, labels, gpu.power_draw_w)
+    fam.gauge("gpu_power_limit_watts", "GPU power limit in force.", g, labels, gpu.power_limit_w)
+    fam.gauge("gpu_sm_clock_hertz", "GPU streaming multiprocessor clock.", g, labels, _mhz_to_hertz(gpu.sm_clock_mhz))
+    fam.gauge("gpu_memory_clock_hertz", "GPU memory clock.", g, labels, _mhz_to_hertz(gpu.memory_clock_mhz))
+    fam.gauge("gpu_compute_processes", "Compute processes running on the GPU.", g, labels, gpu.compute_processes)
+    if "throttle_reasons" not in gpu.unsupported and not gpu.lost and not gpu.error:
+        active = set(gpu.throttle_reasons)
+        for reason in (*THROTTLE_REASONS, *sorted(active - set(THROTTLE_REASONS))):
+            fam.gauge(
+                "gpu_throttle_reason",
+                "1 while the reason holds the GPU's clocks down, else 0.",
+                (*g, "reason"),
+                [*labels, reason],
+                _bool(reason in active),
+            )
+    for error_type, volatile, aggregate in (
+        ("corrected", gpu.ecc_corrected_volatile, gpu.ecc_corrected_aggregate),
+        ("uncorrected", gpu.ecc_uncorrected_volatile, gpu.ecc_uncorrected_aggregate),
+    ):
+        fam.counter(
+            "gpu_ecc_volatile_errors",
+            "ECC errors since the driver last loaded.",
+            (*g, "type"),
+            [*labels, error_type],
+            volatile,
+        )
+        fam.counter(
+            "gpu_ecc_aggregate_errors",
+            "ECC errors over the GPU's life.",
+            (*g, "type"),
+            [*labels, error_type],
+            aggregate,
+        )
+    fam.gauge("gpu_retired_pages", "Memory pages the GPU retired.", g, labels, gpu.retired_pages_count)
+    fam.gauge(
+        "gpu_retired_pages_pending",
+        "1 when a page retirement waits for the next GPU reset.",
+        g,
+        labels,
+        _bool(gpu.retired_pages_pending),
+    )
+    for error_type, rows in (
+        ("correctable", gpu.remapped_rows_correctable),
+        ("uncorrectable", gpu.remapped_rows_uncorrectable),
+    ):
+        fam.gauge("gpu_remapped_rows", "Memory rows the GPU remapped, by error type.", (*g, "type"), [*labels, error_type], rows)
+    fam.gauge(
+        "gpu_remapped_rows_pending", "1 when a row remap waits for a GPU reset.", g, labels, _bool(gpu.remapped_rows_pending)
+    )
+    fam.gauge(
+        "gpu_remapped_rows_failure", "1 when a row remap failed (the GPU needs service).", g, labels, _bool(gpu.remapped_rows_failure)
+    )
+    fam.counter("gpu_pcie_replays", "PCIe replays (link-level retransmissions).", g, labels, gpu.pcie_replay_count)
+    for link in gpu.nvlinks:
+        fam.gauge("gpu_nvlink_active", "1 when the NVLink is active.", (*g, "link"), [*labels, str(link.link)], _bool(link.active))
+
+
+def merge_families(families: Iterable[Metric]) -> list[Metric]:
+    """One family per name: several nodes' families of one name become one.
+
+    The text format allows a name's HELP/TYPE once; samples from every node
+    must sit under it.
+    """
+    merged: dict[str, Metric] = {}
+    for family in families:
+        first = merged.get(family.name)
+        if first is None:
+            copy = Metric(family.name, family.documentation, family.type, family.unit)
+            copy.samples = list(family.samples)
+            merged[family.name] = copy
+        else:
+            first.samples.extend(family.samples)
+    return list(merged.values())
+
+
+class MetricsServer:
+    """A running `/metrics` HTTP server (prometheus_client's) on its own thread."""
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+
+    @property
+    def port(self) -> int:
+        return self._server.server_port
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve_registry(port: int, registry: CollectorRegistry, *, addr: str = "0.0.0.0") -> MetricsServer:
+    """Serve `registry` on `addr:port` (port 0 picks a free one)."""
+    server, thread = start_http_server(port, addr=addr, registry=registry)
+    return MetricsServer(server, thread)

@@ -1,0 +1,161 @@
+"""Literal readings of one two-GPU node, shared by the metrics tests."""
+
+from proto.telemetry.v1.readings import (
+    CollectorStatus,
+    DiskInfo,
+    GpuInventory,
+    GpuSample,
+    HealthEvent,
+    HostInventory,
+    HostSample,
+    NicInfo,
+    NicRate,
+    NodeInventory,
+    NodeSample,
+    NvLinkState,
+)
+
+NODE_ID = "node-a"
+
+INVENTORY = NodeInventory(
+    node_id=NODE_ID,
+    node_name="worker-1",
+    host=HostInventory(
+        hostname="worker-1",
+        kernel="6.1.0-18-amd64",
+        os="Debian GNU/Linux 12",
+        cpu_logical=64,
+        cpu_physical=32,
+        memory_total_mb=515_000,
+        swap_total_mb=8_192,
+        disks=(DiskInfo("nvme0n1", 1_907_729), DiskInfo("nvme1n1", 3_815_458)),
+        nics=(NicInfo("eth0", 25_000, "aa:bb:cc:dd:ee:01"), NicInfo("ib0", None)),
+    ),
+    gpus=(
+        GpuInventory(0, "GPU-aaaa", "NVIDIA A100-SXM4-80GB", 81_920, "00000000:07:00.0", (8, 0), "ampere", power_limit_w=400.0),
+        GpuInventory(1, "GPU-bbbb", "NVIDIA A100-SXM4-80GB", 81_920, "00000000:0F:00.0", (8, 0), "ampere", power_limit_w=400.0),
+    ),
+    driver_version="550.54.15",
+    cuda_driver_version="12.4",
+)
+
+HOST = HostSample(
+    cpu_percent=37.5,
+    load1=4.25,
+    load5=3.5,
+    load15=2.75,
+    memory_total_mb=515_000,
+    memory_used_mb=200_000,
+    memory_available_mb=300_000,
+    swap_total_mb=8_192,
+    swap_used_mb=1_024,
+    page_faults_per_s=1_200.0,
+    disk_read_bytes_per_s=10_485_760.0,
+    disk_write_bytes_per_s=5_242_880.0,
+    disk_read_iops=300.0,
+    disk_write_iops=150.0,
+    disk_busy_pct=12.5,
+    fs_total_mb=1_900_000,
+    fs_used_mb=400_000,
+    nics=(
+        NicRate("eth0", 9_000_000_000, 12_000_000_000, 1_000_000.0, 2_000_000.0),
+        NicRate("ib0", 500, 700, None, None),
+    ),
+    tx_bytes_total=9_000_000_500,
+    rx_bytes_total=12_000_000_700,
+    tx_bytes_per_s=1_000_000.0,
+    rx_bytes_per_s=2_000_000.0,
+    tx_bytes_per_s_1m=900_000.0,
+    tx_bytes_per_s_5m=800_000.0,
+    tx_bytes_per_s_15m=700_000.0,
+    rx_bytes_per_s_1m=1_900_000.0,
+    rx_bytes_per_s_5m=1_800_000.0,
+    rx_bytes_per_s_15m=1_700_000.0,
+    processes_total=812,
+    processes_running=5,
+    threads_total=4_100,
+)
+
+GPU0 = GpuSample(
+    index=0,
+    uuid="GPU-aaaa",
+    utilization_gpu_pct=87.0,
+    utilization_memory_pct=41.0,
+    memory_total_mb=81_920,
+    memory_used_mb=61_440,
+    memory_free_mb=20_480,
+    memory_reserved_mb=512,
+    temperature_c=71.0,
+    power_draw_w=310.0,
+    power_limit_w=400.0,
+    sm_clock_mhz=1_410,
+    memory_clock_mhz=1_593,
+    throttle_reasons=("sw_power_cap",),
+    ecc_corrected_volatile=3,
+    ecc_uncorrected_volatile=0,
+    ecc_corrected_aggregate=17,
+    ecc_uncorrected_aggregate=1,
+    retired_pages_pending=False,
+    retired_pages_count=2,
+    remapped_rows_pending=False,
+    remapped_rows_failure=False,
+    remapped_rows_correctable=4,
+    remapped_rows_uncorrectable=1,
+    pcie_replay_count=6,
+    nvlinks=(NvLinkState(0, True), NvLinkState(1, False)),
+    compute_processes=2,
+)
+
+# GPU 1 fell off the bus: only its identity and the lost flag are known.
+GPU1_LOST = GpuSample(index=1, uuid="GPU-bbbb", lost=True, error="NVML_ERROR_GPU_IS_LOST")
+
+SAMPLE_1 = NodeSample(
+    timestamp=1_790_000_000.0,
+    host=HOST,
+    gpus=(GPU0, GPU1_LOST),
+    collectors=(CollectorStatus("gpu", True, 0.004), CollectorStatus("host", False, 0.25, "OSError: boom")),
+    health_events=(
+        HealthEvent("xid", 1_789_999_999.0, 0, "GPU-aaaa", 79, "GPU has fallen off the bus"),
+        HealthEvent("xid", 1_789_999_999.5, 0, "GPU-aaaa", 48),
+        HealthEvent("gpu_lost", 1_789_999_999.6, 1, "GPU-bbbb", nvml_error="NVML_ERROR_GPU_IS_LOST"),
+    ),
+)
+
+SAMPLE_2 = NodeSample(
+    timestamp=1_790_000_010.0,
+    host=HOST,
+    gpus=(GPU0, GPU1_LOST),
+    collectors=(CollectorStatus("gpu", True, 0.005), CollectorStatus("host", True, 0.002)),
+    health_events=(HealthEvent("xid", 1_790_000_005.0, 0, "GPU-aaaa", 79),),
+)
+
+
+def node_states():
+    """Three nodes as the aggregator's registry would hold them (imported lazily: aggregator side)."""
+    from aggregator.model import NodeState
+
+    second_inventory = NodeInventory(
+        node_id="node-b",
+        node_name="worker-2",
+        host=INVENTORY.host,
+        gpus=(GpuInventory(0, "GPU-cccc", "NVIDIA H100 80GB HBM3", 81_559, "00000000:18:00.0", (9, 0), "hopper"),),
+        driver_version="550.54.15",
+        cuda_driver_version="12.4",
+    )
+    second_sample = NodeSample(
+        timestamp=1_790_000_009.0,
+        host=HOST,
+        gpus=(
+            GpuSample(0, "GPU-cccc", utilization_gpu_pct=45.0, memory_total_mb=81_559, memory_used_mb=10_000,
+                      memory_free_mb=71_559, temperature_c=55.0, power_draw_w=500.0, power_limit_w=700.0),
+        ),
+    )
+    stale_inventory = NodeInventory(node_id="node-c", node_name="worker-3", host=None, nvml_status="library not found")
+    return [
+        NodeState("node-a", "unhealthy", INVENTORY, SAMPLE_2, 1_790_000_010.0, 1_789_990_000.0,
+                  cluster_id="cluster-7", samples_received=120, dropped_samples=2),
+        NodeState("node-b", "healthy", second_inventory, second_sample, 1_790_000_009.0, 1_789_990_000.0,
+                  cluster_id="cluster-7", samples_received=80),
+        NodeState("node-c", "stale", stale_inventory, None, 1_789_999_000.0, 1_789_990_000.0,
+                  cluster_id="cluster-7", samples_received=5, dropped_samples=1),
+    ]

@@ -1,0 +1,164 @@
+"""The manifests an operator applies: schema-valid, and the guide's kubectl patch works on them."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonpatch
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+# Two current minor versions of the Kubernetes schemas (and the oldest we claim).
+K8S_VERSIONS = ("1.30.0", "1.33.0", "1.36.0")
+
+# The seed's (cluster-user.md) two patches, verbatim apart from <executor_id>.
+SWITCH_TO_REMOTE = [
+    {"op": "add", "path": "/spec/template/spec/containers/1/env", "value": []},
+    {
+        "op": "add",
+        "path": "/spec/template/spec/containers/1/env/-",
+        "value": {"name": "POLICY_EXECUTION_MODE", "value": "remote"},
+    },
+    {
+        "op": "add",
+        "path": "/spec/template/spec/containers/1/env/-",
+        "value": {"name": "POLICY_SYSTEM_EXECUTOR_ID", "value": "executor-7"},
+    },
+]
+SWITCH_TO_LOCAL = [
+    {
+        "op": "replace",
+        "path": "/spec/template/spec/containers/1/env",
+        "value": [
+            {"name": "POLICY_EXECUTION_MODE", "value": "local"},
+            {"name": "POLICY_SYSTEM_EXECUTOR_ID", "value": ""},
+        ],
+    }
+]
+
+
+def raw_manifest_docs() -> list[tuple[Path, dict]]:
+    docs = []
+    for path in sorted(DEPLOY.rglob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append((path, doc))
+    return docs
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> list[dict]:
+    """`kubectl kustomize deploy/` as an operator runs it (with the token file they create)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with kustomize) is not installed")
+    work = tmp_path_factory.mktemp("deploy")
+    shutil.copytree(DEPLOY, work / "deploy")
+    (work / "deploy" / "token").write_text("0123456789abcdef\n")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(work / "deploy")], capture_output=True, text=True, check=True
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def find(docs: list[dict], kind: str, name: str | None = None) -> dict:
+    matches = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
+    return matches[0]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_raw_manifest_is_schema_valid(version):
+    docs = raw_manifest_docs()
+    assert len(docs) >= 10
+    for path, doc in docs:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{path.relative_to(ROOT)} ({doc['kind']}) invalid for {version}: {exc}")
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_rendered_kustomization_is_schema_valid(rendered, version):
+    kinds = sorted(d["kind"] for d in rendered)
+    for doc in rendered:
+        kubernetes_validate.validate(doc, version, strict=True)
+    assert kinds.count("ConfigMap") == 3 and "Secret" in kinds and "DaemonSet" in kinds
+
+
+def test_strict_validation_catches_a_misspelt_field():
+    # The validator is only worth something if it refuses a typo.
+    doc = copy.deepcopy(next(d for p, d in raw_manifest_docs() if d["kind"] == "DaemonSet"))
+    doc["spec"]["template"]["spec"]["tolerashuns"] = []
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
+
+
+def test_deployment_is_named_after_the_cluster_id(rendered):
+    cluster = find(rendered, "ConfigMap", "aios-cluster")
+    cluster_id = cluster["data"]["AIOS_CLUSTER_ID"]
+    deployment = find(rendered, "Deployment")
+    assert deployment["metadata"]["name"] == f"{cluster_id}-controller"
+    assert deployment["metadata"]["namespace"] == "controllers"
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def test_seed_patch_switches_policy_container_to_remote_and_back(rendered):
+    deployment = find(rendered, "Deployment")
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert containers[1]["name"] == "policy-runner"
+    assert "policy-sidecar" in containers[1]["args"]
+    assert _env(containers[1]) == {"POLICY_EXECUTION_MODE": "local", "POLICY_SYSTEM_EXECUTOR_ID": ""}
+
+    remote = jsonpatch.apply_patch(deployment, SWITCH_TO_REMOTE)
+    remote_containers = remote["spec"]["template"]["spec"]["containers"]
+    # What `kubectl get ... -o jsonpath={.spec.template.spec.containers[1].env}` shows afterwards.
+    assert remote_containers[1]["env"] == [
+        {"name": "POLICY_EXECUTION_MODE", "value": "remote"},
+        {"name": "POLICY_SYSTEM_EXECUTOR_ID", "value": "executor-7"},
+    ]
+    # The patch replaces the container's whole env list: the runner must still
+    # get everything else it needs (config maps, token file in args) and the
+    # aggregator container must be untouched.
+    assert remote_containers[1]["envFrom"] == containers[1]["envFrom"]
+    assert "--token-file" in remote_containers[1]["args"]
+    assert remote_containers[0] == containers[0]
+    kubernetes_validate.validate(remote, K8S_VERSIONS[-1], strict=True)
+
+    local = jsonpatch.apply_patch(remote, SWITCH_TO_LOCAL)
+    assert _env(local["spec"]["template"]["spec"]["containers"][1]) == {
+        "POLICY_EXECUTION_MODE": "local",
+        "POLICY_SYSTEM_EXECUTOR_ID": "",
+    }
+    # And the result is the manifest we shipped.
+    assert json.dumps(local, sort_keys=True) == json.dumps(deployment, sort_keys=True)
+
+
+def test_agent_daemonset_runs_everywhere_without_claiming_gpus(rendered):
+    ds = find(rendered, "DaemonSet", "aios-agent")
+    pod = ds["spec"]["template"]["spec"]
+    assert {"operator": "Exists"} in pod["tolerations"]
+    assert pod["priorityClassName"] == "system-node-critical"
+    (agent,) = pod["containers"]
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["NVIDIA_VISIBLE_DEVICES"]["value"] == "all"
+    for section in ("requests", "limits"):
+        assert not any("nvidia.com" in key for key in agent["resources"].get(section, {}))
+    mounts = {m["mountPath"]: m for m in agent["volumeMounts"]}
+    assert mounts["/host/proc"]["readOnly"] and mounts["/host/sys"]["readOnly"]
+    assert agent["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert ds["spec"]["updateStrategy"]["type"] == "RollingUpdate"
