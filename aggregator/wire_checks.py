@@ -142,7 +142,8 @@ def check_sample(sample: pb.NodeSample, gpu_indices: frozenset[int]) -> str | No
         return f"sample.timestamp: {sample.timestamp} is not a positive finite number"
     seen = set()
     for i, gpu in enumerate(sample.gpus):
-        if gpu.index not in gpu_indices:
+        # a lost GPU leaves the inventory, but samples keep reporting it as lost
+        if gpu.index not in gpu_indices and not gpu.lost:
             return f"sample.gpus[{i}].index: GPU index {gpu.index} is not in the node's inventory"
         if gpu.index in seen:
             return f"sample.gpus[{i}].index: GPU index {gpu.index} appears twice"

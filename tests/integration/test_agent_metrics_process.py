@@ -167,12 +167,6 @@ def _scrape_value(address: str, line_prefix: str) -> float | None:
     return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cross-branch bug: after a GPU is lost the agent's refreshed inventory no longer lists it, "
-    "while its samples still carry the lost GPU, and the aggregator's wire checks refuse every such sample "
-    "('GPU index 0 is not in the node's inventory'), so the loss never reaches the registry",
-)
 def test_a_lost_gpu_reaches_the_aggregators_figures(fake_nvml, gpus, aggregator, streaming_agent):
     _, metrics = aggregator
     lost_series = 'aios_cluster_gpus_lost{cluster="cluster-9"}'

@@ -79,3 +79,11 @@ def test_health_checks():
     assert wire_checks.check_health(bad, GPUS) == "health.gpu_index: GPU index 9 is not in the node's inventory"
     # a lost GPU may already have left the inventory
     assert wire_checks.check_health(convert.health_to_pb(HealthEvent("gpu_lost", 5.0, gpu_index=9)), GPUS) is None
+
+
+def test_a_lost_gpu_may_be_missing_from_the_inventory():
+    msg = convert.sample_to_pb(sample(3))
+    msg.gpus[1].lost = True
+    assert wire_checks.check_sample(msg, frozenset({0})) is None
+    msg.gpus[1].lost = False
+    assert "GPU index 1 is not in the node's inventory" in wire_checks.check_sample(msg, frozenset({0}))
