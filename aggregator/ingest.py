@@ -246,7 +246,8 @@ class IngestService:
             agent_version=hello.agent_version,
             agent_instance=hello.agent_instance,
             inventory=inventory,
-            interval_s=hello.interval_s,
+            # an agent told to use another interval will: judge staleness by that
+            interval_s=self.agent_interval_s or hello.interval_s,
         )
         # tell the agent where it stands at once: what is already on disk
         committed = self.registry.committed_seq(hello.node_id, hello.agent_instance)
@@ -301,6 +302,18 @@ class IngestService:
         while True:
             await asyncio.sleep(every_s)
             self.registry.refresh_status()
+
+    async def run_event_pruner(self, every_s: float = 600.0, keep_per_node: int = 10_000) -> None:
+        """Keep the health event table bounded: each node's most recent events stay."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                removed = await asyncio.to_thread(self.store.prune_events, keep_per_node)
+            except Exception:  # noqa: BLE001 - retried at the next round
+                log.exception("pruning old health events failed")
+                continue
+            if removed:
+                log.info("pruned %d old health event(s)", removed)
 
     def open_streams(self) -> int:
         return len(self._sessions)

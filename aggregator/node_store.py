@@ -179,6 +179,20 @@ class NodeStore:
         ]
         return records, events
 
+    def prune_events(self, keep_per_node: int) -> int:
+        """Delete all but each node's `keep_per_node` most recent events; returns how many went."""
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM telemetry_health_events WHERE rowid IN ("
+                " SELECT rowid FROM ("
+                "  SELECT rowid, ROW_NUMBER() OVER"
+                "   (PARTITION BY node_id ORDER BY timestamp DESC, seq DESC) AS rn"
+                "  FROM telemetry_health_events"
+                " ) WHERE rn > ?)",
+                (keep_per_node,),
+            )
+            return cursor.rowcount
+
     def health_events(self, node_id: str) -> list[HealthEvent]:
         """All stored events of one node, oldest first."""
         rows = self._db.query(

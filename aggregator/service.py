@@ -98,6 +98,7 @@ class Aggregator:
         self._tasks = [
             asyncio.ensure_future(self.ingest.run_committer()),
             asyncio.ensure_future(self.ingest.run_status_ticker(cfg.status_every_s)),
+            asyncio.ensure_future(self.ingest.run_event_pruner()),
         ]
         # HTTP: the FastAPI app (aggregator/http_app.py, policies branch) is
         # started here on cfg.http_port by the lead's wiring, in this loop.

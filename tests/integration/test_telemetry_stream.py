@@ -383,3 +383,19 @@ def test_tls_with_a_given_certificate(tmp_path):
     finally:
         stream.stop()
         agg.stop()
+
+
+def test_the_aggregator_instructs_agents_to_a_new_interval(tmp_path):
+    agg = AggregatorProcess(tmp_path, extra_args=("--agent-interval", "2.5")).start()
+    got = []
+    cfg = StreamConfig(address=agg.address, node_id="told", token=TOKEN, interval_s=10.0,
+                       backoff_initial_s=0.05, backoff_max_s=0.5)
+    stream = TelemetryStream(cfg, inventory("told"), on_instruction=got.append)
+    stream.start()
+    try:
+        wait_for(lambda: got, what="an instruction")
+        assert got[0].interval_s == 2.5
+        assert stream._hello().hello.interval_s == 2.5  # the next hello says so too
+    finally:
+        stream.stop()
+        agg.stop()

@@ -45,3 +45,17 @@ def test_write_then_load_rebuilds_the_registry(tmp_path):
     assert state.status == "unhealthy"  # the remap failure is within the window
     assert state.rolling == reg.get("n1").rolling
     db.close()
+
+
+def test_pruning_keeps_each_nodes_most_recent_events(tmp_path):
+    from aggregator.registry import PendingWrite, StoredEvent
+
+    db = Database(tmp_path / "a.db")
+    store = NodeStore(db)
+    events = [StoredEvent(node, "i", seq, HealthEvent("xid", float(seq), xid=13))
+              for node in ("a", "b") for seq in range(1, 6)]
+    store.write(PendingWrite(nodes=(), events=tuple(events)))
+    assert store.prune_events(keep_per_node=2) == 6
+    assert [e.timestamp for e in store.health_events("a")] == [4.0, 5.0]
+    assert [e.timestamp for e in store.health_events("b")] == [4.0, 5.0]
+    db.close()
