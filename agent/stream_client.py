@@ -211,6 +211,8 @@ class TelemetryStream:
                 if seq > acked_seq:
                     break
                 del self._buffer[seq]
+            while self._sample_seqs and self._sample_seqs[0] <= acked_seq:
+                self._sample_seqs.popleft()
             self._acked_cond.notify_all()
 
     def _refuse(self, seq: int, reason: str) -> None:

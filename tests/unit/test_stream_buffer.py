@@ -69,3 +69,11 @@ def test_backoff_is_capped_exponential_with_full_jitter(attempt, ceiling):
     assert backoff_delay(attempt, 0.5, 30.0, rand=lambda: 1.0) == ceiling
     assert backoff_delay(attempt, 0.5, 30.0, rand=lambda: 0.0) == 0.0
     assert backoff_delay(attempt, 0.5, 30.0, rand=lambda: 0.5) == ceiling / 2
+
+
+def test_acknowledged_samples_are_forgotten_entirely():
+    s = stream(limit=10)
+    for i in range(1, 101):
+        s.send_sample(sample(i))
+        s._acknowledge(i)
+    assert s.stats().buffered == 0 and len(s._sample_seqs) == 0
