@@ -47,7 +47,8 @@ def aggregator(tmp_path):
 
 def _stream(address: str, node_id: str, gpus: int = 2, **config) -> TelemetryStream:
     cfg = StreamConfig(address=address, node_id=node_id, cluster_id="test-cluster", agent_version="test",
-                       token=TOKEN, backoff_initial_s=0.05, backoff_max_s=0.5, interval_s=0.2, **config)
+                       token=TOKEN, backoff_initial_s=0.05, backoff_max_s=0.5,
+                       interval_s=config.pop("interval_s", 0.2), **config)
     stream = TelemetryStream(cfg, inventory(node_id, gpus))
     stream.start()
     return stream
@@ -399,3 +400,37 @@ def test_the_aggregator_instructs_agents_to_a_new_interval(tmp_path):
     finally:
         stream.stop()
         agg.stop()
+
+
+def test_cli_nodes_and_node_print_through_the_query_service(aggregator):
+    import subprocess
+    import sys
+
+    from tests.telemetry_support import ROOT, base_env
+
+    stream = _stream(aggregator.address, "cli-node", interval_s=60.0)
+    try:
+        event = HealthEvent("xid", time.time(), gpu_index=1, xid=79, message="fell off the bus")
+        stream.send_sample(sample(42, events=(event,)))
+        assert stream.wait_acked(stream.stats().last_seq, 10)
+
+        def cli(*args, token=TOKEN):
+            env = base_env(AIOS_AGGREGATOR_ADDR=aggregator.address, AIOS_TOKEN=token)
+            return subprocess.run([sys.executable, "-m", "aggregator.cli", *args], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=30)
+
+        table = cli("nodes")
+        assert table.returncode == 0, table.stderr
+        header, row = table.stdout.splitlines()
+        assert header.split()[:3] == ["NODE", "NAME", "STATUS"]
+        assert row.split()[:7] == ["cli-node", "cli-node-name", "unhealthy", "2", "163840", "42.0", "42.5"]
+        detail = cli("node", "cli-node-name")  # by name works too
+        assert detail.returncode == 0, detail.stderr
+        assert "status:      unhealthy, 1 open problem(s)" in detail.stdout
+        assert "xid gpu 1 xid 79 fell off the bus" in detail.stdout
+        missing = cli("node", "nowhere")
+        assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+        refused = cli("nodes", token="wrong")
+        assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+    finally:
+        stream.stop()
