@@ -19,9 +19,14 @@ from proto.telemetry.v1.readings import HealthEvent
 __all__ = ["NodeStore", "SCHEMA"]
 
 SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS telemetry_nodes (
+    # inventories change rarely and are large: their own table, so the
+    # per-sample update of a node's state does not rewrite them
+    """CREATE TABLE IF NOT EXISTS telemetry_node_inventory (
         node_id TEXT PRIMARY KEY,
-        inventory BLOB NOT NULL,
+        inventory BLOB NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS telemetry_node_state (
+        node_id TEXT PRIMARY KEY,
         status TEXT NOT NULL,
         first_seen REAL NOT NULL,
         last_seen REAL NOT NULL,
@@ -62,16 +67,14 @@ _STATE_COLUMNS = (
     "samples_received, dropped_samples"
 )
 _STATE_NAMES = [c.strip() for c in _STATE_COLUMNS.split(",")]
-_UPSERT_FULL = (
-    f"INSERT INTO telemetry_nodes (node_id, inventory, {_STATE_COLUMNS}) "
-    f"VALUES ({', '.join('?' * (len(_STATE_NAMES) + 2))}) "
-    "ON CONFLICT(node_id) DO UPDATE SET inventory = excluded.inventory, "
-    + ", ".join(f"{c} = excluded.{c}" for c in _STATE_NAMES)
+_UPSERT_STATE = (
+    f"INSERT INTO telemetry_node_state (node_id, {_STATE_COLUMNS}) "
+    f"VALUES ({', '.join('?' * (len(_STATE_NAMES) + 1))}) "
+    "ON CONFLICT(node_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _STATE_NAMES)
 )
-_UPDATE_STATE = (
-    "UPDATE telemetry_nodes SET "
-    + ", ".join(f"{c} = ?" for c in _STATE_NAMES)
-    + " WHERE node_id = ?"
+_UPSERT_INVENTORY = (
+    "INSERT INTO telemetry_node_inventory (node_id, inventory) VALUES (?, ?) "
+    "ON CONFLICT(node_id) DO UPDATE SET inventory = excluded.inventory"
 )
 _INSERT_EVENT = (
     "INSERT OR IGNORE INTO telemetry_health_events "
@@ -126,23 +129,15 @@ class NodeStore:
 
     def write(self, pending: PendingWrite) -> None:
         """Everything in `pending`, in one transaction."""
-        full = [rec for rec in pending.nodes if rec.inventory_changed]
-        light = [rec for rec in pending.nodes if not rec.inventory_changed]
         with self._db.transaction() as conn:
-            if full:
+            changed = [rec for rec in pending.nodes if rec.inventory_changed]
+            if changed:
                 conn.executemany(
-                    _UPSERT_FULL,
-                    [
-                        (
-                            rec.node_id,
-                            convert.inventory_to_pb(rec.inventory).SerializeToString(),
-                            *_state_row(rec),
-                        )
-                        for rec in full
-                    ],
+                    _UPSERT_INVENTORY,
+                    [(rec.node_id, convert.inventory_to_pb(rec.inventory).SerializeToString()) for rec in changed],
                 )
-            if light:
-                conn.executemany(_UPDATE_STATE, [(*_state_row(rec), rec.node_id) for rec in light])
+            if pending.nodes:
+                conn.executemany(_UPSERT_STATE, [(rec.node_id, *_state_row(rec)) for rec in pending.nodes])
             if pending.events:
                 conn.executemany(
                     _INSERT_EVENT,
@@ -165,7 +160,13 @@ class NodeStore:
 
     def load(self) -> tuple[list[NodeRecord], list[StoredEvent]]:
         """Every node, and each node's most recent events (oldest first)."""
-        records = [self._record(row) for row in self._db.query("SELECT * FROM telemetry_nodes")]
+        records = [
+            self._record(row)
+            for row in self._db.query(
+                "SELECT s.*, i.inventory FROM telemetry_node_state AS s"
+                " JOIN telemetry_node_inventory AS i USING (node_id)"
+            )
+        ]
         rows = self._db.query(
             "SELECT * FROM ("
             " SELECT *, ROW_NUMBER() OVER (PARTITION BY node_id ORDER BY timestamp DESC, seq DESC) AS rn"

@@ -41,6 +41,7 @@ __all__ = [
     "PendingWrite",
     "NodeRegistry",
     "ewma_update",
+    "ewma_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,22 +57,23 @@ _PROBLEM_KINDS = frozenset({"ecc_uncorrectable", "row_remap_failure"})
 Triple = tuple  # (1m, 5m, 15m), each float | None
 
 
-def ewma_update(prev: Triple, value: float | None, dt: float) -> Triple:
+def ewma_weights(dt: float) -> Triple:
+    """How much a new value counts in each window after `dt` seconds (1 - e^(-dt/T))."""
+    return tuple(1.0 - math.exp(-max(dt, 0.0) / window) for window in ROLLING_WINDOWS_S)
+
+
+def ewma_update(prev: Triple, value: float | None, dt: float, weights: Triple | None = None) -> Triple:
     """One step of the load-average style 1/5/15-minute averages.
 
     The weight of the new value grows with the time since the previous one,
-    so irregular intervals (a missed sample) are weighted right.
+    so irregular intervals (a missed sample) are weighted right. `weights`
+    (from `ewma_weights(dt)`) saves recomputing them for several series.
     """
     if value is None:
         return prev
-    out = []
-    for old, window in zip(prev, ROLLING_WINDOWS_S):
-        if old is None:
-            out.append(value)
-        else:
-            alpha = 1.0 - math.exp(-max(dt, 0.0) / window)
-            out.append(old + alpha * (value - old))
-    return tuple(out)
+    if weights is None:
+        weights = ewma_weights(dt)
+    return tuple(value if old is None else old + alpha * (value - old) for old, alpha in zip(prev, weights))
 
 
 @dataclass(frozen=True)
@@ -282,12 +284,12 @@ class NodeRegistry:
             node = self._nodes[node_id]
             previous = node.figures
             dt = (figures.timestamp - previous.timestamp) if previous else 0.0
+            w = ewma_weights(dt)
+            rolling = node.rolling
             node.rolling = RollingFigures(
-                cpu_percent=ewma_update(node.rolling.cpu_percent, figures.cpu_percent, dt),
-                gpu_utilization_pct=ewma_update(
-                    node.rolling.gpu_utilization_pct, figures.gpu_utilization_pct, dt
-                ),
-                memory_used_pct=ewma_update(node.rolling.memory_used_pct, figures.memory_used_pct, dt),
+                cpu_percent=ewma_update(rolling.cpu_percent, figures.cpu_percent, dt, w),
+                gpu_utilization_pct=ewma_update(rolling.gpu_utilization_pct, figures.gpu_utilization_pct, dt, w),
+                memory_used_pct=ewma_update(rolling.memory_used_pct, figures.memory_used_pct, dt, w),
             )
             node.figures = figures
             node.latest_wire = wire

@@ -355,7 +355,7 @@ def _samples_received(agg: AggregatorProcess, node_id: str) -> int:
     import sqlite3
 
     with sqlite3.connect(agg.db) as conn:
-        return conn.execute("SELECT samples_received FROM telemetry_nodes WHERE node_id = ?", (node_id,)).fetchone()[0]
+        return conn.execute("SELECT samples_received FROM telemetry_node_state WHERE node_id = ?", (node_id,)).fetchone()[0]
 
 
 def test_tls_with_a_given_certificate(tmp_path):
