@@ -39,6 +39,18 @@ KEEPALIVE_OPTIONS = (
 )
 
 
+# gRPC core cancels new calls the application has not picked up yet beyond
+# 1,000 (soft) / 3,000 (hard) pending. After an aggregator restart every agent
+# of the cluster reconnects within seconds (5,000 nodes is Kubernetes'
+# maximum), each hello costing more than the bare accept, so raise both: with
+# the defaults, 5-10 % of 5,000 simultaneous opens were CANCELLED (measured
+# with benchmarks/ingest.py).
+RECONNECT_STORM_OPTIONS = (
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 50_000),
+)
+
+
 @dataclass(frozen=True)
 class TlsFiles:
     cert: Path
@@ -80,6 +92,7 @@ async def build_grpc_server(
             ("grpc.max_receive_message_length", hard_cap),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             *KEEPALIVE_OPTIONS,
+            *RECONNECT_STORM_OPTIONS,
         ],
     )
     server.add_generic_rpc_handlers((ingest.generic_handler(),))

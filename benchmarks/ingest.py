@@ -123,7 +123,12 @@ async def _bare_server(port: int, ready: Path) -> None:
             if msg.seq:
                 await context.write(pb.AggregatorMessage(ack=pb.Ack(acked_seq=msg.seq)))
 
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 * 1024 * 1024), ("grpc.max_concurrent_streams", 1_000_000)])
+    # same pending-call limits as the aggregator (grpc_server.RECONNECT_STORM_OPTIONS)
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+        ("grpc.server.max_pending_requests", 20_000),
+        ("grpc.server.max_pending_requests_hard_limit", 50_000),
+    ])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "aios.telemetry.v1.TelemetryIngest",
         {"Stream": grpc.stream_stream_rpc_method_handler(
