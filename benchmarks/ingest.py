@@ -15,7 +15,7 @@ for the aggregator, counted: ClusterSummary.samples_received). The ramp
 raises the node count at a 1 s interval until a sample is lost, the server
 uses a full core, or the step limit is reached.
 
-    python benchmarks/ingest.py                 # ~3 minutes on 2 cores
+    python benchmarks/ingest.py                 # ~3 minutes on 2 cores (6 s windows)
     python benchmarks/ingest.py --quick         # a smoke run (~40 s)
 """
 
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=float, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="a short smoke run")
-    p.add_argument("--window", type=float, default=8.0, help="seconds measured per scenario (8)")
+    p.add_argument("--window", type=float, default=6.0, help="seconds measured per scenario (6)")
     p.add_argument("--procs", type=int, default=1, help="load generator processes (1; see README)")
     p.add_argument("--goal-nodes", type=int, default=5000, help="nodes at 10 s for the goal check (5000)")
     p.add_argument("--ramp", default="1000,2000,3000,4000", help="node counts at 1 s, tried in order")
