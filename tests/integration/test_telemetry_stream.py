@@ -434,3 +434,18 @@ def test_cli_nodes_and_node_print_through_the_query_service(aggregator):
         assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
     finally:
         stream.stop()
+
+
+def test_reflection_lists_the_services_to_an_authenticated_caller(aggregator):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    channel, _, md = query_stub(aggregator.address)
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    (reply,) = list(stub.ServerReflectionInfo(iter([request]), metadata=md, timeout=5))
+    names = {s.name for s in reply.list_services_response.service}
+    assert {"aios.telemetry.v1.TelemetryIngest", "aios.telemetry.v1.TelemetryQuery", "grpc.health.v1.Health"} <= names
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.ServerReflectionInfo(iter([request]), timeout=5))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    channel.close()
