@@ -164,3 +164,25 @@ def test_a_failing_listener_does_not_stop_ingest(registry):
     unsubscribe()
     hello(registry, node="n2")
     assert len(seen) == 1 and registry.get("n2") is not None
+
+
+def test_snapshot_decodes_without_holding_up_ingest(clock):
+    import threading
+
+    blocked = []
+
+    def decode_while_another_thread_ingests(wire: bytes) -> NodeSample:
+        other = threading.Thread(target=lambda: reg.record_sample("n2", 2, figures(9.0), b"9.0"))
+        other.start()
+        other.join(timeout=5)
+        blocked.append(other.is_alive())
+        return decoded(wire)
+
+    reg = NodeRegistry(clock=clock, decode_sample=decode_while_another_thread_ingests)
+    hello(reg, node="n1")
+    hello(reg, node="n2")
+    reg.record_sample("n1", 1, figures(1.0), b"1.0")
+    states = {s.node_id: s for s in reg.snapshot()}
+    assert blocked == [False]
+    assert states["n1"].latest == NodeSample(timestamp=1.0, host=None)
+    assert reg.get("n2").samples_received == 1
