@@ -272,6 +272,8 @@ class TelemetryStream:
             except grpc.aio.AioRpcError as e:
                 level = logging.ERROR if e.code() == grpc.StatusCode.UNAUTHENTICATED else logging.WARNING
                 log.log(level, "stream to %s ended: %s: %s", self.config.address, e.code().name, e.details())
+            except asyncio.InvalidStateError:  # grpc.aio: a write after the call had already ended
+                log.warning("stream to %s ended before a message could be written", self.config.address)
             except Exception:  # noqa: BLE001 - the stream must come back whatever broke it
                 log.exception("stream to %s failed", self.config.address)
             finally:
