@@ -31,6 +31,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from urllib3.exceptions import ReadTimeoutError
+
 __all__ = ["NODE_ID_LABEL", "KubeNode", "NodeWatcher", "kube_node_from", "registry_matches"]
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,10 @@ class NodeWatcher:
                 if self._stop.is_set():
                     break
                 self._apply(event)
+        except ReadTimeoutError:
+            # a server that does not end the watch at timeoutSeconds (kmock): our read
+            # timeout did; that is the watch's normal end, and the re-list follows
+            log.debug("the Node watch went quiet past its timeout; re-listing")
         finally:
             with self._watch_lock:
                 self._watch = None
