@@ -21,7 +21,9 @@ import urllib.error
 import urllib.request
 from dataclasses import replace
 
+import kubernetes_validate
 import pytest
+import yaml
 
 from aggregator.onboarding.command import main as onboard_main
 from tests.fakenvml import FakeNvml
@@ -198,7 +200,9 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
         agents = {n: AgentProcess(tmp_path, n, aggregator.address, interval_s=0.2) for n in ("node-a", "node-b", "node-c")}
         wait_for(lambda: len(list_nodes(aggregator.address)) == 3, what="three agents known")
         config = tmp_path / "config.json"
-        config.write_text(SAMPLE_CONFIG_TEXT)
+        cluster = json.loads(SAMPLE_CONFIG_TEXT)
+        del cluster["config"]["stabilityChecker"]  # its URI needs a policy DB: the default policy judges
+        config.write_text(json.dumps(cluster))
         err = io.StringIO()
         assert onboard_main([str(config), "--onboard", "--api-url", parser.url, "--output", str(tmp_path),
                              "--aggregator", aggregator.address, "--token", TOKEN, "--no-kubernetes"],
@@ -215,6 +219,7 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
         # the machines of node-a and node-b go away (their agents with them), then their Nodes
         agents.pop("node-a").stop()
         agents.pop("node-b").stop()
+        test_calls = len(kube_api.requests())  # from here on, the test itself only deletes Nodes
         # remove_node refuses node-b: its Node goes, it stays in the document
         policy = write_directory(tmp_path / "remove-gate", REFUSE_NODE_B)
         status, _ = http("POST", f"{aggregator.http_url}/pre-check-policies/update", {"remove_node": str(policy)},
@@ -232,6 +237,9 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
         outcomes = {(r["node_id"], r["action"], r["outcome"]) for r in records["records"]}
         assert {("node-a", "remove_node", "removed"), ("node-b", "remove_node", "refused")} <= outcomes
 
+        # node-a and node-b went stale before their Nodes went: the verdict changed, an Event says so
+        kube_api.wait_for(lambda: any(r.method.value == "POST" and "/events" in r.url.path for r in kube_api.requests()),
+                          what="a stability Event")
         aggregator.proc.send_signal(signal.SIGTERM)
         assert aggregator.proc.wait(timeout=20) == 0, aggregator.log_text()
     finally:
@@ -239,3 +247,40 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
             process.stop()
         aggregator.stop()
         parser.close()
+
+    # the aggregator's calls are exactly what deploy/aggregator/aggregator-rbac.yaml grants
+    used = set()
+    for request in kube_api.requests():
+        if request.method.value == "DELETE":
+            continue  # the test's own
+        parts = request.url.path.strip("/").split("/")  # api v1 [namespaces NS] resource [name]
+        namespace, resource = (parts[3], parts[4]) if parts[2] == "namespaces" else (None, parts[2])
+        verb = {"POST": "create"}.get(request.method.value) or ("watch" if request.url.query.get("watch") else "list")
+        used.add((verb, resource, namespace))
+    assert test_calls >= 2
+    assert used - {("create", "nodes", None)} == granted_rbac() == {
+        ("list", "nodes", None), ("watch", "nodes", None), ("create", "events", "controllers")}
+
+
+RBAC = ROOT / "deploy" / "aggregator" / "aggregator-rbac.yaml"
+
+
+def granted_rbac() -> set[tuple[str, str, str | None]]:
+    """(verb, resource, namespace or None for cluster-wide) the manifest grants the aggregator's account."""
+    docs = list(yaml.safe_load_all(RBAC.read_text()))
+    account = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]
+    roles = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["kind"] in ("Role", "ClusterRole")}
+    granted = set()
+    for binding in (d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        if {"name": account["name"], "namespace": account["namespace"], "kind": "ServiceAccount"} not in binding["subjects"]:
+            continue
+        role = roles[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
+        namespace = binding["metadata"].get("namespace") if binding["kind"] == "RoleBinding" else None
+        granted |= {(verb, res, namespace) for rule in role["rules"] for verb in rule["verbs"] for res in rule["resources"]}
+    return granted
+
+
+def test_aggregator_rbac_manifest_is_valid_kubernetes():
+    docs = list(yaml.safe_load_all(RBAC.read_text()))
+    for doc in docs:
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
