@@ -161,6 +161,22 @@ def test_serve_configured_like_the_deployment(tmp_path, sidecar, fake_nvml_lib):
     assert "Kubernetes: off" in log_text and "Traceback" not in log_text, log_text
 
 
+@pytest.mark.parametrize("name, value", [
+    ("AIOS_GRPC_PORT", "seven"),
+    ("CLUSTER_STABILITY_CHECK_INTERVAL", "soon"),
+    ("POLICY_EXECUTION_MODE", "elsewhere"),
+    ("AIOS_TOKEN_FILE", "/nonexistent/token"),
+])
+def test_a_bad_setting_stops_serve_naming_it(tmp_path, name, value):
+    env = {**base_env(AIOS_DB_PATH=str(tmp_path / "a.db"), AIOS_GRPC_PORT="0", AIOS_HTTP_PORT="0"), name: value}
+    env.pop("KUBECONFIG", None)
+    done = subprocess.run([sys.executable, "-m", "aggregator.cli", "serve", "--host", "127.0.0.1"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert name in done.stderr.strip().splitlines()[-1] and value in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # ---------------------------------------------------------------- (b) deleted Nodes
 
 REFUSE_NODE_B = policy_source("""
@@ -188,7 +204,8 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
 
     parser = ParserStandIn()
     aggregator = AggregatorProcess(tmp_path, extra_args=(
-        "--cluster-id", "cluster-eu-1", "--api-url", parser.url, "--kubeconfig", str(kube_api.kubeconfig)))
+        "--cluster-id", "cluster-eu-1", "--api-url", parser.url, "--kubeconfig", str(kube_api.kubeconfig),
+        "--per-node-metrics"))
     core = client.CoreV1Api(load_kube_client(str(kube_api.kubeconfig)))
     agents: dict[str, AgentProcess] = {}
     try:
@@ -215,6 +232,9 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
         wait_for(lambda: "node-c is in the registry but Kubernetes lists no such Node" in aggregator.log_text(),
                  what="the first list reporting node-c")
         assert set(list_nodes(aggregator.address)) == {"node-a", "node-b", "node-c"}
+
+        _, metrics = http("GET", f"{aggregator.http_url}/metrics")
+        assert any(line.startswith("aios_node_cpu_cores{") and 'node="node-c"' in line for line in metrics.splitlines())
 
         # the machines of node-a and node-b go away (their agents with them), then their Nodes
         agents.pop("node-a").stop()
