@@ -103,4 +103,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, PolicyConfigError, StabilityConfigError) as e:
         print(f"aios-aggregator: {e}", file=sys.stderr)
         return 1
+    except SystemExit as e:  # uvicorn exits when the HTTP port cannot be bound (its error is logged)
+        print(f"aios-aggregator: the HTTP API could not start on port {config.http_port} (exit {e.code})",
+              file=sys.stderr)
+        return 1
     return 0
