@@ -219,12 +219,16 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
         config = tmp_path / "config.json"
         cluster = json.loads(SAMPLE_CONFIG_TEXT)
         del cluster["config"]["stabilityChecker"]  # its URI needs a policy DB: the default policy judges
+        cluster["config"]["actionsPolicyMap"] = {"scale_block": "scale-gate:1.0-stable"}
         config.write_text(json.dumps(cluster))
         err = io.StringIO()
         assert onboard_main([str(config), "--onboard", "--api-url", parser.url, "--output", str(tmp_path),
                              "--aggregator", aggregator.address, "--token", TOKEN, "--no-kubernetes"],
                             out=io.StringIO(), err=err) == 0, err.getvalue()
         assert document_ids(aggregator) == {"node-a", "node-b", "node-c"}
+        # the stored document's config.actionsPolicyMap seeds the pre-check map
+        assert http("GET", f"{aggregator.http_url}/pre-check-policies") == (
+            200, {"success": True, "data": {"scale_block": "scale-gate:1.0-stable"}})
 
         # restarted, the registry holds node-c (from its store) and Kubernetes lists no such Node: kept
         aggregator.stop()
