@@ -1,4 +1,13 @@
-"""`aios-aggregator serve`: run the aggregator (gRPC ingest and queries; HTTP for the network)."""
+"""`aios-aggregator serve`: run the aggregator (gRPC ingest and queries; HTTP for the network).
+
+Environment (an empty value counts as unset; a flag wins over its variable):
+`AIOS_TOKEN` / `AIOS_TOKEN_FILE` (required), `AIOS_CLUSTER_ID`, `AIOS_GRPC_PORT` (50051),
+`AIOS_HTTP_PORT` (8080), `AIOS_DB_PATH`, `AIOS_API_URL`, `KUBECONFIG`; read by the parts:
+`CLUSTER_STABILITY_CHECK_INTERVAL`, `AIOS_STABILITY_WEBHOOK_URL` (stability),
+`POLICY_DB_URL`, `POLICY_EXECUTOR_HOST_URL`, `POLICY_EXECUTION_MODE`,
+`POLICY_SYSTEM_EXECUTOR_ID`, `AIOS_POLICY_SIDECAR_URL`, `AIOS_POLICY_*` (policies),
+`AIOS_NAMESPACE` (where stability Events go; default the pod's namespace).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,9 @@ from pathlib import Path
 
 from aggregator.auth import AuthError, load_tokens
 from aggregator.grpc_server import TlsFiles
+from aggregator.policies import PolicyConfigError
 from aggregator.service import ServeConfig, serve
+from aggregator.stability.checker import ConfigError as StabilityConfigError
 
 __all__ = ["register", "run"]
 
@@ -18,7 +29,7 @@ DEFAULT_DB = "/var/lib/aios/aggregator.db"
 
 
 def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
+    value = os.environ.get(name, "").strip()
     if not value:
         return default
     try:
@@ -41,13 +52,24 @@ def register(sub) -> None:
     p.add_argument("--commit-interval", type=float, default=0.1, help="seconds between store commits (0.1)")
     p.add_argument("--max-message-kb", type=int, default=256, help="largest accepted agent message (256 KiB)")
     p.add_argument("--api-url", default=None, help="the network's parser, to register nodes joining later (AIOS_API_URL)")
+    p.add_argument("--kubeconfig", default=None,
+                   help="Kubernetes API for the Node watch and Events (default: KUBECONFIG, then in-cluster)")
+    p.add_argument("--no-kubernetes", action="store_true", help="do not use the Kubernetes API at all")
+    p.add_argument("--per-node-metrics", action="store_true",
+                   help="/metrics also serves every node's latest GPU and host series")
     p.add_argument("--ready-file", type=Path, help="write the bound ports here (JSON) once serving")
     p.set_defaults(run=run)
 
 
+def _env(name: str) -> str | None:
+    """An env var's value; unset and empty (a ConfigMap's `""`) are the same."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
     try:
-        tokens = load_tokens()
+        tokens = load_tokens({k: v for k, v in os.environ.items() if v.strip()})
     except AuthError as e:
         raise SystemExit(f"aios-aggregator: {e}") from e
     if not tokens:
@@ -55,19 +77,22 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("aios-aggregator: --tls-cert and --tls-key go together")
     return ServeConfig(
-        db_path=Path(args.db or os.environ.get("AIOS_DB_PATH") or DEFAULT_DB),
+        db_path=Path(args.db or _env("AIOS_DB_PATH") or DEFAULT_DB),
         tokens=tokens,
         grpc_port=args.grpc_port if args.grpc_port is not None else _env_int("AIOS_GRPC_PORT", 50051),
         http_port=args.http_port if args.http_port is not None else _env_int("AIOS_HTTP_PORT", 8080),
         host=args.host,
-        cluster_id=args.cluster_id or os.environ.get("AIOS_CLUSTER_ID", ""),
+        cluster_id=args.cluster_id or _env("AIOS_CLUSTER_ID") or "",
         tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
         stale_after_intervals=args.stale_after,
         agent_interval_s=args.agent_interval,
         commit_interval_s=args.commit_interval,
         max_message_bytes=args.max_message_kb * 1024,
         ready_file=args.ready_file,
-        api_url=args.api_url or os.environ.get("AIOS_API_URL") or None,
+        api_url=args.api_url or _env("AIOS_API_URL"),
+        kubeconfig=args.kubeconfig,
+        kubernetes=not args.no_kubernetes,
+        per_node_metrics=args.per_node_metrics,
     )
 
 
@@ -75,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
         asyncio.run(serve(config))
-    except OSError as e:
+    except (OSError, PolicyConfigError, StabilityConfigError) as e:
         print(f"aios-aggregator: {e}", file=sys.stderr)
+        return 1
+    except SystemExit as e:  # uvicorn exits when the HTTP port cannot be bound (its error is logged)
+        print(f"aios-aggregator: the HTTP API could not start on port {config.http_port} (exit {e.code})",
+              file=sys.stderr)
         return 1
     return 0

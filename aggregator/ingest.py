@@ -27,7 +27,7 @@ import grpc
 
 from aggregator import wire_checks
 from aggregator.node_store import NodeStore
-from aggregator.registry import NodeRegistry
+from aggregator.registry import NodeRegistry, UnknownNode
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import NodeInventory
@@ -142,12 +142,16 @@ class IngestService:
         session = _Session(context)
         writer = asyncio.ensure_future(session.write_loop())
         refusal: _Refused | None = None
+        removed = False
         try:
             async for msg in requests:
                 try:
                     self._handle(session, msg)
                 except _Refused as e:
                     refusal = e
+                    break
+                except UnknownNode:
+                    removed = True  # the node was removed while its agent streamed
                     break
             if refusal is not None:
                 self.refusals += 1
@@ -171,6 +175,12 @@ class IngestService:
                 writer.cancel()
         if refusal is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refusal.reason)
+        if removed:
+            # not INVALID_ARGUMENT: the agent keeps its message and re-sends it after a new hello
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node {session.node_id} was removed from this aggregator; reconnect with a hello",
+            )
 
     # ------------------------------------------------------------ messages
 
@@ -292,6 +302,20 @@ class IngestService:
                 if session is not None and session.agent_instance == instance:
                     session.ack(seq)
             return len(pending.nodes)
+
+    async def remove_node(self, node_id: str) -> bool:
+        """Remove a node from the registry and the store together; False if it was not known.
+
+        Holds the commit lock, so no batch taken before the removal is written
+        after it (which would store the node again). The node's open stream, if
+        any, is ended; its agent would come back with a hello and join anew.
+        """
+        async with self._commit_lock:
+            state = await asyncio.to_thread(self.registry.remove, node_id, delete_stored=self.store.delete_node)
+        session = self._sessions.pop(node_id, None)
+        if session is not None and session.task is not None:
+            session.task.cancel()
+        return state is not None
 
     async def run_committer(self) -> None:
         while True:

@@ -180,6 +180,17 @@ class NodeStore:
         ]
         return records, events
 
+    def delete_node(self, node_id: str) -> bool:
+        """Forget one node: its state, inventory and health events, in one transaction.
+
+        Returns whether anything was stored for it.
+        """
+        with self._db.transaction() as conn:
+            deleted = 0
+            for table in ("telemetry_node_state", "telemetry_node_inventory", "telemetry_health_events"):
+                deleted += conn.execute(f"DELETE FROM {table} WHERE node_id = ?", (node_id,)).rowcount
+            return deleted > 0
+
     def prune_events(self, keep_per_node: int) -> int:
         """Delete all but each node's `keep_per_node` most recent events; returns how many went."""
         with self._db.transaction() as conn:

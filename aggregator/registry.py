@@ -40,6 +40,7 @@ __all__ = [
     "StoredEvent",
     "PendingWrite",
     "NodeRegistry",
+    "UnknownNode",
     "ewma_update",
     "ewma_weights",
 ]
@@ -74,6 +75,17 @@ def ewma_update(prev: Triple, value: float | None, dt: float, weights: Triple | 
     if weights is None:
         weights = ewma_weights(dt)
     return tuple(value if old is None else old + alpha * (value - old) for old, alpha in zip(prev, weights))
+
+
+class UnknownNode(KeyError):
+    """A message for a node the registry does not hold (it was removed meanwhile)."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(node_id)
+        self.node_id = node_id
+
+    def __str__(self) -> str:
+        return f"node {self.node_id!r} is not in the registry (removed?)"
 
 
 @dataclass(frozen=True)
@@ -289,7 +301,7 @@ class NodeRegistry:
     ) -> None:
         now = self._clock()
         with self._lock:
-            node = self._nodes[node_id]
+            node = self._known(node_id)
             previous = node.figures
             dt = (figures.timestamp - previous.timestamp) if previous else 0.0
             w = ewma_weights(dt)
@@ -309,7 +321,7 @@ class NodeRegistry:
     def record_health(self, node_id: str, seq: int, event: HealthEvent) -> None:
         now = self._clock()
         with self._lock:
-            node = self._nodes[node_id]
+            node = self._known(node_id)
             self._remember_event(node, event)
             self._new_events.append(StoredEvent(node_id, node.agent_instance, seq, event))
             self._touch(node, seq, now)
@@ -318,7 +330,7 @@ class NodeRegistry:
     def record_inventory(self, node_id: str, seq: int, inventory: NodeInventory) -> None:
         now = self._clock()
         with self._lock:
-            node = self._nodes[node_id]
+            node = self._known(node_id)
             changed = node.inventory != inventory
             node.inventory = inventory
             self._touch(node, seq, now)
@@ -329,7 +341,7 @@ class NodeRegistry:
     def note_dropped(self, node_id: str, dropped_samples: int) -> None:
         if dropped_samples:
             with self._lock:
-                self._nodes[node_id].dropped_samples += dropped_samples
+                self._known(node_id).dropped_samples += dropped_samples
                 self._dirty.add(node_id)
 
     def refresh_status(self) -> list[str]:
@@ -342,13 +354,39 @@ class NodeRegistry:
                     changed.append(node.node_id)
         return changed
 
+    def remove(self, node_id: str, *, delete_stored: Callable[[str], object]) -> NodeState | None:
+        """Forget a node (its Kubernetes Node was deleted); returns its last state, None if unknown.
+
+        `delete_stored(node_id)` removes it from the store (e.g. `NodeStore.delete_node`);
+        it runs under the registry's lock, so nothing about the node is handed to the
+        committer between the two, and when it raises the registry keeps the node.
+        Call it with the committer paused (`IngestService.remove_node` does): a batch
+        already taken but not yet written would otherwise write the node back.
+        Listeners then get a `NodeChange(kind="removed")` with the node's last state.
+        """
+        with self._lock:
+            node = self._nodes.get(node_id)
+            if node is None:
+                return None
+            delete_stored(node_id)
+            del self._nodes[node_id]
+            self._dirty.discard(node_id)
+            self._inventory_dirty.discard(node_id)
+            self._new_events = [e for e in self._new_events if e.node_id != node_id]
+            now = self._clock()
+            log.info("node %s removed from the registry", node_id)
+            self._emit("removed", node, now)
+            return self._state(node, decode=False)
+
     # ------------------------------------------------------------ persistence
 
     def take_pending(self) -> PendingWrite:
         """What changed since the last call, to be written in one transaction."""
         with self._lock:
             nodes = tuple(
-                self._record(self._nodes[i], i in self._inventory_dirty) for i in sorted(self._dirty)
+                self._record(self._nodes[i], i in self._inventory_dirty)
+                for i in sorted(self._dirty)
+                if i in self._nodes
             )
             events = tuple(self._new_events)
             self._dirty.clear()
@@ -369,10 +407,12 @@ class NodeRegistry:
 
     def requeue(self, pending: PendingWrite) -> None:
         """A write failed: everything in it is pending again."""
-        with self._lock:
-            self._dirty.update(rec.node_id for rec in pending.nodes)
-            self._inventory_dirty.update(r.node_id for r in pending.nodes if r.inventory_changed)
-            self._new_events[:0] = list(pending.events)
+        with self._lock:  # a node removed meanwhile stays removed
+            self._dirty.update(rec.node_id for rec in pending.nodes if rec.node_id in self._nodes)
+            self._inventory_dirty.update(
+                r.node_id for r in pending.nodes if r.inventory_changed and r.node_id in self._nodes
+            )
+            self._new_events[:0] = [e for e in pending.events if e.node_id in self._nodes]
 
     def committed_seq(self, node_id: str, agent_instance: str) -> int:
         with self._lock:
@@ -414,6 +454,12 @@ class NodeRegistry:
                 self._update_status(node, now)
 
     # ------------------------------------------------------------ internals
+
+    def _known(self, node_id: str) -> _Node:
+        node = self._nodes.get(node_id)
+        if node is None:
+            raise UnknownNode(node_id)
+        return node
 
     def _touch(self, node: _Node, seq: int, now: float) -> None:
         node.received_seq = max(node.received_seq, seq)

@@ -1,8 +1,16 @@
-"""Wiring of `aios-aggregator serve`: database, registry, servers, background tasks.
+"""Wiring of `aios-aggregator serve`: the whole aggregator in one process and one asyncio loop.
 
-`Aggregator` owns the pieces and their order of start and stop; other
-components (onboarding, stability, metrics, the HTTP app) are added here by
-whoever wires them, taking `aggregator.registry` and `aggregator.db` from it.
+`Aggregator` owns the pieces and their order of start and stop:
+the SQLite database, the node registry and its store, gRPC (ingest, queries,
+cluster documents, stability), the HTTP API (pre-check map, cluster data,
+stability and the nodes service, enrollment records, `/metrics`, `/healthz`),
+the stability checker's schedule, and, with a Kubernetes API configured, the
+Node watch (a deleted Node leaves the registry, the store and the stored
+cluster document) and the stability Events.
+
+Policies run through `open_policy` with a `PolicyConfig` read at each load
+from the environment and the stored cluster document's `config`; with
+`AIOS_POLICY_SIDECAR_URL` set they run in the pod's policy-runner container.
 """
 
 from __future__ import annotations
@@ -15,15 +23,27 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
+from aggregator.cluster_store import ClusterStore, UnknownCluster
 from aggregator.db import Database
+from aggregator.governance import Governance, GovernanceError
 from aggregator.grpc_server import GrpcServer, TlsFiles, build_grpc_server
+from aggregator.healthz import healthz_router
+from aggregator.http_app import HttpServer, create_app
 from aggregator.ingest import IngestService
+from aggregator.kube_client import KubeUnavailable, load_kube_client, pod_namespace
+from aggregator.metrics import AggregatorMetricsProviders, build_aggregator_registry, metrics_router
 from aggregator.node_store import NodeStore
+from aggregator.node_watch import KubeNode, NodeWatcher, registry_matches
+from aggregator.onboarding.http_routes import enrollment_router
 from aggregator.onboarding.wiring import OnboardingParts, add_onboarding
+from aggregator.policies import PolicyConfig, open_policy
+from aggregator.policy_errors import PolicyErrorCounter
 from aggregator.query_service import QueryService
 from aggregator.registry import NodeRegistry
+from aggregator.stability.grpc_service import add_stability_service
+from aggregator.stability.wiring import StabilityParts, build_stability
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import NodeSample
@@ -54,6 +74,10 @@ class ServeConfig:
     agent_interval_s: float | None = None  # instruct agents to use this interval
     ready_file: Path | None = None  # written with the bound ports once serving
     api_url: str | None = None  # the network's parser: nodes joining later are posted to /api/addNode
+    kubeconfig: str | None = None  # None: KUBECONFIG, then in-cluster; neither: no Kubernetes features
+    kubernetes: bool = True  # False: no Kubernetes client at all (no Node watch, no Events)
+    per_node_metrics: bool = False  # /metrics also carries every node's latest series
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)  # POLICY_*, CLUSTER_STABILITY_*, ...
     extra: dict = field(default_factory=dict)
 
 
@@ -67,11 +91,24 @@ class Aggregator:
         self.registry: NodeRegistry | None = None
         self.ingest: IngestService | None = None
         self.grpc: GrpcServer | None = None
+        self.http: HttpServer | None = None
+        self.cluster_store: ClusterStore | None = None
+        self.governance: Governance | None = None
+        self.stability: StabilityParts | None = None
         self.onboarding: OnboardingParts | None = None
+        self.node_watcher: NodeWatcher | None = None
+        self.policy_errors = PolicyErrorCounter()
+        self._kube_client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
         self._tasks: list[asyncio.Task] = []
+
+    # ------------------------------------------------------------ start
 
     async def start(self) -> None:
         cfg = self.config
+        self._loop = asyncio.get_running_loop()
+        self.policy_config()  # a bad POLICY_*/AIOS_POLICY_* value stops the start here, saying which
         self.db = Database(cfg.db_path)
         store = NodeStore(self.db)
         self.registry = NodeRegistry(
@@ -90,41 +127,186 @@ class Aggregator:
             commit_interval_s=cfg.commit_interval_s,
             agent_interval_s=cfg.agent_interval_s,
         )
+        self.cluster_store = ClusterStore(self.db, clock=self.clock)
+        self.governance = Governance(self.db, self._open_governance_policy, clock=self.clock)
+        self._seed_policy_map(cfg.cluster_id)
+        core_v1 = self._core_v1()
+        self.stability = build_stability(
+            cluster_id=cfg.cluster_id,
+            registry=self.registry,
+            db=self.db,
+            policy_config=self.policy_config,
+            env=cfg.env,
+            core_v1=core_v1,
+            events_namespace=pod_namespace(cfg.env),
+            clock=self.clock,
+        )
+        self.stability.checker.on_verdict(self.policy_errors.count_verdict)
         query = QueryService(self.registry, cluster_id=cfg.cluster_id)
         self.grpc = await build_grpc_server(
             self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
-            add_services=[self._add_onboarding],
+            add_services=[self._add_onboarding, self._add_stability],
         )
+        log.info("gRPC listening on %s:%d", cfg.host, self.grpc.port)
         self._tasks = [
             asyncio.ensure_future(self.ingest.run_committer()),
             asyncio.ensure_future(self.ingest.run_status_ticker(cfg.status_every_s)),
             asyncio.ensure_future(self.ingest.run_event_pruner()),
         ]
-        # HTTP: the FastAPI app (aggregator/http_app.py, policies branch) is
-        # started here on cfg.http_port by the lead's wiring, in this loop.
-        log.info("gRPC listening on %s:%d", cfg.host, self.grpc.port)
+        self.stability.start()
+        http_port = None
+        if cfg.http_port is not None:
+            self.http = HttpServer(self._http_app(), cfg.host, cfg.http_port)
+            http_port = await self.http.start()
+            log.info("HTTP API listening on %s:%d", cfg.host, http_port)
+        if core_v1 is not None:
+            self.node_watcher = NodeWatcher(core_v1, on_deleted=self._node_deleted, on_listed=self._nodes_listed).start()
+            log.info("watching Kubernetes Nodes: a deleted Node leaves the registry and the cluster document")
         if cfg.ready_file is not None:
-            _write_atomically(cfg.ready_file, json.dumps({"grpc_port": self.grpc.port, "pid": os.getpid()}))
+            _write_atomically(
+                cfg.ready_file,
+                json.dumps({"grpc_port": self.grpc.port, "http_port": http_port, "pid": os.getpid()}),
+            )
+
+    def policy_config(self) -> PolicyConfig:
+        """Read at each policy load: env (the sidecar URL, POLICY_*) over the cluster document's `config`."""
+        cluster_config = None
+        if self.cluster_store is not None and self.config.cluster_id:
+            try:
+                cluster_config = self.cluster_store.get(self.config.cluster_id).get("config")
+            except UnknownCluster:
+                pass
+        return PolicyConfig.from_env(
+            self.config.env, cluster_config=cluster_config if isinstance(cluster_config, Mapping) else None
+        )
+
+    def _open_governance_policy(self, source: str):
+        return self.policy_errors.counting(open_policy)(source, config=self.policy_config())
+
+    def _seed_policy_map(self, cluster_id: str) -> None:
+        """Actions without a pre-check policy get the stored document's `config.actionsPolicyMap` entry."""
+        if not cluster_id or cluster_id != self.config.cluster_id:
+            return
+        try:
+            mapping = (self.cluster_store.get(cluster_id).get("config") or {}).get("actionsPolicyMap")
+        except UnknownCluster:
+            return
+        if not isinstance(mapping, Mapping) or not mapping:
+            return
+        try:
+            current = self.governance.seed(mapping)
+        except GovernanceError as e:
+            log.warning("config.actionsPolicyMap of cluster %s not used: %s", cluster_id, e)
+            return
+        log.info("pre-check map: %d action(s) with a policy", len(current))
+
+    def _core_v1(self):
+        cfg = self.config
+        if not cfg.kubernetes:
+            log.info("Kubernetes: off (--no-kubernetes): no Node watch, no stability Events")
+            return None
+        try:
+            self._kube_client = load_kube_client(cfg.kubeconfig, env=cfg.env)
+        except KubeUnavailable as e:
+            log.info("Kubernetes: off (%s): deleted Nodes are not noticed, no stability Events", e)
+            return None
+        from kubernetes import client
+
+        return client.CoreV1Api(self._kube_client)
 
     def _add_onboarding(self, server) -> None:
         cfg = self.config
-        # governance=None: the add_node/remove_node pre-checks join once the
-        # policies' Governance is wired into this service
         self.onboarding = add_onboarding(
             server, db=self.db, registry=self.registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
-            governance=None, api_url=cfg.api_url, clock=self.clock,
+            governance=self.governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
         )
 
+    def _add_stability(self, server) -> None:
+        add_stability_service(server, self.stability.checker)
+
+    def _http_app(self):
+        cfg = self.config
+        metrics = build_aggregator_registry(
+            AggregatorMetricsProviders(
+                nodes=self.registry.snapshot,
+                cluster_id=cfg.cluster_id,
+                stability=self.stability.checker.latest,
+                policy_errors=self.policy_errors,
+                per_node=cfg.per_node_metrics,
+                clock=self.clock,
+            )
+        )
+        return create_app(
+            governance=self.governance,
+            cluster_store=self.cluster_store,
+            tokens=cfg.tokens,
+            routers=[
+                healthz_router({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up}),
+                self.stability.router,
+                enrollment_router(self.onboarding.enrollment if self.onboarding else None),
+                metrics_router(metrics),
+            ],
+        )
+
+    # ------------------------------------------------------------ health
+
+    def _grpc_up(self) -> bool:
+        return self.grpc is not None and not self._stopping
+
+    def _db_up(self) -> bool:
+        return self.db is not None and self.db.query("SELECT 1")[0][0] == 1
+
+    def _http_up(self) -> bool:
+        return self.http is not None and self.http.port is not None and not self._stopping
+
+    # ------------------------------------------------------------ Kubernetes Nodes
+
+    def _registry_entries(self) -> list[tuple[str, str]]:
+        return [(o.state.node_id, o.state.inventory.node_name) for o in self.registry.overview()]
+
+    def _nodes_listed(self, nodes: list[KubeNode]) -> None:
+        """The first list: report registry nodes Kubernetes does not know, remove nothing."""
+        matched = {node_id for kube in nodes for node_id in registry_matches(kube, self._registry_entries())}
+        for node_id, _ in self._registry_entries():
+            if node_id not in matched:
+                log.warning(
+                    "node %s is in the registry but Kubernetes lists no such Node: kept "
+                    "(only a deletion seen while watching removes a node)", node_id,
+                )
+
+    def _node_deleted(self, kube: KubeNode) -> None:
+        """On the watcher's thread: remove the matching registry node(s) on the loop."""
+        loop = self._loop
+        if loop is None or self._stopping:
+            return
+        for node_id in registry_matches(kube, self._registry_entries()):
+            future = asyncio.run_coroutine_threadsafe(self.ingest.remove_node(node_id), loop)
+            if future.result(30.0):
+                log.info("node %s removed (Kubernetes Node %s deleted)", node_id, kube.name)
+
+    # ------------------------------------------------------------ stop
+
     async def stop(self) -> None:
+        self._stopping = True
+        if self.node_watcher is not None:
+            await asyncio.to_thread(self.node_watcher.close)
+        if self.http is not None:
+            await self.http.stop()
         if self.grpc is not None:
             await self.grpc.stop(grace_s=1.0)
+        if self.stability is not None:
+            await asyncio.to_thread(self.stability.close)
         if self.onboarding is not None:
             self.onboarding.close()
+        if self.governance is not None:
+            await asyncio.to_thread(self.governance.close)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.ingest is not None:
             await self.ingest.commit_once()  # what was received is kept, though not acked
+        if self._kube_client is not None:
+            self._kube_client.close()
         if self.db is not None:
             self.db.close()
 
@@ -142,8 +324,8 @@ async def serve(config: ServeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    await aggregator.start()
     try:
+        await aggregator.start()
         await stopping.wait()
         log.info("stopping")
     finally:

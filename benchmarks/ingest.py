@@ -263,7 +263,8 @@ def run_scenario(kind: str, nodes: int, interval: float, window_s: float, procs:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AIOS_TOKEN": TOKEN}
     if kind == "aggregator":
         cmd = [sys.executable, "-m", "aggregator.cli", "--log-level", "WARNING", "serve", "--host", "127.0.0.1",
-               "--grpc-port", str(port), "--db", str(tmp / f"bench-{port}.db"), "--ready-file", str(ready)]
+               "--grpc-port", str(port), "--http-port", "0", "--no-kubernetes", "--db", str(tmp / f"bench-{port}.db"),
+               "--ready-file", str(ready)]
     else:
         cmd = [sys.executable, __file__, "--role", "bare", "--port", str(port), "--ready", str(ready)]
     server_log = open(tmp / f"server-{kind}-{port}.log", "w")

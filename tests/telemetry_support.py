@@ -74,27 +74,35 @@ class AggregatorProcess:
         self.extra_args = extra_args
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.http_port: int | None = None  # from the ready file (the HTTP API binds a free port)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "AggregatorProcess":
+    def start(self, env: dict[str, str] | None = None) -> "AggregatorProcess":
+        """`env`: the whole environment (default `base_env()`)."""
         ready = self.tmp / f"ready-{self.starts}.json"
         self.starts += 1
         self.log = open(self.tmp / f"aggregator-{self.starts}.log", "w")
+        http = () if "--http-port" in self.extra_args else ("--http-port", "0")
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "aggregator.cli", "serve",
                 "--host", "127.0.0.1", "--grpc-port", str(self.port), "--db", str(self.db),
-                "--cluster-id", "test-cluster", "--ready-file", str(ready), *self.extra_args,
+                "--cluster-id", "test-cluster", "--ready-file", str(ready), *http, *self.extra_args,
             ],
-            cwd=ROOT, env=base_env(), stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=base_env() if env is None else env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         wait_for(lambda: ready.exists() or self.proc.poll() is not None, what="aggregator ready file")
         if self.proc.poll() is not None:
             raise AssertionError(f"aggregator exited: {self.log_text()}")
+        self.http_port = json.loads(ready.read_text()).get("http_port")
         return self
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     def log_text(self) -> str:
         return "".join((self.tmp / f"aggregator-{i}.log").read_text() for i in range(1, self.starts + 1))

@@ -44,7 +44,9 @@ def add_onboarding(
     governance: Any = None,
     api_url: str | None = None,
     clock: Callable[[], float] = time.time,
+    on_stored: Callable[[str], None] | None = None,
 ) -> OnboardingParts:
+    """`on_stored(cluster_id)`: called after a document was stored over gRPC (e.g. to seed the pre-check map)."""
     store = ClusterStore(db, clock)
     enrollment = None
     if cluster_id:
@@ -58,6 +60,8 @@ def add_onboarding(
         log.warning("no cluster id configured: nodes that join later are not enrolled")
 
     def caught_up(stored_id: str) -> None:
+        if on_stored is not None:
+            on_stored(stored_id)
         if enrollment is not None and stored_id == cluster_id:
             enrollment.enroll_missing(registry.snapshot())
 

@@ -95,8 +95,14 @@ class PolicyConfig:
                 return from_cluster.strip()
             return default
 
+        mode = pick("POLICY_EXECUTION_MODE", "policyExecutionMode", "local").lower()
+        if mode not in EXECUTION_MODES:
+            where = "POLICY_EXECUTION_MODE" if env.get("POLICY_EXECUTION_MODE", "").strip() else "config.policyExecutionMode"
+            raise PolicyConfigError(
+                f"{where}={mode!r}: the policy execution mode must be one of {', '.join(EXECUTION_MODES)}"
+            )
         values: dict = {
-            "mode": pick("POLICY_EXECUTION_MODE", "policyExecutionMode", "local").lower(),
+            "mode": mode,
             "executor_id": pick("POLICY_SYSTEM_EXECUTOR_ID", "policyExecutorId", ""),
             "policy_db_url": env.get("POLICY_DB_URL", "").strip().rstrip("/"),
             "executor_host_url": env.get("POLICY_EXECUTOR_HOST_URL", "").strip().rstrip("/"),

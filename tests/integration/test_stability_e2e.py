@@ -1,8 +1,8 @@
 """End to end: agents (`aios-agent run` over the fake NVML) -> the real aggregator (gRPC ingest,
 NodeRegistry) -> the stability checker and its HTTP routes in the aggregator's app -> a webhook stand-in.
 
-The aggregator runs in this process (aggregator.service.Aggregator on its own loop) so the checker
-can be attached to its registry and database the way the serve wiring does; agents are subprocesses.
+The aggregator runs in this process (aggregator.service.Aggregator on its own loop) so the test
+reaches serve's own checker and webhook dispatcher (configured by env); agents are subprocesses.
 """
 
 import asyncio
@@ -10,15 +10,12 @@ import threading
 
 import pytest
 
-from aggregator.cluster_store import ClusterStore
 from aggregator.governance import Governance
 from aggregator.http_app import create_app
 from aggregator.policies import PolicyConfig
 from aggregator.service import Aggregator, ServeConfig
-from aggregator.stability.checker import StabilityChecker, policy_opener
+from aggregator.stability.checker import policy_opener
 from aggregator.stability.http_routes import create_stability_router
-from aggregator.stability.notify import NotificationDispatcher, WebhookSink
-from aggregator.stability.verdicts import VerdictStore
 from tests.fakenvml import FakeNvml
 from tests.fakenvml.presets import a100_80gb, h100_sxm
 from tests.stability_support import ServedApp, WebhookStandIn, wait_until, write_policy_package
@@ -30,11 +27,12 @@ CLUSTER = "e2e-cluster"
 
 
 class AggregatorThread:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, env):
         self.loop = asyncio.new_event_loop()
         self.aggregator = Aggregator(ServeConfig(
             db_path=tmp_path / "aggregator.sqlite", tokens=(TOKEN,), grpc_port=0, http_port=None,
             host="127.0.0.1", cluster_id=CLUSTER, status_every_s=0.1, commit_interval_s=0.05,
+            kubernetes=False, env=env,
         ))
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -50,18 +48,16 @@ class AggregatorThread:
 
 @pytest.fixture
 def cluster(tmp_path, fake_nvml_lib):
-    server = AggregatorThread(tmp_path)
+    webhook = WebhookStandIn()
+    # the checker and its webhook are serve's own (aggregator.service), configured by env
+    server = AggregatorThread(tmp_path, {
+        "CLUSTER_STABILITY_CHECK_INTERVAL": "3600", "AIOS_STABILITY_WEBHOOK_URL": webhook.url,
+        "AIOS_POLICY_CACHE_DIR": str(tmp_path / "policy-cache"), "AIOS_POLICY_TIMEOUT_S": "10",
+    })
     agg = server.aggregator
     config = PolicyConfig(cache_dir=tmp_path / "policy-cache", call_timeout_s=10)
-    clusters = ClusterStore(agg.db)
-    checker = StabilityChecker(
-        cluster_id=CLUSTER, registry=agg.registry, cluster_store=clusters, verdicts=VerdictStore(agg.db),
-        open_policy=policy_opener(config), interval_s=3600, debounce_s=0.1,
-    )
-    webhook = WebhookStandIn()
-    dispatcher = NotificationDispatcher([WebhookSink(webhook.url)], backoff_s=0.05)
-    checker.on_transition(dispatcher.submit)
-    checker.start()
+    clusters = agg.cluster_store
+    checker, dispatcher = agg.stability.checker, agg.stability.dispatcher
     app = create_app(governance=Governance(agg.db, lambda uri: policy_opener(config)(uri, None)),
                      cluster_store=clusters, tokens=[TOKEN], routers=[create_stability_router(checker)])
     http = ServedApp(app)
@@ -76,10 +72,8 @@ def cluster(tmp_path, fake_nvml_lib):
         for agent in agents.values():
             agent.stop()
         http.close()
-        checker.close()
-        dispatcher.close()
-        webhook.close()
         server.close()
+        webhook.close()
 
 
 def mgmt(http, action, data):

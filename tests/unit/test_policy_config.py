@@ -30,8 +30,10 @@ def test_env_from_the_kubectl_patch_wins_over_the_cluster_config():
 
 
 def test_bad_values_are_named():
-    with pytest.raises(PolicyConfigError, match="'cloud' is not one of local, remote"):
+    with pytest.raises(PolicyConfigError, match="POLICY_EXECUTION_MODE='cloud': .* one of local, remote"):
         PolicyConfig.from_env({"POLICY_EXECUTION_MODE": "cloud"})
+    with pytest.raises(PolicyConfigError, match="config.policyExecutionMode='cloud'"):
+        PolicyConfig.from_env({}, {"policyExecutionMode": "cloud"})
     with pytest.raises(PolicyConfigError, match="AIOS_POLICY_TIMEOUT_S='soon'"):
         PolicyConfig.from_env({"AIOS_POLICY_TIMEOUT_S": "soon"})
     with pytest.raises(PolicyConfigError, match="needs an executor id"):
