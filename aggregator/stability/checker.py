@@ -53,6 +53,12 @@ DEFAULT_POLICY_URI = "aios-default-stability"
 DEFAULT_INTERVAL_S = 60.0
 
 
+# A node joining says nothing about stability until it reports a problem (which
+# comes as a health or status change); skipping joins keeps a 5,000-node join
+# ramp from running a full check every debounce interval.
+TRIGGERING_CHANGES = frozenset({"health", "status", "inventory", "removed"})
+
+
 class ConfigError(ValueError):
     """The cluster document's `config.stabilityChecker` cannot be used."""
 
@@ -333,6 +339,8 @@ class StabilityChecker:
     def _on_node_change(self, change: NodeChange) -> None:
         # called on the registry's thread: only schedule, never evaluate here
         if self._scheduler is None or self._closed:
+            return
+        if change.kind not in TRIGGERING_CHANGES:
             return
         with self._event_lock:
             if self._event_pending:
