@@ -118,11 +118,15 @@ class AggregatorProcess:
 class AgentProcess:
     """`aios-agent run` in a subprocess (host collector on this machine; NVML per `env`)."""
 
-    def __init__(self, tmp: Path, node_id: str, address: str, *, interval_s: float = 0.2, env: dict | None = None, token: str = TOKEN):
+    def __init__(self, tmp: Path, node_id: str, address: str, *, interval_s: float = 0.2, env: dict | None = None,
+                 token: str = TOKEN, extra_args: tuple[str, ...] = (), launcher: tuple[str, ...] = ("-m", "agent.cli")):
+        """`launcher`: what follows the interpreter, before `run` (a wrapper module that
+        calls `agent.cli.main` can stand in). The metrics port is any free one
+        unless `env` sets AIOS_METRICS_PORT (agents started together must not collide)."""
         self.node_id = node_id
         self.stats_file = tmp / f"agent-{node_id}.stats.json"
         self.log_path = tmp / f"agent-{node_id}.log"
-        extra = {"NODE_ID": node_id, "NODE_NAME": f"{node_id}-name", "AIOS_TOKEN": token}
+        extra = {"NODE_ID": node_id, "NODE_NAME": f"{node_id}-name", "AIOS_TOKEN": token, "AIOS_METRICS_PORT": "0"}
         if env is None:
             extra["AIOS_NVML_LIBRARY"] = str(tmp / "no-such-libnvidia-ml.so.1")  # host-only
         full_env = base_env(**extra)
@@ -130,8 +134,9 @@ class AgentProcess:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "agent.cli", "run", "--aggregator", address,
+                sys.executable, *launcher, "run", "--aggregator", address,
                 "--interval", str(interval_s), "--log-level", "INFO", "--stats-file", str(self.stats_file),
+                *extra_args,
             ],
             cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
         )
