@@ -280,14 +280,21 @@ def attach_agent_metrics(
     `daemon` has `inventory_observers` and `sample_observers` lists (the
     agent daemon's hook points); `stream_stats` is the stream client's
     `stats` method. Close the returned server on shutdown.
+    Health events the daemon delivers outside samples (its `health_observers`,
+    when it has them: XIDs pushed as they arrive) are counted too, once each.
+    `routes`: extra WSGI apps by path on the same port (the agent's `/healthz`).
     """
     state = AgentMetricsState()
     if inventory is not None:
         state.set_inventory(inventory)
     daemon.inventory_observers.append(state.set_inventory)
     daemon.sample_observers.append(state.observe_sample)
+    health_observers = getattr(daemon, "health_observers", None)
+    if health_observers is not None:
+        health_observers.append(state.observe_health)
     stream = (lambda: StreamStatus.from_stream_stats(stream_stats())) if stream_stats is not None else None
-    return serve_agent_metrics(port, AgentMetricsProviders(state.readings, stream=stream), addr=addr)
+    providers = AgentMetricsProviders(state.readings, stream=stream)
+    return serve_agent_metrics(port, providers, addr=addr, routes=routes)
 
 
 def metrics_port_from_env(environ: dict[str, str] | None = None) -> int:

@@ -178,13 +178,13 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"aios-agent run: cannot serve /metrics and /healthz on {args.metrics_addr}:"
                              f"{metrics_port}: {e.strerror or e} (set AIOS_METRICS_PORT or --metrics-port)") from e
         daemon.initial_inventory(inventory)  # tells the inventory observers (the annotator, the metrics)
+        # XIDs go out as they arrive, not with the next sample (up to one interval later)
+        if not reader.set_health_listener(daemon.push_health):
+            log.info("GPU health events travel with the samples")
         stream.start()
         if annotator is not None:
             annotator.start()
         daemon.start()
-        # XIDs go out as they arrive, not with the next sample (up to one interval later)
-        if not reader.set_health_listener(daemon.push_health):
-            log.info("GPU health events travel with the samples")
         log.info("agent %s for node %s (id %s, from %s) streaming to %s; metrics and /healthz on port %d",
                  config.agent_version, node_name, identity.node_id, identity.id_source, args.aggregator, metrics.port)
         try:
