@@ -18,7 +18,17 @@ from tests.fakenvml.presets import a100_80gb
 from tests.kube_api import kube_api  # noqa: F401 - fixture
 from tests.metrics_fixtures.exposition import parse_exposition, value
 from tests.readonly_guard import MARK as READONLY_VIOLATION
-from tests.telemetry_support import AgentProcess, AggregatorProcess, free_port, get_node, wait_for
+from tests.hostfs import Counters, write_host_tree
+from tests.telemetry_support import (
+    ROOT,
+    TOKEN,
+    AgentProcess,
+    AggregatorProcess,
+    AggregatorThread,
+    free_port,
+    get_node,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +168,47 @@ def test_xid_reaches_the_registry_before_the_next_sample(tmp_path, fake_nvml, ag
         assert status == 200 and health["annotator"] == {"state": "off"}
     finally:
         _stopped_cleanly(agent, port)
+
+
+def _daemonset_env_names() -> set[str]:
+    """Every variable the manifests give the agent's container (ConfigMaps and env)."""
+    import yaml
+
+    deploy = ROOT / "deploy"
+    names = set(yaml.safe_load((deploy / "daemonset/agent-config.yaml").read_text())["data"])
+    kustomization = yaml.safe_load((deploy / "kustomization.yaml").read_text())
+    for generator in kustomization["configMapGenerator"]:
+        names |= {literal.split("=", 1)[0] for literal in generator.get("literals", [])}
+    daemonset = yaml.safe_load((deploy / "daemonset/agent-daemonset.yaml").read_text())
+    (container,) = daemonset["spec"]["template"]["spec"]["containers"]
+    return names | {item["name"] for item in container["env"]}
+
+
+def test_run_takes_every_setting_from_the_environment_the_daemonset_gives(tmp_path):
+    host_root = write_host_tree(tmp_path / "host", Counters())
+    token_file = tmp_path / "secret" / "token"
+    token_file.parent.mkdir()
+    token_file.write_text(TOKEN + "\n")
+    port = free_port()
+    aggregator = AggregatorThread(tmp_path)
+    env = {
+        "NODE_NAME": "node-a", "AIOS_CLUSTER_ID": "cluster-42", "AIOS_AGGREGATOR_ADDR": aggregator.address,
+        "AIOS_INTERVAL_S": "0.2", "AIOS_METRICS_PORT": str(port), "AIOS_HOST_ROOT": str(host_root),
+        "AIOS_TOKEN_FILE": str(token_file), "NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "utility",
+    }
+    assert set(env) == _daemonset_env_names()  # a new variable in the manifests needs a line here
+    env.update({"NODE_ID": "", "AIOS_NVML_LIBRARY": str(tmp_path / "no-libnvidia-ml.so.1"),
+                "KUBECONFIG": str(tmp_path / "no-kubeconfig")})
+    agent = AgentProcess(tmp_path, "node-a", None, interval_s=None, token="", env=env)  # no flags at all
+    try:
+        state = wait_for(lambda: (lambda s: s if s is not None and s.samples_received >= 2 else None)(
+            aggregator.aggregator.registry.get("node-a")), what="samples from the env-configured agent")
+        assert state.cluster_id == "cluster-42"
+        assert state.inventory.node_name == "node-a"  # NODE_NAME; no NODE_ID, no cluster: the id is the name
+        assert state.inventory.host.hostname == "gpu-node-7"  # read under AIOS_HOST_ROOT
+        assert state.inventory.host.memory_total_mb == 262_144
+        status, health = _healthz(port)
+        assert status == 200 and health["interval_s"] == 0.2
+    finally:
+        _stopped_cleanly(agent, port)
+        aggregator.close()
