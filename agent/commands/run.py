@@ -88,6 +88,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--kubeconfig", default=None,
                    help="kubeconfig for the Node annotator (default: KUBECONFIG, in-cluster, ~/.kube/config; "
                         "none found: the agent runs without annotating)")
+    p.add_argument("--no-annotate", action="store_true",
+                   help="do not keep the Node's annotation (a development machine whose kubeconfig is not its cluster)")
     p.add_argument("--stats-file", type=Path, help="on exit, write the stream's counters here as JSON")
     p.set_defaults(func=run)
 
@@ -135,12 +137,16 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stopping.set())
 
     node_name = local_node_identity().node_name
-    try:
-        annotator = open_node_annotator(node_name, kubeconfig=args.kubeconfig)
-    except ValueError as e:  # a bad AIOS_ANNOTATE_RESYNC_S
-        raise SystemExit(f"aios-agent run: {e}") from e
-    if annotator is None:
-        log.warning("no Kubernetes API configured: the Node's gpu.aios/info annotation is not kept; running on")
+    annotator = None
+    if args.no_annotate:
+        log.info("--no-annotate: the Node's gpu.aios/info annotation is not kept")
+    else:
+        try:
+            annotator = open_node_annotator(node_name, kubeconfig=args.kubeconfig)
+        except ValueError as e:  # a bad AIOS_ANNOTATE_RESYNC_S
+            raise SystemExit(f"aios-agent run: {e}") from e
+        if annotator is None:
+            log.warning("no Kubernetes API configured: the Node's gpu.aios/info annotation is not kept; running on")
     identity = resolve_node_identity(annotator, node_name)
 
     reader = open_node_reader(node_id=identity.node_id, node_name=node_name, host_root=args.host_root,
