@@ -1,4 +1,4 @@
-"""RetryingGpuCollector: NVML that cannot start is retried on an interval, not on every call."""
+"""RetryingGpuCollector: NVML retried on an interval; XID event listeners reach the live collector."""
 
 from agent.collectors.gpu import NullGpuCollector, RetryingGpuCollector
 from agent.nvml_backend import NvmlUnavailable
