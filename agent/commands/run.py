@@ -36,7 +36,7 @@ from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, metrics_po
 from agent.node_reader import open_node_reader
 from agent.stream_client import StreamConfig, TelemetryStream
 
-__all__ = ["register", "run", "load_token", "agent_version", "resolve_node_identity"]
+__all__ = ["register", "run", "load_token", "agent_version", "resolve_node_identity", "identity_mismatch"]
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +211,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def identity_mismatch(streaming: NodeIdentity, seen: NodeIdentity | None) -> str | None:
+    """Pure: the warning when the Node, read later, names another id than the stream's."""
+    if seen is None or seen.node_id == streaming.node_id:
+        return None
+    return (f"the Node's id is {seen.node_id!r} (from its {seen.id_source}) but this agent streams as "
+            f"{streaming.node_id!r} (the Node could not be read at start); restart the agent to stream under it")
+
+
 def _wait_for_stop(stopping: threading.Event, annotator: NodeAnnotator | None, identity: NodeIdentity) -> None:
     """Until SIGTERM; meanwhile say once if the Node turns out to carry another id
     than the one we stream under (its label could not be read at start)."""
@@ -218,8 +226,7 @@ def _wait_for_stop(stopping: threading.Event, annotator: NodeAnnotator | None, i
     while not stopping.wait(5.0):
         if annotator is None or warned:
             continue
-        seen = annotator.status().identity
-        if seen is not None and seen.node_id != identity.node_id:
-            log.warning("the Node's nodeID label says %r but this agent streams as %r (the Node could not be "
-                        "read at start); restart the agent to stream under the label", seen.node_id, identity.node_id)
+        warning = identity_mismatch(identity, annotator.status().identity)
+        if warning:
+            log.warning("%s", warning)
             warned = True

@@ -123,3 +123,14 @@ def test_the_readonly_guard_flags_writes_outside_tmp_only(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines == [f"{readonly_guard.MARK} open for writing: '/etc/aios.conf'",
                      f"{readonly_guard.MARK} os.mkdir: '/var/lib/aios'"]
+
+
+def test_a_node_id_learned_later_than_the_stream_started_is_reported():
+    from agent.commands.run import identity_mismatch
+    from agent.kube import NodeIdentity
+
+    streaming = NodeIdentity("node-a", "node-a", "name")
+    assert identity_mismatch(streaming, None) is None
+    assert identity_mismatch(streaming, NodeIdentity("node-a", "node-a", "name")) is None
+    warning = identity_mismatch(streaming, NodeIdentity("node-a", "rack3-07", "label"))
+    assert "'rack3-07' (from its label)" in warning and "streams as 'node-a'" in warning
