@@ -6,20 +6,13 @@ this table does not know is kept as "unknown_0x..." rather than dropped.
 
 from __future__ import annotations
 
+from proto.telemetry.v1.readings import THROTTLE_REASONS
+
 __all__ = ["CLOCK_EVENT_REASONS", "decode_clock_event_reasons"]
 
-CLOCK_EVENT_REASONS: tuple[tuple[int, str], ...] = (
-    (0x0000000000000001, "gpu_idle"),
-    (0x0000000000000002, "applications_clocks_setting"),
-    (0x0000000000000004, "sw_power_cap"),
-    (0x0000000000000008, "hw_slowdown"),
-    (0x0000000000000010, "sync_boost"),
-    (0x0000000000000020, "sw_thermal_slowdown"),
-    (0x0000000000000040, "hw_thermal_slowdown"),
-    (0x0000000000000080, "hw_power_brake_slowdown"),
-    (0x0000000000000100, "display_clock_setting"),
-    (0x0000000000000200, "board_limit"),
-    (0x0000000000000400, "reliability"),
+# nvml.h's bits are consecutive from 0x1 in the order of THROTTLE_REASONS.
+CLOCK_EVENT_REASONS: tuple[tuple[int, str], ...] = tuple(
+    (1 << bit, name) for bit, name in enumerate(THROTTLE_REASONS)
 )
 _KNOWN_MASK = sum(bit for bit, _ in CLOCK_EVENT_REASONS)
 

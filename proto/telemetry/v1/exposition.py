@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_serve
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from proto.telemetry.v1.readings import GpuSample, HostSample, NodeInventory, NodeSample
+from proto.telemetry.v1.readings import THROTTLE_REASONS, GpuSample, HostSample, NodeInventory, NodeSample
 
 __all__ = [
     "METRIC_PREFIX",
@@ -42,22 +42,8 @@ __all__ = [
 METRIC_PREFIX = "aios"
 MB = 1024 * 1024
 
-# NVML's clock throttle (event) reasons, as the GPU collector decodes them.
-# Every known reason is exposed as 0 or 1 so that a reason clearing shows as
-# a drop to 0 rather than a vanished series.
-THROTTLE_REASONS = (
-    "gpu_idle",
-    "applications_clocks_setting",
-    "sw_power_cap",
-    "hw_slowdown",
-    "sync_boost",
-    "sw_thermal_slowdown",
-    "hw_thermal_slowdown",
-    "hw_power_brake_slowdown",
-    "display_clock_setting",
-    "board_limit",
-    "reliability",
-)
+# Every known throttle reason (readings.THROTTLE_REASONS) is exposed as 0 or 1
+# so that a reason clearing shows as a drop to 0 rather than a vanished series.
 
 
 @dataclass(frozen=True, order=True)

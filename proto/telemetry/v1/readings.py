@@ -30,7 +30,25 @@ __all__ = [
     "HealthEvent",
     "NodeSample",
     "HEALTH_KINDS",
+    "THROTTLE_REASONS",
 ]
+
+# Clock-event ("throttle") reason names, in the order of NVML's bits
+# (nvmlClocksEventReason*: bit 0 = gpu_idle ... bit 10 = reliability). The
+# agent decodes the bitmask into these; the exposition emits one 0/1 series each.
+THROTTLE_REASONS = (
+    "gpu_idle",
+    "applications_clocks_setting",
+    "sw_power_cap",
+    "hw_slowdown",
+    "sync_boost",
+    "sw_thermal_slowdown",
+    "hw_thermal_slowdown",
+    "hw_power_brake_slowdown",
+    "display_clock_setting",
+    "board_limit",
+    "reliability",
+)
 
 
 # ---------------------------------------------------------------- inventory
