@@ -237,6 +237,11 @@ class NodeAnnotator:
         self._retry_at = 0.0
         self._status = AnnotatorStatus(False, 0, 0, 0, "", None, None)
 
+    @property
+    def api(self) -> Any:
+        """The CoreV1Api it talks through (the agent reads the Node's identity with it too)."""
+        return self._api
+
     # -------------------------------------------------------- sampling side
 
     def observe(self, inventory: NodeInventory) -> None:

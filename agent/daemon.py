@@ -11,19 +11,28 @@ exporter): `inventory_observers` are called with every inventory read that
 differs from the previous one (and the first), `sample_observers` with every
 sample. They run on the sampling thread, so they must not block; one that
 raises is logged and the others still run.
+
+Health events that must not wait for the next sample (XIDs from the GPU
+collector's event thread) come in through `push_health`: sent to the stream
+at once and handed to `health_observers`, on the caller's thread. They are
+not part of any sample's `health_events`, so nothing sees them twice.
+
+Liveness: `last_run_at` is when the sampling job last finished (the clock
+passed in, monotonic); `agent.liveness` judges it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from proto.telemetry.v1 import telemetry_pb2 as pb
-from proto.telemetry.v1.readings import NodeInventory, NodeSample
+from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
 __all__ = ["Reader", "Sink", "AgentDaemon", "DEFAULT_INTERVAL_S", "interval_from_env"]
 
@@ -46,6 +55,8 @@ class Sink(Protocol):
     def send_sample(self, sample: NodeSample) -> int: ...
 
     def send_inventory(self, inventory: NodeInventory) -> int: ...
+
+    def send_health(self, event: HealthEvent) -> int: ...
 
     def set_interval(self, interval_s: float) -> None: ...
 
@@ -70,6 +81,7 @@ class _Counters:
     samples: int = 0
     sample_failures: int = 0
     inventory_updates: int = 0
+    pushed_health_events: int = 0
 
 
 class AgentDaemon:
@@ -81,6 +93,7 @@ class AgentDaemon:
         interval_s: float = DEFAULT_INTERVAL_S,
         inventory_every: int = 6,
         scheduler: BackgroundScheduler | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.reader = reader
         self.sink = sink
@@ -88,12 +101,17 @@ class AgentDaemon:
         self.inventory_every = max(1, inventory_every)
         self.inventory_observers: list[Callable[[NodeInventory], None]] = []
         self.sample_observers: list[Callable[[NodeSample], None]] = []
+        self.health_observers: list[Callable[[HealthEvent], None]] = []
         self.counters = _Counters()
+        self._clock = clock
+        self.started_at: float | None = None  # clock() at start()
+        self.last_run_at: float | None = None  # clock() when the sampling job last finished
         self._scheduler = scheduler or BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
         self._inventory: NodeInventory | None = None
         self._lock = threading.Lock()
+        self._lock_counters = threading.Lock()
 
     def initial_inventory(self, inventory: NodeInventory | None = None) -> NodeInventory:
         """Take (or read) the starting inventory, the stream's hello, and tell the observers."""
@@ -104,6 +122,7 @@ class AgentDaemon:
     def start(self) -> None:
         if self._inventory is None:
             self.initial_inventory()
+        self.started_at = self._clock()
         self._scheduler.add_job(self.tick, "interval", seconds=self.interval_s, id=_JOB_ID, next_run_time=_now())
         self._scheduler.start()
         log.info("sampling every %.1f s", self.interval_s)
@@ -126,23 +145,39 @@ class AgentDaemon:
         if instruction.HasField("interval_s"):
             self.set_interval(instruction.interval_s)
 
+    def push_health(self, event: HealthEvent) -> None:
+        """A health event to deliver now, not with the next sample (any thread)."""
+        try:
+            self.sink.send_health(event)
+        except Exception:  # noqa: BLE001 - the observers still hear of it
+            log.exception("sending health event %s failed", event.kind)
+        with self._lock_counters:
+            self.counters.pushed_health_events += 1
+        self._notify(self.health_observers, event)
+
     def tick(self) -> None:
         """One sampling run (the scheduled job; also callable directly)."""
         with self._lock:
             try:
-                sample = self.reader.sample()
-            except Exception:  # noqa: BLE001 - the reader isolates collectors; this is a last guard
-                self.counters.sample_failures += 1
-                log.exception("sampling failed")
-                return
-            self.counters.samples += 1
-            recheck = self.counters.samples % self.inventory_every == 0 or any(
-                e.kind in _INVENTORY_EVENTS for e in sample.health_events
-            )
-            if recheck:
-                self._refresh_inventory()
-            self.sink.send_sample(sample)
-            self._notify(self.sample_observers, sample)
+                self._tick()
+            finally:
+                self.last_run_at = self._clock()
+
+    def _tick(self) -> None:
+        try:
+            sample = self.reader.sample()
+        except Exception:  # noqa: BLE001 - the reader isolates collectors; this is a last guard
+            self.counters.sample_failures += 1
+            log.exception("sampling failed")
+            return
+        self.counters.samples += 1
+        recheck = self.counters.samples % self.inventory_every == 0 or any(
+            e.kind in _INVENTORY_EVENTS for e in sample.health_events
+        )
+        if recheck:
+            self._refresh_inventory()
+        self.sink.send_sample(sample)
+        self._notify(self.sample_observers, sample)
 
     def _refresh_inventory(self) -> None:
         try:

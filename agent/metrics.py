@@ -40,7 +40,7 @@ from proto.telemetry.v1.exposition import (
     node_metric_families,
     serve_registry,
 )
-from proto.telemetry.v1.readings import NodeInventory, NodeSample
+from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
 __all__ = [
     "DEFAULT_METRICS_PORT",
@@ -115,9 +115,7 @@ class AgentMetricsState:
                 self._set_inventory(inventory)
             self._sample = sample
             for event in sample.health_events:
-                self._health[event.kind] += 1
-                if event.kind == "xid" and event.xid is not None and event.gpu_index is not None:
-                    self._xids[XidKey(event.gpu_index, event.gpu_uuid, event.xid)] += 1
+                self._count(event)
 
     def set_inventory(self, inventory: NodeInventory) -> None:
         with self._lock:
@@ -126,6 +124,16 @@ class AgentMetricsState:
     def _set_inventory(self, inventory: NodeInventory) -> None:
         self._inventory = inventory
         self._models.update((gpu.uuid, gpu.name) for gpu in inventory.gpus)
+
+    def observe_health(self, event: HealthEvent) -> None:
+        """A health event delivered outside any sample (the daemon's `push_health`)."""
+        with self._lock:
+            self._count(event)
+
+    def _count(self, event: HealthEvent) -> None:
+        self._health[event.kind] += 1
+        if event.kind == "xid" and event.xid is not None and event.gpu_index is not None:
+            self._xids[XidKey(event.gpu_index, event.gpu_uuid, event.xid)] += 1
 
     def observe_sample(self, sample: NodeSample) -> None:
         """A sample observer for the daemon (the inventory comes from `set_inventory`)."""
@@ -245,10 +253,17 @@ def build_agent_registry(providers: AgentMetricsProviders, *, process_metrics: b
 
 
 def serve_agent_metrics(
-    port: int, providers: AgentMetricsProviders, *, addr: str = "0.0.0.0", process_metrics: bool = True
+    port: int,
+    providers: AgentMetricsProviders,
+    *,
+    addr: str = "0.0.0.0",
+    process_metrics: bool = True,
+    routes: dict[str, Callable] | None = None,
 ) -> MetricsServer:
-    """Serve the agent's metrics on `addr:port` (port 0 picks a free one)."""
-    return serve_registry(port, build_agent_registry(providers, process_metrics=process_metrics), addr=addr)
+    """Serve the agent's metrics on `addr:port` (port 0 picks a free one);
+    `routes` adds WSGI apps by path (the running agent's `/healthz`)."""
+    registry = build_agent_registry(providers, process_metrics=process_metrics)
+    return serve_registry(port, registry, addr=addr, routes=routes)
 
 
 def attach_agent_metrics(
@@ -258,20 +273,28 @@ def attach_agent_metrics(
     inventory: NodeInventory | None = None,
     stream_stats: Callable[[], object] | None = None,
     addr: str = "0.0.0.0",
+    routes: dict[str, Callable] | None = None,
 ) -> MetricsServer:
     """Serve the metrics of a running agent daemon: one call where the daemon is built.
 
     `daemon` has `inventory_observers` and `sample_observers` lists (the
     agent daemon's hook points); `stream_stats` is the stream client's
     `stats` method. Close the returned server on shutdown.
+    Health events the daemon delivers outside samples (its `health_observers`,
+    when it has them: XIDs pushed as they arrive) are counted too, once each.
+    `routes`: extra WSGI apps by path on the same port (the agent's `/healthz`).
     """
     state = AgentMetricsState()
     if inventory is not None:
         state.set_inventory(inventory)
     daemon.inventory_observers.append(state.set_inventory)
     daemon.sample_observers.append(state.observe_sample)
+    health_observers = getattr(daemon, "health_observers", None)
+    if health_observers is not None:
+        health_observers.append(state.observe_health)
     stream = (lambda: StreamStatus.from_stream_stats(stream_stats())) if stream_stats is not None else None
-    return serve_agent_metrics(port, AgentMetricsProviders(state.readings, stream=stream), addr=addr)
+    providers = AgentMetricsProviders(state.readings, stream=stream)
+    return serve_agent_metrics(port, providers, addr=addr, routes=routes)
 
 
 def metrics_port_from_env(environ: dict[str, str] | None = None) -> int:

@@ -3,6 +3,10 @@
 Each collector call runs isolated (`run_isolated`): a collector that raises is
 logged, timed and reported as a failed `CollectorStatus` plus a
 `collector_error` health event, and the others still report.
+
+Health events the GPU collector finds between samples (XIDs) can go to a
+listener the moment they arrive (`set_health_listener`); those are not
+repeated in the next `sample()`.
 """
 
 from __future__ import annotations
@@ -68,6 +72,16 @@ class NodeReader:
             collectors=statuses,
             health_events=tuple(events) + failures,
         )
+
+    def set_health_listener(self, listener: Callable[[HealthEvent], None] | None) -> bool:
+        """Deliver the GPU collector's asynchronous health events (XIDs) to `listener`
+        as they arrive, from the collector's event thread. False when the
+        collector cannot (its events then arrive with the samples)."""
+        set_listener = getattr(self._gpu, "set_event_listener", None)
+        if set_listener is None:
+            return False
+        set_listener(listener)
+        return True
 
     def close(self) -> None:
         for collector in (self._gpu, self._host):

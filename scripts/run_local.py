@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         _wait(ready.exists, 30, "the aggregator", procs)
         print(f"aggregator: gRPC on {address}, database {var / 'aggregator.db'}, token in {var / 'token'}")
         procs.append(subprocess.Popen(
-            [py, "-m", "agent.cli", "run", "--interval", str(args.interval), "--log-level", "INFO"],
+            [py, "-m", "agent.cli", "run", "--interval", str(args.interval), "--log-level", "INFO",
+             # not a cluster node: leave any kubeconfig's cluster alone; metrics on a free local port
+             "--no-annotate", "--metrics-addr", "127.0.0.1", "--metrics-port", "0"],
             cwd=ROOT, env=env, stdout=logs["agent"], stderr=subprocess.STDOUT))
 
         def node_listed() -> bool:

@@ -123,14 +123,52 @@ class AggregatorProcess:
             self.log.close()
 
 
+class AggregatorThread:
+    """The aggregator (`aggregator.service.Aggregator`) in this process on its own loop,
+    so a test can look at its registry and database directly; agents connect to `.address`."""
+
+    def __init__(self, tmp: Path, *, cluster_id: str = "test-cluster", env: dict | None = None):
+        import asyncio
+        import threading
+
+        from aggregator.service import Aggregator, ServeConfig
+
+        self.loop = asyncio.new_event_loop()
+        self.aggregator = Aggregator(ServeConfig(
+            db_path=tmp / "aggregator.sqlite", tokens=(TOKEN,), grpc_port=0, http_port=None,
+            host="127.0.0.1", cluster_id=cluster_id, status_every_s=0.1, commit_interval_s=0.05,
+            kubernetes=False, **({} if env is None else {"env": env}),
+        ))
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._run(self.aggregator.start())
+        self.address = f"127.0.0.1:{self.aggregator.grpc.port}"
+
+    def _run(self, coro):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def close(self) -> None:
+        self._run(self.aggregator.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
 class AgentProcess:
     """`aios-agent run` in a subprocess (host collector on this machine; NVML per `env`)."""
 
-    def __init__(self, tmp: Path, node_id: str, address: str, *, interval_s: float = 0.2, env: dict | None = None, token: str = TOKEN):
+    def __init__(self, tmp: Path, node_id: str, address: str | None, *, interval_s: float | None = 0.2,
+                 env: dict | None = None,
+                 token: str = TOKEN, extra_args: tuple[str, ...] = (), launcher: tuple[str, ...] = ("-m", "agent.cli")):
+        """`launcher`: what follows the interpreter, before `run` (a wrapper module that
+        calls `agent.cli.main` can stand in). The metrics port is any free one
+        unless `env` sets AIOS_METRICS_PORT (agents started together must not collide)."""
         self.node_id = node_id
         self.stats_file = tmp / f"agent-{node_id}.stats.json"
         self.log_path = tmp / f"agent-{node_id}.log"
-        extra = {"NODE_ID": node_id, "NODE_NAME": f"{node_id}-name", "AIOS_TOKEN": token}
+        extra = {"NODE_ID": node_id, "NODE_NAME": f"{node_id}-name", "AIOS_TOKEN": token, "AIOS_METRICS_PORT": "0"}
         if env is None:
             extra["AIOS_NVML_LIBRARY"] = str(tmp / "no-such-libnvidia-ml.so.1")  # host-only
         full_env = base_env(**extra)
@@ -138,8 +176,10 @@ class AgentProcess:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "agent.cli", "run", "--aggregator", address,
-                "--interval", str(interval_s), "--log-level", "INFO", "--stats-file", str(self.stats_file),
+                sys.executable, *launcher, "run", "--log-level", "INFO", "--stats-file", str(self.stats_file),
+                *(("--aggregator", address) if address is not None else ()),  # None: AIOS_AGGREGATOR_ADDR
+                *(("--interval", str(interval_s)) if interval_s is not None else ()),  # None: AIOS_INTERVAL_S
+                *extra_args,
             ],
             cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
         )

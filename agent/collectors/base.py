@@ -47,6 +47,10 @@ class GpuCollector(Protocol):
 
     def close(self) -> None: ...
 
+    # Optional (the NVML collectors have it; `NodeReader.set_health_listener` checks):
+    # `set_event_listener(listener)`: asynchronous events (XIDs) go to `listener`
+    # as they arrive instead of with the next `sample()`.
+
 
 class HostCollector(Protocol):
     name: str

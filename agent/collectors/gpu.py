@@ -6,8 +6,13 @@
   `retry_interval_s` (a driver can come up after the agent);
 - otherwise reads every GPU through `agent.nvml_backend`.
 
-Health: a daemon thread waits on NVML's event API for critical XID errors and
-queues them; `sample()` drains the queue, so sampling never waits on events.
+Health: a daemon thread waits on NVML's event API for critical XID errors.
+With an event listener set (`set_event_listener`, or `on_event` when opening),
+each XID goes to the listener the moment it arrives (the agent pushes it to
+the aggregator at once) and is NOT repeated in the next `sample()`; without
+one, or when the listener raises, it is queued and `sample()` drains the
+queue. Either way sampling never waits on events, and each event is delivered
+exactly once. The listener runs on the event thread: it must not block.
 Device failures become health events on change, not on every sample:
 `gpu_lost` / `gpu_recovered`, `nvml_error` (a read failing with anything but
 "not supported"), `ecc_uncorrectable` (the volatile uncorrectable count rose),
@@ -71,6 +76,7 @@ _EVENT_WAIT_MS = 200
 _MAX_QUEUED_EVENTS = 1000
 
 Clock = Callable[[], float]
+EventListener = Callable[[HealthEvent], None]
 
 
 class NullGpuCollector:
@@ -87,6 +93,9 @@ class NullGpuCollector:
 
     def sample(self) -> tuple[tuple[GpuSample, ...], tuple[HealthEvent, ...]]:
         return (), ()
+
+    def set_event_listener(self, listener: EventListener | None) -> None:
+        pass  # no GPUs, no events
 
     def close(self) -> None:
         pass
@@ -223,8 +232,10 @@ class NvmlGpuCollector:
         clock: Clock = time.time,
         inventory_refresh_s: float = 300.0,
         event_wait_ms: int = _EVENT_WAIT_MS,
+        on_event: EventListener | None = None,
     ):
         self._nv = session
+        self._listener = on_event
         self._clock = clock
         self._inventory_refresh_s = inventory_refresh_s
         self._lock = threading.RLock()
@@ -399,16 +410,18 @@ class NvmlGpuCollector:
     # --------------------------------------------------------------- health
 
     def _health(self, kind: str, gpu: _GpuState | None, message: str, nvml_error: str = "", xid=None) -> None:
-        self._events.append(
-            HealthEvent(
-                kind=kind,
-                timestamp=self._clock(),
-                gpu_index=None if gpu is None else gpu.index,
-                gpu_uuid="" if gpu is None else gpu.uuid,
-                xid=xid,
-                message=message,
-                nvml_error=nvml_error,
-            )
+        """Queue an event found while sampling (it goes out with this sample)."""
+        self._events.append(self._event(kind, gpu, message, nvml_error, xid))
+
+    def _event(self, kind: str, gpu: _GpuState | None, message: str, nvml_error: str = "", xid=None) -> HealthEvent:
+        return HealthEvent(
+            kind=kind,
+            timestamp=self._clock(),
+            gpu_index=None if gpu is None else gpu.index,
+            gpu_uuid="" if gpu is None else gpu.uuid,
+            xid=xid,
+            message=message,
+            nvml_error=nvml_error,
         )
 
     def _mark_lost(self, gpu: _GpuState, exc: NvmlError) -> None:
@@ -522,7 +535,21 @@ class NvmlGpuCollector:
             if event is None:
                 continue
             gpu = self._by_key.get(event.device_key)
-            self._health("xid", gpu, describe_xid(event.xid), xid=event.xid)
+            self._deliver(self._event("xid", gpu, describe_xid(event.xid), xid=event.xid))
+
+    def set_event_listener(self, listener: EventListener | None) -> None:
+        """Send XID events to `listener` as they arrive (None: queue them for `sample()`)."""
+        self._listener = listener
+
+    def _deliver(self, event: HealthEvent) -> None:
+        listener = self._listener
+        if listener is not None:
+            try:
+                listener(event)
+                return
+            except Exception:  # noqa: BLE001 - the event must not be lost: the next sample carries it
+                log.exception("health event listener failed; the event goes with the next sample")
+        self._events.append(event)
 
     def close(self) -> None:
         self._stop.set()
@@ -538,8 +565,16 @@ class RetryingGpuCollector:
 
     name = "gpu"
 
-    def __init__(self, opener: Callable[[], GpuCollector], *, clock: Clock, retry_interval_s: float):
+    def __init__(
+        self,
+        opener: Callable[[], GpuCollector],
+        *,
+        clock: Clock,
+        retry_interval_s: float,
+        on_event: EventListener | None = None,
+    ):
         self._opener = opener
+        self._listener = on_event
         self._clock = clock
         self._retry_interval_s = retry_interval_s
         self._lock = threading.Lock()
@@ -562,6 +597,14 @@ class RetryingGpuCollector:
                 self._current = NullGpuCollector(exc.status)
                 return
             self._live = not isinstance(self._current, NullGpuCollector)
+            if self._listener is not None:
+                _set_listener(self._current, self._listener)
+
+    def set_event_listener(self, listener: EventListener | None) -> None:
+        """Applies to the live collector now and to one opened later."""
+        with self._lock:
+            self._listener = listener
+            _set_listener(self._current, listener)
 
     def inventory(self) -> GpuReport:
         self._try_open()
@@ -576,6 +619,12 @@ class RetryingGpuCollector:
             self._closed = True
             self._current.close()
             self._current = NullGpuCollector("closed")
+
+
+def _set_listener(collector: GpuCollector, listener: EventListener | None) -> None:
+    set_listener = getattr(collector, "set_event_listener", None)
+    if set_listener is not None:
+        set_listener(listener)
 
 
 def _open_live(library_path: str | None, clock: Clock) -> GpuCollector:
@@ -597,12 +646,20 @@ def open_gpu_collector(
     library_path: str | None = None,
     clock: Clock = time.time,
     retry_interval_s: float = 60.0,
+    on_event: EventListener | None = None,
 ) -> GpuCollector:
-    """The node's GPU collector; library_path defaults to $AIOS_NVML_LIBRARY."""
+    """The node's GPU collector; library_path defaults to $AIOS_NVML_LIBRARY.
+
+    `on_event`: where XID events go as they arrive (see the module docstring);
+    can also be set later with `.set_event_listener`.
+    """
     if library_path is None:
         library_path = os.environ.get(LIBRARY_ENV) or None
     return RetryingGpuCollector(
-        lambda: _open_live(library_path, clock), clock=clock, retry_interval_s=retry_interval_s
+        lambda: _open_live(library_path, clock),
+        clock=clock,
+        retry_interval_s=retry_interval_s,
+        on_event=on_event,
     )
 
 

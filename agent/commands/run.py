@@ -1,4 +1,19 @@
-"""`aios-agent run`: the daemon (sample every interval, stream to the aggregator)."""
+"""`aios-agent run`: the whole agent, as the DaemonSet runs it.
+
+Sampling every interval (`agent.daemon`), streamed to the aggregator
+(`agent.stream_client`), XID events pushed as they arrive; the Node's
+`gpu.aios/info` annotation and labels kept true (`agent.annotator`, off when
+no Kubernetes API is configured); `/metrics` and `/healthz` on the metrics
+port (`agent.metrics`, `agent.liveness`). SIGTERM/SIGINT stop it all and exit 0.
+
+Settings (flag, else env): `--aggregator` AIOS_AGGREGATOR_ADDR,
+`--cluster-id` AIOS_CLUSTER_ID, `--interval` AIOS_INTERVAL_S,
+`--metrics-port` AIOS_METRICS_PORT, `--host-root` AIOS_HOST_ROOT, the token
+AIOS_TOKEN or AIOS_TOKEN_FILE, the Node's name NODE_NAME (downward API), the
+node id the Node's `nodeID` label, else NODE_ID, else the Node's name.
+Nothing is written to disk except `--stats-file` when asked (the pod's root
+filesystem is read-only).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +23,20 @@ import logging
 import os
 import signal
 import threading
+import time
 from importlib import metadata
 from pathlib import Path
 
-from agent.commands.common import open_reader_from_args
+from agent.annotator import NodeAnnotator, open_node_annotator
 from agent.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.identity import local_node_identity
+from agent.kube import KubeApiError, NodeIdentity, node_id_from, read_node_identity
+from agent.liveness import SamplerView, health_document, healthz_app
+from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, metrics_port_from_env
+from agent.node_reader import open_node_reader
 from agent.stream_client import StreamConfig, TelemetryStream
 
-__all__ = ["register", "run", "load_token", "agent_version"]
+__all__ = ["register", "run", "load_token", "agent_version", "resolve_node_identity", "identity_mismatch"]
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +82,43 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--tls-ca", type=Path, default=os.environ.get("AIOS_TLS_CA") or None,
                    help="CA certificate (PEM) to verify the aggregator's TLS (env AIOS_TLS_CA; default plaintext)")
     p.add_argument("--buffer-limit", type=int, default=1000, help="messages kept until acknowledged (1000)")
+    p.add_argument("--metrics-port", type=_port, default=None,
+                   help=f"port of /metrics and /healthz (env AIOS_METRICS_PORT, default {DEFAULT_METRICS_PORT}; 0: any)")
+    p.add_argument("--metrics-addr", default="0.0.0.0", help="address of /metrics and /healthz (default 0.0.0.0)")
+    p.add_argument("--kubeconfig", default=None,
+                   help="kubeconfig for the Node annotator (default: KUBECONFIG, in-cluster, ~/.kube/config; "
+                        "none found: the agent runs without annotating)")
+    p.add_argument("--no-annotate", action="store_true",
+                   help="do not keep the Node's annotation (a development machine whose kubeconfig is not its cluster)")
     p.add_argument("--stats-file", type=Path, help="on exit, write the stream's counters here as JSON")
     p.set_defaults(func=run)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from e
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 0..65535")
+    return value
+
+
+def resolve_node_identity(
+    annotator: NodeAnnotator | None, node_name: str, env=os.environ, request_timeout_s: float = 5.0
+) -> NodeIdentity:
+    """The id to stream under: the Node's `nodeID` label, else NODE_ID, else the Node's
+    name (contracts.md section 1). Without a cluster, or when the Node cannot be read
+    now, the label is unknown: NODE_ID, else the name (logged)."""
+    if annotator is None:
+        return node_id_from(None, node_name, env)
+    try:
+        return read_node_identity(annotator.api, node_name, env=env, request_timeout_s=request_timeout_s)
+    except KubeApiError as e:
+        identity = node_id_from(None, node_name, env)
+        log.warning("cannot read the Node for its nodeID label (%s); streaming as %r (from %s)",
+                    e, identity.node_id, identity.id_source)
+        return identity
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,21 +126,38 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("aios-agent run: no aggregator: pass --aggregator HOST:PORT or set AIOS_AGGREGATOR_ADDR")
     try:
         interval = args.interval or interval_from_env(os.environ) or DEFAULT_INTERVAL_S
+        metrics_port = args.metrics_port if args.metrics_port is not None else metrics_port_from_env()
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
+    token = load_token()
     # APScheduler logs every job run at INFO: one line per sample is noise
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
-    identity = local_node_identity()
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    with open_reader_from_args(args) as reader:
+
+    node_name = local_node_identity().node_name
+    annotator = None
+    if args.no_annotate:
+        log.info("--no-annotate: the Node's gpu.aios/info annotation is not kept")
+    else:
+        try:
+            annotator = open_node_annotator(node_name, kubeconfig=args.kubeconfig)
+        except ValueError as e:  # a bad AIOS_ANNOTATE_RESYNC_S
+            raise SystemExit(f"aios-agent run: {e}") from e
+        if annotator is None:
+            log.warning("no Kubernetes API configured: the Node's gpu.aios/info annotation is not kept; running on")
+    identity = resolve_node_identity(annotator, node_name)
+
+    reader = open_node_reader(node_id=identity.node_id, node_name=node_name, host_root=args.host_root,
+                              nvml_library=args.nvml_library)
+    with reader:
         config = StreamConfig(
             address=args.aggregator,
             node_id=identity.node_id,
             cluster_id=args.cluster_id,
             agent_version=agent_version(),
-            token=load_token(),
+            token=token,
             tls_ca=args.tls_ca,
             buffer_limit=args.buffer_limit,
             interval_s=interval,
@@ -95,18 +167,66 @@ def run(args: argparse.Namespace) -> int:
             config, inventory, on_instruction=lambda instruction: daemon.on_instruction(instruction)
         )
         daemon = AgentDaemon(reader, stream, interval_s=interval)
-        # hook points: the lead wires the Kubernetes annotator and the metrics exporter here, e.g.
-        #   daemon.inventory_observers.append(annotator.observe)
-        #   daemon.sample_observers.append(exporter.update)
-        daemon.initial_inventory(inventory)  # tells the inventory observers
+        if annotator is not None:
+            daemon.inventory_observers.append(annotator.observe)
+
+        def healthz() -> tuple[bool, dict]:
+            sampler = SamplerView(daemon.interval_s, daemon.started_at, daemon.last_run_at,
+                                  daemon.counters.samples, daemon.counters.sample_failures)
+            return health_document(time.monotonic(), identity.node_id, sampler, stream=stream.stats(),
+                                   annotator=annotator.status() if annotator is not None else None,
+                                   annotator_enabled=annotator is not None)
+
+        try:
+            metrics = attach_agent_metrics(daemon, port=metrics_port, addr=args.metrics_addr, inventory=inventory,
+                                           stream_stats=stream.stats, routes={"/healthz": healthz_app(healthz)})
+        except OSError as e:
+            raise SystemExit(f"aios-agent run: cannot serve /metrics and /healthz on {args.metrics_addr}:"
+                             f"{metrics_port}: {e.strerror or e} (set AIOS_METRICS_PORT or --metrics-port)") from e
+        daemon.initial_inventory(inventory)  # tells the inventory observers (the annotator, the metrics)
+        # XIDs go out as they arrive, not with the next sample (up to one interval later)
+        if not reader.set_health_listener(daemon.push_health):
+            log.info("GPU health events travel with the samples")
         stream.start()
+        if annotator is not None:
+            annotator.start()
         daemon.start()
-        log.info("agent %s for node %s streaming to %s", config.agent_version, identity.node_id, args.aggregator)
-        stopping.wait()
-        daemon.stop()
-        stream.stop(flush_timeout_s=2.0)
+        log.info("agent %s for node %s (id %s, from %s) streaming to %s; metrics and /healthz on port %d",
+                 config.agent_version, node_name, identity.node_id, identity.id_source, args.aggregator, metrics.port)
+        try:
+            _wait_for_stop(stopping, annotator, identity)
+        finally:
+            reader.set_health_listener(None)
+            daemon.stop()
+            if annotator is not None:
+                annotator.stop()
+            stream.stop(flush_timeout_s=2.0)
+            metrics.close()
     if args.stats_file:
         stats = stream.stats()
         args.stats_file.write_text(json.dumps({**stats.__dict__, "samples": daemon.counters.samples,
-                                               "agent_instance": stream.agent_instance}))
+                                               "pushed_health_events": daemon.counters.pushed_health_events,
+                                               "agent_instance": stream.agent_instance,
+                                               "node_id": identity.node_id}))
     return 0
+
+
+def identity_mismatch(streaming: NodeIdentity, seen: NodeIdentity | None) -> str | None:
+    """Pure: the warning when the Node, read later, names another id than the stream's."""
+    if seen is None or seen.node_id == streaming.node_id:
+        return None
+    return (f"the Node's id is {seen.node_id!r} (from its {seen.id_source}) but this agent streams as "
+            f"{streaming.node_id!r} (the Node could not be read at start); restart the agent to stream under it")
+
+
+def _wait_for_stop(stopping: threading.Event, annotator: NodeAnnotator | None, identity: NodeIdentity) -> None:
+    """Until SIGTERM; meanwhile say once if the Node turns out to carry another id
+    than the one we stream under (its label could not be read at start)."""
+    warned = False
+    while not stopping.wait(5.0):
+        if annotator is None or warned:
+            continue
+        warning = identity_mismatch(identity, annotator.status().identity)
+        if warning:
+            log.warning("%s", warning)
+            warned = True

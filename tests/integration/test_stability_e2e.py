@@ -5,52 +5,28 @@ The aggregator runs in this process (aggregator.service.Aggregator on its own lo
 reaches serve's own checker and webhook dispatcher (configured by env); agents are subprocesses.
 """
 
-import asyncio
-import threading
-
 import pytest
 
 from aggregator.governance import Governance
 from aggregator.http_app import create_app
 from aggregator.policies import PolicyConfig
-from aggregator.service import Aggregator, ServeConfig
 from aggregator.stability.checker import policy_opener
 from aggregator.stability.http_routes import create_stability_router
 from tests.fakenvml import FakeNvml
 from tests.fakenvml.presets import a100_80gb, h100_sxm
 from tests.stability_support import ServedApp, WebhookStandIn, wait_until, write_policy_package
-from tests.telemetry_support import TOKEN, AgentProcess
+from tests.telemetry_support import TOKEN, AgentProcess, AggregatorThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CLUSTER = "e2e-cluster"
 
 
-class AggregatorThread:
-    def __init__(self, tmp_path, env):
-        self.loop = asyncio.new_event_loop()
-        self.aggregator = Aggregator(ServeConfig(
-            db_path=tmp_path / "aggregator.sqlite", tokens=(TOKEN,), grpc_port=0, http_port=None,
-            host="127.0.0.1", cluster_id=CLUSTER, status_every_s=0.1, commit_interval_s=0.05,
-            kubernetes=False, env=env,
-        ))
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.aggregator.start(), self.loop).result(30)
-        self.address = f"127.0.0.1:{self.aggregator.grpc.port}"
-
-    def close(self):
-        asyncio.run_coroutine_threadsafe(self.aggregator.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture
 def cluster(tmp_path, fake_nvml_lib):
     webhook = WebhookStandIn()
     # the checker and its webhook are serve's own (aggregator.service), configured by env
-    server = AggregatorThread(tmp_path, {
+    server = AggregatorThread(tmp_path, cluster_id=CLUSTER, env={
         "CLUSTER_STABILITY_CHECK_INTERVAL": "3600", "AIOS_STABILITY_WEBHOOK_URL": webhook.url,
         "AIOS_POLICY_CACHE_DIR": str(tmp_path / "policy-cache"), "AIOS_POLICY_TIMEOUT_S": "10",
     })

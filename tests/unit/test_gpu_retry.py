@@ -1,4 +1,4 @@
-"""RetryingGpuCollector: NVML that cannot start is retried on an interval, not on every call."""
+"""RetryingGpuCollector: NVML retried on an interval; XID event listeners reach the live collector."""
 
 from agent.collectors.gpu import NullGpuCollector, RetryingGpuCollector
 from agent.nvml_backend import NvmlUnavailable
@@ -84,3 +84,72 @@ class _Live:
 
     def close(self):
         self.closed = True
+
+
+class _LiveWithEvents(_Live):
+    def __init__(self):
+        super().__init__()
+        self.listener = None
+
+    def set_event_listener(self, listener):
+        self.listener = listener
+
+
+def test_an_event_listener_set_before_nvml_comes_up_reaches_the_live_collector():
+    clock = Clock()
+    live = _LiveWithEvents()
+    collector = RetryingGpuCollector(Opener(["driver not loaded"], then=live), clock=clock, retry_interval_s=60.0)
+    heard = []
+    collector.set_event_listener(heard.append)  # the null collector ignores it meanwhile
+    clock.now += 60.0
+    collector.sample()
+    assert live.listener == heard.append
+    collector.set_event_listener(None)
+    assert live.listener is None
+
+
+def test_an_event_listener_given_when_opening_reaches_the_live_collector():
+    live = _LiveWithEvents()
+    RetryingGpuCollector(Opener([], then=live), clock=Clock(), retry_interval_s=60.0, on_event=print)
+    assert live.listener is print
+
+
+class _NoGpuSession:
+    """Just enough of an NVML session for a collector with no devices (no event thread)."""
+
+    def driver_version(self):
+        return "550.54.15"
+
+    def cuda_driver_version(self):
+        return "12.4"
+
+    def device_count(self):
+        return 0
+
+    def close(self):
+        pass
+
+
+def _xid():
+    from proto.telemetry.v1.readings import HealthEvent
+
+    return HealthEvent(kind="xid", timestamp=1.0, gpu_index=0, gpu_uuid="GPU-a", xid=79)
+
+
+def test_an_event_goes_to_the_listener_or_with_the_next_sample_never_both():
+    from agent.collectors.gpu import NvmlGpuCollector
+
+    heard = []
+    collector = NvmlGpuCollector(_NoGpuSession(), on_event=heard.append)
+    collector._deliver(_xid())  # what the event thread does with each NVML event
+    assert heard == [_xid()] and collector.sample() == ((), ())
+
+    def broken(event):
+        raise RuntimeError("stream closed")
+
+    collector.set_event_listener(broken)
+    collector._deliver(_xid())  # a failing listener must not lose it
+    assert collector.sample() == ((), (_xid(),))
+    collector.set_event_listener(None)
+    collector._deliver(_xid())
+    assert collector.sample() == ((), (_xid(),))

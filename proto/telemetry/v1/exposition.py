@@ -18,11 +18,12 @@ index), `uuid` and `model` (NVML device name).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from proto.telemetry.v1.readings import THROTTLE_REASONS, GpuSample, HostSample, NodeInventory, NodeSample
@@ -390,7 +391,36 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def serve_registry(port: int, registry: CollectorRegistry, *, addr: str = "0.0.0.0") -> MetricsServer:
-    """Serve `registry` on `addr:port` (port 0 picks a free one)."""
-    server, thread = start_http_server(port, addr=addr, registry=registry)
+def serve_registry(
+    port: int,
+    registry: CollectorRegistry,
+    *,
+    addr: str = "0.0.0.0",
+    routes: Mapping[str, Callable] | None = None,
+) -> MetricsServer:
+    """Serve `registry` on `addr:port` (port 0 picks a free one).
+
+    `routes`: extra WSGI apps by exact path (e.g. `/healthz`); every other
+    path is the metrics, as with prometheus_client's own server.
+    """
+    if not routes:
+        server, thread = start_http_server(port, addr=addr, registry=registry)
+        return MetricsServer(server, thread)
+    metrics_app = make_wsgi_app(registry)
+    extra = dict(routes)
+
+    def app(environ, start_response):
+        route = extra.get(environ.get("PATH_INFO", ""))
+        return (route or metrics_app)(environ, start_response)
+
+    server = make_server(addr, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
     return MetricsServer(server, thread)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per scrape or probe on stderr."""
+
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+        pass
