@@ -11,11 +11,14 @@ The child sets its own memory limit (RLIMIT_AS) before importing anything.
 from __future__ import annotations
 
 import collections
+import io
 import json
 import logging
 import os
+import pickle
 import select
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -32,6 +35,36 @@ log = logging.getLogger(__name__)
 _CHILD = Path(__file__).with_name("_worker_child.py")
 # never hand the aggregator's own secrets to operator code
 _SECRET_ENV = ("AIOS_TOKEN", "AIOS_TOKEN_FILE")
+
+
+class _JsonDataPickler(pickle.Pickler):
+    """Pickles JSON-shaped data only: anything but dict/list/str/int/float/bool/None refused.
+
+    The C pickler serialises the core types itself and asks `reducer_override`
+    about everything else (a datetime, a dataclass, ...), which is refused. Sets,
+    tuples, bytes and NaN take the pickler's fast path and are not refused here:
+    a full walk to catch them would cost more than the pickling (0.2 s for a
+    5,000-node input), and every input we send is built from JSON or for JSON.
+    """
+
+    def reducer_override(self, obj):
+        raise TypeError(f"{type(obj).__name__} is not JSON data")
+
+
+def encode_request(message: dict) -> bytes:
+    """A length-prefixed pickle of JSON-shaped `message`, for the worker's stdin.
+
+    Pickle, not JSON, in this direction only: the worker trusts the aggregator,
+    and for a 5,000-node stability input pickling + unpickling takes about a
+    third of json.dumps + json.loads and a quarter of the bytes. Replies come
+    back as JSON lines: the aggregator never unpickles what a policy produced.
+    """
+    buffer = io.BytesIO()
+    buffer.write(b"\0" * 8)
+    _JsonDataPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(message)
+    data = buffer.getbuffer()
+    struct.pack_into("!Q", data, 0, len(data) - 8)
+    return bytes(data)
 
 
 class WorkerFailure(PolicyError):
@@ -100,7 +133,7 @@ class WorkerProcess:
         """Send one message, wait for its reply; WorkerFailure on timeout/crash/garbage."""
         deadline = time.monotonic() + timeout_s
         try:
-            payload = json.dumps(message, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+            payload = encode_request(message)
         except (TypeError, ValueError) as exc:
             raise PolicyError(f"policy {self.spec.label}: the input is not JSON-serializable: {exc}") from exc
         self._write(payload, deadline, timeout_s, what)

@@ -5,6 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+import datetime
+
 import pytest
 
 from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
@@ -180,7 +182,7 @@ def test_packages_that_cannot_load_fail_at_open(tmp_path, config, source, reason
 def test_input_that_is_not_json_is_refused_without_killing_the_worker(hostile):
     pid = hostile.eval({})["pid"]
     with pytest.raises(PolicyError, match="not JSON-serializable"):
-        hostile.eval({"x": {1, 2}})
+        hostile.eval({"x": datetime.datetime(2026, 1, 1)})
     assert hostile.eval({})["pid"] == pid
 
 
