@@ -12,7 +12,29 @@ from typing import Any, TextIO
 from agent.identity import local_node_identity
 from agent.node_reader import NodeReader, open_node_reader
 
-__all__ = ["common_parser", "open_reader_from_args", "print_json", "to_jsonable"]
+__all__ = ["common_parser", "interval_seconds", "port_number", "open_reader_from_args", "print_json", "to_jsonable"]
+
+
+def interval_seconds(text: str) -> float:
+    """argparse type: seconds between readings, 0 < s <= 3600."""
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 3600 seconds, got {text}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from e
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 0..65535")
+    return value
 
 
 def common_parser() -> argparse.ArgumentParser:

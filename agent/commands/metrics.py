@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 
-from agent.commands.common import open_reader_from_args
+from agent.commands.common import interval_seconds, open_reader_from_args, port_number
 from agent.metrics import AgentMetricsProviders, AgentMetricsState, metrics_port_from_env, serve_agent_metrics
 
 __all__ = ["register", "run"]
@@ -24,24 +24,8 @@ log = logging.getLogger(__name__)
 INVENTORY_REFRESH_S = 300.0  # GPUs and disks change rarely; the annotator watches closer
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be > 0 and <= 3600 seconds, got {text}")
-    return value
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from e
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is outside 0..65535")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -52,14 +36,14 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     parser.add_argument(
         "--port",
-        type=_port,
+        type=port_number,
         default=None,
         help="port of /metrics (env AIOS_METRICS_PORT, default 9402)",
     )
     parser.add_argument("--addr", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     parser.add_argument(
         "--interval",
-        type=_seconds,
+        type=interval_seconds,
         default=os.environ.get("AIOS_INTERVAL_S", "10"),
         help="seconds between samples (env AIOS_INTERVAL_S, default 10)",
     )

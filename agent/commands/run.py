@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 from agent.annotator import NodeAnnotator, open_node_annotator
+from agent.commands.common import interval_seconds, port_number
 from agent.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.identity import local_node_identity
 from agent.kube import KubeApiError, NodeIdentity, node_id_from, read_node_identity
@@ -62,19 +63,11 @@ def load_token(env=os.environ) -> str | None:
     return None
 
 
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be > 0 and <= 3600 seconds, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("run", parents=[common], help="run the agent: sample and stream to the aggregator")
-    p.add_argument("--interval", type=_interval, default=None,
+    p.add_argument("--interval", type=interval_seconds, default=None,
                    help=f"seconds between samples (env AIOS_INTERVAL_S or COLLECT_INTERVAL, default {DEFAULT_INTERVAL_S:g})")
     p.add_argument("--aggregator", default=os.environ.get("AIOS_AGGREGATOR_ADDR"),
                    help="host:port of the aggregator's gRPC (env AIOS_AGGREGATOR_ADDR)")
@@ -82,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--tls-ca", type=Path, default=os.environ.get("AIOS_TLS_CA") or None,
                    help="CA certificate (PEM) to verify the aggregator's TLS (env AIOS_TLS_CA; default plaintext)")
     p.add_argument("--buffer-limit", type=int, default=1000, help="messages kept until acknowledged (1000)")
-    p.add_argument("--metrics-port", type=_port, default=None,
+    p.add_argument("--metrics-port", type=port_number, default=None,
                    help=f"port of /metrics and /healthz (env AIOS_METRICS_PORT, default {DEFAULT_METRICS_PORT}; 0: any)")
     p.add_argument("--metrics-addr", default="0.0.0.0", help="address of /metrics and /healthz (default 0.0.0.0)")
     p.add_argument("--kubeconfig", default=None,
@@ -94,14 +87,6 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.set_defaults(func=run)
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from e
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is outside 0..65535")
-    return value
 
 
 def resolve_node_identity(

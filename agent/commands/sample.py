@@ -5,19 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from agent.commands.common import open_reader_from_args, print_json, to_jsonable
+from agent.commands.common import interval_seconds, open_reader_from_args, print_json, to_jsonable
 
 __all__ = ["register"]
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be > 0 and <= 3600 seconds, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -26,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         parents=[common],
         help="print one sample of the node as JSON (two readings --interval apart, so rates are known)",
     )
-    parser.add_argument("--interval", type=_positive_seconds, default=1.0, help="seconds between the two readings (default 1)")
+    parser.add_argument("--interval", type=interval_seconds, default=1.0, help="seconds between the two readings (default 1)")
     parser.set_defaults(func=run)
 
 
