@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 import threading
 import time
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from agent.annotation import ANNOTATION_KEY, gpu_annotation_value
+from agent.backoff import Backoff  # re-exported: callers pass one in
 from agent.kube import KubeApiError, KubeConfigError, NodeIdentity, api_error, load_api_client, node_id_from
 from proto.telemetry.v1.readings import NodeInventory
 
@@ -166,29 +166,6 @@ def _apply(current: NodeGpuMetadata, patch: dict) -> NodeGpuMetadata:
     return NodeGpuMetadata(**result)
 
 
-class Backoff:
-    """Capped exponential backoff with "equal jitter": the n-th delay lies in
-    [d/2, d] where d = min(cap, initial * factor**n), so a fleet of agents that
-    lost the API server together does not come back in lockstep."""
-
-    def __init__(
-        self, initial_s: float = 1.0, cap_s: float = 60.0, factor: float = 2.0, rng: random.Random | None = None
-    ):
-        if initial_s <= 0 or cap_s < initial_s or factor < 1:
-            raise ValueError(f"bad backoff: initial_s={initial_s}, cap_s={cap_s}, factor={factor}")
-        self.initial_s, self.cap_s, self.factor = initial_s, cap_s, factor
-        self._rng = rng or random.Random()
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.initial_s * self.factor ** min(self.failures, 64))
-        self.failures += 1
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
 @dataclass(frozen=True)
 class AnnotatorStatus:
     in_sync: bool  # the Node carries what the last observed inventory calls for
@@ -221,7 +198,9 @@ class NodeAnnotator:
         self._clock = clock
         self._resync_interval_s = resync_interval_s
         self._request_timeout_s = request_timeout_s
-        self._backoff = backoff or Backoff()
+        # equal jitter: a floor of half the step, so a Node this agent cannot
+        # patch (RBAC, a webhook) is not retried at once, fleet-wide
+        self._backoff = backoff or Backoff(jitter="equal")
         self._env = env
 
         self._lock = threading.Lock()  # guards _desired and _resync_requested

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import threading
 import time
 import uuid
@@ -33,12 +32,13 @@ from typing import Callable
 
 import grpc
 
+from agent.backoff import Backoff
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
-__all__ = ["StreamConfig", "StreamStats", "TelemetryStream", "backoff_delay", "CHANNEL_OPTIONS"]
+__all__ = ["StreamConfig", "StreamStats", "TelemetryStream", "CHANNEL_OPTIONS"]
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,6 @@ CHANNEL_OPTIONS = (
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
 )
-
-
-def backoff_delay(attempt: int, initial_s: float, max_s: float, rand: Callable[[], float] = random.random) -> float:
-    """Capped exponential backoff with full jitter: uniform in [0, min(max, initial * 2^attempt)]."""
-    ceiling = min(max_s, initial_s * (2 ** min(attempt, 30)))
-    return ceiling * rand()
 
 
 @dataclass(frozen=True)
@@ -99,6 +93,9 @@ class TelemetryStream:
         self._lock = threading.Lock()
         self._inventory = inventory
         self._interval_s = config.interval_s
+        # full jitter: reconnecting is cheap, and a fleet that lost the
+        # aggregator together should spread its reconnects as widely as possible
+        self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s, jitter="full")
         self._seq = 0
         self._buffer: OrderedDict[int, pb.AgentMessage] = OrderedDict()
         self._sample_seqs: deque[int] = deque()  # buffered samples, oldest first
@@ -263,7 +260,7 @@ class TelemetryStream:
         self._wakeup = asyncio.Event()
         self._stop = asyncio.Event()
         self._started.set()
-        attempt = 0
+        self._backoff.reset()
         while not self._stop.is_set():
             acked_before = self.stats().acked_seq
             started = time.monotonic()
@@ -283,9 +280,8 @@ class TelemetryStream:
                 break
             # a connection that worked resets the backoff
             if self.stats().acked_seq > acked_before or time.monotonic() - started > 60:
-                attempt = 0
-            delay = backoff_delay(attempt, self.config.backoff_initial_s, self.config.backoff_max_s)
-            attempt += 1
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
             except asyncio.TimeoutError:

@@ -33,6 +33,8 @@ from typing import Any, Callable, Iterable
 
 from urllib3.exceptions import ReadTimeoutError
 
+from aggregator.backoff import retry_delay
+
 __all__ = ["NODE_ID_LABEL", "KubeNode", "NodeWatcher", "kube_node_from", "registry_matches"]
 
 log = logging.getLogger(__name__)
@@ -128,13 +130,9 @@ class NodeWatcher:
                 if self._stop.is_set():
                     return
                 failures += 1
-                delay = self._backoff(failures)
+                delay = retry_delay(failures, self.backoff_initial_s, self.backoff_max_s, self._rng.random)
                 log.warning("watching Kubernetes Nodes failed (%s); re-listing in %.1f s", _describe(e), delay)
                 self._stop.wait(delay)
-
-    def _backoff(self, failures: int) -> float:
-        base = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (failures - 1))
-        return base * (0.5 + self._rng.random() / 2)  # jitter: 50-100 % of the step
 
     def _list(self) -> str | None:
         listing = self._api.list_node(_request_timeout=self.request_timeout_s)

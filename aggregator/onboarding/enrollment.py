@@ -15,19 +15,21 @@ one worker thread does the work. The latest change per node wins (a
 "removed" replaces a pending "joined"), a repeated hello adds nothing twice
 (the stored document is re-checked inside the store's transaction), and
 network failures (parser unreachable, pre-check unavailable) are retried
-with a capped exponential backoff. Refusals are logged, kept in `records()`
+with a capped, jittered exponential backoff. Refusals are logged, kept in `records()`
 and never retried: a node refused by a policy stays out until its next hello.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from aggregator.backoff import retry_delay
 from aggregator.cluster_store import ClusterStore, UnknownCluster
 from aggregator.model import NodeChange, NodeState
 from aggregator.onboarding.document import document_node_ids, node_entry, with_node, without_node
@@ -88,6 +90,7 @@ class Enrollment:
         retry_max_s: float = 60.0,
         max_attempts: int = 20,
         history: int = 1000,
+        rng: random.Random | None = None,
     ) -> None:
         self._store = cluster_store
         self._cluster_id = cluster_id
@@ -98,6 +101,7 @@ class Enrollment:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._max_attempts = max_attempts
+        self._rng = rng or random.Random()  # jitter: pending nodes do not retry the parser API together
         self._records: deque[EnrollmentRecord] = deque(maxlen=history)
         self._pending: dict[str, _Job] = {}
         self._busy = False
@@ -207,7 +211,7 @@ class Enrollment:
             if job.attempt >= self._max_attempts:
                 self._record(node_id, action, "failed", f"gave up after {job.attempt} attempts: {e}")
                 return
-            delay = min(self._retry_max_s, self._retry_initial_s * 2 ** (job.attempt - 1))
+            delay = retry_delay(job.attempt, self._retry_initial_s, self._retry_max_s, self._rng.random)
             log.warning("%s %s: %s; retry %d in %.1f s", action, node_id, e, job.attempt, delay)
             with self._cond:
                 # a newer change for this node replaces the retry

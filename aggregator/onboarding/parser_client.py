@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import socket
 import time
 import urllib.error
@@ -21,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Callable
 
+from aggregator.backoff import retry_delay
 from aggregator.onboarding.errors import ParserFailed, ParserRefused, ParserUnreachable
 
 __all__ = ["ParserAnswer", "ParserClient", "wrap_spec", "TEMPLATE_URI"]
@@ -49,8 +51,10 @@ class ParserClient:
         timeout_s: float = 30.0,
         attempts: int = 3,
         backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         token: str | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if not api_url.startswith(("http://", "https://")):
             raise ValueError(f"API URL must start with http:// or https://, got {api_url!r}")
@@ -58,6 +62,8 @@ class ParserClient:
         self._timeout_s = timeout_s
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._rng = rng or random.Random()  # jitter: many clusters retry one parser API
         self._sleep = sleep
         self._token = token
 
@@ -94,7 +100,7 @@ class ParserClient:
                 last_error = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
                 log.warning("POST %s: attempt %d/%d failed: %s", url, attempt, self._attempts, last_error)
                 if attempt < self._attempts:
-                    self._sleep(self._backoff_s * 2 ** (attempt - 1))
+                    self._sleep(retry_delay(attempt, self._backoff_s, self._max_backoff_s, self._rng.random))
         raise ParserUnreachable(f"POST {url}: no answer after {self._attempts} attempts ({last_error})")
 
     @staticmethod

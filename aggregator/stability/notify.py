@@ -2,7 +2,7 @@
 
 Sinks: a webhook (`AIOS_STABILITY_WEBHOOK_URL`, JSON POST) and a Kubernetes
 Event. A `NotificationDispatcher` delivers each transition to every sink on
-its own thread, retrying each sink with capped exponential backoff, so a slow
+its own thread, retrying each sink with capped, jittered exponential backoff, so a slow
 or dead receiver never holds up a stability check.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import random
 import threading
 import time
 import urllib.error
@@ -18,6 +19,7 @@ import urllib.request
 from datetime import datetime, timezone
 from typing import Callable, Mapping, Protocol, Sequence
 
+from aggregator.backoff import retry_delay
 from aggregator.stability.checker import Transition
 
 __all__ = [
@@ -150,11 +152,13 @@ class NotificationDispatcher:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         sleep: Callable[[float], None] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.sinks = list(sinks)
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self._rng = rng or random.Random()  # jitter: every aggregator's webhook retries would land together
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
@@ -190,7 +194,6 @@ class NotificationDispatcher:
         return True
 
     def _deliver(self, sink: NotificationSink, transition: Transition) -> None:
-        delay = self.backoff_s
         for attempt in range(1, self.attempts + 1):
             try:
                 sink.send(transition)
@@ -199,8 +202,7 @@ class NotificationDispatcher:
             except Exception as e:
                 log.warning("%s notification attempt %d/%d failed: %s", sink.name, attempt, self.attempts, e)
             if attempt < self.attempts and not self._stop.is_set():
-                self._sleep(delay)
-                delay = min(delay * 2, self.max_backoff_s)
+                self._sleep(retry_delay(attempt, self.backoff_s, self.max_backoff_s, self._rng.random))
         self.failed += 1
         log.error("%s notification for verdict %s given up", sink.name, transition.verdict.id)
 

@@ -8,6 +8,7 @@ from aggregator.onboarding.errors import ParserFailed, ParserRefused, ParserUnre
 from aggregator.onboarding.parser_client import ParserClient
 from tests.integration.parser_standin import ParserStandIn
 from tests.onboarding_data import ENTRY_A, ENTRY_B, ENTRY_D, TOTALS_ABC, expected_document
+from tests.random_support import ScriptedRandom
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +70,8 @@ def test_network_failure_is_retried_then_reported():
         port = s.getsockname()[1]
     sleeps = []
     with pytest.raises(ParserUnreachable) as caught:
-        ParserClient(f"http://127.0.0.1:{port}", attempts=3, backoff_s=0.5, sleep=sleeps.append).add_node("c", ENTRY_D)
+        ParserClient(f"http://127.0.0.1:{port}", attempts=3, backoff_s=0.5, sleep=sleeps.append,
+                     rng=ScriptedRandom(1.0)).add_node("c", ENTRY_D)
     assert sleeps == [0.5, 1.0]
     assert "no answer after 3 attempts" in str(caught.value)
 

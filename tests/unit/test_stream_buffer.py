@@ -2,7 +2,8 @@
 
 import pytest
 
-from agent.stream_client import StreamConfig, TelemetryStream, backoff_delay
+from agent.backoff import backoff_delay
+from agent.stream_client import StreamConfig, TelemetryStream
 from proto.telemetry.v1.readings import HealthEvent
 from tests.telemetry_support import inventory, sample
 
