@@ -306,15 +306,17 @@ def test_aggregator_sigkilled_under_load_loses_nothing_acknowledged(tmp_path, fa
         fake_nvml.inject_xid(1, 79)  # a real agent's health event, before the kill
         wait_for(lambda: any(e.xid == 79 for e in get_node(agg.address, "gpu-node", 50).health_events), what="xid 79")
         wait_for(lambda: probe.stats().acked_seq > max(events, default=0) > 0 and len(events) >= 3, what="probe acks")
-        time.sleep(0.2)  # let the gpu-node's event be committed and acked too
+        # the gpu-node's event must be on disk before the kill (the registry shows it before the commit)
+        wait_for(lambda: 79 in _stored_xids(agg, "gpu-node"), what="xid 79 committed")
         agg.kill()
         acked_at_kill = probe.stats().acked_seq
         acked_events = {seq: e for seq, e in events.items() if seq <= acked_at_kill}
-        time.sleep(0.5)  # the agents keep sampling into their buffers while it is down
-        assert probe.stats().connected is False
+        wait_for(lambda: not probe.stats().connected, what="the probe noticing the outage")
+        # the agents keep sampling into their buffers while it is down
+        wait_for(lambda: probe.stats().last_seq > acked_at_kill + 10, what="samples buffered during the outage")
         restarted_at = time.time()
         agg.start()
-        time.sleep(0.5)
+        wait_for(lambda: probe.stats().connected, what="the probe reconnected")  # still sending meanwhile
         stop_sending.set()
         sender.join()
         last = probe.stats().last_seq
@@ -349,6 +351,15 @@ def test_aggregator_sigkilled_under_load_loses_nothing_acknowledged(tmp_path, fa
     for s in stats:
         assert s["refused"] == 0 and s["dropped_samples"] == 0 and s["connects"] >= 2
         assert s["acked_seq"] == s["last_seq"]  # everything they sent, acknowledged
+
+
+def _stored_xids(agg: AggregatorProcess, node_id: str) -> list[int]:
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{agg.db}?mode=ro", uri=True)) as conn:
+        rows = conn.execute("SELECT xid FROM telemetry_health_events WHERE node_id = ? AND kind = 'xid'", (node_id,))
+        return [xid for (xid,) in rows]
 
 
 def _samples_received(agg: AggregatorProcess, node_id: str) -> int:

@@ -35,14 +35,15 @@ def test_populated_document_keeps_the_input_and_adds_nodes_and_totals():
 
 
 def test_adding_and_removing_a_node_updates_the_totals():
-    config = normalise_config(json.loads(SAMPLE_CONFIG_TEXT))
     document = expected_document([ENTRY_A, ENTRY_B, ENTRY_C], TOTALS_ABC)
     added = with_node(document, ENTRY_D)
     assert added == expected_document([ENTRY_A, ENTRY_B, ENTRY_C, ENTRY_D], TOTALS_ABCD)
+    assert document == expected_document([ENTRY_A, ENTRY_B, ENTRY_C], TOTALS_ABC)  # the input is not changed
     assert with_node(added, ENTRY_D) == added  # same id replaces, never duplicates
-    assert without_node(added, "node-d") == document
+    removed = without_node(added, "node-d")
+    assert removed == expected_document([ENTRY_A, ENTRY_B, ENTRY_C], TOTALS_ABC)
+    assert added == expected_document([ENTRY_A, ENTRY_B, ENTRY_C, ENTRY_D], TOTALS_ABCD)  # the input is not changed
     assert without_node(added, "node-zz") == added
-    assert config  # untouched input
 
 
 def test_totals_tolerate_entries_a_policy_reshaped():
