@@ -175,7 +175,7 @@ def test_a_lost_gpu_reaches_the_aggregators_figures(fake_nvml, gpus, aggregator,
         assert time.monotonic() < deadline, "the streaming agent never reached the aggregator"
         time.sleep(0.1)
     fake_nvml.lose_gpu(0)
-    deadline = time.monotonic() + 3  # samples come every 0.2 s
+    deadline = time.monotonic() + 15  # samples come every 0.2 s; a loaded machine may lag
     while _scrape_value(metrics, lost_series) != 1.0:
         assert time.monotonic() < deadline, "the lost GPU never showed in aios_cluster_gpus_lost"
         time.sleep(0.1)

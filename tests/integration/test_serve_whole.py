@@ -306,5 +306,6 @@ def granted_rbac() -> set[tuple[str, str, str | None]]:
 
 def test_aggregator_rbac_manifest_is_valid_kubernetes():
     docs = list(yaml.safe_load_all(RBAC.read_text()))
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
     for doc in docs:
         kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)

@@ -11,7 +11,7 @@ import pytest
 from aggregator.cluster_store import ClusterStore
 from aggregator.db import Database
 from aggregator.policies import PolicyConfig
-from aggregator.stability.checker import DEFAULT_POLICY_URI, StabilityChecker, policy_opener
+from aggregator.stability.checker import StabilityChecker, policy_opener
 from aggregator.stability.notify import NotificationDispatcher, WebhookSink
 from aggregator.stability.verdicts import VerdictStore
 from proto.telemetry.v1.readings import HealthEvent
@@ -60,7 +60,7 @@ def test_xid_event_makes_it_unstable_at_once_and_the_webhook_hears_each_transiti
     try:
         checker.start()
         first = wait_until(checker.latest)
-        assert (first.outcome, first.trigger, first.policy_uri, first.nodes) == ("stable", "schedule", DEFAULT_POLICY_URI, 2)
+        assert (first.outcome, first.trigger, first.policy_uri, first.nodes) == ("stable", "schedule", "aios-default-stability", 2)
 
         event = xid_event(1, 79)
         registry.put(node_state("node-b", events=(event,)), kind="health", health=event)

@@ -8,7 +8,6 @@ import pytest
 
 from agent.annotation import ANNOTATION_KEY
 from agent.annotator import (
-    OWNED_LABELS,
     Backoff,
     NodeGpuMetadata,
     desired_metadata,
@@ -101,10 +100,13 @@ def test_owned_metadata_ignores_everyone_elses_keys():
 def test_dry_run_patch_sets_every_owned_key_and_nulls_the_rest():
     patch = metadata_patch(desired_metadata(node()), None)
     assert patch["metadata"]["annotations"] == {ANNOTATION_KEY: "[]"}
-    labels = patch["metadata"]["labels"]
-    assert set(labels) == set(OWNED_LABELS)
-    assert labels["gpu.aios/count"] == "0"
-    assert [k for k, v in labels.items() if v is None] == [k for k in OWNED_LABELS if k != "gpu.aios/count"]
+    assert patch["metadata"]["labels"] == {
+        "gpu.aios/count": "0",
+        "gpu.aios/product": None,
+        "gpu.aios/memory-mb": None,
+        "gpu.aios/architecture": None,
+        "gpu.aios/mig-enabled": None,
+    }
 
 
 def test_backoff_grows_to_the_cap_with_jitter_and_resets():

@@ -5,7 +5,6 @@ import pytest
 from aggregator.db import Database
 from aggregator.policies import PolicyConfig
 from aggregator.stability.checker import (
-    DEFAULT_POLICY_URI,
     ConfigError,
     PolicySelection,
     interval_from_env,
@@ -15,15 +14,18 @@ from aggregator.stability.notify import KubernetesEventSink, WebhookSink
 from aggregator.stability.wiring import build_stability
 from tests.stability_support import InProcessRegistry
 
+# Written out (not the module's constant): verdicts and the API report this name.
+DEFAULT_URI = "aios-default-stability"
+
 
 @pytest.mark.parametrize(
     "document, expected",
     [
-        ({}, PolicySelection("/default", None, DEFAULT_POLICY_URI)),
-        ({"config": {}}, PolicySelection("/default", None, DEFAULT_POLICY_URI)),
-        ({"config": {"stabilityChecker": {}}}, PolicySelection("/default", None, DEFAULT_POLICY_URI)),
+        ({}, PolicySelection("/default", None, DEFAULT_URI)),
+        ({"config": {}}, PolicySelection("/default", None, DEFAULT_URI)),
+        ({"config": {"stabilityChecker": {}}}, PolicySelection("/default", None, DEFAULT_URI)),
         ({"config": {"stabilityChecker": {"policyRuleURI": "", "parameters": {"xid_window_s": 60}}}},
-         PolicySelection("/default", {"xid_window_s": 60}, DEFAULT_POLICY_URI)),
+         PolicySelection("/default", {"xid_window_s": 60}, DEFAULT_URI)),
         ({"config": {"stabilityChecker": {"policyRuleURI": "stability-check:1.0-stable", "parameters": {"a": 1}}}},
          PolicySelection("stability-check:1.0-stable", {"a": 1}, "stability-check:1.0-stable")),
     ],
