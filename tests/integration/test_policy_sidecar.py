@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -196,17 +197,17 @@ URI = "gate:1.0-stable"
 def _start_command(tmp_path: Path, mode_env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POLICY_", "AIOS_"))}
     env.update(PYTHONPATH=str(REPO), AIOS_POLICY_INSTALL_REQUIREMENTS="0", **mode_env)
     process = subprocess.Popen(
-        [sys.executable, "-m", "aggregator.cli", "policy-sidecar", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "aggregator.cli", "policy-sidecar", "--host", "127.0.0.1", "--port", "0",
          "--cache-dir", str(tmp_path / "cache"), "--token-file", str(token_file)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    line = process.stdout.readline()  # printed once it listens
-    assert line.startswith("policy runner listening"), process.stderr.read() if process.poll() is not None else line
-    return process, f"http://127.0.0.1:{port}"
+    line = process.stdout.readline()  # printed once it listens, naming the port it got
+    listening = re.match(r"policy runner listening on 127\.0\.0\.1:(\d+) ", line)
+    assert listening, process.stderr.read() if process.poll() is not None else line
+    return process, f"http://127.0.0.1:{listening.group(1)}"
 
 
 def _stop(process: subprocess.Popen) -> str:
