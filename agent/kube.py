@@ -75,28 +75,21 @@ def load_api_client(
     `retries=0` turns off urllib3's own silent retries: the callers back off
     and retry themselves, and log each failure.
     """
-    # Imported here: `import kubernetes` costs ~24 MiB, and only this path needs it.
+    env = os.environ if env is None else env
+    source = _config_source(kubeconfig, env)  # before the import: no configuration, no kubernetes
+    # Imported here: `import kubernetes` costs ~20 MiB, and only this path needs it.
     from kubernetes import client, config
 
-    env = os.environ if env is None else env
     configuration = client.Configuration()
-    path = kubeconfig or env.get("KUBECONFIG", "").split(os.pathsep)[0] or None
     try:
-        if path:
-            if not Path(path).expanduser().is_file():
-                raise KubeConfigError(f"kubeconfig {path!r} does not exist or is not a file")
-            config.load_kube_config(config_file=str(Path(path).expanduser()), client_configuration=configuration)
-        elif env.get("KUBERNETES_SERVICE_HOST") and IN_CLUSTER_TOKEN.is_file():
+        if source is None:
             config.load_incluster_config(client_configuration=configuration)
-        elif (Path.home() / ".kube" / "config").is_file():
-            config.load_kube_config(client_configuration=configuration)
         else:
-            raise KubeConfigError(
-                "no Kubernetes API configuration: not running in a pod (KUBERNETES_SERVICE_HOST unset "
-                "or no service account token), and no kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config)"
-            )
+            config.load_kube_config(config_file=str(source), client_configuration=configuration)
     except config.ConfigException as exc:
-        raise KubeConfigError(f"cannot load Kubernetes configuration ({path or 'in-cluster'}): {exc}") from exc
+        raise KubeConfigError(
+            f"cannot load Kubernetes configuration ({source or 'in-cluster'}): {exc}"
+        ) from exc
     configuration.retries = retries
     return client.ApiClient(configuration)
 
@@ -131,6 +124,24 @@ class NodeApi:
         response = self.api_client.call_api(*request, _request_timeout=request_timeout)
         response.read()
         return self.api_client.response_deserialize(response, self.RESPONSE_TYPES).data
+
+
+def _config_source(kubeconfig: str | None, env: Mapping[str, str]) -> Path | None:
+    """The kubeconfig to load, None for the pod's service account; raises
+    `KubeConfigError` when there is neither."""
+    path = kubeconfig or env.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+    if path:
+        if not Path(path).expanduser().is_file():
+            raise KubeConfigError(f"kubeconfig {path!r} does not exist or is not a file")
+        return Path(path).expanduser()
+    if env.get("KUBERNETES_SERVICE_HOST") and IN_CLUSTER_TOKEN.is_file():
+        return None
+    if (Path.home() / ".kube" / "config").is_file():
+        return Path.home() / ".kube" / "config"
+    raise KubeConfigError(
+        "no Kubernetes API configuration: not running in a pod (KUBERNETES_SERVICE_HOST unset "
+        "or no service account token), and no kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config)"
+    )
 
 
 def node_id_from(labels: Mapping[str, str] | None, node_name: str, env: Mapping[str, str] | None = None) -> NodeIdentity:
