@@ -247,7 +247,8 @@ class NodeAnnotator:
 
     @property
     def api(self) -> Any:
-        """The Node API (`agent.kube.NodeApi`, or a `CoreV1Api`) it talks through (the agent reads the Node's identity with it too)."""
+        """The Node API it talks through (`agent.kube.NodeApi` or a `CoreV1Api`; the agent reads
+        the Node's identity with it too)."""
         return self._api
 
     # -------------------------------------------------------- sampling side
