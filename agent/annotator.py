@@ -31,7 +31,15 @@ from typing import Any, Callable, Mapping
 
 from agent.annotation import ANNOTATION_KEY, gpu_annotation_value
 from agent.backoff import Backoff  # re-exported: callers pass one in
-from agent.kube import KubeApiError, KubeConfigError, NodeIdentity, api_error, load_api_client, node_id_from
+from agent.kube import (
+    KubeApiError,
+    KubeConfigError,
+    NodeApi,
+    NodeIdentity,
+    api_error,
+    load_api_client,
+    node_id_from,
+)
 from proto.telemetry.v1.readings import NodeInventory
 
 __all__ = [
@@ -218,7 +226,8 @@ class NodeAnnotator:
 
     @property
     def api(self) -> Any:
-        """The CoreV1Api it talks through (the agent reads the Node's identity with it too)."""
+        """The Node API it talks through (`agent.kube.NodeApi` or a `CoreV1Api`; the agent reads
+        the Node's identity with it too)."""
         return self._api
 
     # -------------------------------------------------------- sampling side
@@ -400,12 +409,10 @@ def open_node_annotator(
     except KubeConfigError as exc:
         log.warning("node annotator off: %s", exc)
         return None
-    from kubernetes.client import CoreV1Api
-
     if resync_interval_s is None:
         raw = env.get("AIOS_ANNOTATE_RESYNC_S", "")
         try:
             resync_interval_s = float(raw) if raw else 300.0
         except ValueError as exc:
             raise ValueError(f"AIOS_ANNOTATE_RESYNC_S={raw!r}: not a number of seconds") from exc
-    return NodeAnnotator(CoreV1Api(api_client), node_name, resync_interval_s=resync_interval_s, env=env)
+    return NodeAnnotator(NodeApi(api_client), node_name, resync_interval_s=resync_interval_s, env=env)

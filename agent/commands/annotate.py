@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, TextIO
 from agent.annotator import GpusUnknown, NodeAnnotator, desired_metadata, metadata_patch
 from agent.identity import local_node_identity
 from agent.node_reader import NodeReader, open_node_reader
-from agent.kube import KubeApiError, KubeConfigError, load_api_client, node_id_from, read_node_identity
+from agent.kube import KubeApiError, KubeConfigError, NodeApi, load_api_client, node_id_from, read_node_identity
 
 __all__ = ["register", "add_arguments", "run"]
 
@@ -70,10 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None
     parser.add_argument("--request-timeout", type=float, default=10.0, help="seconds per API request (default 10)")
 
 
-def _core_v1(kubeconfig: str | None) -> Any:
-    from kubernetes.client import CoreV1Api
-
-    return CoreV1Api(load_api_client(kubeconfig))
+def _node_api(kubeconfig: str | None) -> Any:
+    return NodeApi(load_api_client(kubeconfig))
 
 
 def run(
@@ -82,7 +80,7 @@ def run(
     env: Mapping[str, str] | None = None,
     out: TextIO | None = None,
     open_reader: Callable[..., NodeReader] = open_node_reader,
-    open_api: Callable[[str | None], Any] = _core_v1,
+    open_api: Callable[[str | None], Any] = _node_api,
     stop: threading.Event | None = None,
 ) -> int:
     env = os.environ if env is None else env
