@@ -215,10 +215,20 @@ def document_node_ids(document: Mapping) -> list[str]:
 
 
 def with_node(document: Mapping, entry: dict) -> dict:
-    """The document with `entry` added (or replacing the entry of the same id), totals updated."""
-    entries = [e for e in (document.get("nodes") or {}).get("nodeData") or []
-               if not (isinstance(e, Mapping) and e.get("id") == entry["id"])]
-    entries.append(copy.deepcopy(entry))
+    """The document with `entry` added at the end, or replacing the entry of the same id
+    where that one stood (an updated node keeps its place), totals updated."""
+    new_entry = copy.deepcopy(entry)
+    entries: list = []
+    placed = False
+    for e in (document.get("nodes") or {}).get("nodeData") or []:
+        if isinstance(e, Mapping) and e.get("id") == entry["id"]:
+            if not placed:
+                entries.append(new_entry)
+                placed = True
+        else:
+            entries.append(e)
+    if not placed:
+        entries.append(new_entry)
     return _with_entries(document, entries)
 
 

@@ -9,10 +9,19 @@ Subscribed to the registry's changes (`NodeChange`):
 - "removed" (the Node was deleted from Kubernetes): the `remove_node`
   pre-check, then the entry leaves the document, totals updated. The
   parser has no remove call in the contracts, so nothing is posted.
+- "inventory" (an enrolled node's GPUs, disks or NICs changed): its entry is
+  rebuilt from the new inventory and, when it differs, replaces the stored
+  one in place, totals updated. Fields the builder does not write (an
+  operator's or a policy's `tags`, `nodeMetadata`) are kept. No pre-check
+  (it is the same node) and nothing posted (the contracts define no update
+  call). A node that is not in the document (refused, never enrolled)
+  stays out. A repeated hello of an enrolled node refreshes its entry the
+  same way (the aggregator may have restarted while the node changed).
 
 The registry calls listeners on its own thread, so `on_change` only queues;
 one worker thread does the work. The latest change per node wins (a
-"removed" replaces a pending "joined"), a repeated hello adds nothing twice
+"removed" replaces a pending "joined"; an "inventory" only refreshes the
+state a pending "joined" carries, never replaces it), a repeated hello adds nothing twice
 (the stored document is re-checked inside the store's transaction), and
 network failures (parser unreachable, pre-check unavailable) are retried
 with a capped, jittered exponential backoff. Refusals are logged, kept in `records()`
@@ -39,7 +48,8 @@ __all__ = ["Enrollment", "EnrollmentRecord", "OUTCOMES"]
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("enrolled", "removed", "refused", "failed")
+OUTCOMES = ("enrolled", "removed", "updated", "refused", "failed")
+_ACTIONS = {"joined": "add_node", "removed": "remove_node", "inventory": "update_node"}
 
 
 class _Verdict(Protocol):
@@ -59,14 +69,14 @@ class _AddNodeClient(Protocol):
 class EnrollmentRecord:
     timestamp: float
     node_id: str
-    action: str  # "add_node" | "remove_node"
+    action: str  # "add_node" | "remove_node" | "update_node"
     outcome: str  # one of OUTCOMES
     detail: str = ""
 
 
 @dataclass
 class _Job:
-    kind: str  # "joined" | "removed"
+    kind: str  # "joined" | "removed" | "inventory"
     state: NodeState
     attempt: int = 0
     due: float = 0.0  # time.monotonic()
@@ -74,6 +84,10 @@ class _Job:
 
 class _RetryLater(Exception):
     """A network failure: the job goes back to the queue with a delay."""
+
+
+class _Unchanged(Exception):
+    """Raised inside the store's transaction to leave the document unwritten."""
 
 
 class Enrollment:
@@ -117,12 +131,19 @@ class Enrollment:
 
     def on_change(self, change: NodeChange) -> None:
         """The registry's callback: queue and return at once."""
-        if change.kind not in ("joined", "removed"):
+        if change.kind not in _ACTIONS:
             return
+        node_id = change.node.node_id
         with self._cond:
             if self._stopped:
                 return
-            self._pending[change.node.node_id] = _Job(change.kind, change.node, 0, time.monotonic())
+            queued = self._pending.get(node_id)
+            if change.kind == "inventory" and queued is not None and queued.kind != "inventory":
+                # a pending join builds from the newest inventory; a pending removal stays one
+                if queued.kind == "joined":
+                    queued.state = change.node
+                return
+            self._pending[node_id] = _Job(change.kind, change.node, 0, time.monotonic())
             self._cond.notify_all()
 
     def enroll_missing(self, states: list[NodeState]) -> int:
@@ -199,11 +220,13 @@ class Enrollment:
         return None
 
     def _process(self, job: _Job) -> None:
-        action = "add_node" if job.kind == "joined" else "remove_node"
+        action = _ACTIONS[job.kind]
         node_id = job.state.node_id
         try:
             if job.kind == "joined":
                 self._enroll(job.state)
+            elif job.kind == "inventory":
+                self._update(job.state)
             else:
                 self._remove(job.state)
         except _RetryLater as e:
@@ -245,7 +268,8 @@ class Enrollment:
             log.debug("node %s joined before cluster %s was onboarded: left to onboarding", node_id, self._cluster_id)
             return
         if node_id in document_node_ids(document):
-            log.debug("node %s already in the document of %s", node_id, self._cluster_id)
+            log.debug("node %s already in the document of %s: refreshing its entry", node_id, self._cluster_id)
+            self._update(state)
             return
         entry = node_entry(state.inventory, state.latest)
         log.info("node %s joined: add_node pre-check", node_id)
@@ -296,8 +320,52 @@ class Enrollment:
         updated = self._store.update(self._cluster_id, lambda doc: without_node(doc, node_id))
         self._record(node_id, "remove_node", "removed", f"{updated['nodes']['count']} nodes in the cluster")
 
+    def _update(self, state: NodeState) -> None:
+        node_id = state.node_id
+        document = self._document()
+        stored = _entry_of(document, node_id) if document is not None else None
+        if stored is None:
+            log.debug("node %s inventory changed: not in the document of %s, left out", node_id, self._cluster_id)
+            return
+        built = node_entry(state.inventory, state.latest)
+        if _refreshed(stored, built) == stored:
+            log.debug("node %s inventory changed: its entry in %s is unchanged", node_id, self._cluster_id)
+            return
+        log.info("node %s inventory changed: updating its entry in the document of %s "
+                 "(not posted: the parser has no update call)", node_id, self._cluster_id)
+        changed: list[str] = []
+
+        def refresh(doc: dict) -> dict:
+            current = _entry_of(doc, node_id)  # re-read inside the transaction
+            if current is None:
+                raise _Unchanged
+            entry = _refreshed(current, built)
+            if entry == current:
+                raise _Unchanged
+            changed[:] = sorted(k for k in entry if entry.get(k) != current.get(k))
+            return with_node(doc, entry)
+
+        try:
+            updated = self._store.update(self._cluster_id, refresh)
+        except (_Unchanged, UnknownCluster):
+            return
+        self._record(node_id, "update_node", "updated",
+                     f"{', '.join(changed)} changed; {updated['nodes']['count']} nodes in the cluster")
+
     def _record(self, node_id: str, action: str, outcome: str, detail: str) -> None:
-        level = logging.INFO if outcome in ("enrolled", "removed") else logging.WARNING
+        level = logging.INFO if outcome in ("enrolled", "removed", "updated") else logging.WARNING
         log.log(level, "%s %s: %s (%s)", action, node_id, outcome, detail)
         with self._cond:
             self._records.append(EnrollmentRecord(self._clock(), node_id, action, outcome, detail))
+
+
+def _entry_of(document: dict, node_id: str) -> dict | None:
+    for entry in (document.get("nodes") or {}).get("nodeData") or []:
+        if isinstance(entry, dict) and entry.get("id") == node_id:
+            return entry
+    return None
+
+
+def _refreshed(stored: dict, built: dict) -> dict:
+    """The builder's entry, keeping the stored entry's fields the builder does not write."""
+    return {**built, **{k: v for k, v in stored.items() if k not in built}}

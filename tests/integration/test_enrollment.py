@@ -21,7 +21,8 @@ from aggregator.onboarding.enrollment import Enrollment
 from aggregator.onboarding.parser_client import ParserClient
 from tests.integration.parser_standin import ParserStandIn
 from tests.onboarding_data import (
-    ENTRY_A, ENTRY_B, ENTRY_C, ENTRY_D, TOTALS_ABC, TOTALS_ABCD, expected_document, gpu_node_c, gpu_node_d,
+    ENTRY_A, ENTRY_B, ENTRY_C, ENTRY_D, TOTALS_ABC, TOTALS_ABCD, expected_document, gpu_node_b, gpu_node_c,
+    gpu_node_d,
 )
 
 pytestmark = pytest.mark.integration
@@ -346,3 +347,93 @@ def test_the_document_and_the_records_are_read_over_http(tmp_path, onboarded, go
         {"timestamp": 1234.0, "node_id": "node-d", "action": "add_node", "outcome": "enrolled",
          "detail": "3 nodes in the cluster"},
     ]}
+
+
+# ---------------------------------------------------------------- inventory changes of enrolled nodes
+
+ENTRY_C_7_GPUS = {**ENTRY_C, "gpus": {**ENTRY_C["gpus"], "count": 7, "memory": 570913,
+                                      "gpus": [{"modelName": "NVIDIA H100 80GB HBM3", "memory": 81559}] * 7}}
+TOTALS_ABC_7_GPUS = {**TOTALS_ABC, "gpus": {"count": 9, "memory": 601633}}
+OPERATOR_FIELDS = {"tags": ["rack-12"], "nodeMetadata": {"owner": "ml-infra"}}
+
+
+def node_c_losing_a_gpu():
+    inventory = gpu_node_c()
+    return replace(inventory, gpus=inventory.gpus[:7])
+
+
+def stored_text(store):
+    return store._db.query("SELECT document, updated_at FROM cluster_documents WHERE cluster_id = ?",
+                           (CLUSTER,))[0]
+
+
+def test_an_enrolled_node_losing_a_gpu_updates_its_entry_and_the_totals(store, parser, governance, make_enrollment):
+    # node-c in the middle, with fields an operator set: both kept
+    store.put(CLUSTER, expected_document([ENTRY_A, {**ENTRY_C, **OPERATOR_FIELDS}, ENTRY_B], TOTALS_ABC))
+    enrollment = make_enrollment(store, governance, ParserClient(parser.url))
+    enrollment.on_change(change("inventory", node_c_losing_a_gpu()))
+    assert enrollment.wait_idle(10)
+
+    assert store.get(CLUSTER) == expected_document(
+        [ENTRY_A, {**ENTRY_C_7_GPUS, **OPERATOR_FIELDS}, ENTRY_B], TOTALS_ABC_7_GPUS)
+    assert parser.requests == [] and governance.calls == []  # no update call, no second pre-check
+    assert [(r.node_id, r.action, r.outcome, r.detail) for r in enrollment.records()] == [
+        ("node-c", "update_node", "updated", "gpus changed; 3 nodes in the cluster")]
+
+    enrollment.on_change(change("inventory", gpu_node_c()))  # the GPU is back
+    assert enrollment.wait_idle(10)
+    assert store.get(CLUSTER) == expected_document([ENTRY_A, {**ENTRY_C, **OPERATOR_FIELDS}, ENTRY_B], TOTALS_ABC)
+
+
+def test_an_unchanged_inventory_writes_nothing(onboarded, make_enrollment):
+    enrollment = make_enrollment(onboarded, None, None)
+    before = stored_text(onboarded)
+    enrollment.on_change(change("inventory", gpu_node_c()))
+    enrollment.on_change(change("joined", gpu_node_b()))  # a repeated hello, same inventory
+    assert enrollment.wait_idle(10)
+    assert stored_text(onboarded) == before
+    assert enrollment.records() == []
+
+
+def test_a_repeated_hello_with_a_changed_inventory_refreshes_the_entry(onboarded, governance, make_enrollment):
+    # e.g. the aggregator restarted while node-c lost a GPU: its registry says "joined"
+    enrollment = make_enrollment(onboarded, governance, None)
+    enrollment.on_change(change("joined", node_c_losing_a_gpu()))
+    assert enrollment.wait_idle(10)
+    assert onboarded.get(CLUSTER) == expected_document([ENTRY_A, ENTRY_B, ENTRY_C_7_GPUS], TOTALS_ABC_7_GPUS)
+    assert governance.calls == []
+
+
+def test_a_refused_nodes_inventory_change_does_not_add_it(onboarded, governance, make_enrollment):
+    governance.answer = lambda action, data: Verdict(False, "node-d: T4 GPUs are not accepted in this cluster")
+    enrollment = make_enrollment(onboarded, governance, None)
+    enrollment.on_change(change("joined", gpu_node_d()))
+    assert enrollment.wait_idle(10)
+    before = stored_text(onboarded)
+    enrollment.on_change(change("inventory", replace(gpu_node_d(), gpus=())))
+    assert enrollment.wait_idle(10)
+    assert stored_text(onboarded) == before
+    assert [(r.node_id, r.outcome) for r in enrollment.records()] == [("node-d", "refused")]
+    assert len(governance.calls) == 1
+
+
+def test_an_inventory_change_does_not_replace_a_queued_join(onboarded, governance, make_enrollment):
+    release = threading.Event()
+
+    def slow(action, data):
+        release.wait(10)  # holds the worker on node-e
+        return Verdict(True, data)
+
+    governance.answer = slow
+    enrollment = make_enrollment(onboarded, governance, None)
+    enrollment.on_change(change("joined", replace(gpu_node_d(), node_id="node-e")))
+    deadline = time.monotonic() + 10
+    while not governance.calls:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    enrollment.on_change(change("joined", replace(gpu_node_d(), gpus=())))
+    enrollment.on_change(change("inventory", gpu_node_d()))  # the join goes ahead, with this inventory
+    release.set()
+    assert enrollment.wait_idle(10)
+    assert onboarded.get(CLUSTER)["nodes"]["nodeData"][-1] == ENTRY_D
+    assert [call[1]["node_data"]["id"] for call in governance.calls] == ["node-e", "node-d"]
