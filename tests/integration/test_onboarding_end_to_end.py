@@ -3,7 +3,8 @@ processes (fake NVML, fixture /proc and /sys trees with different disks and NICs
 the onboard command reading the aggregator over gRPC, the parser stand-in.
 
 Three agents (0, 2 and 8 GPUs) are onboarded; a fourth joins later and is
-enrolled by the aggregator exactly once, even across an aggregator restart.
+enrolled by the aggregator exactly once, even across an aggregator restart;
+an enrolled node that loses a GPU has its stored entry and the totals updated.
 """
 
 import io
@@ -85,9 +86,10 @@ def parts(tmp_path, fake_nvml_lib):
     parser = ParserStandIn()
     aggregator = AggregatorProcess(tmp_path, extra_args=("--cluster-id", "cluster-eu-1", "--api-url", parser.url))
     agents = []
+    nvmls = {}  # node id -> its agent's fake NVML, for live edits
 
     def agent(node_id, gpus, **tree):
-        nvml = FakeNvml(fake_nvml_lib, tmp_path / f"nvml-{node_id}.conf").configure(gpus=gpus)
+        nvml = nvmls[node_id] = FakeNvml(fake_nvml_lib, tmp_path / f"nvml-{node_id}.conf").configure(gpus=gpus)
         root = host_tree(tmp_path / f"host-{node_id}", **tree)
         process = AgentProcess(tmp_path, node_id, aggregator.address,
                                env={**nvml.env, "AIOS_HOST_ROOT": str(root)})
@@ -95,7 +97,7 @@ def parts(tmp_path, fake_nvml_lib):
         return process
 
     try:
-        yield parser, aggregator.start(), agent
+        yield parser, aggregator.start(), agent, nvmls
     finally:
         for process in agents:
             process.stop()
@@ -104,7 +106,7 @@ def parts(tmp_path, fake_nvml_lib):
 
 
 def test_three_agents_onboarded_then_a_fourth_enrolled_once(tmp_path, parts):
-    parser, aggregator, agent = parts
+    parser, aggregator, agent, nvmls = parts
     agent("node-a", [], drop_disks=("nvme1n1",), drop_nics=("ens2f0",))
     agent("node-b", [t4(0), t4(1)])
     agent("node-c", [h100_sxm(i) for i in range(8)], extra_disk_mb=7325680, nic_without_speed=True)
@@ -144,3 +146,13 @@ def test_three_agents_onboarded_then_a_fourth_enrolled_once(tmp_path, parts):
     document = stored_document(aggregator.address, "cluster-eu-1")
     assert [e["id"] for e in document["nodes"]["nodeData"]] == ["node-a", "node-b", "node-c", "node-d", "node-e"]
     assert document["nodes"]["count"] == 5
+
+    # node-c loses a GPU: its stored entry and the cluster totals follow, nothing is posted
+    nvmls["node-c"].lose_gpu(7)
+    entry_c_7 = {**ENTRY_C, "gpus": {**ENTRY_C["gpus"], "count": 7, "memory": 570913, "gpus": [H100] * 7}}
+    wait_for(lambda: stored_document(aggregator.address, "cluster-eu-1")["nodes"]["nodeData"][2] == entry_c_7,
+             what="node-c's entry with 7 GPUs")
+    document = stored_document(aggregator.address, "cluster-eu-1")
+    assert document["gpus"] == {"count": 10, "memory": 616993}
+    assert [e["id"] for e in document["nodes"]["nodeData"]] == ["node-a", "node-b", "node-c", "node-d", "node-e"]
+    assert len(parser.requests) == 3  # createCluster, addNode x2
