@@ -153,25 +153,17 @@ _GROUPS: tuple[_Group, ...] = (
         ("throttle_reasons",),
         lambda nv, h: {"throttle_reasons": decode_clock_event_reasons(nv.clock_event_reasons(h))},
     ),
-    _Group(
-        "ecc_corrected_volatile",
-        ("ecc_corrected_volatile",),
-        lambda nv, h: {"ecc_corrected_volatile": nv.ecc_total(h, uncorrected=False, aggregate=False)},
-    ),
-    _Group(
-        "ecc_uncorrected_volatile",
-        ("ecc_uncorrected_volatile",),
-        lambda nv, h: {"ecc_uncorrected_volatile": nv.ecc_total(h, uncorrected=True, aggregate=False)},
-    ),
-    _Group(
-        "ecc_corrected_aggregate",
-        ("ecc_corrected_aggregate",),
-        lambda nv, h: {"ecc_corrected_aggregate": nv.ecc_total(h, uncorrected=False, aggregate=True)},
-    ),
-    _Group(
-        "ecc_uncorrected_aggregate",
-        ("ecc_uncorrected_aggregate",),
-        lambda nv, h: {"ecc_uncorrected_aggregate": nv.ecc_total(h, uncorrected=True, aggregate=True)},
+    # one group per ECC counter, so a GPU that lacks one still reports the others
+    *(
+        _Group(
+            f"ecc_{kind}_{scope}",
+            (f"ecc_{kind}_{scope}",),
+            lambda nv, h, kind=kind, scope=scope: {
+                f"ecc_{kind}_{scope}": nv.ecc_total(h, uncorrected=kind == "uncorrected", aggregate=scope == "aggregate")
+            },
+        )
+        for scope in ("volatile", "aggregate")
+        for kind in ("corrected", "uncorrected")
     ),
     _Group("retired_pages", ("retired_pages_count", "retired_pages_pending"), _read_retired_pages),
     _Group(
