@@ -235,11 +235,12 @@ def test_a_refused_removal_keeps_the_node(onboarded, governance, make_enrollment
     assert enrollment.refusals()["node-c"].detail == "remove_node pre-check: {'reason': 'node-c runs block llm-7'}"
 
 
-def test_the_latest_change_per_node_wins_while_queued(onboarded, governance, make_enrollment):
+def _worker_held_on_node_e(onboarded, governance, make_enrollment):
+    """An enrollment whose worker is busy with node-e's add_node pre-check until `release` is set."""
     release = threading.Event()
 
     def slow(action, data):
-        release.wait(10)  # holds the worker on node-e
+        release.wait(10)
         return Verdict(True, data)
 
     governance.answer = slow
@@ -249,6 +250,11 @@ def test_the_latest_change_per_node_wins_while_queued(onboarded, governance, mak
     while not governance.calls:
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    return enrollment, release
+
+
+def test_the_latest_change_per_node_wins_while_queued(onboarded, governance, make_enrollment):
+    enrollment, release = _worker_held_on_node_e(onboarded, governance, make_enrollment)
     enrollment.on_change(change("joined", gpu_node_d()))
     enrollment.on_change(change("removed", gpu_node_d()))  # replaces the queued "joined"
     release.set()
@@ -418,19 +424,7 @@ def test_a_refused_nodes_inventory_change_does_not_add_it(onboarded, governance,
 
 
 def test_an_inventory_change_does_not_replace_a_queued_join(onboarded, governance, make_enrollment):
-    release = threading.Event()
-
-    def slow(action, data):
-        release.wait(10)  # holds the worker on node-e
-        return Verdict(True, data)
-
-    governance.answer = slow
-    enrollment = make_enrollment(onboarded, governance, None)
-    enrollment.on_change(change("joined", replace(gpu_node_d(), node_id="node-e")))
-    deadline = time.monotonic() + 10
-    while not governance.calls:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    enrollment, release = _worker_held_on_node_e(onboarded, governance, make_enrollment)
     enrollment.on_change(change("joined", replace(gpu_node_d(), gpus=())))
     enrollment.on_change(change("inventory", gpu_node_d()))  # the join goes ahead, with this inventory
     release.set()
