@@ -6,8 +6,7 @@ import argparse
 import logging
 import sys
 
-from aggregator import cli_nodes, cli_serve, policy_command, policy_sidecar_command
-from aggregator.onboarding import command as onboard_command
+from aggregator.commands import nodes, onboard, policy, policy_sidecar, serve
 
 __all__ = ["main", "build_parser"]
 
@@ -17,11 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ... (default INFO)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (same as --log-level DEBUG)")
     sub = parser.add_subparsers(dest="command", required=True)
-    cli_serve.register(sub)
-    cli_nodes.register(sub)
-    policy_command.register(sub)
-    policy_sidecar_command.register(sub)
-    onboard_command.register(sub)
+    for command in (serve, nodes, policy, policy_sidecar, onboard):
+        command.register(sub)
     return parser
 
 

@@ -25,23 +25,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from aggregator.cluster_store import ClusterStore, UnknownCluster
+from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.db import Database
-from aggregator.governance import Governance, GovernanceError
-from aggregator.grpc_server import GrpcServer, TlsFiles, build_grpc_server
-from aggregator.healthz import healthz_router
-from aggregator.http_app import HttpServer, create_app
-from aggregator.ingest import IngestService
+from aggregator.governance.prechecks import Governance, GovernanceError
+from aggregator.rpc.server import GrpcServer, TlsFiles, build_grpc_server
+from aggregator.web.healthz import healthz_router
+from aggregator.web.app import HttpServer, create_app
+from aggregator.telemetry.ingest import IngestService
 from aggregator.kube_client import KubeUnavailable, load_kube_client, pod_namespace
-from aggregator.metrics import AggregatorMetricsProviders, build_aggregator_registry, metrics_router
-from aggregator.node_store import NodeStore
-from aggregator.node_watch import KubeNode, NodeWatcher, registry_matches
+from aggregator.telemetry.metrics import AggregatorMetricsProviders, build_aggregator_registry, metrics_router
+from aggregator.telemetry.store import NodeStore
+from aggregator.telemetry.node_watch import KubeNode, NodeWatcher, registry_matches
 from aggregator.onboarding.http_routes import enrollment_router
 from aggregator.onboarding.wiring import OnboardingParts, add_onboarding
 from aggregator.policies import PolicyConfig, open_policy
-from aggregator.policy_errors import PolicyErrorCounter
-from aggregator.query_service import QueryService
-from aggregator.registry import NodeRegistry
+from aggregator.governance.failure_count import PolicyErrorCounter
+from aggregator.telemetry.query_service import QueryService
+from aggregator.telemetry.registry import NodeRegistry
 from aggregator.stability.grpc_service import add_stability_service
 from aggregator.stability.wiring import StabilityParts, build_stability
 from proto.telemetry.v1 import convert

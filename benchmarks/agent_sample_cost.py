@@ -67,9 +67,9 @@ def worker(samples: int, old_samples: int) -> None:
     rss_start = _rss_mib()
     import psutil
 
-    from agent.collectors.gpu import open_gpu_collector
-    from agent.collectors.host import PsutilHostCollector
-    from agent.node_reader import NodeReader
+    from agent.gpu.collector import open_gpu_collector
+    from agent.host.collector import PsutilHostCollector
+    from agent.sampling.node_reader import NodeReader
 
     rss_imports = _rss_mib()
     # what open_node_reader builds, kept apart so each half can be timed too

@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.annotator import NodeAnnotator  # noqa: E402
+from agent.kube.annotator import NodeAnnotator  # noqa: E402
 from proto.telemetry.v1.readings import GpuInventory, MigDevice, NodeInventory  # noqa: E402
 
 

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prometheus_client import generate_latest  # noqa: E402
 
 from agent.metrics import AgentMetricsProviders, AgentMetricsState, StreamStatus, build_agent_registry  # noqa: E402
-from aggregator.metrics import AggregatorMetricsProviders, StabilityVerdict, build_aggregator_registry  # noqa: E402
-from aggregator.model import NodeState  # noqa: E402
+from aggregator.telemetry.metrics import AggregatorMetricsProviders, StabilityVerdict, build_aggregator_registry  # noqa: E402
+from aggregator.telemetry.model import NodeState  # noqa: E402
 from proto.telemetry.v1.readings import GpuInventory, NodeInventory, NodeSample  # noqa: E402
 from tests.metrics_fixtures.readings import GPU0, HOST, INVENTORY, SAMPLE_1  # noqa: E402
 

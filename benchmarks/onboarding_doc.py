@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aggregator.onboarding.command import write_document  # noqa: E402
+from aggregator.commands.onboard import write_document  # noqa: E402
 from aggregator.onboarding.document import node_entry, populate_document, with_node  # noqa: E402
 from aggregator.onboarding.validate import normalise_config, validate_config  # noqa: E402
 from proto.telemetry.v1.readings import DiskInfo, GpuInventory, HostInventory, NicInfo, NodeInventory  # noqa: E402

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aggregator.cluster_store import ClusterStore  # noqa: E402
+from aggregator.cluster.store import ClusterStore  # noqa: E402
 from aggregator.db import Database  # noqa: E402
 from aggregator.policies import PolicyConfig  # noqa: E402
 from aggregator.stability.checker import StabilityChecker, policy_opener  # noqa: E402

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import gc, json, sys
 sys.path.insert(0, sys.argv[1])
-from agent.node_reader import open_node_reader
-from agent.stream_client import StreamConfig, TelemetryStream
+from agent.sampling.node_reader import open_node_reader
+from agent.stream.client import StreamConfig, TelemetryStream
 
 def rss_mib():
     for line in open("/proc/self/status"):

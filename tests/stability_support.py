@@ -8,7 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from aggregator.model import NodeChange, NodeState
+from aggregator.telemetry.model import NodeChange, NodeState
 from proto.telemetry.v1.readings import (
     GpuInventory,
     GpuSample,

@@ -9,8 +9,8 @@ import os
 import sys
 from typing import Any, TextIO
 
-from agent.identity import local_node_identity
-from agent.node_reader import NodeReader, open_node_reader
+from agent.kube.identity import local_node_identity
+from agent.sampling.node_reader import NodeReader, open_node_reader
 
 __all__ = ["common_parser", "interval_seconds", "port_number", "open_reader_from_args", "print_json", "to_jsonable"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agent.annotation import ANNOTATION_KEY, gpu_annotation_value
+from agent.kube.annotation import ANNOTATION_KEY, gpu_annotation_value
 from agent.commands.common import open_reader_from_args, print_json, to_jsonable
 from proto.telemetry.v1.readings import NodeInventory
 

@@ -1,8 +1,8 @@
 """`aios-agent run`: the whole agent, as the DaemonSet runs it.
 
-Sampling every interval (`agent.daemon`), streamed to the aggregator
-(`agent.stream_client`), XID events pushed as they arrive; the Node's
-`gpu.aios/info` annotation and labels kept true (`agent.annotator`, off when
+Sampling every interval (`agent.sampling.daemon`), streamed to the aggregator
+(`agent.stream.client`), XID events pushed as they arrive; the Node's
+`gpu.aios/info` annotation and labels kept true (`agent.kube.annotator`, off when
 no Kubernetes API is configured); `/metrics` and `/healthz` on the metrics
 port (`agent.metrics`, `agent.liveness`). SIGTERM/SIGINT stop it all and exit 0.
 
@@ -27,15 +27,15 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from agent.annotator import NodeAnnotator, open_node_annotator
+from agent.kube.annotator import NodeAnnotator, open_node_annotator
 from agent.commands.common import interval_seconds, port_number
-from agent.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
-from agent.identity import local_node_identity
-from agent.kube import KubeApiError, NodeIdentity, node_id_from, read_node_identity
+from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
+from agent.kube.identity import local_node_identity
+from agent.kube.client import KubeApiError, NodeIdentity, node_id_from, read_node_identity
 from agent.liveness import SamplerView, health_document, healthz_app
 from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, metrics_port_from_env
-from agent.node_reader import open_node_reader
-from agent.stream_client import StreamConfig, TelemetryStream
+from agent.sampling.node_reader import open_node_reader
+from agent.stream.client import StreamConfig, TelemetryStream
 
 __all__ = ["register", "run", "load_token", "agent_version", "resolve_node_identity", "identity_mismatch"]
 

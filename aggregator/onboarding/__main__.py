@@ -2,6 +2,6 @@
 
 import sys
 
-from aggregator.onboarding.command import main
+from aggregator.commands.onboard import main
 
 sys.exit(main())

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import grpc
 
 from aggregator.auth import bearer_token, load_tokens, token_matches
-from aggregator.cluster_store import ClusterStore, UnknownCluster
+from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.onboarding.validate import validate_config
 from proto.cluster.v1 import cluster_pb2 as pb
 from proto.cluster.v1 import cluster_pb2_grpc as pb_grpc

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from aggregator.backoff import retry_delay
-from aggregator.cluster_store import ClusterStore, UnknownCluster
-from aggregator.model import NodeChange, NodeState
+from aggregator.cluster.store import ClusterStore, UnknownCluster
+from aggregator.telemetry.model import NodeChange, NodeState
 from aggregator.onboarding.document import document_node_ids, node_entry, with_node, without_node
 from aggregator.onboarding.errors import ParserFailed, ParserRefused, ParserUnreachable
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from aggregator.cluster_store import ClusterStore
+from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.onboarding.cluster_service import add_cluster_documents_servicer
 from aggregator.onboarding.enrollment import Enrollment

@@ -38,7 +38,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from aggregator.http_app import ApiError, Tokens, install_error_handlers, read_json_body, require_token
+from aggregator.web.app import ApiError, Tokens, install_error_handlers, read_json_body, require_token
 from aggregator.policies.config import PolicyConfig
 from aggregator.policies.errors import PolicyConfigError, PolicyError, PolicyLoadError
 from aggregator.policies.handle import PolicyHandle

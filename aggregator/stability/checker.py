@@ -27,8 +27,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
-from aggregator.cluster_store import ClusterStore, UnknownCluster
-from aggregator.model import NodeChange, NodeState
+from aggregator.cluster.store import ClusterStore, UnknownCluster
+from aggregator.telemetry.model import NodeChange, NodeState
 from aggregator.stability.nodes_data import ThrottleTracker, build_nodes_data
 from aggregator.stability.verdicts import Verdict, VerdictStore
 

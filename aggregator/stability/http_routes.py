@@ -32,7 +32,7 @@ def _error(status: int, message: str, **extra) -> JSONResponse:
 
 def create_stability_router(checker: StabilityChecker, *, require_token: Callable | None = None) -> APIRouter:
     """`require_token`: a FastAPI dependency refusing a request without a valid token, for an
-    app that does not already guard every write (`aggregator.http_app.create_app` does)."""
+    app that does not already guard every write (`aggregator.web.app.create_app` does)."""
     router = APIRouter()
     mgmt_dependencies = [Depends(require_token)] if require_token is not None else []
 

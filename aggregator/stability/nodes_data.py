@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from aggregator.model import NodeState
+from aggregator.telemetry.model import NodeState
 from proto.telemetry.v1.readings import GpuInventory, GpuSample, HealthEvent
 
 __all__ = ["build_nodes_data", "build_node_entry", "ThrottleTracker", "ThrottleKey", "healthy_node_ids"]

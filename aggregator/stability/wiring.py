@@ -1,6 +1,6 @@
 """Putting the stability checker together for `aios-aggregator serve` (one call for the wiring).
 
-    stability = build_stability(cluster_id=..., registry=aggregator.registry, db=aggregator.db,
+    stability = build_stability(cluster_id=..., registry=aggregator.telemetry.registry, db=aggregator.db,
                                 policy_config=lambda: PolicyConfig.from_env(...))
     stability.start()                                   # schedule + subscribe
     create_app(..., routers=[stability.router])         # HTTP
@@ -18,7 +18,7 @@ from typing import Callable, Mapping
 
 from fastapi import APIRouter
 
-from aggregator.cluster_store import ClusterStore
+from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.stability.checker import RegistryLike, StabilityChecker, interval_from_env, policy_opener
 from aggregator.stability.http_routes import create_stability_router

@@ -34,8 +34,8 @@ def _jsonable(value):
 
 
 def main() -> int:
-    from agent.annotation import gpu_annotation_value
-    from agent.collectors.gpu import open_gpu_collector
+    from agent.kube.annotation import gpu_annotation_value
+    from agent.gpu.collector import open_gpu_collector
 
     retry = float(os.environ.get("AIOS_PROBE_RETRY_S", "60"))
     collector = open_gpu_collector(retry_interval_s=retry)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from agent.collectors.gpu import open_gpu_collector
+from agent.gpu.collector import open_gpu_collector
 
 pytestmark = pytest.mark.gpu
 

@@ -13,7 +13,7 @@ import threading
 
 import grpc
 
-from aggregator.cluster_store import ClusterStore
+from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.onboarding.cluster_service import add_cluster_documents_servicer
 from proto.telemetry.v1 import telemetry_pb2 as pb

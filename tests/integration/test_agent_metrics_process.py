@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.metrics import AggregatorMetricsProviders, serve_aggregator_metrics
+from aggregator.telemetry.metrics import AggregatorMetricsProviders, serve_aggregator_metrics
 from aggregator.service import Aggregator, ServeConfig
 from tests.fakenvml.presets import a100_80gb, h100_sxm
 from tests.metrics_fixtures.servers import PrometheusServer, free_port, prometheus_binary

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from kubernetes.client import CoreV1Api
 
-from agent.annotator import Backoff, NodeAnnotator
-from agent.kube import load_api_client, read_node_identity
+from agent.kube.annotator import Backoff, NodeAnnotator
+from agent.kube.client import load_api_client, read_node_identity
 from proto.telemetry.v1.readings import GpuInventory, NodeInventory
 from tests.kube_api import kube_api  # noqa: F401 - fixture
 

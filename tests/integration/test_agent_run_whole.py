@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from agent.annotation import ANNOTATION_KEY
+from agent.kube.annotation import ANNOTATION_KEY
 from tests.fakenvml.presets import a100_80gb
 from tests.kube_api import kube_api  # noqa: F401 - fixture
 from tests.metrics_fixtures.exposition import parse_exposition, value

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from aggregator.cluster_store import ClusterStore
+from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
-from aggregator.model import NodeChange, NodeState
+from aggregator.telemetry.model import NodeChange, NodeState
 from aggregator.onboarding.enrollment import Enrollment
 from aggregator.onboarding.parser_client import ParserClient
 from tests.integration.parser_standin import ParserStandIn
@@ -40,7 +40,7 @@ class Verdict:
 
 
 class RecordingGovernance:
-    """Answers like `aggregator.governance.Governance.precheck`, as the test says."""
+    """Answers like `aggregator.governance.prechecks.Governance.precheck`, as the test says."""
 
     def __init__(self):
         self.calls = []
@@ -288,7 +288,7 @@ class AIOSv1PolicyRule:
 def test_with_the_real_governance_and_an_add_node_policy(tmp_path, onboarded, parser, make_enrollment):
     import functools
 
-    from aggregator.governance import Governance
+    from aggregator.governance.prechecks import Governance
     from aggregator.policies import open_policy
     from aggregator.policies.config import PolicyConfig
 
@@ -319,8 +319,8 @@ def test_the_document_and_the_records_are_read_over_http(tmp_path, onboarded, go
     import json
     import urllib.request
 
-    from aggregator.governance import Governance
-    from aggregator.http_app import create_app, start_http_in_thread
+    from aggregator.governance.prechecks import Governance
+    from aggregator.web.app import create_app, start_http_in_thread
     from aggregator.onboarding.http_routes import enrollment_router
 
     governance.answer = lambda action, data: (Verdict(False, "no 8-GPU nodes") if data["node_data"]["gpus"]["count"] == 8

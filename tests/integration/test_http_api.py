@@ -8,10 +8,10 @@ import urllib.request
 import pytest
 from fastapi import APIRouter
 
-from aggregator.cluster_store import ClusterStore
+from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
-from aggregator.governance import Governance
-from aggregator.http_app import create_app, start_http_in_thread
+from aggregator.governance.prechecks import Governance
+from aggregator.web.app import create_app, start_http_in_thread
 from aggregator.policies import PolicyConfig, open_policy
 from tests.policy_packages import StandIn, policy_source, write_package
 

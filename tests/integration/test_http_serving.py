@@ -6,10 +6,10 @@ import urllib.request
 
 import pytest
 
-from aggregator.cluster_store import ClusterStore
+from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
-from aggregator.governance import Governance
-from aggregator.http_app import create_app, serve_http
+from aggregator.governance.prechecks import Governance
+from aggregator.web.app import create_app, serve_http
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from agent.metrics import AgentMetricsProviders, AgentMetricsState, StreamStatus, serve_agent_metrics
-from aggregator.metrics import (
+from aggregator.telemetry.metrics import (
     AggregatorMetricsProviders,
     StabilityVerdict,
     build_aggregator_registry,

@@ -8,8 +8,8 @@ import threading
 import pytest
 from kubernetes.client import CoreV1Api
 
-from agent.annotator import Backoff, NodeAnnotator
-from agent.kube import KubeApiError, load_api_client, read_node_identity
+from agent.kube.annotator import Backoff, NodeAnnotator
+from agent.kube.client import KubeApiError, load_api_client, read_node_identity
 from proto.telemetry.v1.readings import GpuInventory, NodeInventory
 from tests.kube_api import forbidden, kube_api  # noqa: F401 - fixture
 
@@ -207,7 +207,7 @@ def test_forbidden_patch_names_verb_and_resource(kube_api, make_annotator, caplo
     seeded(kube_api)
     kube_api.emulator.refusals["PATCH"] = forbidden("patch", name=NODE)
     annotator = make_annotator(resync_interval_s=60)
-    with caplog.at_level(logging.WARNING, logger="agent.annotator"):
+    with caplog.at_level(logging.WARNING, logger="agent.kube.annotator"):
         annotator.start()
         annotator.observe(inventory([a100(0)]))
         kube_api.wait_for(lambda: annotator.status().consecutive_failures >= 2, what="repeated 403s")
@@ -275,7 +275,7 @@ class _NoHost:
 
 
 def test_a_crashed_gpu_reading_does_not_wipe_the_annotation(kube_api, make_annotator):
-    from agent.node_reader import NodeReader
+    from agent.sampling.node_reader import NodeReader
 
     seeded(kube_api)
     annotator = make_annotator(resync_interval_s=0.1)
@@ -293,7 +293,7 @@ def test_a_crashed_gpu_reading_does_not_wipe_the_annotation(kube_api, make_annot
 
 
 def test_open_node_annotator_from_kubeconfig_env(kube_api):
-    from agent.annotator import open_node_annotator
+    from agent.kube.annotator import open_node_annotator
 
     seeded(kube_api)
     annotator = open_node_annotator(NODE, env={"KUBECONFIG": str(kube_api.kubeconfig), "AIOS_ANNOTATE_RESYNC_S": "0.5"})
@@ -302,9 +302,9 @@ def test_open_node_annotator_from_kubeconfig_env(kube_api):
 
 
 def test_open_node_annotator_off_without_a_cluster(tmp_path, monkeypatch, caplog):
-    from agent.annotator import open_node_annotator
+    from agent.kube.annotator import open_node_annotator
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="agent.annotator"):
+    with caplog.at_level(logging.WARNING, logger="agent.kube.annotator"):
         assert open_node_annotator(NODE, env={}) is None
     assert "node annotator off: no Kubernetes API configuration" in caplog.text

@@ -1,4 +1,4 @@
-"""`agent.kube.NodeApi` against kmock: the same requests and answers as the
+"""`agent.kube.client.NodeApi` against kmock: the same requests and answers as the
 official `CoreV1Api` (its reference), and the agent's lean import set (the
 reason NodeApi exists: `CoreV1Api` costs ~21 MiB of the agent's RSS)."""
 
@@ -12,7 +12,7 @@ import pytest
 from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
-from agent.kube import NodeApi, describe_api_error, load_api_client
+from agent.kube.client import NodeApi, describe_api_error, load_api_client
 from tests.kube_api import kube_api  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ def test_a_missing_node_is_an_api_exception_with_its_status(kube_api):
 IMPORTS_OF_THE_AGENT = """
 import json, sys
 from agent.commands import run
-from agent.annotator import open_node_annotator
+from agent.kube.annotator import open_node_annotator
 from agent.commands.run import resolve_node_identity
 annotator = open_node_annotator("{node}", kubeconfig=sys.argv[1] or None, env={{}})
 identity = resolve_node_identity(annotator, "{node}", env={{}}) if annotator else None

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from aggregator.kube_client import load_kube_client
-from aggregator.node_watch import KubeNode, NodeWatcher, kube_node_from, registry_matches
+from aggregator.telemetry.node_watch import KubeNode, NodeWatcher, kube_node_from, registry_matches
 from tests.kube_api import kube_api  # noqa: F401 - fixture
 from tests.telemetry_support import wait_for
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from aggregator.onboarding.command import main
+from aggregator.commands.onboard import main
 from proto.cluster.v1 import cluster_pb2, cluster_pb2_grpc
 from tests.integration.aggregator_standin import TOKEN, AggregatorStandIn
 from tests.integration.parser_standin import ParserStandIn

@@ -15,7 +15,7 @@ import time
 import grpc
 import pytest
 
-from aggregator.onboarding.command import main as onboard_main
+from aggregator.commands.onboard import main as onboard_main
 from proto.cluster.v1 import cluster_pb2, cluster_pb2_grpc
 from tests.fakenvml import FakeNvml
 from tests.fakenvml.presets import h100_sxm, t4

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from aggregator.db import Database
-from aggregator.governance import Governance
-from aggregator.http_app import start_http_in_thread
+from aggregator.governance.prechecks import Governance
+from aggregator.web.app import start_http_in_thread
 from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
 from aggregator.policies.sidecar_server import HandleRegistry, create_sidecar_app
 from tests.policy_packages import StandIn, policy_source, write_package

@@ -25,7 +25,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from aggregator.onboarding.command import main as onboard_main
+from aggregator.commands.onboard import main as onboard_main
 from tests.fakenvml import FakeNvml
 from tests.fakenvml.presets import a100_80gb
 from tests.integration.parser_standin import ParserStandIn

@@ -7,8 +7,8 @@ reaches serve's own checker and webhook dispatcher (configured by env); agents a
 
 import pytest
 
-from aggregator.governance import Governance
-from aggregator.http_app import create_app
+from aggregator.governance.prechecks import Governance
+from aggregator.web.app import create_app
 from aggregator.policies import PolicyConfig
 from aggregator.stability.checker import policy_opener
 from aggregator.stability.http_routes import create_stability_router

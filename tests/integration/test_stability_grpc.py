@@ -9,7 +9,7 @@ import time
 import grpc
 import pytest
 
-from aggregator.cluster_store import ClusterStore
+from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.policies import PolicyConfig
 from aggregator.stability.checker import StabilityChecker, policy_opener

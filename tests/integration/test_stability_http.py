@@ -1,12 +1,12 @@
-"""The stability routes in the aggregator's app (aggregator.http_app) on a real uvicorn server (contracts.md §5)."""
+"""The stability routes in the aggregator's app (aggregator.web.app) on a real uvicorn server (contracts.md §5)."""
 
 import time
 
 import pytest
-from aggregator.cluster_store import ClusterStore
+from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
-from aggregator.governance import Governance
-from aggregator.http_app import create_app
+from aggregator.governance.prechecks import Governance
+from aggregator.web.app import create_app
 from aggregator.policies import PolicyConfig
 from aggregator.stability.checker import StabilityChecker, policy_opener
 from aggregator.stability.http_routes import create_stability_router

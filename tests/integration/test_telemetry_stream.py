@@ -17,7 +17,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.stream_client import StreamConfig, TelemetryStream
+from agent.stream.client import StreamConfig, TelemetryStream
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
@@ -376,7 +376,7 @@ def test_tls_with_a_given_certificate(tmp_path):
     import shutil
     import subprocess
 
-    from aggregator.query_client import QueryClient, QueryClientError
+    from aggregator.telemetry.query_client import QueryClient, QueryClientError
 
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")

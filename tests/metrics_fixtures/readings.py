@@ -132,7 +132,7 @@ SAMPLE_2 = NodeSample(
 
 def node_states():
     """Three nodes as the aggregator's registry would hold them (imported lazily: aggregator side)."""
-    from aggregator.model import NodeState
+    from aggregator.telemetry.model import NodeState
 
     second_inventory = NodeInventory(
         node_id="node-b",

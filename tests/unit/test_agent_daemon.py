@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from agent.daemon import AgentDaemon, interval_from_env
+from agent.sampling.daemon import AgentDaemon, interval_from_env
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent
 from tests.telemetry_support import ScriptedReader, inventory

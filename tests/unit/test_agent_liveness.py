@@ -4,7 +4,7 @@ import io
 import json
 from types import SimpleNamespace
 
-from agent.daemon import AgentDaemon
+from agent.sampling.daemon import AgentDaemon
 from agent.liveness import MIN_LIMIT_S, SamplerView, health_document, healthz_app
 from agent.metrics import AgentMetricsState
 from proto.telemetry.v1.exposition import XidKey
@@ -127,7 +127,7 @@ def test_the_readonly_guard_flags_writes_outside_tmp_only(capsys):
 
 def test_a_node_id_learned_later_than_the_stream_started_is_reported():
     from agent.commands.run import identity_mismatch
-    from agent.kube import NodeIdentity
+    from agent.kube.client import NodeIdentity
 
     streaming = NodeIdentity("node-a", "node-a", "name")
     assert identity_mismatch(streaming, None) is None

@@ -2,7 +2,7 @@
 
 from prometheus_client import generate_latest
 
-from aggregator.metrics import (
+from aggregator.telemetry.metrics import (
     AggregatorMetricsProviders,
     StabilityVerdict,
     build_aggregator_registry,

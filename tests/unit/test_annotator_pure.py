@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from agent.annotation import ANNOTATION_KEY
-from agent.annotator import (
+from agent.kube.annotation import ANNOTATION_KEY
+from agent.kube.annotator import (
     Backoff,
     NodeGpuMetadata,
     desired_metadata,

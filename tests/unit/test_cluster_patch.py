@@ -2,8 +2,8 @@
 
 import pytest
 
-from aggregator.cluster_patch import ClusterPatchError, apply_set, cluster_document_problems
-from aggregator.json_body import BodyError, parse_json_body
+from aggregator.cluster.patch import ClusterPatchError, apply_set, cluster_document_problems
+from aggregator.web.json_body import BodyError, parse_json_body
 
 DOC = {
     "id": "cluster-123",

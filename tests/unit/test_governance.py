@@ -3,7 +3,7 @@
 import pytest
 
 from aggregator.db import Database
-from aggregator.governance import ACTIONS, Governance, InvalidPolicyMap, UnknownAction
+from aggregator.governance.prechecks import ACTIONS, Governance, InvalidPolicyMap, UnknownAction
 from aggregator.policies import PolicyError, PolicyHandle
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.gpu_features import architecture_for, describe_capability, features_for
+from agent.gpu.features import architecture_for, describe_capability, features_for
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """RetryingGpuCollector: NVML retried on an interval; XID event listeners reach the live collector."""
 
-from agent.collectors.gpu import NullGpuCollector, RetryingGpuCollector
-from agent.nvml_backend import NvmlUnavailable
+from agent.gpu.collector import NullGpuCollector, RetryingGpuCollector
+from agent.gpu.nvml_backend import NvmlUnavailable
 
 
 class Clock:
@@ -75,7 +75,7 @@ class _Live:
         self.closed = False
 
     def inventory(self):
-        from agent.collectors.base import GpuReport
+        from agent.sampling.collector import GpuReport
 
         return GpuReport((), "550.54.15", "12.4", "ok")
 
@@ -137,7 +137,7 @@ def _xid():
 
 
 def test_an_event_goes_to_the_listener_or_with_the_next_sample_never_both():
-    from agent.collectors.gpu import NvmlGpuCollector
+    from agent.gpu.collector import NvmlGpuCollector
 
     heard = []
     collector = NvmlGpuCollector(_NoGpuSession(), on_event=heard.append)

@@ -1,7 +1,7 @@
 """Pure decoders: clock-event reason bits and XID descriptions."""
 
-from agent.gpu_throttle import decode_clock_event_reasons
-from agent.gpu_xid import describe_xid
+from agent.gpu.throttle import decode_clock_event_reasons
+from agent.gpu.xid import describe_xid
 
 
 def test_no_reason():

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from agent.metrics import AgentMetricsProviders, AgentMetricsState, StreamStatus, build_agent_registry
-from aggregator.metrics import AggregatorMetricsProviders, StabilityVerdict, build_aggregator_registry
+from aggregator.telemetry.metrics import AggregatorMetricsProviders, StabilityVerdict, build_aggregator_registry
 from tests.metrics_fixtures.dashboard import (
     METRIC_NAME,
     all_panels,

@@ -9,7 +9,7 @@ import shutil
 import psutil
 import pytest
 
-from agent.collectors.host import PsutilHostCollector
+from agent.host.collector import PsutilHostCollector
 from proto.telemetry.v1.readings import DiskInfo, NicInfo
 from tests.hostfs import NVME0_MB, NVME1_MB, Counters, DiskCount, write_counters, write_host_tree
 

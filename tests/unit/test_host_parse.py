@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.collectors.host_parse import (
+from agent.host.parse import (
     CpuTimes,
     Ewma,
     HostParseError,

@@ -1,11 +1,11 @@
-"""Node identity and API error sentences (pure parts of agent.kube)."""
+"""Node identity and API error sentences (pure parts of agent.kube.client)."""
 
 import json
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from agent.kube import (
+from agent.kube.client import (
     KubeConfigError,
     describe_api_error,
     load_api_client,

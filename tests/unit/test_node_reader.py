@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.collectors.base import GpuReport
-from agent.collectors.host import PsutilHostCollector
-from agent.node_reader import NodeReader
+from agent.sampling.collector import GpuReport
+from agent.host.collector import PsutilHostCollector
+from agent.sampling.node_reader import NodeReader
 from proto.telemetry.v1.readings import CollectorStatus, GpuInventory, GpuSample, HealthEvent
 from tests.hostfs import Counters, write_host_tree
 

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from aggregator.db import Database
-from aggregator.ingest import IngestService
-from aggregator.node_store import NodeStore
-from aggregator.registry import NodeRegistry, SampleFigures, UnknownNode
+from aggregator.telemetry.ingest import IngestService
+from aggregator.telemetry.store import NodeStore
+from aggregator.telemetry.registry import NodeRegistry, SampleFigures, UnknownNode
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent

@@ -1,8 +1,8 @@
 """NodeStore on a real SQLite file: what is written comes back, events are not duplicated."""
 
 from aggregator.db import Database
-from aggregator.node_store import NodeStore
-from aggregator.registry import NodeRegistry, SampleFigures
+from aggregator.telemetry.store import NodeStore
+from aggregator.telemetry.registry import NodeRegistry, SampleFigures
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent
@@ -48,7 +48,7 @@ def test_write_then_load_rebuilds_the_registry(tmp_path):
 
 
 def test_pruning_keeps_each_nodes_most_recent_events(tmp_path):
-    from aggregator.registry import PendingWrite, StoredEvent
+    from aggregator.telemetry.registry import PendingWrite, StoredEvent
 
     db = Database(tmp_path / "a.db")
     store = NodeStore(db)

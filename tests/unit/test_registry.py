@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from aggregator.model import NodeChange
-from aggregator.registry import NodeRegistry, SampleFigures, ewma_update
+from aggregator.telemetry.model import NodeChange
+from aggregator.telemetry.registry import NodeRegistry, SampleFigures, ewma_update
 from proto.telemetry.v1.readings import HealthEvent, NodeSample
 from tests.telemetry_support import inventory
 

@@ -3,7 +3,7 @@
 import pytest
 
 from agent.backoff import backoff_delay
-from agent.stream_client import StreamConfig, TelemetryStream
+from agent.stream.client import StreamConfig, TelemetryStream
 from proto.telemetry.v1.readings import HealthEvent
 from tests.telemetry_support import inventory, sample
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from aggregator import wire_checks
+from aggregator.telemetry import wire_checks
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent

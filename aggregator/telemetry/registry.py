@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from aggregator.model import NodeChange, NodeState, RollingFigures
+from aggregator.telemetry.model import NodeChange, NodeState, RollingFigures
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
 __all__ = [

@@ -4,7 +4,7 @@
 - reports no GPUs, with `nvml_status` saying why, when NVML cannot start (no
   library, no driver, no GPUs: a CPU node), and tries NVML again every
   `retry_interval_s` (a driver can come up after the agent);
-- otherwise reads every GPU through `agent.nvml_backend`.
+- otherwise reads every GPU through `agent.gpu.nvml_backend`.
 
 Health: a daemon thread waits on NVML's event API for critical XID errors.
 With an event listener set (`set_event_listener`, or `on_event` when opening),
@@ -41,11 +41,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from agent.collectors.base import GpuCollector, GpuReport
-from agent.gpu_features import describe_capability
-from agent.gpu_throttle import decode_clock_event_reasons
-from agent.gpu_xid import describe_xid
-from agent.nvml_backend import (
+from agent.sampling.collector import GpuCollector, GpuReport
+from agent.gpu.features import describe_capability
+from agent.gpu.throttle import decode_clock_event_reasons
+from agent.gpu.xid import describe_xid
+from agent.gpu.nvml_backend import (
     NvmlError,
     NvmlGpuLost,
     NvmlNotSupported,

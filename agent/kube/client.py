@@ -4,7 +4,7 @@ The client comes from, in this order: an explicit kubeconfig path
 (`--kubeconfig`), the `KUBECONFIG` env var, the pod's service account
 (in-cluster), then `~/.kube/config`. The Node's name comes from the downward
 API (`NODE_NAME` = `spec.nodeName`, or the old `KUBERNETES_NODE_NAME`; see
-`agent.identity`). The node id is the Node's `nodeID` label, else env
+`agent.kube.identity`). The node id is the Node's `nodeID` label, else env
 `NODE_ID`, else the Node's name (contracts.md section 1): `node_id_from`.
 
 The agent talks to the Node through `NodeApi` (get and patch, the two calls

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from aggregator.auth import AuthError, load_tokens
-from aggregator.http_app import serve_http
+from aggregator.web.app import serve_http
 from aggregator.policies import PolicyConfig, PolicyError, open_policy
 from aggregator.policies.sidecar_server import DEFAULT_IDLE_CLOSE_S, HandleRegistry, create_sidecar_app
 

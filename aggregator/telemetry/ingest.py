@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 import grpc
 
-from aggregator import wire_checks
-from aggregator.node_store import NodeStore
-from aggregator.registry import NodeRegistry, UnknownNode
+from aggregator.telemetry import wire_checks
+from aggregator.telemetry.store import NodeStore
+from aggregator.telemetry.registry import NodeRegistry, UnknownNode
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import NodeInventory

@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Callable
 
-from agent.collectors.base import GpuCollector, HostCollector, run_isolated
+from agent.sampling.collector import GpuCollector, HostCollector, run_isolated
 from proto.telemetry.v1.readings import CollectorStatus, HealthEvent, NodeInventory, NodeSample
 
 __all__ = ["NodeReader", "open_node_reader"]
@@ -112,8 +112,8 @@ def open_node_reader(
     *, node_id: str, node_name: str, host_root: str = "/", nvml_library: str | None = None
 ) -> NodeReader:
     """The production reader: NVML (or a CPU node when NVML is unavailable) and psutil."""
-    from agent.collectors.gpu import open_gpu_collector  # the gpu branch's module
-    from agent.collectors.host import PsutilHostCollector
+    from agent.gpu.collector import open_gpu_collector  # the gpu branch's module
+    from agent.host.collector import PsutilHostCollector
 
     gpu = open_gpu_collector(library_path=nvml_library)
     return NodeReader(node_id, node_name, gpu, PsutilHostCollector(root=host_root))

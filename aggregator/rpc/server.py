@@ -18,9 +18,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from aggregator.grpc_auth import BearerTokenInterceptor
-from aggregator.ingest import INGEST_SERVICE_NAME, IngestService
-from aggregator.query_service import QueryService
+from aggregator.rpc.auth import BearerTokenInterceptor
+from aggregator.telemetry.ingest import INGEST_SERVICE_NAME, IngestService
+from aggregator.telemetry.query_service import QueryService
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 

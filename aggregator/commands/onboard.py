@@ -184,7 +184,7 @@ def _store(document: dict, args: argparse.Namespace, token: str | None, err: Tex
         if args.aggregator:
             store_in_aggregator(args.aggregator, document, token=token, timeout_s=args.timeout)
         elif args.db:
-            from aggregator.cluster_store import ClusterStore
+            from aggregator.cluster.store import ClusterStore
             from aggregator.db import Database
 
             db = Database(args.db)

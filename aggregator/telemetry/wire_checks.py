@@ -16,7 +16,7 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from aggregator.registry import SampleFigures
+from aggregator.telemetry.registry import SampleFigures
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HEALTH_KINDS
 

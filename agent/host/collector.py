@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 
 import psutil
 
-from agent.collectors.host_parse import (
+from agent.host.parse import (
     SECTOR_BYTES,
     CpuTimes,
     DiskCounters,

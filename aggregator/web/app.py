@@ -28,11 +28,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aggregator.auth import bearer_token, token_matches
-from aggregator.cluster_patch import ClusterPatchError, InvalidClusterDocument
-from aggregator.cluster_store import ClusterStore, UnknownCluster
-from aggregator.cluster_update import ClusterUpdater, PolicyBrokeDocument, UpdateConflict, UpdateRefused
-from aggregator.governance import Governance, GovernanceError
-from aggregator.json_body import BodyError, parse_json_body
+from aggregator.cluster.patch import ClusterPatchError, InvalidClusterDocument
+from aggregator.cluster.store import ClusterStore, UnknownCluster
+from aggregator.cluster.update import ClusterUpdater, PolicyBrokeDocument, UpdateConflict, UpdateRefused
+from aggregator.governance.prechecks import Governance, GovernanceError
+from aggregator.web.json_body import BodyError, parse_json_body
 
 __all__ = [
     "ApiError",

@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
-from agent.annotation import ANNOTATION_KEY, gpu_annotation_value
+from agent.kube.annotation import ANNOTATION_KEY, gpu_annotation_value
 from agent.backoff import Backoff  # re-exported: callers pass one in
-from agent.kube import (
+from agent.kube.client import (
     KubeApiError,
     KubeConfigError,
     NodeApi,
@@ -71,7 +71,7 @@ OWNED_LABELS = (LABEL_COUNT, LABEL_PRODUCT, LABEL_MEMORY, LABEL_ARCHITECTURE, LA
 OWNED_ANNOTATIONS = (ANNOTATION_KEY,)
 # Merge patch: maps merge key by key and null deletes a key, on every API server.
 PATCH_CONTENT_TYPE = "application/merge-patch+json"
-# NodeReader's nvml_status when the GPU collector raised (agent/node_reader.py).
+# NodeReader's nvml_status when the GPU collector raised (agent/sampling/node_reader.py).
 GPU_COLLECTOR_FAILED = "gpu collector failed"
 
 _LABEL_VALUE_MAX = 63
@@ -226,7 +226,7 @@ class NodeAnnotator:
 
     @property
     def api(self) -> Any:
-        """The Node API it talks through (`agent.kube.NodeApi` or a `CoreV1Api`; the agent reads
+        """The Node API it talks through (`agent.kube.client.NodeApi` or a `CoreV1Api`; the agent reads
         the Node's identity with it too)."""
         return self._api
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 from google.protobuf import json_format
 
-from aggregator.query_client import QueryClient, QueryClientError
+from aggregator.telemetry.query_client import QueryClient, QueryClientError
 from proto.telemetry.v1 import telemetry_pb2 as pb
 
 __all__ = ["register", "format_node_table", "format_node_detail"]

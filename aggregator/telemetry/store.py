@@ -10,8 +10,8 @@ not at all: an agent is only told "acked" after `write()` returned.
 from __future__ import annotations
 
 from aggregator.db import Database
-from aggregator.model import RollingFigures
-from aggregator.registry import NodeRecord, PendingWrite, SampleFigures, StoredEvent
+from aggregator.telemetry.model import RollingFigures
+from aggregator.telemetry.registry import NodeRecord, PendingWrite, SampleFigures, StoredEvent
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent

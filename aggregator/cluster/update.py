@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aggregator.cluster_patch import InvalidClusterDocument, apply_set, cluster_document_problems
-from aggregator.cluster_store import ClusterStore
-from aggregator.governance import Governance
+from aggregator.cluster.patch import InvalidClusterDocument, apply_set, cluster_document_problems
+from aggregator.cluster.store import ClusterStore
+from aggregator.governance.prechecks import Governance
 
 __all__ = ["ClusterUpdater", "UpdateRefused", "UpdateConflict", "PolicyBrokeDocument"]
 

@@ -12,8 +12,8 @@ from typing import Iterable
 
 import grpc
 
-from aggregator.model import NodeChange, NodeState, RollingFigures
-from aggregator.registry import NodeOverview, NodeRegistry
+from aggregator.telemetry.model import NodeChange, NodeState, RollingFigures
+from aggregator.telemetry.registry import NodeOverview, NodeRegistry
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc

@@ -43,7 +43,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from aggregator.model import NODE_STATUSES, NodeState
+from aggregator.telemetry.model import NODE_STATUSES, NodeState
 from proto.telemetry.v1.exposition import (
     METRIC_PREFIX,
     MetricsServer,

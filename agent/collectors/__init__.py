@@ -1,1 +1,0 @@
-"""One module per source of readings (gpu, host); the interfaces are in base.py."""

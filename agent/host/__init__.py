@@ -1,0 +1,1 @@
+"""The host through psutil and /proc, /sys: collector and pure parsers."""

@@ -1,0 +1,1 @@
+"""The agent's one long-lived gRPC stream to the aggregator."""

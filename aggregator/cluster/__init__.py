@@ -1,0 +1,1 @@
+"""The stored cluster document: store, `$set` patch, and the governed update."""

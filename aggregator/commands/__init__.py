@@ -1,0 +1,1 @@
+"""The `aios-aggregator` subcommands, one module each; each exposes `register(subparsers)`."""

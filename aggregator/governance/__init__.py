@@ -1,0 +1,1 @@
+"""Governance (pre-check) policies: the action -> policy map and running a pre-check."""

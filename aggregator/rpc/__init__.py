@@ -1,0 +1,1 @@
+"""The gRPC side: the server and its bearer-token interceptor."""

@@ -1,0 +1,1 @@
+"""The HTTP side: the FastAPI app, body parsing and the aggregator's /healthz."""
