@@ -14,7 +14,8 @@ Two kinds of jitter, chosen by the caller:
 from __future__ import annotations
 
 import random
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 __all__ = ["Backoff", "Jitter", "backoff_delay"]
 

@@ -15,7 +15,7 @@ import sys
 from agent.commands import annotate, inventory, metrics, run, sample
 from agent.commands.common import common_parser
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 _COMMANDS = (inventory, sample, annotate, run, metrics)
 

@@ -13,12 +13,13 @@ route the metrics server mounts at `/healthz`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 __all__ = [
-    "STUCK_AFTER_INTERVALS",
     "MIN_LIMIT_S",
+    "STUCK_AFTER_INTERVALS",
     "SamplerView",
     "health_document",
     "healthz_app",

@@ -44,18 +44,18 @@ from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
 __all__ = [
     "DEFAULT_METRICS_PORT",
+    "AgentCollector",
+    "AgentMetricsProviders",
+    "AgentMetricsState",
+    "AgentReadings",
     "MetricsConfigError",
     "MetricsServer",
     "StreamStatus",
-    "AgentReadings",
-    "AgentMetricsState",
-    "AgentMetricsProviders",
-    "AgentCollector",
     "agent_metric_families",
-    "build_agent_registry",
-    "serve_agent_metrics",
     "attach_agent_metrics",
+    "build_agent_registry",
     "metrics_port_from_env",
+    "serve_agent_metrics",
 ]
 
 DEFAULT_METRICS_PORT = 9402
@@ -74,7 +74,7 @@ class StreamStatus:
     dropped_samples_total: int = 0
 
     @classmethod
-    def from_stream_stats(cls, stats) -> "StreamStatus":
+    def from_stream_stats(cls, stats) -> StreamStatus:
         """From the stream client's stats (`connected`, `connects`, `dropped_samples`)."""
         return cls(
             connected=bool(stats.connected),

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
-__all__ = ["AuthError", "load_tokens", "token_matches", "bearer_token"]
+__all__ = ["AuthError", "bearer_token", "load_tokens", "token_matches"]
 
 
 class AuthError(Exception):

@@ -9,7 +9,7 @@ spreads their retries, while the floor of half the step keeps the growth.
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["retry_delay"]
 

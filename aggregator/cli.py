@@ -8,7 +8,7 @@ import sys
 
 from aggregator.commands import nodes, onboard, policy, policy_sidecar, serve
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,10 +9,11 @@ that need the API are off, which the caller logs once.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-__all__ = ["KubeUnavailable", "load_kube_client", "pod_namespace", "SERVICE_ACCOUNT_DIR"]
+__all__ = ["SERVICE_ACCOUNT_DIR", "KubeUnavailable", "load_kube_client", "pod_namespace"]
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 

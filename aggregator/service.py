@@ -21,34 +21,35 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.db import Database
+from aggregator.governance.failure_count import PolicyErrorCounter
 from aggregator.governance.prechecks import Governance, GovernanceError
-from aggregator.rpc.server import GrpcServer, TlsFiles, build_grpc_server
-from aggregator.web.healthz import healthz_router
-from aggregator.web.app import HttpServer, create_app
-from aggregator.telemetry.ingest import IngestService
 from aggregator.kube_client import KubeUnavailable, load_kube_client, pod_namespace
-from aggregator.telemetry.metrics import AggregatorMetricsProviders, build_aggregator_registry, metrics_router
-from aggregator.telemetry.store import NodeStore
-from aggregator.telemetry.node_watch import KubeNode, NodeWatcher, registry_matches
 from aggregator.onboarding.http_routes import enrollment_router
 from aggregator.onboarding.wiring import OnboardingParts, add_onboarding
 from aggregator.policies import PolicyConfig, open_policy
-from aggregator.governance.failure_count import PolicyErrorCounter
-from aggregator.telemetry.query_service import QueryService
-from aggregator.telemetry.registry import NodeRegistry
+from aggregator.rpc.server import GrpcServer, TlsFiles, build_grpc_server
 from aggregator.stability.grpc_service import add_stability_service
 from aggregator.stability.wiring import StabilityParts, build_stability
+from aggregator.telemetry.ingest import IngestService
+from aggregator.telemetry.metrics import AggregatorMetricsProviders, build_aggregator_registry, metrics_router
+from aggregator.telemetry.node_watch import KubeNode, NodeWatcher, registry_matches
+from aggregator.telemetry.query_service import QueryService
+from aggregator.telemetry.registry import NodeRegistry
+from aggregator.telemetry.store import NodeStore
+from aggregator.web.app import HttpServer, create_app
+from aggregator.web.healthz import healthz_router
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import NodeSample
 
-__all__ = ["ServeConfig", "Aggregator", "serve", "decode_sample"]
+__all__ = ["Aggregator", "ServeConfig", "decode_sample", "serve"]
 
 log = logging.getLogger(__name__)
 

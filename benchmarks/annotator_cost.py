@@ -115,7 +115,7 @@ def main() -> None:
 
     latencies, gets, patches, window = follow_latency(args.rounds, args.interval)
     print()
-    print(f"| sampling interval | GPU lost/back -> PATCH at server, median | max | rounds |")
+    print("| sampling interval | GPU lost/back -> PATCH at server, median | max | rounds |")
     print("|---|---|---|---|")
     print(f"| {args.interval:.2f} s | {statistics.median(latencies):.3f} s | {max(latencies):.3f} s | {len(latencies)} |")
     print()

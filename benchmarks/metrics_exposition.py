@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prometheus_client import generate_latest  # noqa: E402
+from prometheus_client import generate_latest
 
-from agent.metrics import AgentMetricsProviders, AgentMetricsState, StreamStatus, build_agent_registry  # noqa: E402
-from aggregator.telemetry.metrics import AggregatorMetricsProviders, StabilityVerdict, build_aggregator_registry  # noqa: E402
-from aggregator.telemetry.model import NodeState  # noqa: E402
-from proto.telemetry.v1.readings import GpuInventory, NodeInventory, NodeSample  # noqa: E402
-from tests.metrics_fixtures.readings import GPU0, HOST, INVENTORY, SAMPLE_1  # noqa: E402
+from agent.metrics import AgentMetricsProviders, AgentMetricsState, StreamStatus, build_agent_registry
+from aggregator.telemetry.metrics import AggregatorMetricsProviders, StabilityVerdict, build_aggregator_registry
+from aggregator.telemetry.model import NodeState
+from proto.telemetry.v1.readings import GpuInventory, NodeInventory, NodeSample
+from tests.metrics_fixtures.readings import GPU0, HOST, INVENTORY, SAMPLE_1
 
 NODE_COUNTS = (10, 100, 1000)
 

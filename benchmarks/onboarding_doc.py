@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aggregator.commands.onboard import write_document  # noqa: E402
-from aggregator.onboarding.document import node_entry, populate_document, with_node  # noqa: E402
-from aggregator.onboarding.validate import normalise_config, validate_config  # noqa: E402
-from proto.telemetry.v1.readings import DiskInfo, GpuInventory, HostInventory, NicInfo, NodeInventory  # noqa: E402
+from aggregator.commands.onboard import write_document
+from aggregator.onboarding.document import node_entry, populate_document, with_node
+from aggregator.onboarding.validate import normalise_config, validate_config
+from proto.telemetry.v1.readings import DiskInfo, GpuInventory, HostInventory, NicInfo, NodeInventory
 
 FEATURES = ("bf16", "fp16", "fp8", "int8", "tensor_cores", "tf32")
 CONFIG = {"id": "bench-cluster", "regionId": "r1", "config": {"useGateway": True},

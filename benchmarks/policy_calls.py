@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aggregator.policies import PolicyConfig, open_policy  # noqa: E402
+from aggregator.policies import PolicyConfig, open_policy
 
 TRIVIAL = """
 class AIOSv1PolicyRule:

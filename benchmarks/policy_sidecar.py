@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from aggregator.policies import PolicyConfig, open_policy  # noqa: E402
 from policy_calls import STABILITY, TRIVIAL, _package, nodes_data  # noqa: E402
+
+from aggregator.policies import PolicyConfig, open_policy  # noqa: E402
 
 
 def _free_port() -> int:

@@ -29,13 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aggregator.cluster.store import ClusterStore  # noqa: E402
-from aggregator.db import Database  # noqa: E402
-from aggregator.policies import PolicyConfig  # noqa: E402
-from aggregator.stability.checker import StabilityChecker, policy_opener  # noqa: E402
-from aggregator.stability.verdicts import VerdictStore  # noqa: E402
-from proto.telemetry.v1.readings import HealthEvent  # noqa: E402
-from tests.stability_support import InProcessRegistry, node_state  # noqa: E402
+from aggregator.cluster.store import ClusterStore
+from aggregator.db import Database
+from aggregator.policies import PolicyConfig
+from aggregator.stability.checker import StabilityChecker, policy_opener
+from aggregator.stability.verdicts import VerdictStore
+from proto.telemetry.v1.readings import HealthEvent
+from tests.stability_support import InProcessRegistry, node_state
 
 
 class TimedChecker(StabilityChecker):

@@ -21,8 +21,8 @@ def proto_files(root: Path = ROOT) -> list[Path]:
 
 
 def generate(out_dir: Path, root: Path = ROOT) -> None:
-    from grpc_tools import protoc  # imported late: only the generator needs it
     import grpc_tools
+    from grpc_tools import protoc  # imported late: only the generator needs it
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     for proto in proto_files(root):

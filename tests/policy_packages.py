@@ -8,12 +8,12 @@ import tarfile
 import textwrap
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
-__all__ = ["policy_source", "write_directory", "write_zip", "write_tar", "write_package", "StandIn", "Recorded"]
+__all__ = ["Recorded", "StandIn", "policy_source", "write_directory", "write_package", "write_tar", "write_zip"]
 
 
 def policy_source(body: str) -> str:

@@ -13,8 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import grpc
 
@@ -80,7 +80,7 @@ class AggregatorProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, env: dict[str, str] | None = None) -> "AggregatorProcess":
+    def start(self, env: dict[str, str] | None = None) -> AggregatorProcess:
         """`env`: the whole environment (default `base_env()`)."""
         ready = self.tmp / f"ready-{self.starts}.json"
         self.starts += 1

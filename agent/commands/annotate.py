@@ -21,14 +21,15 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, Mapping, TextIO
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 from agent.kube.annotator import GpusUnknown, NodeAnnotator, desired_metadata, metadata_patch
+from agent.kube.client import KubeApiError, KubeConfigError, NodeApi, load_api_client, node_id_from, read_node_identity
 from agent.kube.identity import local_node_identity
 from agent.sampling.node_reader import NodeReader, open_node_reader
-from agent.kube.client import KubeApiError, KubeConfigError, NodeApi, load_api_client, node_id_from, read_node_identity
 
-__all__ = ["register", "add_arguments", "run"]
+__all__ = ["add_arguments", "register", "run"]
 
 log = logging.getLogger(__name__)
 

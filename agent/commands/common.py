@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from agent.kube.identity import local_node_identity
 from agent.sampling.node_reader import NodeReader, open_node_reader
 
-__all__ = ["common_parser", "interval_seconds", "port_number", "open_reader_from_args", "print_json", "to_jsonable"]
+__all__ = ["common_parser", "interval_seconds", "open_reader_from_args", "port_number", "print_json", "to_jsonable"]
 
 
 def interval_seconds(text: str) -> float:

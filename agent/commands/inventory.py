@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from agent.kube.annotation import ANNOTATION_KEY, gpu_annotation_value
 from agent.commands.common import open_reader_from_args, print_json, to_jsonable
+from agent.kube.annotation import ANNOTATION_KEY, gpu_annotation_value
 from proto.telemetry.v1.readings import NodeInventory
 
-__all__ = ["register", "inventory_document"]
+__all__ = ["inventory_document", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

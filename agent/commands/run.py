@@ -27,17 +27,17 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from agent.kube.annotator import NodeAnnotator, open_node_annotator
 from agent.commands.common import interval_seconds, port_number
-from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
-from agent.kube.identity import local_node_identity
+from agent.kube.annotator import NodeAnnotator, open_node_annotator
 from agent.kube.client import KubeApiError, NodeIdentity, node_id_from, read_node_identity
+from agent.kube.identity import local_node_identity
 from agent.liveness import SamplerView, health_document, healthz_app
 from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, metrics_port_from_env
+from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.sampling.node_reader import open_node_reader
 from agent.stream.client import StreamConfig, TelemetryStream
 
-__all__ = ["register", "run", "load_token", "agent_version", "resolve_node_identity", "identity_mismatch"]
+__all__ = ["agent_version", "identity_mismatch", "load_token", "register", "resolve_node_identity", "run"]
 
 log = logging.getLogger(__name__)
 

@@ -38,13 +38,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from agent.sampling.collector import GpuCollector, GpuReport
 from agent.gpu.features import describe_capability
-from agent.gpu.throttle import decode_clock_event_reasons
-from agent.gpu.xid import describe_xid
 from agent.gpu.nvml_backend import (
     NvmlError,
     NvmlGpuLost,
@@ -53,6 +51,9 @@ from agent.gpu.nvml_backend import (
     NvmlUnavailable,
     open_nvml,
 )
+from agent.gpu.throttle import decode_clock_event_reasons
+from agent.gpu.xid import describe_xid
+from agent.sampling.collector import GpuCollector, GpuReport
 from proto.telemetry.v1.readings import (
     GpuInventory,
     GpuSample,
@@ -62,11 +63,11 @@ from proto.telemetry.v1.readings import (
 )
 
 __all__ = [
-    "open_gpu_collector",
-    "NvmlGpuCollector",
-    "NullGpuCollector",
-    "RetryingGpuCollector",
     "LIBRARY_ENV",
+    "NullGpuCollector",
+    "NvmlGpuCollector",
+    "RetryingGpuCollector",
+    "open_gpu_collector",
 ]
 
 log = logging.getLogger(__name__)
@@ -539,7 +540,7 @@ class NvmlGpuCollector:
             try:
                 listener(event)
                 return
-            except Exception:  # noqa: BLE001 - the event must not be lost: the next sample carries it
+            except Exception:
                 log.exception("health event listener failed; the event goes with the next sample")
         self._events.append(event)
 

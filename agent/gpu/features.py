@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ArchitectureFacts", "architecture_for", "features_for", "describe_capability"]
+__all__ = ["ArchitectureFacts", "architecture_for", "describe_capability", "features_for"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def features_for(cc: tuple[int, int]) -> tuple[str, ...]:
     """Features implied by a compute capability, in a fixed order."""
     if architecture_for(cc) == "unknown":
         return ()
-    major, minor = cc
+    major, _minor = cc
     features: list[str] = ["fp32"]
     if cc in _FP64_HPC:
         features.append("fp64")

@@ -19,20 +19,21 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
-    "NvmlError",
-    "NvmlUnavailable",
-    "NvmlNotSupported",
-    "NvmlGpuLost",
-    "NvmlSession",
-    "MigInfo",
-    "XidEvent",
-    "NvmlEventWaiter",
-    "open_nvml",
     "STATUS_OK",
+    "MigInfo",
+    "NvmlError",
+    "NvmlEventWaiter",
+    "NvmlGpuLost",
+    "NvmlNotSupported",
+    "NvmlSession",
+    "NvmlUnavailable",
+    "XidEvent",
+    "open_nvml",
 ]
 
 T = TypeVar("T")
@@ -305,7 +306,7 @@ class NvmlSession:
 
     # ---------------------------------------------------------- events
 
-    def event_waiter(self) -> "NvmlEventWaiter":
+    def event_waiter(self) -> NvmlEventWaiter:
         return NvmlEventWaiter(_call(_nv.nvmlEventSetCreate))
 
     def close(self) -> None:

@@ -31,9 +31,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import psutil
 
@@ -58,7 +58,7 @@ from agent.host.parse import (
 )
 from proto.telemetry.v1.readings import DiskInfo, HostInventory, HostSample, NicInfo, NicRate
 
-__all__ = ["PsutilHostCollector", "EWMA_WINDOWS_S"]
+__all__ = ["EWMA_WINDOWS_S", "PsutilHostCollector"]
 
 EWMA_WINDOWS_S = (60.0, 300.0, 900.0)
 _MB = 1024 * 1024

@@ -12,26 +12,26 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
+    "SECTOR_BYTES",
+    "CpuTimes",
+    "DiskCounters",
+    "Ewma",
     "HostParseError",
     "LoadAvg",
-    "CpuTimes",
-    "ProcStat",
-    "DiskCounters",
     "NetCounters",
-    "parse_loadavg",
-    "parse_proc_stat",
-    "parse_key_value_counters",
+    "ProcStat",
+    "cpu_busy_percent",
+    "is_virtual_nic_name",
+    "is_whole_disk_name",
+    "parse_cpu_list",
     "parse_diskstats",
+    "parse_key_value_counters",
+    "parse_link_speed",
+    "parse_loadavg",
     "parse_net_dev",
     "parse_os_release",
-    "parse_link_speed",
-    "parse_cpu_list",
-    "is_whole_disk_name",
-    "is_virtual_nic_name",
-    "cpu_busy_percent",
+    "parse_proc_stat",
     "per_second",
-    "Ewma",
-    "SECTOR_BYTES",
 ]
 
 # /proc/diskstats counts 512-byte sectors whatever the device's real sector size.
@@ -142,7 +142,7 @@ def parse_key_value_counters(text: str, keys: frozenset[str] | set[str], where: 
     """
     found: dict[str, int] = {}
     for key in keys:
-        match = re.search(r"^%s:?[ \t]+(\S+)" % re.escape(key), text, re.MULTILINE)
+        match = re.search(rf"^{re.escape(key)}:?[ \t]+(\S+)", text, re.MULTILINE)
         if match is None:
             raise HostParseError(f"{where}: missing {key}")
         try:

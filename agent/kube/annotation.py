@@ -8,7 +8,7 @@ Consumers ignore other keys, so we add a few that help operators.
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 from proto.telemetry.v1.readings import GpuInventory
 

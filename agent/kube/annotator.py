@@ -26,11 +26,12 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from agent.kube.annotation import ANNOTATION_KEY, gpu_annotation_value
 from agent.backoff import Backoff  # re-exported: callers pass one in
+from agent.kube.annotation import ANNOTATION_KEY, gpu_annotation_value
 from agent.kube.client import (
     KubeApiError,
     KubeConfigError,
@@ -44,19 +45,19 @@ from proto.telemetry.v1.readings import NodeInventory
 
 __all__ = [
     "LABEL_PREFIX",
-    "OWNED_LABELS",
     "OWNED_ANNOTATIONS",
+    "OWNED_LABELS",
     "PATCH_CONTENT_TYPE",
-    "NodeGpuMetadata",
-    "label_value",
-    "desired_metadata",
-    "owned_metadata",
-    "metadata_patch",
-    "Backoff",
     "AnnotatorStatus",
+    "Backoff",
     "GpusUnknown",
     "NodeAnnotator",
+    "NodeGpuMetadata",
+    "desired_metadata",
+    "label_value",
+    "metadata_patch",
     "open_node_annotator",
+    "owned_metadata",
 ]
 
 log = logging.getLogger(__name__)
@@ -281,7 +282,7 @@ class NodeAnnotator:
             self._wake.clear()
             try:
                 delay = self._step()
-            except Exception:  # noqa: BLE001 - a bug here must not kill the agent's annotator
+            except Exception:
                 log.exception("node annotator: unexpected failure; retrying")
                 delay = self._backoff.next_delay()
             self._wake.wait(delay)
@@ -357,7 +358,7 @@ class NodeAnnotator:
     def _read(self) -> NodeGpuMetadata:
         try:
             node = self._api.read_node(self.node_name, _request_timeout=self._request_timeout_s)
-        except Exception as exc:  # noqa: BLE001 - classified into one clear sentence
+        except Exception as exc:
             raise api_error(exc, verb="get", node_name=self.node_name, timeout_s=self._request_timeout_s) from exc
         metadata = node.metadata
         self._status = replace(
@@ -372,7 +373,7 @@ class NodeAnnotator:
             self._api.patch_node(
                 self.node_name, patch, _content_type=PATCH_CONTENT_TYPE, _request_timeout=self._request_timeout_s
             )
-        except Exception as exc:  # noqa: BLE001 - classified into one clear sentence
+        except Exception as exc:
             raise api_error(exc, verb="patch", node_name=self.node_name, timeout_s=self._request_timeout_s) from exc
         self._status = replace(self._status, patches=self._status.patches + 1)
 
@@ -383,7 +384,7 @@ def _gpus_unknown(inventory: NodeInventory) -> bool:
 
 def _summary(patch: dict) -> str:
     parts = []
-    for section, changes in patch["metadata"].items():
+    for _section, changes in patch["metadata"].items():
         for key, value in changes.items():
             shown = "(removed)" if value is None else (value if len(value) <= 60 else value[:57] + "...")
             parts.append(f"{key}={shown}")

@@ -20,21 +20,22 @@ Errors from the API are turned into one readable sentence here
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
-    "KubeError",
-    "KubeConfigError",
-    "KubeApiError",
-    "NodeIdentity",
     "NODE_ID_LABEL",
-    "load_api_client",
+    "KubeApiError",
+    "KubeConfigError",
+    "KubeError",
     "NodeApi",
+    "NodeIdentity",
+    "describe_api_error",
+    "load_api_client",
     "node_id_from",
     "read_node_identity",
-    "describe_api_error",
 ]
 
 NODE_ID_LABEL = "nodeID"
@@ -162,7 +163,7 @@ def read_node_identity(
     """Read the Node once and derive its id; raises `KubeApiError` when it cannot."""
     try:
         node = core_v1.read_node(node_name, _request_timeout=request_timeout_s)
-    except Exception as exc:  # noqa: BLE001 - classified below
+    except Exception as exc:
         raise api_error(exc, verb="get", node_name=node_name, timeout_s=request_timeout_s) from exc
     return node_id_from(node.metadata.labels, node_name, env)
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from proto.telemetry.v1.readings import (
     CollectorStatus,
@@ -20,7 +21,7 @@ from proto.telemetry.v1.readings import (
     HostSample,
 )
 
-__all__ = ["GpuReport", "GpuCollector", "HostCollector", "run_isolated"]
+__all__ = ["GpuCollector", "GpuReport", "HostCollector", "run_isolated"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,7 +68,7 @@ def run_isolated(
     start = clock()
     try:
         result = fn()
-    except Exception as exc:  # noqa: BLE001 - isolation is the point
+    except Exception as exc:
         duration = clock() - start
         log.warning("collector %s failed: %s", name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         return None, CollectorStatus(name, False, duration, f"{type(exc).__name__}: {exc}")

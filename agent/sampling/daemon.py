@@ -26,15 +26,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
-__all__ = ["Reader", "Sink", "AgentDaemon", "DEFAULT_INTERVAL_S", "interval_from_env"]
+__all__ = ["DEFAULT_INTERVAL_S", "AgentDaemon", "Reader", "Sink", "interval_from_env"]
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class AgentDaemon:
         """A health event to deliver now, not with the next sample (any thread)."""
         try:
             self.sink.send_health(event)
-        except Exception:  # noqa: BLE001 - the observers still hear of it
+        except Exception:
             log.exception("sending health event %s failed", event.kind)
         with self._lock_counters:
             self.counters.pushed_health_events += 1
@@ -166,7 +167,7 @@ class AgentDaemon:
     def _tick(self) -> None:
         try:
             sample = self.reader.sample()
-        except Exception:  # noqa: BLE001 - the reader isolates collectors; this is a last guard
+        except Exception:
             self.counters.sample_failures += 1
             log.exception("sampling failed")
             return
@@ -182,7 +183,7 @@ class AgentDaemon:
     def _refresh_inventory(self) -> None:
         try:
             inventory = self.reader.inventory()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("reading the inventory failed")
             return
         if inventory != self._inventory:
@@ -196,7 +197,7 @@ class AgentDaemon:
         for observer in list(observers):
             try:
                 observer(value)
-            except Exception:  # noqa: BLE001 - an observer never stops sampling
+            except Exception:
                 log.exception("observer %r failed", observer)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from agent.sampling.collector import GpuCollector, HostCollector, run_isolated
 from proto.telemetry.v1.readings import CollectorStatus, HealthEvent, NodeInventory, NodeSample
@@ -93,7 +93,7 @@ class NodeReader:
             except Exception as exc:  # noqa: BLE001 - closing one must not leak the other
                 log.warning("closing collector %s failed: %s", collector.name, exc)
 
-    def __enter__(self) -> "NodeReader":
+    def __enter__(self) -> NodeReader:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -26,9 +26,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import grpc
 
@@ -38,7 +38,7 @@ from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
-__all__ = ["StreamConfig", "StreamStats", "TelemetryStream", "CHANNEL_OPTIONS"]
+__all__ = ["CHANNEL_OPTIONS", "StreamConfig", "StreamStats", "TelemetryStream"]
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ class TelemetryStream:
                 log.log(level, "stream to %s ended: %s: %s", self.config.address, e.code().name, e.details())
             except asyncio.InvalidStateError:  # grpc.aio: a write after the call had already ended
                 log.warning("stream to %s ended before a message could be written", self.config.address)
-            except Exception:  # noqa: BLE001 - the stream must come back whatever broke it
+            except Exception:
                 log.exception("stream to %s failed", self.config.address)
             finally:
                 with self._lock:
@@ -340,7 +340,7 @@ class TelemetryStream:
                 if self._on_instruction is not None:
                     try:
                         self._on_instruction(reply.instruction)
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         log.exception("handling an instruction failed")
         # (a non-OK status raises AioRpcError out of the loop above)
         log.info("aggregator closed the stream")

@@ -9,9 +9,11 @@ refused, as are two paths where one is a prefix of the other (ambiguous).
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+import itertools
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["ClusterPatchError", "InvalidClusterDocument", "validate_set", "apply_set", "cluster_document_problems"]
+__all__ = ["ClusterPatchError", "InvalidClusterDocument", "apply_set", "cluster_document_problems", "validate_set"]
 
 
 class ClusterPatchError(ValueError):
@@ -44,7 +46,7 @@ def validate_set(changes: Any) -> dict[str, Any]:
         if any(part == "" for part in path.split(".")):
             raise ClusterPatchError(f"{path!r}: empty segment in the field path")
     ordered = sorted(changes)
-    for shorter, longer in zip(ordered, ordered[1:]):
+    for shorter, longer in itertools.pairwise(ordered):
         if longer.startswith(shorter + "."):
             raise ClusterPatchError(f"updating {longer!r} would conflict with updating {shorter!r}")
     return changes

@@ -15,7 +15,7 @@ from aggregator.cluster.patch import InvalidClusterDocument, apply_set, cluster_
 from aggregator.cluster.store import ClusterStore
 from aggregator.governance.prechecks import Governance
 
-__all__ = ["ClusterUpdater", "UpdateRefused", "UpdateConflict", "PolicyBrokeDocument"]
+__all__ = ["ClusterUpdater", "PolicyBrokeDocument", "UpdateConflict", "UpdateRefused"]
 
 
 class UpdateRefused(Exception):

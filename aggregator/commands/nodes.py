@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from google.protobuf import json_format
 
 from aggregator.telemetry.query_client import QueryClient, QueryClientError
 from proto.telemetry.v1 import telemetry_pb2 as pb
 
-__all__ = ["register", "format_node_table", "format_node_detail"]
+__all__ = ["format_node_detail", "format_node_table", "register"]
 
 _STATUS = {
     pb.NODE_STATUS_HEALTHY: "healthy",

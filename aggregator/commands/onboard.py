@@ -22,8 +22,9 @@ import os
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TextIO
 
 from aggregator.auth import AuthError, load_tokens
 from aggregator.onboarding.document import populate_document
@@ -40,7 +41,7 @@ from aggregator.onboarding.parser_client import ParserClient
 from aggregator.onboarding.sources import read_from_aggregator, read_kube_nodes, store_in_aggregator
 from aggregator.onboarding.validate import load_config
 
-__all__ = ["register", "add_arguments", "run", "main", "write_document"]
+__all__ = ["add_arguments", "main", "register", "run", "write_document"]
 
 EXIT_OK, EXIT_PARSER, EXIT_INVALID, EXIT_NO_NODES = 0, 1, 2, 3
 

@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 from aggregator.auth import AuthError, load_tokens
-from aggregator.web.app import serve_http
 from aggregator.policies import PolicyConfig, PolicyError, open_policy
 from aggregator.policies.sidecar_server import DEFAULT_IDLE_CLOSE_S, HandleRegistry, create_sidecar_app
+from aggregator.web.app import serve_http
 
 __all__ = ["register", "run"]
 

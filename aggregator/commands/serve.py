@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from aggregator.auth import AuthError, load_tokens
-from aggregator.rpc.server import TlsFiles
 from aggregator.policies import PolicyConfigError
+from aggregator.rpc.server import TlsFiles
 from aggregator.service import ServeConfig, serve
 from aggregator.stability.checker import ConfigError as StabilityConfigError
 

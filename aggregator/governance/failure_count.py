@@ -9,7 +9,8 @@ starts at 0 with the process, as a Prometheus counter does.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aggregator.policies import PolicyError
 

@@ -17,19 +17,20 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from aggregator.db import Database
 from aggregator.policies import PolicyError, PolicyHandle
 
 __all__ = [
     "ACTIONS",
+    "Governance",
     "GovernanceError",
-    "UnknownAction",
     "InvalidPolicyMap",
     "PrecheckVerdict",
-    "Governance",
+    "UnknownAction",
 ]
 
 log = logging.getLogger(__name__)

@@ -29,26 +29,27 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from proto.telemetry.v1.readings import NodeInventory, NodeSample
 
 __all__ = [
-    "MB",
     "GPU_ANNOTATION",
+    "MB",
     "NODE_ID_LABEL",
-    "node_entry",
-    "unmeasured_fields",
+    "KubeNodeReading",
     "cluster_totals",
-    "populate_document",
     "document_node_ids",
+    "kube_node_entry",
+    "node_entry",
+    "parse_quantity",
+    "populate_document",
+    "unmeasured_fields",
     "with_node",
     "without_node",
-    "KubeNodeReading",
-    "kube_node_entry",
-    "parse_quantity",
 ]
 
 MB = 1024 * 1024

@@ -35,16 +35,17 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from aggregator.backoff import retry_delay
 from aggregator.cluster.store import ClusterStore, UnknownCluster
-from aggregator.telemetry.model import NodeChange, NodeState
 from aggregator.onboarding.document import document_node_ids, node_entry, with_node, without_node
 from aggregator.onboarding.errors import ParserFailed, ParserRefused, ParserUnreachable
+from aggregator.telemetry.model import NodeChange, NodeState
 
-__all__ = ["Enrollment", "EnrollmentRecord", "OUTCOMES"]
+__all__ = ["OUTCOMES", "Enrollment", "EnrollmentRecord"]
 
 log = logging.getLogger(__name__)
 

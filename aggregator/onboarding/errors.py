@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 __all__ = [
-    "OnboardingError",
     "ConfigInvalid",
     "NodeSourceUnavailable",
+    "OnboardingError",
     "ParserError",
-    "ParserRefused",
     "ParserFailed",
+    "ParserRefused",
     "ParserUnreachable",
 ]
 

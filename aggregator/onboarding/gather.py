@@ -7,8 +7,8 @@ what it cannot know named as not measured) and tells which Nodes lack the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from aggregator.onboarding.document import kube_node_entry, node_entry, unmeasured_fields
 from aggregator.onboarding.sources import MeasuredNode

@@ -15,17 +15,16 @@ from __future__ import annotations
 import json
 import logging
 import random
-import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from aggregator.backoff import retry_delay
 from aggregator.onboarding.errors import ParserFailed, ParserRefused, ParserUnreachable
 
-__all__ = ["ParserAnswer", "ParserClient", "wrap_spec", "TEMPLATE_URI"]
+__all__ = ["TEMPLATE_URI", "ParserAnswer", "ParserClient", "wrap_spec"]
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ class ParserClient:
                     return self._read_success(response.status, response.read())
             except urllib.error.HTTPError as e:
                 return self._raise_for_answer(e.code, e.read())
-            except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as e:
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
                 reason = getattr(e, "reason", e)
                 last_error = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
                 log.warning("POST %s: attempt %d/%d failed: %s", url, attempt, self._attempts, last_error)

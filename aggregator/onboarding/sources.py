@@ -19,7 +19,7 @@ from proto.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from proto.telemetry.v1.convert import inventory_from_pb, sample_from_pb
 from proto.telemetry.v1.readings import NodeInventory, NodeSample
 
-__all__ = ["MeasuredNode", "read_from_aggregator", "store_in_aggregator", "read_kube_nodes"]
+__all__ = ["MeasuredNode", "read_from_aggregator", "read_kube_nodes", "store_in_aggregator"]
 
 # codes meaning "nobody answers there": fall back to Kubernetes
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)

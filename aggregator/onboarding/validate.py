@@ -22,12 +22,12 @@ from typing import Any
 from aggregator.onboarding.errors import ConfigInvalid
 
 __all__ = [
-    "ConfigProblem",
     "REQUIRED_FIELDS",
+    "ConfigProblem",
+    "load_config",
+    "normalise_config",
     "parse_config_text",
     "validate_config",
-    "normalise_config",
-    "load_config",
 ]
 
 REQUIRED_FIELDS = ("id", "regionId", "config", "nodes", "clusterMetadata")

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 from aggregator.policies.errors import PolicyConfigError
 
-__all__ = ["PolicyConfig", "EXECUTION_MODES"]
+__all__ = ["EXECUTION_MODES", "PolicyConfig"]
 
 EXECUTION_MODES = ("local", "remote")
 
@@ -72,7 +72,7 @@ class PolicyConfig:
         if not self.executor_host_url:
             raise PolicyConfigError("remote policy execution needs POLICY_EXECUTOR_HOST_URL")
 
-    def with_overrides(self, **changes) -> "PolicyConfig":
+    def with_overrides(self, **changes) -> PolicyConfig:
         return replace(self, **changes)
 
     @classmethod
@@ -81,7 +81,7 @@ class PolicyConfig:
         env: Mapping[str, str] | None = None,
         cluster_config: Mapping | None = None,
         **overrides,
-    ) -> "PolicyConfig":
+    ) -> PolicyConfig:
         """Build from the environment and the cluster document's `config` object."""
         env = os.environ if env is None else env
         cluster_config = cluster_config or {}

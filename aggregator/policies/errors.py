@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PolicyError", "PolicyLoadError", "PolicyConfigError"]
+__all__ = ["PolicyConfigError", "PolicyError", "PolicyLoadError"]
 
 
 class PolicyError(Exception):

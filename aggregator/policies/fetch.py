@@ -23,7 +23,7 @@ from pathlib import Path
 from aggregator.policies.archive import extract_archive
 from aggregator.policies.errors import PolicyLoadError
 
-__all__ = ["FetchError", "FetchedPackage", "fetch_package", "is_package_location", "download"]
+__all__ = ["FetchError", "FetchedPackage", "download", "fetch_package", "is_package_location"]
 
 _ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar.xz", ".txz")
 

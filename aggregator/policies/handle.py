@@ -29,7 +29,7 @@ class PolicyHandle(abc.ABC):
     def close(self) -> None:
         """Release the worker or connection; idempotent."""
 
-    def __enter__(self) -> "PolicyHandle":
+    def __enter__(self) -> PolicyHandle:
         return self
 
     def __exit__(self, *exc_info) -> None:

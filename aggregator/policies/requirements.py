@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aggregator.policies.errors import PolicyLoadError
 
-__all__ = ["RequirementsError", "install_requirements", "REQUIREMENTS_FILE"]
+__all__ = ["REQUIREMENTS_FILE", "RequirementsError", "install_requirements"]
 
 REQUIREMENTS_FILE = "requirements.txt"
 _MARKER = ".aios-requirements.sha256"

@@ -24,7 +24,7 @@ from aggregator.policies.errors import PolicyConfigError, PolicyError, PolicyLoa
 from aggregator.policies.handle import PolicyHandle
 from aggregator.policies.http_json import HttpJsonError, request_json
 
-__all__ = ["SidecarPolicy", "ERROR_KINDS"]
+__all__ = ["ERROR_KINDS", "SidecarPolicy"]
 
 # error_kind on the wire -> the exception raised here
 ERROR_KINDS: dict[str, type[PolicyError]] = {

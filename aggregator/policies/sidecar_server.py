@@ -31,19 +31,20 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from aggregator.web.app import ApiError, Tokens, install_error_handlers, read_json_body, require_token
 from aggregator.policies.config import PolicyConfig
 from aggregator.policies.errors import PolicyConfigError, PolicyError, PolicyLoadError
 from aggregator.policies.handle import PolicyHandle
+from aggregator.web.app import ApiError, Tokens, install_error_handlers, read_json_body, require_token
 
-__all__ = ["PolicyKey", "HandleRegistry", "create_sidecar_app", "error_kind", "DEFAULT_IDLE_CLOSE_S"]
+__all__ = ["DEFAULT_IDLE_CLOSE_S", "HandleRegistry", "PolicyKey", "create_sidecar_app", "error_kind"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class PolicyKey:
     parameters_json: str
 
     @classmethod
-    def of(cls, handle_id: str, source: str, settings: dict, parameters: dict) -> "PolicyKey":
+    def of(cls, handle_id: str, source: str, settings: dict, parameters: dict) -> PolicyKey:
         return cls(handle_id, source, _canonical(settings), _canonical(parameters))
 
     @property

@@ -16,7 +16,7 @@ from aggregator.policies.errors import PolicyLoadError
 from aggregator.policies.fetch import is_package_location
 from aggregator.policies.http_json import HttpJsonError, request_json
 
-__all__ = ["ResolvedSource", "resolve_source", "is_policy_rule_uri", "lookup_policy"]
+__all__ = ["ResolvedSource", "is_policy_rule_uri", "lookup_policy", "resolve_source"]
 
 # {name}:{version}-{release_tag}; names are dotted (aiosv1.policies.x.add-node:v0.0.12-stable)
 _URI = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*:[A-Za-z0-9._\-]+$")

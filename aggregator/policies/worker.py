@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aggregator.policies.errors import PolicyError
 
-__all__ = ["WorkerSpec", "WorkerProcess", "WorkerFailure"]
+__all__ = ["WorkerFailure", "WorkerProcess", "WorkerSpec"]
 
 log = logging.getLogger(__name__)
 

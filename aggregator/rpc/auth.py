@@ -7,13 +7,13 @@ health service, which Kubernetes probes call without credentials.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import grpc
 
 from aggregator.auth import bearer_token, token_matches
 
-__all__ = ["BearerTokenInterceptor", "UNAUTHENTICATED_PREFIXES"]
+__all__ = ["UNAUTHENTICATED_PREFIXES", "BearerTokenInterceptor"]
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,7 +24,7 @@ from aggregator.telemetry.query_service import QueryService
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 
-__all__ = ["TlsFiles", "GrpcServer", "build_grpc_server", "KEEPALIVE_OPTIONS"]
+__all__ = ["KEEPALIVE_OPTIONS", "GrpcServer", "TlsFiles", "build_grpc_server"]
 
 QUERY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TelemetryQuery"].full_name
 

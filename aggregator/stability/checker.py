@@ -22,27 +22,28 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from aggregator.cluster.store import ClusterStore, UnknownCluster
-from aggregator.telemetry.model import NodeChange, NodeState
 from aggregator.stability.nodes_data import ThrottleTracker, build_nodes_data
 from aggregator.stability.verdicts import Verdict, VerdictStore
+from aggregator.telemetry.model import NodeChange, NodeState
 
 __all__ = [
+    "DEFAULT_INTERVAL_S",
     "DEFAULT_POLICY_DIR",
     "DEFAULT_POLICY_URI",
-    "DEFAULT_INTERVAL_S",
-    "StabilityChecker",
-    "PolicySelection",
-    "select_policy",
     "ConfigError",
-    "interval_from_env",
+    "PolicySelection",
+    "StabilityChecker",
     "Transition",
+    "interval_from_env",
     "policy_opener",
+    "select_policy",
 ]
 
 log = logging.getLogger(__name__)

@@ -24,13 +24,13 @@ in force with how long they have lasted (see `ThrottleTracker`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from aggregator.telemetry.model import NodeState
 from proto.telemetry.v1.readings import GpuInventory, GpuSample, HealthEvent
 
-__all__ = ["build_nodes_data", "build_node_entry", "ThrottleTracker", "ThrottleKey", "healthy_node_ids"]
+__all__ = ["ThrottleKey", "ThrottleTracker", "build_node_entry", "build_nodes_data", "healthy_node_ids"]
 
 # (node_id, gpu_index, reason)
 ThrottleKey = tuple[str, int, str]

@@ -16,20 +16,21 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Protocol
 
 from aggregator.backoff import retry_delay
 from aggregator.stability.checker import Transition
 
 __all__ = [
-    "transition_payload",
-    "NotificationSink",
-    "WebhookSink",
     "KubernetesEventSink",
     "NotificationDispatcher",
+    "NotificationSink",
     "NotifyError",
+    "WebhookSink",
     "dispatcher_from_env",
+    "transition_payload",
 ]
 
 log = logging.getLogger(__name__)

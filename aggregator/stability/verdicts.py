@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from aggregator.db import Database
 
-__all__ = ["Verdict", "VerdictStore", "OUTCOMES"]
+__all__ = ["OUTCOMES", "Verdict", "VerdictStore"]
 
 # stable / unstable: the policy's answer; error: the policy (or its loading)
 # failed, and `error` says why. An error is never reported as stable.

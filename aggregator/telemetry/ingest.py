@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 
 from aggregator.telemetry import wire_checks
-from aggregator.telemetry.store import NodeStore
 from aggregator.telemetry.registry import NodeRegistry, UnknownNode
+from aggregator.telemetry.store import NodeStore
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import NodeInventory
 
-__all__ = ["IngestService", "Rejected", "decode_agent_message", "INGEST_SERVICE_NAME"]
+__all__ = ["INGEST_SERVICE_NAME", "IngestService", "Rejected", "decode_agent_message"]
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +334,7 @@ class IngestService:
             await asyncio.sleep(every_s)
             try:
                 removed = await asyncio.to_thread(self.store.prune_events, keep_per_node)
-            except Exception:  # noqa: BLE001 - retried at the next round
+            except Exception:
                 log.exception("pruning old health events failed")
                 continue
             if removed:

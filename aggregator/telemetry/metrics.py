@@ -53,12 +53,12 @@ from proto.telemetry.v1.exposition import (
 )
 
 __all__ = [
+    "AggregatorCollector",
+    "AggregatorMetricsProviders",
     "StabilityVerdict",
     "VerdictLike",
-    "AggregatorMetricsProviders",
-    "AggregatorCollector",
-    "cluster_metric_families",
     "build_aggregator_registry",
+    "cluster_metric_families",
     "metrics_router",
     "serve_aggregator_metrics",
 ]

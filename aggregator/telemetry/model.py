@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
-__all__ = ["NODE_STATUSES", "NODE_CHANGE_KINDS", "RollingFigures", "NodeState", "NodeChange"]
+__all__ = ["NODE_CHANGE_KINDS", "NODE_STATUSES", "NodeChange", "NodeState", "RollingFigures"]
 
 # healthy: reporting, no open GPU problem; unhealthy: reporting with a health
 # problem (lost GPU, fatal XID, ...); stale: missed too many intervals.

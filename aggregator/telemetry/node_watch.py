@@ -28,8 +28,9 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from urllib3.exceptions import ReadTimeoutError
 
@@ -93,7 +94,7 @@ class NodeWatcher:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> "NodeWatcher":
+    def start(self) -> NodeWatcher:
         self._thread.start()
         return self
 
@@ -198,7 +199,7 @@ class NodeWatcher:
     def _deleted(self, node: KubeNode) -> None:
         try:
             self._on_deleted(node)
-        except Exception:  # noqa: BLE001 - one failed removal must not stop the watch
+        except Exception:
             log.exception("removing node %s after its deletion failed", node.node_id)
 
 

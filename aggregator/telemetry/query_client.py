@@ -11,7 +11,7 @@ from aggregator.auth import AuthError, load_tokens
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 
-__all__ = ["QueryClientError", "QueryClient", "DEFAULT_ADDRESS"]
+__all__ = ["DEFAULT_ADDRESS", "QueryClient", "QueryClientError"]
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
@@ -63,7 +63,7 @@ class QueryClient:
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> "QueryClient":
+    def __enter__(self) -> QueryClient:
         return self
 
     def __exit__(self, *exc) -> None:

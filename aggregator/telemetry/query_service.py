@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 import grpc
 
@@ -19,12 +19,12 @@ from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 
 __all__ = [
-    "QueryService",
-    "summary_pb",
-    "detail_pb",
-    "cluster_summary_pb",
-    "rolling_pb",
     "STATUS_TO_PB",
+    "QueryService",
+    "cluster_summary_pb",
+    "detail_pb",
+    "rolling_pb",
+    "summary_pb",
 ]
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ import logging
 import math
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from aggregator.telemetry.model import NodeChange, NodeState, RollingFigures
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
@@ -34,12 +34,12 @@ from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 __all__ = [
     "FATAL_XIDS",
     "ROLLING_WINDOWS_S",
-    "SampleFigures",
     "NodeOverview",
     "NodeRecord",
-    "StoredEvent",
-    "PendingWrite",
     "NodeRegistry",
+    "PendingWrite",
+    "SampleFigures",
+    "StoredEvent",
     "UnknownNode",
     "ewma_update",
     "ewma_weights",
@@ -511,7 +511,7 @@ class NodeRegistry:
         for listener in list(self._listeners):
             try:
                 listener(change)
-            except Exception:  # noqa: BLE001 - one bad listener must not stop ingest
+            except Exception:
                 log.exception("node change listener %r failed", listener)
 
     def _latest(self, node: _Node) -> NodeSample | None:

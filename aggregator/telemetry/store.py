@@ -16,7 +16,7 @@ from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent
 
-__all__ = ["NodeStore", "SCHEMA"]
+__all__ = ["SCHEMA", "NodeStore"]
 
 SCHEMA = (
     # inventories change rarely and are large: their own table, so the

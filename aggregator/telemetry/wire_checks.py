@@ -21,10 +21,10 @@ from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HEALTH_KINDS
 
 __all__ = [
-    "check_hello",
-    "check_sample",
     "check_health",
+    "check_hello",
     "check_inventory",
+    "check_sample",
     "sample_figures",
 ]
 
@@ -36,7 +36,7 @@ _HEALTH_KINDS = frozenset(HEALTH_KINDS)
 class _NumberPlan:
     """Per message type: its double fields and the message fields holding doubles."""
 
-    __slots__ = ("non_negative", "signed", "singular", "repeated", "get_non_negative")
+    __slots__ = ("get_non_negative", "non_negative", "repeated", "signed", "singular")
 
     def __init__(self, descriptor: Any) -> None:
         self.non_negative: list[str] = []

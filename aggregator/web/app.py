@@ -17,8 +17,9 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -35,15 +36,15 @@ from aggregator.governance.prechecks import Governance, GovernanceError
 from aggregator.web.json_body import BodyError, parse_json_body
 
 __all__ = [
+    "WRITE_METHODS",
     "ApiError",
+    "HttpServer",
+    "create_app",
     "install_error_handlers",
     "read_json_body",
     "require_token",
-    "WRITE_METHODS",
-    "create_app",
     "require_token_for_writes",
     "serve_http",
-    "HttpServer",
     "start_http_in_thread",
 ]
 

@@ -9,7 +9,7 @@ A check that raises counts as failing.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse

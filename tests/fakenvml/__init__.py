@@ -37,13 +37,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 __all__ = [
-    "FakeMig",
+    "CLOCK_EVENT_BITS",
     "FakeGpu",
+    "FakeMig",
     "FakeNvml",
     "FakeNvmlBuildError",
-    "find_nvml_header",
     "build_fake_nvml",
-    "CLOCK_EVENT_BITS",
+    "find_nvml_header",
 ]
 
 SOURCE = Path(__file__).with_name("fake_nvml.c")
@@ -242,7 +242,7 @@ class FakeNvml:
         driver_version: str = "550.54.15",
         cuda_driver_version: int | str = 12040,
         init_error: str | None = None,
-    ) -> "FakeNvml":
+    ) -> FakeNvml:
         """Replace the whole state. cuda_driver_version: 12040 or "12.4"."""
         self.gpus = list(gpus)
         self.driver_version = driver_version

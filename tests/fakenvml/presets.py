@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from tests.fakenvml import FakeGpu, FakeMig
 
-__all__ = ["a100_80gb", "h100_sxm", "t4", "v100", "l4", "with_mig", "PRESETS"]
+__all__ = ["PRESETS", "a100_80gb", "h100_sxm", "l4", "t4", "v100", "with_mig"]
 
 _UUID_NAMESPACE = uuid.UUID("6f1c1d7e-3a55-4c1e-9a43-5e0b7d2a9c10")
 # Bus ids of the eight GPUs of an HGX board, then made-up ones past them.

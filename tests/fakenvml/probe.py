@@ -34,8 +34,8 @@ def _jsonable(value):
 
 
 def main() -> int:
-    from agent.kube.annotation import gpu_annotation_value
     from agent.gpu.collector import open_gpu_collector
+    from agent.kube.annotation import gpu_annotation_value
 
     retry = float(os.environ.get("AIOS_PROBE_RETRY_S", "60"))
     collector = open_gpu_collector(retry_interval_s=retry)
@@ -132,7 +132,7 @@ class ProbeProcess:
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             stream.close()
 
-    def __enter__(self) -> "ProbeProcess":
+    def __enter__(self) -> ProbeProcess:
         return self
 
     def __exit__(self, *exc) -> None:

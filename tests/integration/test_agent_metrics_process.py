@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.telemetry.metrics import AggregatorMetricsProviders, serve_aggregator_metrics
 from aggregator.service import Aggregator, ServeConfig
+from aggregator.telemetry.metrics import AggregatorMetricsProviders, serve_aggregator_metrics
 from tests.fakenvml.presets import a100_80gb, h100_sxm
 from tests.metrics_fixtures.servers import PrometheusServer, free_port, prometheus_binary
 

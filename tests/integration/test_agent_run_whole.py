@@ -15,10 +15,10 @@ import pytest
 
 from agent.kube.annotation import ANNOTATION_KEY
 from tests.fakenvml.presets import a100_80gb
+from tests.hostfs import Counters, write_host_tree
 from tests.kube_api import kube_api  # noqa: F401 - fixture
 from tests.metrics_fixtures.exposition import parse_exposition, value
 from tests.readonly_guard import MARK as READONLY_VIOLATION
-from tests.hostfs import Counters, write_host_tree
 from tests.telemetry_support import (
     ROOT,
     TOKEN,
@@ -79,7 +79,7 @@ def _stopped_cleanly(agent: AgentProcess, metrics_port: int) -> str:
 
 
 def test_run_annotates_streams_under_the_label_and_serves_metrics_and_healthz(
-    tmp_path, kube_api, fake_nvml, aggregator  # noqa: F811
+    tmp_path, kube_api, fake_nvml, aggregator
 ):
     fake_nvml.configure(gpus=[a100_80gb(0), a100_80gb(1)])
     kube_api.put_node("env-id-name", labels={"nodeID": "label-id", "team": "ml"}, annotations={"keep": "me"})
@@ -126,7 +126,7 @@ def test_run_annotates_streams_under_the_label_and_serves_metrics_and_healthz(
     assert json.loads(agent.stats_file.read_text())["pushed_health_events"] == 1
 
 
-def test_run_without_an_api_server_keeps_sampling_and_is_live(tmp_path, kube_api, aggregator):  # noqa: F811
+def test_run_without_an_api_server_keeps_sampling_and_is_live(tmp_path, kube_api, aggregator):
     kube_api.go_down()  # the kubeconfig names a server that refuses connections
     port = free_port()
     agent = AgentProcess(

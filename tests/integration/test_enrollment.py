@@ -16,12 +16,20 @@ import pytest
 
 from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
-from aggregator.telemetry.model import NodeChange, NodeState
 from aggregator.onboarding.enrollment import Enrollment
 from aggregator.onboarding.parser_client import ParserClient
+from aggregator.telemetry.model import NodeChange, NodeState
 from tests.integration.parser_standin import ParserStandIn
 from tests.onboarding_data import (
-    ENTRY_A, ENTRY_B, ENTRY_C, ENTRY_D, TOTALS_ABC, TOTALS_ABCD, expected_document, gpu_node_b, gpu_node_c,
+    ENTRY_A,
+    ENTRY_B,
+    ENTRY_C,
+    ENTRY_D,
+    TOTALS_ABC,
+    TOTALS_ABCD,
+    expected_document,
+    gpu_node_b,
+    gpu_node_c,
     gpu_node_d,
 )
 
@@ -320,8 +328,8 @@ def test_the_document_and_the_records_are_read_over_http(tmp_path, onboarded, go
     import urllib.request
 
     from aggregator.governance.prechecks import Governance
-    from aggregator.web.app import create_app, start_http_in_thread
     from aggregator.onboarding.http_routes import enrollment_router
+    from aggregator.web.app import create_app, start_http_in_thread
 
     governance.answer = lambda action, data: (Verdict(False, "no 8-GPU nodes") if data["node_data"]["gpus"]["count"] == 8
                                               else Verdict(True, data))

@@ -19,7 +19,7 @@ def node(name, node_id=None):
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
 
 
-def lists_answered(kube_api):  # noqa: F811
+def lists_answered(kube_api):
     return [r for r in kube_api.requests("GET") if "watch=true" not in str(r.url)]
 
 
@@ -38,7 +38,7 @@ class Seen:
 
 
 @pytest.fixture
-def core(kube_api):  # noqa: F811
+def core(kube_api):
     from kubernetes import client
 
     api_client = load_kube_client(str(kube_api.kubeconfig), env={})
@@ -52,7 +52,7 @@ def watcher(core, seen, **kwargs):
     return NodeWatcher(core, on_deleted=seen.on_deleted, on_listed=seen.on_listed, **options)
 
 
-def test_a_watched_deletion_is_reported_and_the_first_list_deletes_nothing(kube_api, core):  # noqa: F811
+def test_a_watched_deletion_is_reported_and_the_first_list_deletes_nothing(kube_api, core):
     core.create_node(node("gpu-1", "id-1"))
     core.create_node(node("gpu-2"))
     seen = Seen()
@@ -71,7 +71,7 @@ def test_a_watched_deletion_is_reported_and_the_first_list_deletes_nothing(kube_
     assert not w._thread.is_alive()
 
 
-def test_a_deletion_the_watch_missed_is_found_by_the_relist(kube_api, core):  # noqa: F811
+def test_a_deletion_the_watch_missed_is_found_by_the_relist(kube_api, core):
     core.create_node(node("gpu-1", "id-1"))
     core.create_node(node("gpu-2", "id-2"))
     seen = Seen()
@@ -87,7 +87,7 @@ def test_a_deletion_the_watch_missed_is_found_by_the_relist(kube_api, core):  # 
         w.close()
 
 
-def test_an_empty_relist_removes_nothing(kube_api, core):  # noqa: F811
+def test_an_empty_relist_removes_nothing(kube_api, core):
     core.create_node(node("gpu-1", "id-1"))
     seen = Seen()
     w = watcher(core, seen, watch_timeout_s=1, request_timeout_s=0.5).start()
@@ -101,7 +101,7 @@ def test_an_empty_relist_removes_nothing(kube_api, core):  # noqa: F811
         w.close()
 
 
-def test_forbidden_list_is_retried(kube_api, core):  # noqa: F811
+def test_forbidden_list_is_retried(kube_api, core):
     from tests.kube_api import forbidden
 
     core.create_node(node("gpu-1"))

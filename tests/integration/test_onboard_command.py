@@ -18,7 +18,15 @@ from tests.integration.aggregator_standin import TOKEN, AggregatorStandIn
 from tests.integration.parser_standin import ParserStandIn
 from tests.kube_api import NODES, kube_api  # noqa: F401 - fixture
 from tests.onboarding_data import (
-    ENTRY_A, ENTRY_B, ENTRY_C, SAMPLE_CONFIG_TEXT, TOTALS_ABC, cpu_node_a, expected_document, gpu_node_b, gpu_node_c,
+    ENTRY_A,
+    ENTRY_B,
+    ENTRY_C,
+    SAMPLE_CONFIG_TEXT,
+    TOTALS_ABC,
+    cpu_node_a,
+    expected_document,
+    gpu_node_b,
+    gpu_node_c,
 )
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ import pytest
 
 from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
-from aggregator.web.app import start_http_in_thread
 from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
 from aggregator.policies.sidecar_server import HandleRegistry, create_sidecar_app
+from aggregator.web.app import start_http_in_thread
 from tests.policy_packages import StandIn, policy_source, write_package
 
 pytestmark = pytest.mark.integration

@@ -1,11 +1,10 @@
 """Local execution in worker processes: state kept, hostile policies reported and survived."""
 
+import datetime
 import os
 import sys
 import time
 from pathlib import Path
-
-import datetime
 
 import pytest
 

@@ -147,7 +147,7 @@ def test_serve_configured_like_the_deployment(tmp_path, sidecar, fake_nvml_lib):
             cwd=ROOT, env={**env, "AIOS_TOKEN": SIDECAR_TOKEN}, capture_output=True, text=True, timeout=30)
         assert nodes_cli.returncode == 0, nodes_cli.stderr
         rows = [line.split() for line in nodes_cli.stdout.splitlines()]
-        assert rows[0][0] == "NODE" and ["node-a", "node-a-name", "healthy", "1"] == rows[1][:4]
+        assert rows[0][0] == "NODE" and rows[1][:4] == ["node-a", "node-a-name", "healthy", "1"]
 
         agent.stop()
         agent = None
@@ -197,7 +197,7 @@ def document_ids(aggregator) -> set[str]:
     return {n["id"] for n in stored_document(aggregator.address, "cluster-eu-1")["nodes"]["nodeData"]}
 
 
-def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path, kube_api):  # noqa: F811
+def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path, kube_api):
     from kubernetes import client
 
     from aggregator.kube_client import load_kube_client

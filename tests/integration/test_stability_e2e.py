@@ -8,10 +8,10 @@ reaches serve's own checker and webhook dispatcher (configured by env); agents a
 import pytest
 
 from aggregator.governance.prechecks import Governance
-from aggregator.web.app import create_app
 from aggregator.policies import PolicyConfig
 from aggregator.stability.checker import policy_opener
 from aggregator.stability.http_routes import create_stability_router
+from aggregator.web.app import create_app
 from tests.fakenvml import FakeNvml
 from tests.fakenvml.presets import a100_80gb, h100_sxm
 from tests.stability_support import ServedApp, WebhookStandIn, wait_until, write_policy_package

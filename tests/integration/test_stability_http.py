@@ -3,14 +3,15 @@
 import time
 
 import pytest
+
 from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
-from aggregator.web.app import create_app
 from aggregator.policies import PolicyConfig
 from aggregator.stability.checker import StabilityChecker, policy_opener
 from aggregator.stability.http_routes import create_stability_router
 from aggregator.stability.verdicts import VerdictStore
+from aggregator.web.app import create_app
 from proto.telemetry.v1.readings import HealthEvent
 from tests.stability_support import InProcessRegistry, ServedApp, node_state, write_policy_package
 

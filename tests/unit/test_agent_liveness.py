@@ -4,9 +4,9 @@ import io
 import json
 from types import SimpleNamespace
 
-from agent.sampling.daemon import AgentDaemon
 from agent.liveness import MIN_LIMIT_S, SamplerView, health_document, healthz_app
 from agent.metrics import AgentMetricsState
+from agent.sampling.daemon import AgentDaemon
 from proto.telemetry.v1.exposition import XidKey
 from proto.telemetry.v1.readings import HealthEvent
 from tests import readonly_guard

@@ -1,8 +1,8 @@
 """NodeStore on a real SQLite file: what is written comes back, events are not duplicated."""
 
 from aggregator.db import Database
-from aggregator.telemetry.store import NodeStore
 from aggregator.telemetry.registry import NodeRegistry, SampleFigures
+from aggregator.telemetry.store import NodeStore
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent

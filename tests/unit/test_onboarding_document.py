@@ -15,8 +15,17 @@ from aggregator.onboarding.document import (
 from aggregator.onboarding.validate import normalise_config
 from proto.telemetry.v1.readings import HostSample, NodeInventory, NodeSample
 from tests.onboarding_data import (
-    ENTRY_A, ENTRY_B, ENTRY_C, ENTRY_D, SAMPLE_CONFIG_TEXT, TOTALS_ABC, TOTALS_ABCD,
-    cpu_node_a, expected_document, gpu_node_b, gpu_node_c,
+    ENTRY_A,
+    ENTRY_B,
+    ENTRY_C,
+    ENTRY_D,
+    SAMPLE_CONFIG_TEXT,
+    TOTALS_ABC,
+    TOTALS_ABCD,
+    cpu_node_a,
+    expected_document,
+    gpu_node_b,
+    gpu_node_c,
 )
 
 

@@ -5,9 +5,9 @@ import threading
 import pytest
 
 from aggregator.policies import PolicyError, PolicyLoadError
+from aggregator.policies.errors import PolicyConfigError
 from aggregator.policies.handle import PolicyHandle
 from aggregator.policies.sidecar_server import HandleRegistry, PolicyKey, error_kind
-from aggregator.policies.errors import PolicyConfigError
 
 
 class RecordingHandle(PolicyHandle):
@@ -70,9 +70,8 @@ def test_a_key_is_opened_once_and_settings_order_does_not_matter(registry, opene
 
 def test_a_failed_open_leaves_nothing_and_is_retried(registry):
     for _ in range(2):
-        with pytest.raises(PolicyLoadError):
-            with registry.use(PolicyKey.of("", "broken", {}, {})):
-                pass
+        with pytest.raises(PolicyLoadError), registry.use(PolicyKey.of("", "broken", {}, {})):
+            pass
     assert len(registry) == 0
 
 

@@ -1,7 +1,7 @@
 """build_nodes_data on literal NodeStates, against literal expected entries."""
 
-from aggregator.telemetry.model import NodeState
 from aggregator.stability.nodes_data import ThrottleTracker, build_nodes_data, healthy_node_ids
+from aggregator.telemetry.model import NodeState
 from proto.telemetry.v1.readings import (
     GpuInventory,
     GpuSample,

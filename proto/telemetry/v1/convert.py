@@ -25,14 +25,14 @@ from proto.telemetry.v1 import telemetry_pb2 as pb
 
 __all__ = [
     "ConversionError",
-    "to_pb",
     "from_pb",
-    "inventory_to_pb",
-    "inventory_from_pb",
-    "sample_to_pb",
-    "sample_from_pb",
-    "health_to_pb",
     "health_from_pb",
+    "health_to_pb",
+    "inventory_from_pb",
+    "inventory_to_pb",
+    "sample_from_pb",
+    "sample_to_pb",
+    "to_pb",
 ]
 
 

@@ -23,19 +23,19 @@ from dataclasses import dataclass
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_server
-from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from proto.telemetry.v1.readings import THROTTLE_REASONS, GpuSample, HostSample, NodeInventory, NodeSample
 
 __all__ = [
     "METRIC_PREFIX",
     "THROTTLE_REASONS",
-    "XidKey",
-    "node_metric_families",
-    "merge_families",
-    "gpu_labels",
     "MetricsServer",
+    "XidKey",
+    "gpu_labels",
+    "merge_families",
+    "node_metric_families",
     "serve_registry",
 ]
 
@@ -422,5 +422,5 @@ def serve_registry(
 class _QuietHandler(WSGIRequestHandler):
     """No access log line per scrape or probe on stderr."""
 
-    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+    def log_message(self, format, *args):
         pass

@@ -16,21 +16,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = [
-    "MigDevice",
-    "GpuInventory",
-    "DiskInfo",
-    "NicInfo",
-    "HostInventory",
-    "NodeInventory",
-    "NvLinkState",
-    "GpuSample",
-    "NicRate",
-    "HostSample",
-    "CollectorStatus",
-    "HealthEvent",
-    "NodeSample",
     "HEALTH_KINDS",
     "THROTTLE_REASONS",
+    "CollectorStatus",
+    "DiskInfo",
+    "GpuInventory",
+    "GpuSample",
+    "HealthEvent",
+    "HostInventory",
+    "HostSample",
+    "MigDevice",
+    "NicInfo",
+    "NicRate",
+    "NodeInventory",
+    "NodeSample",
+    "NvLinkState",
 ]
 
 # Clock-event ("throttle") reason names, in the order of NVML's bits
