@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -54,6 +54,10 @@ class PolicyConfig:
     sidecar_token_file: str = ""
 
     def __post_init__(self) -> None:
+        # A relative cache folder is taken relative to where the process started, once:
+        # workers run with their package folder as cwd, where it would mean something else.
+        if not Path(self.cache_dir).is_absolute():
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser().absolute())
         if self.mode not in EXECUTION_MODES:
             raise PolicyConfigError(
                 f"policy execution mode {self.mode!r} is not one of {', '.join(EXECUTION_MODES)}"
@@ -110,9 +114,9 @@ class PolicyConfig:
             "sidecar_token": env.get("AIOS_TOKEN", "").strip(),
             "sidecar_token_file": env.get("AIOS_TOKEN_FILE", "").strip(),
         }
-        if env.get("AIOS_POLICY_CACHE_DIR"):
-            values["cache_dir"] = Path(env["AIOS_POLICY_CACHE_DIR"])
-        numeric = {
+        if env.get("AIOS_POLICY_CACHE_DIR", "").strip():
+            values["cache_dir"] = Path(env["AIOS_POLICY_CACHE_DIR"].strip())
+        numeric: dict[str, tuple[str, Callable[[str], float]]] = {
             "AIOS_POLICY_TIMEOUT_S": ("call_timeout_s", float),
             "AIOS_POLICY_LOAD_TIMEOUT_S": ("load_timeout_s", float),
             "AIOS_POLICY_MEMORY_MB": ("memory_limit_mb", int),

@@ -2,13 +2,14 @@
 
 import datetime
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
+from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, PolicyRaised, open_policy
 from tests.policy_packages import policy_source, write_directory, write_package
 
 pytestmark = pytest.mark.integration
@@ -63,26 +64,42 @@ def hostile(tmp_path, config):
 @pytest.mark.parametrize(
     "how, reason",
     [
-        ("raise", r"RuntimeError: refusing on purpose \(function.py line \d+ in eval\)"),
         ("loop", r"did not finish within 1.5 s; worker killed"),
         ("exit", r"the worker exited with code 7"),
         ("sys_exit", r"policy called sys.exit\(3\)"),
         ("allocate", r"MemoryError"),
-        ("not_json", r"not JSON: Object of type object is not JSON serializable"),
-        ("nan", r"not JSON: Out of range float values"),
-        ("not_dict", r"eval returned list, not a dict"),
     ],
 )
-def test_hostile_policy_is_reported_and_the_next_call_gets_a_fresh_worker(hostile, how, reason):
+def test_a_broken_worker_is_reported_and_the_next_call_gets_a_fresh_one(hostile, how, reason):
     first = hostile.eval({})
     assert first["calls"] == 1
     with pytest.raises(PolicyError, match=reason) as caught:
         hostile.eval({"do": how})
     assert caught.value.reason == str(caught.value)
+    assert not isinstance(caught.value, PolicyRaised)
     after = hostile.eval({})
     assert after["pid"] != first["pid"]  # a fresh worker
     assert after["calls"] == 1  # ... with a fresh instance
     assert "function" not in sys.modules  # the policy never ran in this process
+
+
+@pytest.mark.parametrize(
+    "how, reason",
+    [
+        ("raise", r"RuntimeError: refusing on purpose \(function.py line \d+ in eval\)"),
+        ("not_json", r"not JSON: Object of type object is not JSON serializable"),
+        ("nan", r"not JSON: Out of range float values"),
+        ("not_dict", r"eval returned list, not a dict"),
+    ],
+)
+def test_the_policys_own_exception_keeps_its_worker_and_state(hostile, how, reason):
+    first = hostile.eval({})
+    with pytest.raises(PolicyRaised, match=reason) as caught:
+        hostile.eval({"do": how})
+    assert re.search(reason, caught.value.policy_message)
+    after = hostile.eval({})
+    assert after["pid"] == first["pid"]  # the same worker ...
+    assert after["calls"] == 3  # ... and the same instance: the failed call counted too
 
 
 def test_instance_and_context_persist_across_calls(hostile):
@@ -107,9 +124,9 @@ def eval(self, parameters, input_data, context):
     while True:
         time.sleep(0.05)
 """)
-    with open_policy(str(write_directory(tmp_path / "spawner", source)), config=config) as handle:
-        with pytest.raises(PolicyError, match="did not finish"):
-            handle.eval({})
+    with open_policy(str(write_directory(tmp_path / "spawner", source)), config=config) as handle, \
+            pytest.raises(PolicyError, match="did not finish"):
+        handle.eval({})
     child = int(marker.read_text())
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -208,3 +225,20 @@ def test_closed_handle_refuses_and_stops_its_worker(hostile):
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_a_relative_cache_dir_is_resolved_once_where_the_aggregator_started(tmp_path, monkeypatch):
+    """Issue 13, case 7: a relative AIOS_POLICY_CACHE_DIR doubled the path inside the worker."""
+    package = write_package("zip", tmp_path / "pkg", policy_source("""
+def __init__(self, rule_id, settings, parameters): pass
+def eval(self, parameters, input_data, context):
+    import os
+    return {"cwd": os.getcwd()}
+"""))
+    monkeypatch.chdir(tmp_path)
+    config = PolicyConfig.from_env({"AIOS_POLICY_CACHE_DIR": "relative-cache"})
+    assert config.cache_dir == tmp_path / "relative-cache"
+    with open_policy(str(package), config=config) as handle:
+        ran_in = Path(handle.eval({})["cwd"])
+    assert ran_in.is_relative_to(tmp_path / "relative-cache")
+    assert not (ran_in / "relative-cache").exists()
