@@ -22,7 +22,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from aggregator.telemetry.registry import NodeRegistry
 from aggregator.telemetry.store import NodeStore
 from aggregator.web.app import HttpServer, create_app
 from aggregator.web.healthz import healthz_router
+from aggregator.web.lanes import WorkLane
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import NodeSample
@@ -86,7 +87,7 @@ class Aggregator:
     def __init__(self, config: ServeConfig, *, clock: Callable[[], float] = time.time) -> None:
         if not config.tokens:
             raise ValueError("no token configured: set AIOS_TOKEN or AIOS_TOKEN_FILE")
-        self.config = config
+        self.config = replace(config, env=_with_absolute_cache_dir(config.env))
         self.clock = clock
         self.db: Database | None = None
         self.registry: NodeRegistry | None = None
@@ -99,6 +100,7 @@ class Aggregator:
         self.onboarding: OnboardingParts | None = None
         self.node_watcher: NodeWatcher | None = None
         self.policy_errors = PolicyErrorCounter()
+        self.work_lane = WorkLane("http")  # policy-bound and large HTTP work, off the loop and the request pool
         self._kube_client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -241,6 +243,7 @@ class Aggregator:
             governance=self.governance,
             cluster_store=self.cluster_store,
             tokens=cfg.tokens,
+            lane=self.work_lane,
             routers=[
                 healthz_router({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up}),
                 self.stability.router,
@@ -255,7 +258,7 @@ class Aggregator:
         return self.grpc is not None and not self._stopping
 
     def _db_up(self) -> bool:
-        return self.db is not None and self.db.query("SELECT 1")[0][0] == 1
+        return self.db is not None and self.db.ping()
 
     def _http_up(self) -> bool:
         return self.http is not None and self.http.port is not None and not self._stopping
@@ -293,6 +296,7 @@ class Aggregator:
             await asyncio.to_thread(self.node_watcher.close)
         if self.http is not None:
             await self.http.stop()
+        self.work_lane.close()
         if self.grpc is not None:
             await self.grpc.stop(grace_s=1.0)
         if self.stability is not None:
@@ -310,6 +314,14 @@ class Aggregator:
             self._kube_client.close()
         if self.db is not None:
             self.db.close()
+
+
+def _with_absolute_cache_dir(env: Mapping[str, str]) -> Mapping[str, str]:
+    """A relative AIOS_POLICY_CACHE_DIR, resolved once here, where the aggregator started."""
+    cache_dir = env.get("AIOS_POLICY_CACHE_DIR", "").strip()
+    if not cache_dir or Path(cache_dir).expanduser().is_absolute():
+        return env
+    return {**env, "AIOS_POLICY_CACHE_DIR": str(Path(cache_dir).expanduser().absolute())}
 
 
 def _write_atomically(path: Path, text: str) -> None:

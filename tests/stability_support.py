@@ -150,6 +150,10 @@ class ServedApp:
         self._thread.start()
         wait_until(lambda: self._server.started, timeout_s=10)
 
+    def active_requests(self) -> set:
+        """The requests the server is handling now (uvicorn's own bookkeeping)."""
+        return set(self._server.server_state.tasks)
+
     def request(self, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None):
         import urllib.error
         import urllib.request

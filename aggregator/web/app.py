@@ -3,7 +3,15 @@
 Every writing request (POST, PUT, PATCH, DELETE), on these routes and on
 every router other components register, needs `Authorization: Bearer <token>`
 with one of the aggregator's tokens (`aggregator/auth.py`); reads are open.
-Errors, validation errors and unknown paths answer `{"success": false, "message": ...}`.
+Errors, validation errors and unknown paths answer `{"success": false, "message": ...}`;
+an unexpected error answers 500 naming no internals (the log has them).
+
+Bodies are size-limited before they are read (`aggregator/web/limits.py`) and
+parsed as strict JSON (`aggregator/web/json_body.py`), large ones in a thread.
+Work that waits on a policy or builds large answers runs in the app's
+`WorkLane` (`app.state.work_lane`), never in the event loop or the request
+thread pool, so `/healthz` and gRPC health stay quick under load; answers are
+rendered to strict JSON in that lane too (`json_response`).
 
 Routes here: the pre-check map (`GET /pre-check-policies`,
 `POST /pre-check-policies/update`), a generic pre-check
@@ -16,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,16 +33,28 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aggregator import strict_json
 from aggregator.auth import bearer_token, token_matches
 from aggregator.cluster.patch import ClusterPatchError, InvalidClusterDocument
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.cluster.update import ClusterUpdater, PolicyBrokeDocument, UpdateConflict, UpdateRefused
 from aggregator.governance.prechecks import Governance, GovernanceError
 from aggregator.web.json_body import BodyError, parse_json_body
+from aggregator.web.lanes import LaneBusy, WorkLane
+from aggregator.web.limits import (
+    DEFAULT_BODY_BYTES,
+    KEEPALIVE_TIMEOUT_S,
+    MAX_HEAD_BYTES,
+    SCOPE_KEY,
+    BodyLimits,
+    BodyTooLarge,
+    BodyTooSlow,
+    GuardedH11Protocol,
+    aggregator_body_limit,
+)
 
 __all__ = [
     "WRITE_METHODS",
@@ -41,11 +62,13 @@ __all__ = [
     "HttpServer",
     "create_app",
     "install_error_handlers",
+    "json_response",
     "read_json_body",
     "require_token",
     "require_token_for_writes",
     "serve_http",
     "start_http_in_thread",
+    "work_lane",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,23 +123,49 @@ def require_token_for_writes(tokens: Tokens) -> Callable[[Request], None]:
     return require_token(tokens, methods=WRITE_METHODS)
 
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+# bodies up to this size are parsed on the event loop (well under a millisecond); larger ones in a thread
+_INLINE_PARSE_BYTES = 64 * 1024
 
 
-async def read_json_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
-    """The request's JSON object, size-limited; `ApiError` (400/413) says what is wrong."""
+async def read_json_body(request: Request, *, max_bytes: int | None = None) -> Any:
+    """The request's JSON object, size-limited; `ApiError` (400/413) says what is wrong.
+
+    `max_bytes`: the route's limit (default: what `BodyLimits` set for the route, else 1 MiB).
+    """
+    limit = max_bytes or request.scope.get(SCOPE_KEY) or DEFAULT_BODY_BYTES
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, f"the request body is over {max_bytes} bytes")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the request body is over {limit} bytes")
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > max_bytes:
-            raise ApiError(413, f"the request body is over {max_bytes} bytes")
+        if len(raw) > limit:
+            raise ApiError(413, f"the request body is over {limit} bytes")
     try:
-        return parse_json_body(bytes(raw))
+        if len(raw) <= _INLINE_PARSE_BYTES:
+            return parse_json_body(bytes(raw))
+        return await asyncio.to_thread(parse_json_body, bytes(raw))
     except BodyError as exc:
         raise ApiError(400, str(exc)) from exc
+
+
+def json_response(payload: Any, status_code: int = 200) -> Response:
+    """`payload` rendered as strict JSON (call it in a worker thread for large answers)."""
+    try:
+        body = strict_json.dumps(payload, sort_keys=False)
+    except strict_json.StrictJsonError as exc:
+        log.error("an answer is not strict JSON (%s); refusing to send it", exc)
+        body = strict_json.dumps({"success": False, "message": f"the answer is not valid JSON at {exc.path}"})
+        status_code = 500
+    return Response(body.encode("utf-8"), status_code=status_code, media_type="application/json")
+
+
+_FALLBACK_LANE = WorkLane("http")
+
+
+def work_lane(request: Request) -> WorkLane:
+    """The app's lane for slow work (`create_app` sets one); a shared fallback for other apps."""
+    return getattr(request.app.state, "work_lane", None) or _FALLBACK_LANE
 
 
 # the routes read their bodies themselves (clear JSON errors); this documents them in OpenAPI
@@ -133,25 +182,33 @@ def _governance_router(governance: Governance) -> APIRouter:
         return {"success": True, "data": governance.policy_map()}
 
     @router.post("/pre-check-policies/update", openapi_extra=_JSON_OBJECT_BODY)
-    async def update_policy_map(request: Request) -> dict:
+    async def update_policy_map(request: Request) -> Response:
         changes = await read_json_body(request)
-        try:
-            current = await run_in_threadpool(governance.update, changes)
-        except GovernanceError as exc:
-            raise ApiError(400, str(exc)) from exc
-        return {"success": True, "data": current}
+
+        def update() -> Response:
+            try:
+                current = governance.update(changes)
+            except GovernanceError as exc:
+                raise ApiError(400, str(exc)) from exc
+            return json_response({"success": True, "data": current})
+
+        return await work_lane(request).run(update)
 
     @router.post("/pre-check/{action}", openapi_extra=_JSON_OBJECT_BODY)
-    async def run_precheck(action: str, request: Request) -> dict:
+    async def run_precheck(action: str, request: Request) -> Response:
         input_data = await read_json_body(request)
-        try:
-            verdict = await run_in_threadpool(governance.precheck, action, input_data)
-        except GovernanceError as exc:
-            raise ApiError(400, str(exc)) from exc
-        return {
-            "success": True,
-            "data": {"allowed": verdict.allowed, "input_data": verdict.input_data, "policy_uri": verdict.policy_uri},
-        }
+
+        def precheck() -> Response:
+            try:
+                verdict = governance.precheck(action, input_data)
+            except GovernanceError as exc:
+                raise ApiError(400, str(exc)) from exc
+            return json_response({
+                "success": True,
+                "data": {"allowed": verdict.allowed, "input_data": verdict.input_data, "policy_uri": verdict.policy_uri},
+            })
+
+        return await work_lane(request).run(precheck)
 
     return router
 
@@ -160,28 +217,35 @@ def _cluster_router(store: ClusterStore, updater: ClusterUpdater) -> APIRouter:
     router = APIRouter()
 
     @router.get("/clusters/read/{cluster_id}")
-    def read_cluster(cluster_id: str) -> dict:
-        try:
-            return {"success": True, "data": store.get(cluster_id)}
-        except UnknownCluster as exc:
-            raise ApiError(404, f"cluster {cluster_id!r} is not known here") from exc
+    async def read_cluster(cluster_id: str, request: Request) -> Response:
+        def read() -> Response:
+            try:
+                return json_response({"success": True, "data": store.get(cluster_id)})
+            except UnknownCluster as exc:
+                raise ApiError(404, f"cluster {cluster_id!r} is not known here") from exc
+
+        return await work_lane(request).run(read)
 
     @router.patch("/clusters/update/{cluster_id}", openapi_extra=_JSON_OBJECT_BODY)
-    async def update_cluster(cluster_id: str, request: Request) -> dict:
+    async def update_cluster(cluster_id: str, request: Request) -> Response:
         changes = await read_json_body(request)
-        try:
-            document = await run_in_threadpool(updater.update, cluster_id, changes)
-        except UnknownCluster as exc:
-            raise ApiError(404, f"cluster {cluster_id!r} is not known here") from exc
-        except (ClusterPatchError, InvalidClusterDocument) as exc:
-            raise ApiError(400, str(exc)) from exc
-        except UpdateRefused as exc:
-            raise ApiError(403, f"update_cluster pre-check refused the update: {exc.reason}") from exc
-        except PolicyBrokeDocument as exc:
-            raise ApiError(403, f"update refused: {exc}") from exc
-        except UpdateConflict as exc:
-            raise ApiError(409, str(exc)) from exc
-        return {"success": True, "data": document}
+
+        def update() -> Response:
+            try:
+                document = updater.update(cluster_id, changes)
+            except UnknownCluster as exc:
+                raise ApiError(404, f"cluster {cluster_id!r} is not known here") from exc
+            except (ClusterPatchError, InvalidClusterDocument) as exc:
+                raise ApiError(400, str(exc)) from exc
+            except UpdateRefused as exc:
+                raise ApiError(403, f"update_cluster pre-check refused the update: {exc.reason}") from exc
+            except PolicyBrokeDocument as exc:
+                raise ApiError(403, f"update refused: {exc}") from exc
+            except UpdateConflict as exc:
+                raise ApiError(409, str(exc)) from exc
+            return json_response({"success": True, "data": document})
+
+        return await work_lane(request).run(update)
 
     return router
 
@@ -214,10 +278,24 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _failure(422, _validation_message(exc))
 
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return _failure(413, str(exc), {"Connection": "close"})
+
+    @app.exception_handler(BodyTooSlow)
+    async def _too_slow(request: Request, exc: BodyTooSlow) -> JSONResponse:
+        return _failure(408, str(exc), {"Connection": "close"})
+
+    @app.exception_handler(LaneBusy)
+    async def _busy(request: Request, exc: LaneBusy) -> JSONResponse:
+        return _failure(503, str(exc), {"Retry-After": str(exc.retry_after_s)})
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("HTTP %s %s failed", request.method, request.url.path)
-        return _failure(500, f"internal error: {type(exc).__name__}: {exc}")
+        # the body names no internals; the log has the traceback under the same reference
+        reference = secrets.token_hex(4)
+        log.exception("HTTP %s %s failed (reference %s)", request.method, request.url.path, reference)
+        return _failure(500, f"internal error (reference {reference} in the aggregator's log)")
 
 
 def create_app(
@@ -227,11 +305,18 @@ def create_app(
     tokens: Tokens,
     routers: Sequence[APIRouter] = (),
     title: str = "AIOS aggregator",
+    lane: WorkLane | None = None,
+    body_limit_for: Callable[[str, str], int] = aggregator_body_limit,
 ) -> FastAPI:
-    """The aggregator's app. `routers` are other components' routes; the token rule covers them too."""
+    """The aggregator's app. `routers` are other components' routes; the token rule covers them too.
+
+    `lane`: where slow work runs (the caller closes it; default: one of the app's own).
+    """
     app = FastAPI(title=title, dependencies=[Depends(require_token_for_writes(tokens))])
     app.state.governance = governance
     app.state.cluster_store = cluster_store
+    app.state.work_lane = lane or WorkLane("http")
+    app.add_middleware(BodyLimits, limit_for=body_limit_for)
 
     install_error_handlers(app)
 
@@ -257,7 +342,12 @@ class HttpServer:
     """An app served by uvicorn inside the caller's asyncio loop."""
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+        # idle and half-open connections are timed out and capped (aggregator/web/limits.py)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+            http=GuardedH11Protocol, timeout_keep_alive=KEEPALIVE_TIMEOUT_S,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task | None = None
         self.port: int | None = None
