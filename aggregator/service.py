@@ -43,8 +43,8 @@ from aggregator.telemetry.node_watch import KubeNode, NodeWatcher, registry_matc
 from aggregator.telemetry.query_service import QueryService
 from aggregator.telemetry.registry import NodeRegistry
 from aggregator.telemetry.store import NodeStore
-from aggregator.web.app import HttpServer, create_app
-from aggregator.web.healthz import healthz_router
+from aggregator.web.app import ThreadedHttpServer, create_app, start_http_in_thread
+from aggregator.web.healthz import HealthChecks, HealthListener, healthz_router
 from aggregator.web.lanes import WorkLane
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
@@ -65,6 +65,7 @@ class ServeConfig:
     tokens: tuple[str, ...]
     grpc_port: int = 50051
     http_port: int | None = 8080
+    health_port: int | None = None  # GET /healthz alone, on a thread and port of its own (the probes' port)
     host: str = "0.0.0.0"
     cluster_id: str = ""
     tls: TlsFiles | None = None
@@ -73,6 +74,7 @@ class ServeConfig:
     commit_interval_s: float = 0.1
     status_every_s: float = 1.0
     max_message_bytes: int = 256 * 1024
+    max_nodes: int = 10_000  # hellos for more node ids are refused (RESOURCE_EXHAUSTED)
     agent_interval_s: float | None = None  # instruct agents to use this interval
     ready_file: Path | None = None  # written with the bound ports once serving
     api_url: str | None = None  # the network's parser: nodes joining later are posted to /api/addNode
@@ -93,7 +95,9 @@ class Aggregator:
         self.registry: NodeRegistry | None = None
         self.ingest: IngestService | None = None
         self.grpc: GrpcServer | None = None
-        self.http: HttpServer | None = None
+        self.http: ThreadedHttpServer | None = None
+        self.health: HealthChecks | None = None
+        self.health_listener: HealthListener | None = None
         self.cluster_store: ClusterStore | None = None
         self.governance: Governance | None = None
         self.stability: StabilityParts | None = None
@@ -129,6 +133,7 @@ class Aggregator:
             max_message_bytes=cfg.max_message_bytes,
             commit_interval_s=cfg.commit_interval_s,
             agent_interval_s=cfg.agent_interval_s,
+            max_nodes=cfg.max_nodes,
         )
         self.cluster_store = ClusterStore(self.db, clock=self.clock)
         self.governance = Governance(self.db, self._open_governance_policy, clock=self.clock)
@@ -157,18 +162,25 @@ class Aggregator:
             asyncio.ensure_future(self.ingest.run_event_pruner()),
         ]
         self.stability.start()
-        http_port = None
+        self.health = HealthChecks({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up})
+        http_port = health_port = None
         if cfg.http_port is not None:
-            self.http = HttpServer(self._http_app(), cfg.host, cfg.http_port)
-            http_port = await self.http.start()
+            # its own thread and event loop: HTTP load never delays gRPC (ingest acks, gRPC health)
+            self.http = await asyncio.to_thread(start_http_in_thread, self._http_app(), cfg.host, cfg.http_port)
+            http_port = self.http.port
             log.info("HTTP API listening on %s:%d", cfg.host, http_port)
+        if cfg.health_port is not None:
+            self.health_listener = HealthListener(self.health, cfg.host, cfg.health_port)
+            health_port = await asyncio.to_thread(self.health_listener.start)
+            log.info("health listening on %s:%d (GET /healthz)", cfg.host, health_port)
         if core_v1 is not None:
             self.node_watcher = NodeWatcher(core_v1, on_deleted=self._node_deleted, on_listed=self._nodes_listed).start()
             log.info("watching Kubernetes Nodes: a deleted Node leaves the registry and the cluster document")
         if cfg.ready_file is not None:
             _write_atomically(
                 cfg.ready_file,
-                json.dumps({"grpc_port": self.grpc.port, "http_port": http_port, "pid": os.getpid()}),
+                json.dumps({"grpc_port": self.grpc.port, "http_port": http_port, "health_port": health_port,
+                            "pid": os.getpid()}),
             )
 
     def policy_config(self) -> PolicyConfig:
@@ -235,6 +247,7 @@ class Aggregator:
                 cluster_id=cfg.cluster_id,
                 stability=self.stability.checker.latest,
                 policy_errors=self.policy_errors,
+                ingest=self.ingest.stats,
                 per_node=cfg.per_node_metrics,
                 clock=self.clock,
             )
@@ -245,7 +258,7 @@ class Aggregator:
             tokens=cfg.tokens,
             lane=self.work_lane,
             routers=[
-                healthz_router({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up}),
+                healthz_router(self.health),
                 self.stability.router,
                 enrollment_router(self.onboarding.enrollment if self.onboarding else None),
                 metrics_router(metrics),
@@ -294,9 +307,13 @@ class Aggregator:
         self._stopping = True
         if self.node_watcher is not None:
             await asyncio.to_thread(self.node_watcher.close)
+        if self.health_listener is not None:
+            await asyncio.to_thread(self.health_listener.close)
         if self.http is not None:
-            await self.http.stop()
+            await asyncio.to_thread(self.http.stop)
         self.work_lane.close()
+        if self.health is not None:
+            self.health.close()
         if self.grpc is not None:
             await self.grpc.stop(grace_s=1.0)
         if self.stability is not None:

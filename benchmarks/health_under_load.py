@@ -60,16 +60,18 @@ class Server:
         self.grpc_port = _free_port()
         self.proc: subprocess.Popen | None = None
         self.http_port = 0
+        self.health_port: int | None = None  # the dedicated health port, where the checkout has one
 
     def start(self) -> None:
         ready = self.work / "ready.json"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIOS_", "POLICY_"))}
         env.update(PYTHONPATH=str(self.code), AIOS_TOKEN=TOKEN, AIOS_POLICY_CACHE_DIR=str(self.work / "cache"))
-        self.log = open(self.work / "server.log", "w")
+        self.log = open(self.work / "server.log", "w")  # noqa: SIM115 - closed in stop()
+        has_health_port = "--health-port" in (self.code / "aggregator" / "commands" / "serve.py").read_text()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aggregator.cli", "serve", "--no-kubernetes", "--host", "127.0.0.1",
              "--grpc-port", str(self.grpc_port), "--http-port", "0", "--db", str(self.work / "a.db"),
-             "--cluster-id", "bench", "--ready-file", str(ready)],
+             "--cluster-id", "bench", "--ready-file", str(ready), *(["--health-port", "0"] if has_health_port else [])],
             cwd=self.code, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
@@ -77,7 +79,9 @@ class Server:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the aggregator did not start: {(self.work / 'server.log').read_text()[-2000:]}")
             time.sleep(0.1)
-        self.http_port = json.loads(ready.read_text())["http_port"]
+        ports = json.loads(ready.read_text())
+        self.http_port = ports["http_port"]
+        self.health_port = ports.get("health_port")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -164,11 +168,12 @@ async def http_send(port: int, method: str, path: str, body: bytes) -> int:
 class Prober:
     """Measures /healthz (fresh connection each time) and gRPC health, every `every` seconds."""
 
-    def __init__(self, http_port: int, grpc_port: int, every: float) -> None:
-        self.http_port, self.grpc_port, self.every = http_port, grpc_port, every
+    def __init__(self, http_port: int, grpc_port: int, every: float, health_port: int | None = None) -> None:
+        self.http_port, self.grpc_port, self.every, self.health_port = http_port, grpc_port, every, health_port
         self.http_ms: list[float] = []
         self.grpc_ms: list[float] = []
-        self.http_failures = self.grpc_failures = 0
+        self.health_ms: list[float] = []
+        self.http_failures = self.grpc_failures = self.health_failures = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Two independent loops, so a slow answer on one does not thin out the other's samples."""
@@ -187,18 +192,29 @@ class Prober:
                     except asyncio.TimeoutError:
                         pass
 
-            await asyncio.gather(every(self._http), every(lambda: self._grpc(health, health_pb2)))
+            loops = [every(self._http), every(lambda: self._grpc(health, health_pb2))]
+            if self.health_port:
+                loops.append(every(self._health_port))
+            await asyncio.gather(*loops)
 
     async def _http(self) -> None:
+        ms, ok = await self._get_healthz(self.http_port)
+        self.http_ms.append(ms)
+        self.http_failures += not ok
+
+    async def _health_port(self) -> None:
+        ms, ok = await self._get_healthz(self.health_port)
+        self.health_ms.append(ms)
+        self.health_failures += not ok
+
+    @staticmethod
+    async def _get_healthz(port) -> tuple[float, bool]:
         started = time.perf_counter()
         try:
-            status = await asyncio.wait_for(http_get(self.http_port, "/healthz"), PROBE_TIMEOUT_S)
+            status = await asyncio.wait_for(http_get(port, "/healthz"), PROBE_TIMEOUT_S)
         except (asyncio.TimeoutError, OSError):
             status = 0
-        elapsed = (time.perf_counter() - started) * 1000
-        self.http_ms.append(min(elapsed, PROBE_TIMEOUT_S * 1000))
-        if status != 200:
-            self.http_failures += 1
+        return min((time.perf_counter() - started) * 1000, PROBE_TIMEOUT_S * 1000), status == 200
 
     async def _grpc(self, health, health_pb2) -> None:
         started = time.perf_counter()
@@ -216,57 +232,82 @@ def _summary(values: list[float]) -> str:
     if not values:
         return "-"
     ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return f"{statistics.median(ordered):.1f} / {p99:.1f} / {ordered[-1]:.1f}"
 
 
 # ---------------------------------------------------------------- scenarios
 
 
-async def idle_connections(port: int, count: int) -> list[asyncio.StreamWriter]:
-    writers = []
+async def idle_connections(port: int, count: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    held = []
     for i in range(count):
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
             continue
         if i % 2:  # half-open: a request head that never ends
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n")
             await writer.drain()
-        writers.append(writer)
-    return writers
+        held.append((reader, writer))
+    return held
 
 
-async def load_scenario(server: Server, args) -> dict:
-    held = await idle_connections(server.http_port, args.idle)
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    try:
+        data = await asyncio.wait_for(reader.read(), 0.05)
+    except (asyncio.TimeoutError, OSError):
+        return False
+    return data == b"" or reader.at_eof()
+
+
+async def run_load(http_port: int, callers: int, idle: int, seconds: float) -> dict:
+    """The load (its own process, so its event loop does not delay the prober's): idle and half-open
+    connections held, and `callers` clients calling /check_stability back to back."""
+    held = await idle_connections(http_port, idle)
     stop = asyncio.Event()
     statuses: dict[int, int] = {}
 
     async def caller() -> None:
         while not stop.is_set():
             try:
-                status = await asyncio.wait_for(http_get(server.http_port, "/check_stability"), 60)
+                status = await asyncio.wait_for(http_get(http_port, "/check_stability"), 60)
             except (asyncio.TimeoutError, OSError):
                 status = 0
             statuses[status] = statuses.get(status, 0) + 1
 
-    callers = [asyncio.ensure_future(caller()) for _ in range(args.callers)]
-    await asyncio.sleep(1.0)  # let the load build up
-    prober = Prober(server.http_port, server.grpc_port, args.every)
+    tasks = [asyncio.ensure_future(caller()) for _ in range(callers)]
+    await asyncio.sleep(seconds)
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    closed = [await closed_by_server(reader) for reader, _ in held]
+    for _, writer in held:
+        writer.close()
+    return {"check_stability_answers": {str(k): v for k, v in sorted(statuses.items())}, "idle_held": len(held),
+            "idle_closed_by_server": sum(closed)}
+
+
+async def load_scenario(server: Server, args) -> dict:
+    load = subprocess.Popen(
+        [sys.executable, __file__, "--role", "load", "--port", str(server.http_port), "--callers", str(args.callers),
+         "--idle", str(args.idle), "--window", str(args.window + 2.0)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    await asyncio.sleep(2.0)  # let the load build up
+    stop = asyncio.Event()
+    prober = Prober(server.http_port, server.grpc_port, args.every, server.health_port)
     probe = asyncio.ensure_future(prober.run(stop))
     await asyncio.sleep(args.window)
     stop.set()
     await probe
-    for task in callers:
-        task.cancel()
-    await asyncio.gather(*callers, return_exceptions=True)
-    still_open = sum(1 for w in held if not w.is_closing() and not w.transport.is_closing())
-    for writer in held:
-        writer.close()
+    out, _ = await asyncio.to_thread(load.communicate, timeout=120)
     return {"healthz": _summary(prober.http_ms), "healthz_failures": f"{prober.http_failures}/{len(prober.http_ms)}",
+            "health_port": _summary(prober.health_ms),
+            "health_port_failures": f"{prober.health_failures}/{len(prober.health_ms)}",
             "grpc": _summary(prober.grpc_ms), "grpc_failures": f"{prober.grpc_failures}/{len(prober.grpc_ms)}",
-            "check_stability_answers": dict(sorted(statuses.items())), "idle_held": len(held),
-            "idle_still_open_at_end": still_open}
+            **json.loads(out)}
 
 
 def big_body(megabytes: float) -> bytes:
@@ -281,7 +322,7 @@ def big_body(megabytes: float) -> bytes:
 async def body_scenario(server: Server, args) -> dict:
     body = big_body(args.body_mb)
     stop = asyncio.Event()
-    prober = Prober(server.http_port, server.grpc_port, 0.01)
+    prober = Prober(server.http_port, server.grpc_port, 0.01, server.health_port)
     probe = asyncio.ensure_future(prober.run(stop))
     await asyncio.sleep(1.0)
     baseline = len(prober.http_ms)
@@ -293,8 +334,10 @@ async def body_scenario(server: Server, args) -> dict:
     await probe
     during_http = prober.http_ms[baseline:]
     during_grpc = prober.grpc_ms[baseline:]
+    during_health = prober.health_ms[baseline:]
     return {"body_mb": round(len(body) / 1e6, 1), "status": status, "answered_s": round(answered_s, 2),
             "healthz_max_ms": round(max(during_http, default=0), 1), "grpc_max_ms": round(max(during_grpc, default=0), 1),
+            "health_port_max_ms": round(max(during_health, default=0), 1) if during_health else None,
             "healthz": _summary(during_http), "grpc": _summary(during_grpc)}
 
 
@@ -322,18 +365,25 @@ def main(argv=None) -> int:
     parser.add_argument("--every", type=float, default=0.1)
     parser.add_argument("--body-mb", type=float, default=15.7)
     parser.add_argument("--skip-self", action="store_true", help="measure only the --code checkouts")
+    parser.add_argument("--role", default="bench", choices=("bench", "load"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.role == "load":
+        print(json.dumps(asyncio.run(run_load(args.port, args.callers, args.idle, args.window))))
+        return 0
     codes = [*args.code] if args.skip_self else [*args.code, ROOT]
     results = [asyncio.run(run_one(code, args)) for code in codes]
     for result in results:
         print(json.dumps(result, indent=1))
-    print("\n| checkout | /healthz ms p50 / p99 / max (failed) | gRPC health ms p50 / p99 / max (failed) |"
-          " big body: /healthz max ms | gRPC max ms | answered s |")
-    print("|---|---|---|---:|---:|---:|")
+    print("\n| checkout | /healthz (API port) ms p50 / p99 / max (failed) | /healthz (health port) | gRPC health |"
+          " idle closed | big body: /healthz max ms | health port max | gRPC max ms | answered s |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|")
     for r in results:
         load, body = r["load"], r["big_body"]
-        print(f"| {r['code']} | {load['healthz']} ({load['healthz_failures']}) | {load['grpc']} ({load['grpc_failures']}) "
-              f"| {body['healthz_max_ms']} | {body['grpc_max_ms']} | {body['answered_s']} ({body['status']}) |")
+        print(f"| {r['code']} | {load['healthz']} ({load['healthz_failures']}) "
+              f"| {load['health_port']} ({load['health_port_failures']}) | {load['grpc']} ({load['grpc_failures']}) "
+              f"| {load['idle_closed_by_server']}/{load['idle_held']} | {body['healthz_max_ms']} "
+              f"| {body['health_port_max_ms']} | {body['grpc_max_ms']} | {body['answered_s']} ({body['status']}) |")
     return 0
 
 

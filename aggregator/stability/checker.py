@@ -247,10 +247,12 @@ class StabilityChecker:
                 selection = select_policy(document, self._default_source)
                 uri = selection.uri
                 handle = self._handle_for(selection)
-                result = handle.eval({"cluster_data": document, "cluster": document, "nodes_data": nodes_data}, selection.parameters)
+                result = handle.eval(
+                    {"cluster_data": document, "cluster": document, "nodes_data": nodes_data}, selection.parameters
+                )
                 outcome, data = _read_result(result)
                 error = ""
-            except Exception as e:  # a policy, its loading or its config failed: a verdict of its own
+            except Exception as e:  # noqa: BLE001 - a policy, its loading or its config failed: a verdict of its own
                 outcome, data, error = "error", None, _reason(e)
                 log.warning("stability policy %s failed: %s", uri, error)
             node_count = len(nodes_data)
@@ -405,8 +407,8 @@ class StabilityChecker:
             for job_id in (f"stability-check-{self.cluster_id}", f"stability-event-{self.cluster_id}"):
                 try:
                     scheduler.remove_job(job_id)
-                except Exception:
-                    pass  # not scheduled (ran already, or never added)
+                except Exception:  # noqa: BLE001 - not scheduled (ran already, or never added)
+                    pass
             if self._own_scheduler:
                 scheduler.shutdown(wait=True)
         with self._check_lock:

@@ -108,7 +108,9 @@ def require_token(
         accepted = tokens() if callable(tokens) else tokens
         challenge = {"WWW-Authenticate": "Bearer"}
         if not accepted:
-            raise ApiError(401, "this server has no token, so it refuses this request (set AIOS_TOKEN or AIOS_TOKEN_FILE)", challenge)
+            raise ApiError(
+                401, "this server has no token, so it refuses this request (set AIOS_TOKEN or AIOS_TOKEN_FILE)", challenge
+            )
         presented = bearer_token(request.headers.get("authorization"))
         if presented is None:
             raise ApiError(401, "this request needs 'Authorization: Bearer <token>'", challenge)

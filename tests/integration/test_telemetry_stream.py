@@ -98,26 +98,33 @@ def _sample_msg(seq: int, n: int | None = None, gpus: int = 2) -> pb.AgentMessag
 
 def test_samples_arrive_in_order_acknowledged_and_queries_show_what_was_sent(aggregator):
     raw = RawStream(aggregator.address)
-    sent = [_sample_msg(seq) for seq in range(1, 21)]
+    sent = [_sample_msg(seq) for seq in range(1, 6)]
     event = HealthEvent("xid", 1_764_400_005.0, gpu_index=1, gpu_uuid="GPU-q-1", xid=31, message="mmu fault")
-    sent.insert(5, pb.AgentMessage(seq=21, health=convert.health_to_pb(event)))  # a later seq out of order
+    sent.append(pb.AgentMessage(seq=21, health=convert.health_to_pb(event)))  # a jump forward is fine
     replies, code, _ = raw.exchange([_hello("q")] + [m.SerializeToString() for m in sent])
     raw.close()
     assert code == grpc.StatusCode.OK
     acks = [r.ack.acked_seq for r in replies if r.WhichOneof("body") == "ack"]
-    refusals = [r for r in replies if r.WhichOneof("body") == "refusal"]
-    assert refusals == []
+    assert [r for r in replies if r.WhichOneof("body") == "refusal"] == []
     assert acks == sorted(acks) and acks[-1] == 21
-    # seq 21 came before 6..20: those count as already seen (duplicates), so only 1..5 and the event count
+
+    # seq must increase on a stream: going back is refused, naming both numbers (issue 13: seq ranges)
+    raw = RawStream(aggregator.address)
+    replies, code, details = raw.exchange([_hello("q")] + [_sample_msg(s).SerializeToString() for s in (22, 7)])
+    raw.close()
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "seq: 7 is not above 22" in details
+    assert [(r.refusal.seq) for r in replies if r.WhichOneof("body") == "refusal"] == [7]
     detail = get_node(aggregator.address, "q")
     assert detail.summary.node_name == "q-name"
     assert convert.inventory_from_pb(detail.inventory) == inventory("q")
-    assert convert.sample_from_pb(detail.latest_sample) == sample(5)
+    assert convert.sample_from_pb(detail.latest_sample) == sample(22)
     assert [convert.health_from_pb(e) for e in detail.health_events] == [event]
 
     # in order: a fresh agent instance sends 1..30, and the latest is the 30th
     raw = RawStream(aggregator.address)
-    replies, code, _ = raw.exchange([_hello("q", instance="inst-2")] + [_sample_msg(s, 100 + s).SerializeToString() for s in range(1, 31)])
+    replies, code, _ = raw.exchange(
+        [_hello("q", instance="inst-2")] + [_sample_msg(s, 100 + s).SerializeToString() for s in range(1, 31)]
+    )
     raw.close()
     assert code == grpc.StatusCode.OK
     assert [r.ack.acked_seq for r in replies if r.WhichOneof("body") == "ack"][-1] == 30
@@ -132,7 +139,7 @@ def test_samples_arrive_in_order_acknowledged_and_queries_show_what_was_sent(agg
     channel.close()
     assert (summary.cluster_id, summary.nodes_total, summary.gpus_total, summary.gpu_memory_total_mb) == (
         "test-cluster", 1, 2, 2 * 81920)
-    assert (summary.vcpus_total, summary.memory_total_mb, summary.samples_received) == (32, 257_000, 5 + 30)
+    assert (summary.vcpus_total, summary.memory_total_mb, summary.samples_received) == (32, 257_000, 5 + 1 + 30)
 
 
 def test_watch_nodes_streams_joins_and_health_events(aggregator):
@@ -157,7 +164,8 @@ def test_watch_nodes_streams_joins_and_health_events(aggregator):
     raw.close()
     stream = _stream(aggregator.address, "w")
     try:
-        stream.send_sample(sample(1, events=(HealthEvent("gpu_lost", 1_764_400_001.0, gpu_index=0, nvml_error="NVML_ERROR_GPU_IS_LOST"),)))
+        lost = HealthEvent("gpu_lost", 1_764_400_001.0, gpu_index=0, nvml_error="NVML_ERROR_GPU_IS_LOST")
+        stream.send_sample(sample(1, events=(lost,)))
         wait_for(lambda: any(c.kind == pb.NodeChange.KIND_HEALTH for c in changes), what="health change")
         kinds = [c.kind for c in changes if c.node.node_id == "w"]
         assert kinds[0] == pb.NodeChange.KIND_JOINED
@@ -339,7 +347,7 @@ def test_aggregator_sigkilled_under_load_loses_nothing_acknowledged(tmp_path, fa
         assert _samples_received(agg, "probe") == len(sent_samples)
         # the subprocess agents reconnected and report again; the GPU event survived
         for agent in agents:
-            wait_for(lambda: list_nodes(agg.address)[agent.node_id].last_seen > restarted_at + 0.5,
+            wait_for(lambda agent=agent: list_nodes(agg.address)[agent.node_id].last_seen > restarted_at + 0.5,
                      what=f"{agent.node_id} back")
         gpu_detail = get_node(agg.address, "gpu-node", 50)
         assert any(e.kind == "xid" and e.xid == 79 and e.gpu_index == 1 for e in gpu_detail.health_events)
@@ -392,9 +400,9 @@ def test_tls_with_a_given_certificate(tmp_path):
         assert stream.wait_acked(seq, 15)
         with QueryClient(agg.address, token=TOKEN, tls_ca=cert) as client:
             assert [n.node_id for n in client.list_nodes()] == ["tls-node"]
-        with QueryClient(agg.address, token=TOKEN, timeout_s=3) as plaintext:
-            with pytest.raises(QueryClientError, match="UNAVAILABLE"):
-                plaintext.list_nodes()
+        with QueryClient(agg.address, token=TOKEN, timeout_s=3) as plaintext, \
+                pytest.raises(QueryClientError, match="UNAVAILABLE"):
+            plaintext.list_nodes()
     finally:
         stream.stop()
         agg.stop()
