@@ -86,7 +86,7 @@ def follow_latency(rounds: int, interval_s: float) -> tuple[list[float], int, in
             before = len(server.requests("PATCH"))
             t0 = time.monotonic()
             (fake.lose_gpu if r % 2 == 0 else fake.restore_gpu)(3)
-            server.wait_for(lambda: len(server.requests("PATCH")) > before, timeout_s=30, what="patch")
+            server.wait_for(lambda before=before: len(server.requests("PATCH")) > before, timeout_s=30, what="patch")
             latencies.append(time.monotonic() - t0)
             time.sleep(interval_s)
         # steady state: resync every 1 s, nothing changes

@@ -267,7 +267,7 @@ def run_scenario(kind: str, nodes: int, interval: float, window_s: float, procs:
                "--ready-file", str(ready)]
     else:
         cmd = [sys.executable, __file__, "--role", "bare", "--port", str(port), "--ready", str(ready)]
-    server_log = open(tmp / f"server-{kind}-{port}.log", "w")
+    server_log = open(tmp / f"server-{kind}-{port}.log", "w")  # noqa: SIM115 - the server's stdout; closed in the finally below
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
     try:
         _wait_file(ready, server)

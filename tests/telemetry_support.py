@@ -84,7 +84,7 @@ class AggregatorProcess:
         """`env`: the whole environment (default `base_env()`)."""
         ready = self.tmp / f"ready-{self.starts}.json"
         self.starts += 1
-        self.log = open(self.tmp / f"aggregator-{self.starts}.log", "w")
+        self.log = open(self.tmp / f"aggregator-{self.starts}.log", "w")  # noqa: SIM115 - the child's stdout; closed in stop()
         http = () if "--http-port" in self.extra_args else ("--http-port", "0")
         self.proc = subprocess.Popen(
             [
@@ -173,7 +173,7 @@ class AgentProcess:
             extra["AIOS_NVML_LIBRARY"] = str(tmp / "no-such-libnvidia-ml.so.1")  # host-only
         full_env = base_env(**extra)
         full_env.update(env or {})
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - the child's stdout; closed in stop()
         self.proc = subprocess.Popen(
             [
                 sys.executable, *launcher, "run", "--log-level", "INFO", "--stats-file", str(self.stats_file),

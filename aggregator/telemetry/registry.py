@@ -265,7 +265,7 @@ class NodeRegistry:
         with self._lock:
             node = self._nodes.get(node_id)
             joined = node is None
-            if joined:
+            if node is None:
                 node = _Node(node_id=node_id, inventory=inventory, first_seen=now, last_seen=now)
                 self._nodes[node_id] = node
             inventory_changed = not joined and node.inventory != inventory

@@ -60,7 +60,8 @@ def test_xid_event_makes_it_unstable_at_once_and_the_webhook_hears_each_transiti
     try:
         checker.start()
         first = wait_until(checker.latest)
-        assert (first.outcome, first.trigger, first.policy_uri, first.nodes) == ("stable", "schedule", "aios-default-stability", 2)
+        expected = ("stable", "schedule", "aios-default-stability", 2)
+        assert (first.outcome, first.trigger, first.policy_uri, first.nodes) == expected
 
         event = xid_event(1, 79)
         registry.put(node_state("node-b", events=(event,)), kind="health", health=event)
