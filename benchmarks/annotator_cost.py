@@ -66,7 +66,7 @@ def observe_cost(calls: int) -> list[tuple[str, float, float]]:
 def follow_latency(rounds: int, interval_s: float) -> tuple[list[float], int, int, float]:
     from tests.fakenvml import FakeNvml, build_fake_nvml
     from tests.fakenvml.presets import a100_80gb
-    from tests.kube_api import KubeApiServer
+    from tests.support.kube_api import KubeApiServer
 
     tmp = Path(tempfile.mkdtemp(prefix="annotator-bench-"))
     fake = FakeNvml(build_fake_nvml(tmp / "lib"), tmp / "fake-nvml.conf")

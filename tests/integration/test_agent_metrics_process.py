@@ -25,7 +25,8 @@ import pytest
 from aggregator.service import Aggregator, ServeConfig
 from aggregator.telemetry.metrics import AggregatorMetricsProviders, serve_aggregator_metrics
 from tests.fakenvml.presets import a100_80gb, h100_sxm
-from tests.metrics_fixtures.servers import PrometheusServer, free_port, prometheus_binary
+from tests.metrics_fixtures.servers import PrometheusServer, prometheus_binary
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,6 @@ the Kubernetes API (kmock), and the parser stand-in checking what it receives.""
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +15,9 @@ from aggregator.commands.onboard import main
 from proto.cluster.v1 import cluster_pb2, cluster_pb2_grpc
 from tests.integration.aggregator_standin import TOKEN, AggregatorStandIn
 from tests.integration.parser_standin import ParserStandIn
-from tests.kube_api import NODES, kube_api  # noqa: F401 - fixture
-from tests.onboarding_data import (
+from tests.support.kube_api import NODES, kube_api  # noqa: F401 - fixture
+from tests.support.net import free_port
+from tests.support.onboarding_data import (
     ENTRY_A,
     ENTRY_B,
     ENTRY_C,
@@ -65,12 +65,6 @@ def stored_document(address, cluster_id):
         answer = cluster_pb2_grpc.ClusterDocumentsStub(channel).GetClusterDocument(
             cluster_pb2.GetClusterDocumentRequest(cluster_id=cluster_id), timeout=5)
     return json.loads(answer.document_json)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_three_agents_onboarded_posted_wrapped_and_stored(tmp_path, config_file, parser, aggregator):

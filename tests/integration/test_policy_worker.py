@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
-from tests.policy_packages import policy_source, write_directory, write_package
+from tests.support.policy_packages import policy_source, write_directory, write_package
 
 pytestmark = pytest.mark.integration
 

@@ -23,17 +23,8 @@ from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from proto.telemetry.v1.readings import HealthEvent
 from tests.fakenvml.presets import a100_80gb, h100_sxm
-from tests.telemetry_support import (
-    TOKEN,
-    AgentProcess,
-    AggregatorProcess,
-    get_node,
-    inventory,
-    list_nodes,
-    query_stub,
-    sample,
-    wait_for,
-)
+from tests.support.telemetry import TOKEN, AgentProcess, AggregatorProcess, get_node, inventory, list_nodes, query_stub, sample
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -424,7 +415,7 @@ def test_cli_nodes_and_node_print_through_the_query_service(aggregator):
     import subprocess
     import sys
 
-    from tests.telemetry_support import ROOT, base_env
+    from tests.support.telemetry import ROOT, base_env
 
     stream = _stream(aggregator.address, "cli-node", interval_s=60.0)
     try:
