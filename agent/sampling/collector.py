@@ -46,6 +46,10 @@ class GpuCollector(Protocol):
         """One reading of every GPU, and the health events seen since the last call."""
         ...
 
+    def start(self) -> None:
+        """Open what the readings need and start what runs in the background (an event thread)."""
+        ...
+
     def close(self) -> None: ...
 
     # Optional (the NVML collectors have it; `NodeReader.set_health_listener` checks):

@@ -165,8 +165,13 @@ class NotificationDispatcher:
         self._sleep = sleep or self._stop.wait
         self.delivered = 0
         self.failed = 0
-        self._thread = threading.Thread(target=self._run, name="stability-notify", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the delivery thread (once); transitions submitted before wait for it."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="stability-notify", daemon=True)
+            self._thread.start()
 
     def submit(self, transition: Transition) -> None:
         """Queue a transition (returns at once; safe to pass to `checker.on_transition`)."""
@@ -210,8 +215,9 @@ class NotificationDispatcher:
     def close(self, timeout_s: float = 5.0) -> None:
         """Deliver what is queued (no more waiting between retries) and stop the thread."""
         self._stop.set()
-        self._queue.put(None)
-        self._thread.join(timeout_s)
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout_s)
 
 
 def dispatcher_from_env(

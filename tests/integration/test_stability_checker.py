@@ -57,6 +57,7 @@ def test_xid_event_makes_it_unstable_at_once_and_the_webhook_hears_each_transiti
     registry, _, make, _ = parts
     webhook = WebhookStandIn(fail_first=1)  # the first delivery fails: retried, still one call
     dispatcher = NotificationDispatcher([WebhookSink(webhook.url)], backoff_s=0.05)
+    dispatcher.start()
     checker = make(interval_s=3600, debounce_s=0.05)
     checker.on_transition(dispatcher.submit)
     try:
