@@ -133,8 +133,9 @@ def _gpu_entries(state: NodeState, now: float, throttle_since: dict[ThrottleKey,
         if event.gpu_index is not None:
             events_by_gpu.setdefault(event.gpu_index, []).append(event)
     indexes = sorted(set(inventory) | set(samples))
+    reporting = state.latest is not None
     return [
-        _gpu_entry(state.node_id, i, inventory.get(i), samples.get(i), events_by_gpu.get(i, []), state.latest is not None, now, throttle_since)
+        _gpu_entry(state.node_id, i, inventory.get(i), samples.get(i), events_by_gpu.get(i, []), reporting, now, throttle_since)
         for i in indexes
     ]
 
@@ -230,7 +231,9 @@ def _xid_summary(events: list[HealthEvent], now: float) -> list[dict]:
     for event in events:
         if event.kind != "xid" or event.xid is None:
             continue
-        entry = by_code.setdefault(event.xid, {"code": event.xid, "count": 0, "first_time": event.timestamp, "last_time": event.timestamp})
+        entry = by_code.setdefault(
+            event.xid, {"code": event.xid, "count": 0, "first_time": event.timestamp, "last_time": event.timestamp}
+        )
         entry["count"] += 1
         entry["first_time"] = min(entry["first_time"], event.timestamp)
         entry["last_time"] = max(entry["last_time"], event.timestamp)
