@@ -1,9 +1,9 @@
 """`nodes_data`: what a stability policy (and the network's controller) reads about each node.
 
 Pure functions from the registry's `NodeState`s to the JSON-ready entries of
-contracts.md §5, plus what the agents measure beyond that shape. Units:
+docs/network-formats.md §5, plus what the agents measure beyond that shape. Units:
 
-- sizes are MB (1024*1024 bytes), like everywhere in the contracts;
+- sizes are MB (1024*1024 bytes), like everywhere in the network's formats;
 - `memory.allocatable` is the memory the host reports *available* (what a new
   workload could still get), `disk.allocatable` the free space of the host's
   root filesystem; `usage_percent` is `100 * (total - allocatable) / total`;
