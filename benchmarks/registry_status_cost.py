@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.telemetry_support import inventory
+from tests.support.telemetry import inventory
 
 from aggregator.telemetry.model import SampleFigures
 from aggregator.telemetry.registry import NodeRegistry
