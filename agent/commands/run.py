@@ -93,7 +93,7 @@ def resolve_node_identity(
     annotator: NodeAnnotator | None, node_name: str, env=os.environ, request_timeout_s: float = 5.0
 ) -> NodeIdentity:
     """The id to stream under: the Node's `nodeID` label, else NODE_ID, else the Node's
-    name (contracts.md section 1). Without a cluster, or when the Node cannot be read
+    name (docs/network-formats.md §1). Without a cluster, or when the Node cannot be read
     now, the label is unknown: NODE_ID, else the name (logged)."""
     if annotator is None:
         return node_id_from(None, node_name, env)

@@ -1,6 +1,6 @@
 """The `gpu.aios/info` annotation: a pure function of the GPU inventory.
 
-Contract (contracts.md section 1): a JSON array, one object per GPU, each with
+Contract (docs/network-formats.md §1, docs/node-annotation.md): a JSON array, one object per GPU, each with
 at least `modelName` (NVML device name) and `memory` (total, integer MB).
 Consumers ignore other keys, so we add a few that help operators.
 """

@@ -5,7 +5,7 @@ The client comes from, in this order: an explicit kubeconfig path
 (in-cluster), then `~/.kube/config`. The Node's name comes from the downward
 API (`NODE_NAME` = `spec.nodeName`, or the old `KUBERNETES_NODE_NAME`; see
 `agent.kube.identity`). The node id is the Node's `nodeID` label, else env
-`NODE_ID`, else the Node's name (contracts.md section 1): `node_id_from`.
+`NODE_ID`, else the Node's name (docs/network-formats.md §1): `node_id_from`.
 
 The agent talks to the Node through `NodeApi` (get and patch, the two calls
 it makes), built on the official client's `ApiClient` exactly as `CoreV1Api`

@@ -1,4 +1,4 @@
-"""The cluster document (contracts.md section 2), built from measured data.
+"""The cluster document (docs/network-formats.md §2), built from measured data.
 
 Pure functions only: inventories (or Kubernetes Node objects) in, JSON-ready
 dicts out. Units: sizes in MB (1024*1024 bytes), bandwidth in Mbps.

@@ -1,4 +1,4 @@
-"""Validation of the operator's config.json (contracts.md section 2).
+"""Validation of the operator's config.json (docs/network-formats.md §2).
 
 Every problem is reported, each with the JSON path it is about
 (`nodes: expected an object`, `config.stabilityChecker.policyRuleURI: expected

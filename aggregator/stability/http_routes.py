@@ -1,4 +1,4 @@
-"""HTTP routes of the stability checker and the nodes service (contracts.md §5).
+"""HTTP routes of the stability checker and the nodes service (docs/network-formats.md §5).
 
 - `GET /check_stability`: runs a check now; 200 with the policy's answer, or
   500 `{"success": false, "message": ...}` carrying the policy's error.

@@ -40,7 +40,7 @@ __all__ = ["NODE_ID_LABEL", "KubeNode", "NodeWatcher", "kube_node_from", "regist
 
 log = logging.getLogger(__name__)
 
-NODE_ID_LABEL = "nodeID"  # contracts.md section 1
+NODE_ID_LABEL = "nodeID"  # docs/network-formats.md §1
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A stand-in for the network's parser API: a real HTTP server on 127.0.0.1.
 
-It checks what it receives exactly as contracts.md section 2 says (the
+It checks what it receives exactly as docs/network-formats.md §3 says (the
 wrapped spec, field names, integer MB / Mbps values, totals that add up) and
 records every problem it finds, then answers as told: success (200),
 refusal (400) or failure (500).

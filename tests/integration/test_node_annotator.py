@@ -35,7 +35,7 @@ def inventory(gpus):
 
 
 def consume(annotation: str) -> tuple[int, int, set[str]]:
-    """What onboarding does with the annotation (contracts.md section 1)."""
+    """What onboarding does with the annotation (docs/network-formats.md §1)."""
     entries = json.loads(annotation)
     return len(entries), sum(e["memory"] for e in entries), {e["modelName"] for e in entries}
 

@@ -1,4 +1,4 @@
-"""The stability routes in the aggregator's app (aggregator.web.app) on a real uvicorn server (contracts.md §5)."""
+"""The stability routes in the aggregator's app (aggregator.web.app) on a real uvicorn server (docs/network-formats.md §5)."""
 
 import time
 
