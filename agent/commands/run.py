@@ -170,8 +170,7 @@ def run(args: argparse.Namespace) -> int:
                              f"{metrics_port}: {e.strerror or e} (set AIOS_METRICS_PORT or --metrics-port)") from e
         daemon.initial_inventory(inventory)  # tells the inventory observers (the annotator, the metrics)
         # XIDs go out as they arrive, not with the next sample (up to one interval later)
-        if not reader.set_health_listener(daemon.push_health):
-            log.info("GPU health events travel with the samples")
+        reader.set_health_listener(daemon.push_health)
         stream.start()
         if annotator is not None:
             annotator.start()

@@ -611,14 +611,14 @@ class RetryingGpuCollector:
                 return
             self._live = not isinstance(self._current, NullGpuCollector)
             if self._listener is not None:
-                _set_listener(self._current, self._listener)
+                self._current.set_event_listener(self._listener)
             self._current.start()
 
     def set_event_listener(self, listener: EventListener | None) -> None:
         """Applies to the live collector now and to one opened later."""
         with self._lock:
             self._listener = listener
-            _set_listener(self._current, listener)
+            self._current.set_event_listener(listener)
 
     def inventory(self) -> GpuReport:
         self._try_open()
@@ -633,12 +633,6 @@ class RetryingGpuCollector:
             self._closed = True
             self._current.close()
             self._current = NullGpuCollector("closed")
-
-
-def _set_listener(collector: GpuCollector, listener: EventListener | None) -> None:
-    set_listener = getattr(collector, "set_event_listener", None)
-    if set_listener is not None:
-        set_listener(listener)
 
 
 def _open_live(library_path: str | None, clock: Clock) -> GpuCollector:

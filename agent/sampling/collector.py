@@ -50,11 +50,12 @@ class GpuCollector(Protocol):
         """Open what the readings need and start what runs in the background (an event thread)."""
         ...
 
-    def close(self) -> None: ...
+    def set_event_listener(self, listener: Callable[[HealthEvent], None] | None) -> None:
+        """Asynchronous events (XIDs) go to `listener` as they arrive instead of with the next
+        `sample()`; None: back to the samples."""
+        ...
 
-    # Optional (the NVML collectors have it; `NodeReader.set_health_listener` checks):
-    # `set_event_listener(listener)`: asynchronous events (XIDs) go to `listener`
-    # as they arrive instead of with the next `sample()`.
+    def close(self) -> None: ...
 
 
 class HostCollector(Protocol):

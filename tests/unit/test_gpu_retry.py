@@ -86,6 +86,7 @@ class _Live:
     def __init__(self):
         self.closed = False
         self.started = False
+        self.listener = None
 
     def inventory(self):
         from agent.sampling.collector import GpuReport
@@ -98,22 +99,16 @@ class _Live:
     def start(self):
         self.started = True
 
+    def set_event_listener(self, listener):
+        self.listener = listener
+
     def close(self):
         self.closed = True
 
 
-class _LiveWithEvents(_Live):
-    def __init__(self):
-        super().__init__()
-        self.listener = None
-
-    def set_event_listener(self, listener):
-        self.listener = listener
-
-
 def test_an_event_listener_set_before_nvml_comes_up_reaches_the_live_collector():
     clock = Clock()
-    live = _LiveWithEvents()
+    live = _Live()
     collector = RetryingGpuCollector(Opener(["driver not loaded"], then=live), clock=clock, retry_interval_s=60.0)
     collector.start()
     heard = []
@@ -126,7 +121,7 @@ def test_an_event_listener_set_before_nvml_comes_up_reaches_the_live_collector()
 
 
 def test_an_event_listener_given_when_opening_reaches_the_live_collector():
-    live = _LiveWithEvents()
+    live = _Live()
     RetryingGpuCollector(Opener([], then=live), clock=Clock(), retry_interval_s=60.0, on_event=print).start()
     assert live.listener is print
 
