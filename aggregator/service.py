@@ -82,7 +82,6 @@ class ServeConfig:
     kubernetes: bool = True  # False: no Kubernetes client at all (no Node watch, no Events)
     per_node_metrics: bool = False  # /metrics also carries every node's latest series
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)  # POLICY_*, CLUSTER_STABILITY_*, ...
-    extra: dict = field(default_factory=dict)
 
 
 class Aggregator:

@@ -40,11 +40,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aggregator.backoff import retry_delay
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.onboarding.document import document_node_ids, node_entry, with_node, without_node
 from aggregator.onboarding.errors import ParserFailed, ParserRefused, ParserUnreachable
 from aggregator.telemetry.model import NodeChange, NodeState
+from proto.common.backoff import backoff_delay
 
 __all__ = ["OUTCOMES", "Enrollment", "EnrollmentRecord"]
 
@@ -245,7 +245,9 @@ class Enrollment:
             if job.attempt >= self._max_attempts:
                 self._record(node_id, action, "failed", f"gave up after {job.attempt} attempts: {e}")
                 return
-            delay = retry_delay(job.attempt, self._retry_initial_s, self._retry_max_s, self._rng.random)
+            delay = backoff_delay(
+                job.attempt - 1, self._retry_initial_s, self._retry_max_s, jitter="equal", rand=self._rng.random
+            )
             log.warning("%s %s: %s; retry %d in %.1f s", action, node_id, e, job.attempt, delay)
             with self._cond:
                 # a newer change for this node replaces the retry

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Protocol
 
-from aggregator.backoff import retry_delay
 from aggregator.stability.checker import Transition
+from proto.common.backoff import backoff_delay
 
 __all__ = [
     "KubernetesEventSink",
@@ -208,7 +208,7 @@ class NotificationDispatcher:
             except Exception as e:  # noqa: BLE001 - any sink failure is retried, then counted as failed
                 log.warning("%s notification attempt %d/%d failed: %s", sink.name, attempt, self.attempts, e)
             if attempt < self.attempts and not self._stop.is_set():
-                self._sleep(retry_delay(attempt, self.backoff_s, self.max_backoff_s, self._rng.random))
+                self._sleep(backoff_delay(attempt - 1, self.backoff_s, self.max_backoff_s, jitter="equal", rand=self._rng.random))
         self.failed += 1
         log.error("%s notification for verdict %s given up", sink.name, transition.verdict.id)
 
