@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aggregator.telemetry.model import SampleFigures
 from aggregator.telemetry.registry import NodeRegistry
 from proto.telemetry.v1.readings import HealthEvent
-from tests.telemetry_support import inventory
+from tests.support.telemetry import inventory
 
 NOW = 1_764_400_000.0
 

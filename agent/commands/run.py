@@ -65,7 +65,7 @@ def load_token(env=os.environ) -> str | None:
 
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("run", parents=[common], help="run the agent: sample and stream to the aggregator")
     p.add_argument("--interval", type=interval_seconds, default=None,
                    help=f"seconds between samples (env AIOS_INTERVAL_S or COLLECT_INTERVAL, default {DEFAULT_INTERVAL_S:g})")

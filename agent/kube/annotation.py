@@ -24,7 +24,8 @@ def gpu_annotation_entries(gpus: Iterable[GpuInventory]) -> list[dict]:
         entry["index"] = gpu.index
         entry["uuid"] = gpu.uuid
         if gpu.compute_capability is not None:
-            entry["computeCapability"] = "%d.%d" % gpu.compute_capability
+            major, minor = gpu.compute_capability
+            entry["computeCapability"] = f"{major}.{minor}"
         if gpu.features:
             entry["features"] = list(gpu.features)
         if gpu.mig_enabled is not None:

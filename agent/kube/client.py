@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "NODE_ID_LABEL",
@@ -101,7 +101,7 @@ class NodeApi:
     official `ApiClient` without importing `CoreV1Api` (see the module doc)."""
 
     RESOURCE_PATH = "/api/v1/nodes/{name}"
-    RESPONSE_TYPES = {"200": "V1Node", "201": "V1Node", "401": None}
+    RESPONSE_TYPES: ClassVar[Mapping[str, str | None]] = {"200": "V1Node", "201": "V1Node", "401": None}
 
     def __init__(self, api_client: Any):
         self.api_client = api_client

@@ -147,12 +147,14 @@ def _check_config_section(check: _Checker, config: dict) -> None:
         check.typed(config, key, f"config.{key}", "boolean", required=False)
     for key in ("customPolicySystem", "urlMap"):
         check.typed(config, key, f"config.{key}", "object", required=False)
-    if check.typed(config, "policyExecutionMode", "config.policyExecutionMode", "string", required=False):
-        if config["policyExecutionMode"] not in EXECUTION_MODES:
-            check.add(
-                "config.policyExecutionMode",
-                f"expected one of {', '.join(EXECUTION_MODES)}, got {config['policyExecutionMode']!r}",
-            )
+    if (
+        check.typed(config, "policyExecutionMode", "config.policyExecutionMode", "string", required=False)
+        and config["policyExecutionMode"] not in EXECUTION_MODES
+    ):
+        check.add(
+            "config.policyExecutionMode",
+            f"expected one of {', '.join(EXECUTION_MODES)}, got {config['policyExecutionMode']!r}",
+        )
     if check.typed(config, "stabilityChecker", "config.stabilityChecker", "object", required=False):
         checker = config["stabilityChecker"]
         check.typed(checker, "policyRuleURI", "config.stabilityChecker.policyRuleURI", "string", required=True)

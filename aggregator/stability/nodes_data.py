@@ -217,7 +217,9 @@ def _xid_summary(events: list[HealthEvent], now: float) -> list[dict]:
     for event in events:
         if event.kind != "xid" or event.xid is None:
             continue
-        entry = by_code.setdefault(event.xid, {"code": event.xid, "count": 0, "first_time": event.timestamp, "last_time": event.timestamp})
+        entry = by_code.setdefault(
+            event.xid, {"code": event.xid, "count": 0, "first_time": event.timestamp, "last_time": event.timestamp}
+        )
         entry["count"] += 1
         entry["first_time"] = min(entry["first_time"], event.timestamp)
         entry["last_time"] = max(entry["last_time"], event.timestamp)

@@ -164,7 +164,7 @@ class ParserStandIn:
         if path == "/api/createCluster":
             return document_problems(values)
         if path == "/api/addNode":
-            if not isinstance(values, dict) or not {"clusterId", "nodeData"} <= set(values) or set(values) - {"clusterId", "nodeData"}:
+            if not isinstance(values, dict) or set(values) != {"clusterId", "nodeData"}:
                 return [f"{path}: values keys {sorted(values) if isinstance(values, dict) else values!r}"]
             return entry_problems(values["nodeData"], "values.nodeData", extra_keys=frozenset({"tags", "nodeMetadata"}))
         return [f"unknown path {path}"]
