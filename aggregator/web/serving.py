@@ -36,7 +36,7 @@ class HttpServer:
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
         self._server = _EmbeddedServer(config)
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     async def start(self) -> int:
