@@ -16,6 +16,7 @@ from the environment and the stored cluster document's `config`; with
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -26,13 +27,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.db import Database
 from aggregator.governance.failure_count import PolicyErrorCounter
 from aggregator.governance.prechecks import Governance, GovernanceError
 from aggregator.kube_client import KubeUnavailable, load_kube_client, pod_namespace
 from aggregator.onboarding.http_routes import enrollment_router
-from aggregator.onboarding.wiring import OnboardingParts, add_onboarding
+from aggregator.onboarding.wiring import OnboardingParts, build_onboarding
 from aggregator.policies import PolicyConfig, open_policy
 from aggregator.rpc.server import GrpcServer, TlsFiles, build_grpc_server
 from aggregator.stability.grpc_service import add_stability_service
@@ -43,9 +46,10 @@ from aggregator.telemetry.node_watch import KubeNode, NodeWatcher, registry_matc
 from aggregator.telemetry.query_service import QueryService
 from aggregator.telemetry.registry import NodeRegistry
 from aggregator.telemetry.store import NodeStore
-from aggregator.web.app import ThreadedHttpServer, create_app, start_http_in_thread
+from aggregator.web.app import create_app
 from aggregator.web.healthz import HealthChecks, HealthListener, healthz_router
 from aggregator.web.lanes import WorkLane
+from aggregator.web.serving import ThreadedHttpServer, start_http_in_thread
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import NodeSample
@@ -82,7 +86,6 @@ class ServeConfig:
     kubernetes: bool = True  # False: no Kubernetes client at all (no Node watch, no Events)
     per_node_metrics: bool = False  # /metrics also carries every node's latest series
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)  # POLICY_*, CLUSTER_STABILITY_*, ...
-    extra: dict = field(default_factory=dict)
 
 
 class Aggregator:
@@ -98,6 +101,7 @@ class Aggregator:
         self.http: ThreadedHttpServer | None = None
         self.health: HealthChecks | None = None
         self.health_listener: HealthListener | None = None
+        self._http_port: int | None = None  # set by the HTTP thread once it listens
         self.cluster_store: ClusterStore | None = None
         self.governance: Governance | None = None
         self.stability: StabilityParts | None = None
@@ -116,44 +120,54 @@ class Aggregator:
         cfg = self.config
         self._loop = asyncio.get_running_loop()
         self.policy_config()  # a bad POLICY_*/AIOS_POLICY_* value stops the start here, saying which
-        self.db = Database(cfg.db_path)
-        store = NodeStore(self.db)
-        self.registry = NodeRegistry(
+        db = self.db = Database(cfg.db_path)
+        store = NodeStore(db)
+        registry = self.registry = NodeRegistry(
             clock=self.clock,
             decode_sample=decode_sample,
             stale_after_intervals=cfg.stale_after_intervals,
             problem_window_s=cfg.problem_window_s,
         )
         records, events = store.load()
-        self.registry.restore(records, events)
+        registry.restore(records, events)
         log.info("registry restored: %d node(s), %d health event(s) from %s", len(records), len(events), cfg.db_path)
-        self.ingest = IngestService(
-            self.registry,
+        ingest = self.ingest = IngestService(
+            registry,
             store,
             max_message_bytes=cfg.max_message_bytes,
             commit_interval_s=cfg.commit_interval_s,
             agent_interval_s=cfg.agent_interval_s,
             max_nodes=cfg.max_nodes,
         )
-        self.cluster_store = ClusterStore(self.db, clock=self.clock)
-        self.governance = Governance(self.db, self._open_governance_policy, clock=self.clock)
+        cluster_store = self.cluster_store = ClusterStore(db, clock=self.clock)
+        governance = self.governance = Governance(db, self._open_governance_policy, clock=self.clock)
         self._seed_policy_map(cfg.cluster_id)
         core_v1 = self._core_v1()
-        self.stability = build_stability(
+        # one ClusterStore for everything that reads or writes cluster documents
+        stability = self.stability = build_stability(
             cluster_id=cfg.cluster_id,
-            registry=self.registry,
-            db=self.db,
+            registry=registry,
+            db=db,
+            cluster_store=cluster_store,
             policy_config=self.policy_config,
             env=cfg.env,
             core_v1=core_v1,
             events_namespace=pod_namespace(cfg.env),
             clock=self.clock,
         )
-        self.stability.checker.on_verdict(self.policy_errors.count_verdict)
-        query = QueryService(self.registry, cluster_id=cfg.cluster_id)
+        stability.checker.on_verdict(self.policy_errors.count_verdict)
+        onboarding = self.onboarding = build_onboarding(
+            cluster_store, registry=registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
+            governance=governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
+        )
+        query = QueryService(registry, cluster_id=cfg.cluster_id)
+
+        def add_stability_servicer(server: Any) -> None:
+            add_stability_service(server, stability.checker)
+
         self.grpc = await build_grpc_server(
             self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
-            add_services=[self._add_onboarding, self._add_stability],
+            add_services=[onboarding.add_services, add_stability_servicer],
         )
         log.info("gRPC listening on %s:%d", cfg.host, self.grpc.port)
         self._tasks = [
@@ -161,12 +175,16 @@ class Aggregator:
             asyncio.ensure_future(self.ingest.run_status_ticker(cfg.status_every_s)),
             asyncio.ensure_future(self.ingest.run_event_pruner()),
         ]
-        self.stability.start()
-        self.health = HealthChecks({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up})
+        stability.start()
+        onboarding.start()
+        health = self.health = HealthChecks({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up})
         http_port = health_port = None
         if cfg.http_port is not None:
             # its own thread and event loop: HTTP load never delays gRPC (ingest acks, gRPC health)
-            self.http = await asyncio.to_thread(start_http_in_thread, self._http_app(), cfg.host, cfg.http_port)
+            app = self._http_app(registry, stability, governance, cluster_store, ingest, health)
+            self.http = await asyncio.to_thread(
+                functools.partial(start_http_in_thread, app, cfg.host, cfg.http_port, on_started=self._http_listening)
+            )
             http_port = self.http.port
             log.info("HTTP API listening on %s:%d", cfg.host, http_port)
         if cfg.health_port is not None:
@@ -200,7 +218,7 @@ class Aggregator:
 
     def _seed_policy_map(self, cluster_id: str) -> None:
         """Actions without a pre-check policy get the stored document's `config.actionsPolicyMap` entry."""
-        if not cluster_id or cluster_id != self.config.cluster_id:
+        if not cluster_id or cluster_id != self.config.cluster_id or self.cluster_store is None or self.governance is None:
             return
         try:
             mapping = (self.cluster_store.get(cluster_id).get("config") or {}).get("actionsPolicyMap")
@@ -229,37 +247,31 @@ class Aggregator:
 
         return client.CoreV1Api(self._kube_client)
 
-    def _add_onboarding(self, server) -> None:
-        cfg = self.config
-        self.onboarding = add_onboarding(
-            server, db=self.db, registry=self.registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
-            governance=self.governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
-        )
-
-    def _add_stability(self, server) -> None:
-        add_stability_service(server, self.stability.checker)
-
-    def _http_app(self):
+    def _http_app(
+        self, registry: NodeRegistry, stability: StabilityParts, governance: Governance, cluster_store: ClusterStore,
+        ingest: IngestService, health: HealthChecks,
+    ) -> FastAPI:
         cfg = self.config
         metrics = build_aggregator_registry(
             AggregatorMetricsProviders(
-                nodes=self.registry.snapshot,
+                nodes=registry.snapshot,
                 cluster_id=cfg.cluster_id,
-                stability=self.stability.checker.latest,
+                stability=stability.checker.latest,
                 policy_errors=self.policy_errors,
-                ingest=self.ingest.stats,
+                ingest=ingest.stats,
                 per_node=cfg.per_node_metrics,
                 clock=self.clock,
+                health_rule=registry.health_rule,
             )
         )
         return create_app(
-            governance=self.governance,
-            cluster_store=self.cluster_store,
+            governance=governance,
+            cluster_store=cluster_store,
             tokens=cfg.tokens,
             lane=self.work_lane,
             routers=[
-                healthz_router(self.health),
-                self.stability.router,
+                healthz_router(health),
+                stability.router,
                 enrollment_router(self.onboarding.enrollment if self.onboarding else None),
                 metrics_router(metrics),
             ],
@@ -273,12 +285,17 @@ class Aggregator:
     def _db_up(self) -> bool:
         return self.db is not None and self.db.ping()
 
+    def _http_listening(self, port: int) -> None:
+        self._http_port = port
+
     def _http_up(self) -> bool:
-        return self.http is not None and self.http.port is not None and not self._stopping
+        return self._http_port is not None and not self._stopping
 
     # ------------------------------------------------------------ Kubernetes Nodes
 
     def _registry_entries(self) -> list[tuple[str, str]]:
+        if self.registry is None:
+            return []
         return [(o.state.node_id, o.state.inventory.node_name) for o in self.registry.overview()]
 
     def _nodes_listed(self, nodes: list[KubeNode]) -> None:
@@ -293,11 +310,11 @@ class Aggregator:
 
     def _node_deleted(self, kube: KubeNode) -> None:
         """On the watcher's thread: remove the matching registry node(s) on the loop."""
-        loop = self._loop
-        if loop is None or self._stopping:
+        loop, ingest = self._loop, self.ingest
+        if loop is None or ingest is None or self._stopping:
             return
         for node_id in registry_matches(kube, self._registry_entries()):
-            future = asyncio.run_coroutine_threadsafe(self.ingest.remove_node(node_id), loop)
+            future = asyncio.run_coroutine_threadsafe(ingest.remove_node(node_id), loop)
             if future.result(30.0):
                 log.info("node %s removed (Kubernetes Node %s deleted)", node_id, kube.name)
 

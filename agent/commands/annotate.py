@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+from agent.commands.common import common_parser
 from agent.kube.annotator import GpusUnknown, NodeAnnotator, desired_metadata, metadata_patch
 from agent.kube.client import KubeApiError, KubeConfigError, NodeApi, load_api_client, node_id_from, read_node_identity
 from agent.kube.identity import local_node_identity
@@ -46,14 +47,14 @@ def _env_float(env: Mapping[str, str], key: str, default: float) -> float:
         raise SystemExit(f"aios-agent annotate: env {key}={raw!r} is not a number of seconds") from exc
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "annotate",
-        parents=[common],
+        parents=[common_parser()],
         help="keep the Node's gpu.aios/info annotation and gpu.aios/* labels true (--once, --dry-run)",
     )
     add_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:
@@ -63,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None
     mode.add_argument("--once", action="store_true", help="patch the Node once and exit")
     mode.add_argument("--dry-run", action="store_true", help="print the patch (JSON) instead of sending it")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG, in-cluster, ~/.kube/config)")
-    parser.add_argument("--node-name", default=None, help="the Node's name (default: NODE_NAME, KUBERNETES_NODE_NAME, else the hostname)")
+    parser.add_argument(
+        "--node-name", default=None, help="the Node's name (default: NODE_NAME, KUBERNETES_NODE_NAME, else the hostname)"
+    )
     parser.add_argument("--interval", type=float, default=_env_float(env, "AIOS_INTERVAL_S", 10.0),
                         help="seconds between GPU readings in loop mode (AIOS_INTERVAL_S, default 10)")
     parser.add_argument("--resync-interval", type=float, default=_env_float(env, "AIOS_ANNOTATE_RESYNC_S", 300.0),

@@ -1,12 +1,14 @@
 """The GPU collector: inventory, samples and health of the node's GPUs via NVML.
 
-`open_gpu_collector` is the entry point. It returns a collector that:
+`open_gpu_collector` is the entry point. It returns a started collector
+(`close()` it when done) that:
 - reports no GPUs, with `nvml_status` saying why, when NVML cannot start (no
   library, no driver, no GPUs: a CPU node), and tries NVML again every
   `retry_interval_s` (a driver can come up after the agent);
 - otherwise reads every GPU through `agent.gpu.nvml_backend`.
 
-Health: a daemon thread waits on NVML's event API for critical XID errors.
+Health: a daemon thread (started by `start()`, stopped by `close()`) waits
+on NVML's event API for critical XID errors.
 With an event listener set (`set_event_listener`, or `on_event` when opening),
 each XID goes to the listener the moment it arrives (the agent pushes it to
 the aggregator at once) and is NOT repeated in the next `sample()`; without
@@ -45,6 +47,7 @@ from typing import Any
 from agent.gpu.features import describe_capability
 from agent.gpu.nvml_backend import (
     NvmlError,
+    NvmlEventWaiter,
     NvmlGpuLost,
     NvmlNotSupported,
     NvmlSession,
@@ -52,8 +55,8 @@ from agent.gpu.nvml_backend import (
     open_nvml,
 )
 from agent.gpu.throttle import decode_clock_event_reasons
-from agent.gpu.xid import describe_xid
 from agent.sampling.collector import GpuCollector, GpuReport
+from proto.health.xid_catalog import describe_xid
 from proto.telemetry.v1.readings import (
     GpuInventory,
     GpuSample,
@@ -95,6 +98,9 @@ class NullGpuCollector:
     def sample(self) -> tuple[tuple[GpuSample, ...], tuple[HealthEvent, ...]]:
         return (), ()
 
+    def start(self) -> None:
+        pass  # nothing to watch
+
     def set_event_listener(self, listener: EventListener | None) -> None:
         pass  # no GPUs, no events
 
@@ -109,9 +115,12 @@ class NullGpuCollector:
 
 def _read_memory(nv: NvmlSession, h: Any) -> dict:
     total, used, free, reserved = nv.memory(h)
-    values = {"memory_total_mb": total // _MIB, "memory_used_mb": used // _MIB, "memory_free_mb": free // _MIB}
-    values["memory_reserved_mb"] = None if reserved is None else reserved // _MIB
-    return values
+    return {
+        "memory_total_mb": total // _MIB,
+        "memory_used_mb": used // _MIB,
+        "memory_free_mb": free // _MIB,
+        "memory_reserved_mb": None if reserved is None else reserved // _MIB,
+    }
 
 
 def _read_utilization(nv: NvmlSession, h: Any) -> dict:
@@ -141,6 +150,15 @@ class _Group:
     read: Callable[[NvmlSession, Any], dict]
 
 
+def _ecc_group(kind: str, scope: str) -> _Group:
+    name = f"ecc_{kind}_{scope}"
+
+    def read(nv: NvmlSession, h: Any) -> dict:
+        return {name: nv.ecc_total(h, uncorrected=kind == "uncorrected", aggregate=scope == "aggregate")}
+
+    return _Group(name, (name,), read)
+
+
 _GROUPS: tuple[_Group, ...] = (
     _Group("memory", ("memory_total_mb", "memory_used_mb", "memory_free_mb", "memory_reserved_mb"), _read_memory),
     _Group("utilization", ("utilization_gpu_pct", "utilization_memory_pct"), _read_utilization),
@@ -155,17 +173,7 @@ _GROUPS: tuple[_Group, ...] = (
         lambda nv, h: {"throttle_reasons": decode_clock_event_reasons(nv.clock_event_reasons(h))},
     ),
     # one group per ECC counter, so a GPU that lacks one still reports the others
-    *(
-        _Group(
-            f"ecc_{kind}_{scope}",
-            (f"ecc_{kind}_{scope}",),
-            lambda nv, h, kind=kind, scope=scope: {
-                f"ecc_{kind}_{scope}": nv.ecc_total(h, uncorrected=kind == "uncorrected", aggregate=scope == "aggregate")
-            },
-        )
-        for scope in ("volatile", "aggregate")
-        for kind in ("corrected", "uncorrected")
-    ),
+    *(_ecc_group(kind, scope) for scope in ("volatile", "aggregate") for kind in ("corrected", "uncorrected")),
     _Group("retired_pages", ("retired_pages_count", "retired_pages_pending"), _read_retired_pages),
     _Group(
         "remapped_rows",
@@ -238,13 +246,19 @@ class NvmlGpuCollector:
         self._report: GpuReport | None = None
         self._report_at = 0.0
         self._stop = threading.Event()
-        self._waiter = None
+        self._event_wait_ms = event_wait_ms
+        self._waiter: NvmlEventWaiter | None = None
         self._thread: threading.Thread | None = None
         self._by_key: dict[int, _GpuState] = {}
         self._gpus = [_GpuState(i) for i in range(session.device_count())]
         for gpu in self._gpus:
             self._attach(gpu)
-        self._start_event_thread(event_wait_ms)
+
+    def start(self) -> None:
+        """Start watching NVML events (XIDs) on a thread of its own; once."""
+        with self._lock:
+            if self._thread is None and self._waiter is None and not self._stop.is_set():
+                self._start_event_thread(self._event_wait_ms)
 
     # ------------------------------------------------------------ inventory
 
@@ -493,13 +507,13 @@ class NvmlGpuCollector:
         if not self._gpus:
             return
         try:
-            self._waiter = self._nv.event_waiter()
+            waiter = self._waiter = self._nv.event_waiter()
         except NvmlError as exc:
             log.warning("NVML events unavailable, XID errors will not be reported: %s", exc.name)
             return
         for gpu in self._gpus:
             self._register_events(gpu)
-        self._thread = threading.Thread(target=self._wait_events, args=(wait_ms,), name="nvml-events", daemon=True)
+        self._thread = threading.Thread(target=self._wait_events, args=(waiter, wait_ms), name="nvml-events", daemon=True)
         self._thread.start()
 
     def _register_events(self, gpu: _GpuState) -> None:
@@ -513,11 +527,11 @@ class NvmlGpuCollector:
         except NvmlError as exc:
             log.warning("cannot watch GPU %d for XID errors: %s", gpu.index, exc.name)
 
-    def _wait_events(self, wait_ms: int) -> None:
+    def _wait_events(self, waiter: NvmlEventWaiter, wait_ms: int) -> None:
         last_error = ""
         while not self._stop.is_set():
             try:
-                event = self._waiter.wait(wait_ms)
+                event = waiter.wait(wait_ms)
             except NvmlError as exc:
                 if exc.name != last_error:
                     log.warning("waiting for NVML events failed: %s", exc.name)
@@ -574,12 +588,18 @@ class RetryingGpuCollector:
         self._current: GpuCollector = NullGpuCollector("not started")
         self._live = False
         self._next_try = clock()
+        self._started = False
         self._closed = False
+
+    def start(self) -> None:
+        """Open NVML now (and again every `retry_interval_s` while it is unavailable)."""
+        with self._lock:
+            self._started = True
         self._try_open()
 
     def _try_open(self) -> None:
         with self._lock:
-            if self._live or self._closed or self._clock() < self._next_try:
+            if not self._started or self._live or self._closed or self._clock() < self._next_try:
                 return
             self._next_try = self._clock() + self._retry_interval_s
             try:
@@ -591,13 +611,14 @@ class RetryingGpuCollector:
                 return
             self._live = not isinstance(self._current, NullGpuCollector)
             if self._listener is not None:
-                _set_listener(self._current, self._listener)
+                self._current.set_event_listener(self._listener)
+            self._current.start()
 
     def set_event_listener(self, listener: EventListener | None) -> None:
         """Applies to the live collector now and to one opened later."""
         with self._lock:
             self._listener = listener
-            _set_listener(self._current, listener)
+            self._current.set_event_listener(listener)
 
     def inventory(self) -> GpuReport:
         self._try_open()
@@ -612,12 +633,6 @@ class RetryingGpuCollector:
             self._closed = True
             self._current.close()
             self._current = NullGpuCollector("closed")
-
-
-def _set_listener(collector: GpuCollector, listener: EventListener | None) -> None:
-    set_listener = getattr(collector, "set_event_listener", None)
-    if set_listener is not None:
-        set_listener(listener)
 
 
 def _open_live(library_path: str | None, clock: Clock) -> GpuCollector:
@@ -648,12 +663,14 @@ def open_gpu_collector(
     """
     if library_path is None:
         library_path = os.environ.get(LIBRARY_ENV) or None
-    return RetryingGpuCollector(
+    collector = RetryingGpuCollector(
         lambda: _open_live(library_path, clock),
         clock=clock,
         retry_interval_s=retry_interval_s,
         on_event=on_event,
     )
+    collector.start()
+    return collector
 
 
 @functools.lru_cache(maxsize=256)

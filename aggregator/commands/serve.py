@@ -42,7 +42,7 @@ def _optional_port(name: str) -> int | None:
     return _env_int(name, -1) if _env(name) else None
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the aggregator")
     p.add_argument("--grpc-port", type=int, default=None, help="gRPC port (AIOS_GRPC_PORT, default 50051)")
     p.add_argument("--http-port", type=int, default=None, help="HTTP port (AIOS_HTTP_PORT, default 8080)")

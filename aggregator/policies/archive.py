@@ -93,8 +93,8 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int) -> None:
             if file_type and stat.S_ISLNK(mode):
                 # zipfile would write the link as a plain file holding the target;
                 # still refuse one meant to point outside, it says what the author wanted
-                link = zf.read(info).decode("utf-8", "replace")
-                _check_link_target(info.filename, link, relative_to_member=True, dest=dest)
+                link_target = zf.read(info).decode("utf-8", "replace")
+                _check_link_target(info.filename, link_target, relative_to_member=True, dest=dest)
             elif file_type and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise ArchiveError(f"archive member {info.filename!r}: special file refused")
             total += info.file_size
@@ -121,12 +121,15 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int) -> None:
                 raise ArchiveError(f"{path.name}: archive member {info.filename!r} is corrupt: {exc}") from exc
 
 
-def _extract_tar(path: Path, dest: Path, max_bytes: int) -> None:
+def _open_tar(path: Path) -> tarfile.TarFile:
     try:
-        tf = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by the `with tf:` below, once it opened
+        return tarfile.open(path, mode="r:*")
     except (*_CORRUPT, OSError) as exc:
         raise ArchiveError(f"{path.name}: unreadable tar archive: {exc}") from exc
-    with tf:
+
+
+def _extract_tar(path: Path, dest: Path, max_bytes: int) -> None:
+    with _open_tar(path) as tf:
         try:
             members = tf.getmembers()
         except (*_CORRUPT, OSError) as exc:

@@ -1,4 +1,4 @@
-"""HTTP routes of the stability checker and the nodes service (docs/stability-policies.md).
+"""HTTP routes of the stability checker and the nodes service (docs/network-formats.md §5).
 
 - `GET /check_stability`: runs a check now; 200 with the policy's answer, or
   500 `{"success": false, "message": ...}` carrying the policy's error. Calls
@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from aggregator.policies import PolicyError, PolicyRaised
 from aggregator.stability.checker import ConfigError, StabilityChecker
 from aggregator.stability.nodes_data import healthy_node_ids
-from aggregator.web.app import ApiError, json_response, read_json_body, work_lane
+from aggregator.web.base import ApiError, json_response, read_json_body, work_lane
 from aggregator.web.lanes import SharedCall
 
 __all__ = ["MAX_VERDICT_ID", "create_stability_router"]

@@ -289,7 +289,7 @@ class IngestService:
             registry.record_sample(
                 node_id,
                 msg.seq,
-                wire_checks.sample_figures(msg.sample),
+                wire_checks.sample_figures(msg.sample, session.gpu_indices),
                 msg.sample.SerializeToString(),
                 msg.dropped_samples,
             )
@@ -497,9 +497,6 @@ class IngestService:
                 continue
             if removed:
                 log.info("pruned %d old health event(s)", removed)
-
-    def open_streams(self) -> int:
-        return len(self._sessions)
 
 
 def _with_node_id(inventory: NodeInventory, node_id: str) -> NodeInventory:

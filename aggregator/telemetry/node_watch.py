@@ -34,13 +34,13 @@ from typing import Any
 
 from urllib3.exceptions import ReadTimeoutError
 
-from aggregator.backoff import retry_delay
+from proto.common.backoff import backoff_delay
 
 __all__ = ["NODE_ID_LABEL", "KubeNode", "NodeWatcher", "kube_node_from", "registry_matches"]
 
 log = logging.getLogger(__name__)
 
-NODE_ID_LABEL = "nodeID"  # contracts.md section 1
+NODE_ID_LABEL = "nodeID"  # docs/network-formats.md §1
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class NodeWatcher:
         self.backoff_max_s = backoff_max_s
         self._rng = rng or random.Random()
         self._stop = threading.Event()
-        self._watch = None  # the current kubernetes.watch.Watch, to interrupt it on close
+        self._watch: Any = None  # the current kubernetes.watch.Watch, to interrupt it on close
         self._watch_lock = threading.Lock()
         self._known: dict[str, KubeNode] = {}  # by Node name
         self.lists = 0  # completed lists (tests and logs read it)
@@ -131,7 +131,9 @@ class NodeWatcher:
                 if self._stop.is_set():
                     return
                 failures += 1
-                delay = retry_delay(failures, self.backoff_initial_s, self.backoff_max_s, self._rng.random)
+                delay = backoff_delay(
+                    failures - 1, self.backoff_initial_s, self.backoff_max_s, jitter="equal", rand=self._rng.random
+                )
                 log.warning("watching Kubernetes Nodes failed (%s); re-listing in %.1f s", _describe(e), delay)
                 self._stop.wait(delay)
 

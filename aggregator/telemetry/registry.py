@@ -7,15 +7,15 @@ kept as opaque bytes plus the figures the registry needs, and decoded (by the
 `decode_sample` function passed in) only when somebody reads it, because
 decoding a full sample costs several times what receiving it does.
 
-Status rule (kept simple on purpose):
+Status rule:
 - stale: nothing heard for more than `stale_after_intervals` x the agent's
   interval; healthy/unhealthy again with the next message;
-- unhealthy: reporting, with an open GPU problem, which is any of
-  - the latest sample shows a GPU lost, a row-remap failure or a non-zero
-    volatile uncorrectable ECC count (cleared by a GPU reset);
-  - a `gpu_lost` event not yet followed by `gpu_recovered` for that GPU;
-  - an `ecc_uncorrectable` or `row_remap_failure` event, or an `xid` event
-    with a fatal code (`FATAL_XIDS`), within the last `problem_window_s`;
+- unhealthy: reporting, with an open GPU problem under the one GPU health
+  rule (`proto/health/gpu_rule.py`, `health_rule`): a lost GPU, a fatal XID
+  (the XID catalogue's reset/reboot/support buckets), uncorrectable ECC
+  errors or a row-remap failure; events count for `problem_window_s`. The
+  sample's part of the rule is judged at the wire edge (`wire_checks`), so
+  only its labels are kept here;
   - the store could not write the node's row at the last commit (`unwritable`);
 - healthy otherwise.
 
@@ -30,7 +30,6 @@ instance `"aggregator"`.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -47,13 +46,14 @@ from aggregator.telemetry.model import (
     SampleFigures,
     StoredEvent,
 )
+from proto.common.ewma import LOAD_AVERAGE_WINDOWS_S, ewma_update, ewma_weights
+from proto.health.gpu_rule import HealthRule, gpu_problem_labels
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
 __all__ = [
     "AGGREGATOR_EVENT_KINDS",
     "AGGREGATOR_INSTANCE",
     "CLOCK_TOLERANCE_S",
-    "FATAL_XIDS",
     "ROLLING_WINDOWS_S",
     "NodeOverview",
     "NodeRecord",
@@ -62,44 +62,15 @@ __all__ = [
     "SampleFigures",
     "StoredEvent",
     "UnknownNode",
-    "ewma_update",
-    "ewma_weights",
 ]
 
 log = logging.getLogger(__name__)
 
-# XIDs after which a GPU needs attention (NVIDIA's XID catalogue): double-bit
-# ECC (48), row remap events/failure (63, 64), NVLink (74), fell off the bus
-# (79), uncontained ECC (94, 95), GSP/firmware errors (119, 120), internal
-# micro-controller halts (61, 62), Resetting channel verification (92), 140.
-FATAL_XIDS = frozenset({48, 61, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120, 140})
-ROLLING_WINDOWS_S = (60.0, 300.0, 900.0)
+ROLLING_WINDOWS_S = LOAD_AVERAGE_WINDOWS_S  # the 1/5/15-minute figures (proto/common/ewma.py)
 CLOCK_TOLERANCE_S = 300.0
 AGGREGATOR_EVENT_KINDS = ("node_id_conflict", "clock_skew")
 AGGREGATOR_INSTANCE = "aggregator"  # the agent instance the registry's own events are stored under
 _MAX_COUNT = 2**63 - 1  # counters saturate at what SQLite's INTEGER holds
-_PROBLEM_KINDS = frozenset({"ecc_uncorrectable", "row_remap_failure"})
-
-Triple = tuple  # (1m, 5m, 15m), each float | None
-
-
-def ewma_weights(dt: float) -> Triple:
-    """How much a new value counts in each window after `dt` seconds (1 - e^(-dt/T))."""
-    return tuple(1.0 - math.exp(-max(dt, 0.0) / window) for window in ROLLING_WINDOWS_S)
-
-
-def ewma_update(prev: Triple, value: float | None, dt: float, weights: Triple | None = None) -> Triple:
-    """One step of the load-average style 1/5/15-minute averages.
-
-    The weight of the new value grows with the time since the previous one,
-    so irregular intervals (a missed sample) are weighted right. `weights`
-    (from `ewma_weights(dt)`) saves recomputing them for several series.
-    """
-    if value is None:
-        return prev
-    if weights is None:
-        weights = ewma_weights(dt)
-    return tuple(value if old is None else old + alpha * (value - old) for old, alpha in zip(prev, weights))
 
 
 class UnknownNode(KeyError):
@@ -129,7 +100,6 @@ class _Node(NodeMarks, NodeRecord):  # NodeRecord's fields first (they have no d
     committed_seq: int = 0  # highest seq on disk for agent_instance
     latest_decoded: NodeSample | None = None
     health: deque = field(default_factory=deque)  # HealthEvent, most recent first
-    lost_gpus: set = field(default_factory=set)
 
 
 class NodeRegistry:
@@ -147,6 +117,7 @@ class NodeRegistry:
         self._decode = decode_sample
         self.stale_after_intervals = stale_after_intervals
         self.problem_window_s = problem_window_s
+        self.health_rule = HealthRule(event_window_s=problem_window_s)  # the metrics judge with the same
         self.max_health_events = max_health_events
         self.clock_tolerance_s = clock_tolerance_s
         self._own_seq = 0  # seq of the registry's own events (milliseconds, so unique across restarts)
@@ -434,7 +405,7 @@ class NodeRegistry:
         with self._lock:
             for rec in records:
                 self._nodes[rec.node_id] = _Node(**rec.field_values(), committed_seq=rec.seq)
-            # events come oldest first; replaying them rebuilds lost-GPU tracking
+            # events come oldest first; replaying them rebuilds the recent-events list
             for stored in events:
                 node = self._nodes.get(stored.node_id)
                 if node is not None:
@@ -486,25 +457,13 @@ class NodeRegistry:
         node.health.appendleft(event)
         while len(node.health) > self.max_health_events:
             node.health.pop()
-        if event.kind == "gpu_lost" and event.gpu_index is not None:
-            node.lost_gpus.add(event.gpu_index)
-        elif event.kind == "gpu_recovered" and event.gpu_index is not None:
-            node.lost_gpus.discard(event.gpu_index)
 
     def _problems(self, node: _Node, now: float) -> tuple[str, ...]:
-        problems = list(node.figures.gpu_problems) if node.figures else []
-        if node.unwritable:
-            problems.append(f"node not stored: {node.unwritable}")
-        problems.extend(f"gpu {i} lost" for i in sorted(node.lost_gpus) if f"gpu {i} lost" not in problems)
-        for event in node.health:
-            if now - event.timestamp > self.problem_window_s:
-                continue
-            where = f"gpu {event.gpu_index}" if event.gpu_index is not None else "node"
-            if event.kind in _PROBLEM_KINDS:
-                problems.append(f"{where} {event.kind}")
-            elif event.kind == "xid" and event.xid in FATAL_XIDS:
-                problems.append(f"{where} xid {event.xid}")
-        return tuple(dict.fromkeys(problems))
+        figures = node.figures
+        labels = gpu_problem_labels(
+            figures.gpu_problems if figures else (), figures.timestamp if figures else None, node.health, now, self.health_rule
+        )
+        return (f"node not stored: {node.unwritable}", *labels) if node.unwritable else labels
 
     def _compute_status(self, node: _Node, now: float) -> str:
         if now - node.last_seen > self.stale_after_intervals * node.interval_s:

@@ -139,7 +139,7 @@ class GuardedH11Protocol(H11Protocol):
     header_timeout_s = HEADER_TIMEOUT_S
     max_connections = MAX_CONNECTIONS
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._head_deadline: asyncio.TimerHandle | None = None
         self._idle_since = time.monotonic()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, PolicyRaised, open_policy
-from tests.policy_packages import policy_source, write_directory, write_package
+from tests.support.policy_packages import policy_source, write_directory, write_package
 
 pytestmark = pytest.mark.integration
 
@@ -124,8 +124,10 @@ def eval(self, parameters, input_data, context):
     while True:
         time.sleep(0.05)
 """)
-    with open_policy(str(write_directory(tmp_path / "spawner", source)), config=config) as handle, \
-            pytest.raises(PolicyError, match="did not finish"):
+    with (
+        open_policy(str(write_directory(tmp_path / "spawner", source)), config=config) as handle,
+        pytest.raises(PolicyError, match="did not finish"),
+    ):
         handle.eval({})
     child = int(marker.read_text())
     deadline = time.monotonic() + 5

@@ -1,4 +1,4 @@
-"""The stability routes in the aggregator's app (aggregator.web.app) on a real uvicorn server (contracts.md §5)."""
+"""The stability routes in the aggregator's app (aggregator.web.app) on a real uvicorn server (docs/network-formats.md §5)."""
 
 import time
 
@@ -13,7 +13,10 @@ from aggregator.stability.http_routes import create_stability_router
 from aggregator.stability.verdicts import VerdictStore
 from aggregator.web.app import create_app
 from proto.telemetry.v1.readings import HealthEvent
-from tests.stability_support import InProcessRegistry, ServedApp, node_state, wait_until, write_policy_package
+from tests.support.policy_packages import write_directory
+from tests.support.served_app import ServedApp
+from tests.support.stability import InProcessRegistry, node_state
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -114,8 +117,11 @@ def test_mgmt_needs_the_token_and_changes_what_the_next_check_says(served):
         ({"block_id": "", "service": "inference", "mgmt_action": "get_state"}, None, "service: expected 'stability_checker'"),
         ({"block_id": "b-1", "service": "stability_checker", "mgmt_action": "get_state"}, None, "block_id"),
         ({"block_id": "", "service": "stability_checker"}, None, "mgmt_action: expected a non-empty string"),
-        ({"block_id": "", "service": "stability_checker", "mgmt_action": "x", "mgmt_data": [1]}, None,
-         "mgmt_data: expected an object"),
+        (
+            {"block_id": "", "service": "stability_checker", "mgmt_action": "x", "mgmt_data": [1]},
+            None,
+            "mgmt_data: expected an object",
+        ),
         (None, b"{not json", "invalid JSON body: Expecting property name"),
         (None, b'{"service": "stability_checker", "mgmt_action": "x", "mgmt_data": {"v": NaN}}',
          "request body $.mgmt_data.v: NaN is not JSON"),
@@ -133,7 +139,7 @@ def test_policy_failures_are_reported_as_errors(served):
                                                      "mgmt_action": "explode", "mgmt_data": {}}, token=TOKEN)
     assert status == 400 and body["success"] is False and "unknown management action 'explode'" in body["message"]
 
-    package = write_policy_package(tmp_path / "raising", (
+    package = write_directory(tmp_path / "raising", (
         "class AIOSv1PolicyRule:\n"
         "    def __init__(self, rule_id, settings, parameters):\n        pass\n"
         "    def eval(self, parameters, input_data, context):\n        raise ValueError('cannot judge')\n"))
@@ -182,7 +188,7 @@ def test_concurrent_check_requests_share_one_evaluation(served, tmp_path):
 
     server, _, clusters, _ = served
     gate = tmp_path / "gate"
-    package = write_policy_package(tmp_path / "slow", (
+    package = write_directory(tmp_path / "slow", (
         "import os, time\n"
         "class AIOSv1PolicyRule:\n"
         "    def __init__(self, rule_id, settings, parameters):\n        self.calls = 0\n"
@@ -199,7 +205,7 @@ def test_concurrent_check_requests_share_one_evaluation(served, tmp_path):
     for caller in callers:
         caller.start()
     # every request is inside the server (one evaluating, held by the gate; the rest waiting on it)
-    wait_until(lambda: len(server.active_requests()) == 20, timeout_s=30)
+    wait_for(lambda: len(server.active_requests()) == 20, timeout_s=30, what="20 requests in the server")
     gate.write_text("go")
     for caller in callers:
         caller.join(30)

@@ -23,17 +23,18 @@ from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from proto.telemetry.v1.readings import HealthEvent
 from tests.fakenvml.presets import a100_80gb, h100_sxm
-from tests.telemetry_support import (
+from tests.support.telemetry import (
     TOKEN,
     AgentProcess,
     AggregatorProcess,
+    AggregatorThread,
     get_node,
     inventory,
     list_nodes,
     query_stub,
     sample,
-    wait_for,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -122,9 +123,8 @@ def test_samples_arrive_in_order_acknowledged_and_queries_show_what_was_sent(agg
 
     # in order: a fresh agent instance sends 1..30, and the latest is the 30th
     raw = RawStream(aggregator.address)
-    replies, code, _ = raw.exchange(
-        [_hello("q", instance="inst-2")] + [_sample_msg(s, 100 + s).SerializeToString() for s in range(1, 31)]
-    )
+    samples = [_sample_msg(s, 100 + s).SerializeToString() for s in range(1, 31)]
+    replies, code, _ = raw.exchange([_hello("q", instance="inst-2"), *samples])
     raw.close()
     assert code == grpc.StatusCode.OK
     assert [r.ack.acked_seq for r in replies if r.WhichOneof("body") == "ack"][-1] == 30
@@ -140,6 +140,30 @@ def test_samples_arrive_in_order_acknowledged_and_queries_show_what_was_sent(agg
     assert (summary.cluster_id, summary.nodes_total, summary.gpus_total, summary.gpu_memory_total_mb) == (
         "test-cluster", 1, 2, 2 * 81920)
     assert (summary.vcpus_total, summary.memory_total_mb, summary.samples_received) == (32, 257_000, 5 + 1 + 30)
+
+
+def test_dropped_samples_are_counted_from_every_kind_of_message(tmp_path):
+    # the agent reports samples it dropped on whatever it sends next: a sample, a health event or an inventory
+    server = AggregatorThread(tmp_path)
+    try:
+        event = HealthEvent("xid", 1_764_400_005.0, gpu_index=1, gpu_uuid="GPU-d-1", xid=31)
+        sent = [
+            pb.AgentMessage(seq=1, sample=convert.sample_to_pb(sample(1)), dropped_samples=1),
+            pb.AgentMessage(seq=2, health=convert.health_to_pb(event), dropped_samples=2),
+            pb.AgentMessage(seq=3, inventory=convert.inventory_to_pb(inventory("d", gpus=3)), dropped_samples=4),
+        ]
+        raw = RawStream(server.address)
+        replies, code, _ = raw.exchange([_hello("d"), *(m.SerializeToString() for m in sent)])
+        raw.close()
+        assert code == grpc.StatusCode.OK
+        assert [r.ack.acked_seq for r in replies if r.WhichOneof("body") == "ack"][-1] == 3
+        assert not [r for r in replies if r.WhichOneof("body") == "refusal"]
+        state = server.aggregator.registry.get("d")
+        # 1 + 2 + 4: a missing count names the message kind that lost it (5: inventory, 3: health, 6: sample)
+        assert state is not None and state.dropped_samples == 7
+        assert len(state.inventory.gpus) == 3 and [e.xid for e in state.health_events] == [31]
+    finally:
+        server.close()
 
 
 def test_watch_nodes_streams_joins_and_health_events(aggregator):
@@ -400,8 +424,10 @@ def test_tls_with_a_given_certificate(tmp_path):
         assert stream.wait_acked(seq, 15)
         with QueryClient(agg.address, token=TOKEN, tls_ca=cert) as client:
             assert [n.node_id for n in client.list_nodes()] == ["tls-node"]
-        with QueryClient(agg.address, token=TOKEN, timeout_s=3) as plaintext, \
-                pytest.raises(QueryClientError, match="UNAVAILABLE"):
+        with (
+            QueryClient(agg.address, token=TOKEN, timeout_s=3) as plaintext,
+            pytest.raises(QueryClientError, match="UNAVAILABLE"),
+        ):
             plaintext.list_nodes()
     finally:
         stream.stop()
@@ -428,7 +454,7 @@ def test_cli_nodes_and_node_print_through_the_query_service(aggregator):
     import subprocess
     import sys
 
-    from tests.telemetry_support import ROOT, base_env
+    from tests.support.telemetry import ROOT, base_env
 
     stream = _stream(aggregator.address, "cli-node", interval_s=60.0)
     try:

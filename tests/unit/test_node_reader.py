@@ -8,7 +8,7 @@ from agent.host.collector import PsutilHostCollector
 from agent.sampling.collector import GpuReport
 from agent.sampling.node_reader import NodeReader
 from proto.telemetry.v1.readings import GpuInventory, GpuSample, HealthEvent
-from tests.hostfs import Counters, write_host_tree
+from tests.support.hostfs import Counters, write_host_tree
 
 GPU = GpuInventory(index=0, uuid="GPU-1", name="NVIDIA H100 80GB HBM3", memory_mb=81559)
 
@@ -33,6 +33,12 @@ class InTestGpus:
         return (GpuSample(index=0, uuid="GPU-1", temperature_c=41.0),), (
             HealthEvent(kind="xid", timestamp=5.0, gpu_index=0, gpu_uuid="GPU-1", xid=79),
         )
+
+    def start(self) -> None:
+        pass
+
+    def set_event_listener(self, listener) -> None:
+        self.listener = listener
 
     def close(self) -> None:
         self.closed = True
@@ -98,3 +104,13 @@ def test_close_closes_every_collector_even_when_one_fails(host):
         reader.sample()
     assert gpus.closed
     assert host._fds == {}
+
+
+def test_the_health_listener_reaches_the_gpu_collector(host):
+    gpus = InTestGpus()
+    reader = NodeReader("node-a", "gpu-node-7", gpus, host)
+    heard: list[HealthEvent] = []
+    reader.set_health_listener(heard.append)
+    assert gpus.listener == heard.append
+    reader.set_health_listener(None)
+    assert gpus.listener is None
