@@ -214,3 +214,24 @@ def test_concurrent_check_requests_share_one_evaluation(served, tmp_path):
     assert {body["stability_check_data"]["calls"] for _, body in answers} == {1}  # one evaluation
     verdict_rows = len(server.request("GET", "/stability/verdicts?limit=10000")[1]["verdicts"]) - before
     assert verdict_rows == 1
+
+
+def test_mgmt_bodies_are_bounded_before_reading_and_deep_json_is_400(served):
+    """Issue 13, cases 4 and 6: /mgmt read 50 MB before answering 400; 100k-deep JSON answered 500."""
+    import http.client
+
+    server = served[0]
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.putrequest("POST", "/mgmt")
+    for name, value in (("Authorization", f"Bearer {TOKEN}"), ("Content-Type", "application/json"),
+                        ("Content-Length", str(50 * 1024 * 1024))):
+        connection.putheader(name, value)
+    connection.endheaders()  # and no body at all: the answer must come from the header
+    response = connection.getresponse()
+    assert response.status == 413 and b"over 1048576 bytes" in response.read()
+    connection.close()
+
+    deep = b'{"service": "stability_checker", "mgmt_action": "x", "mgmt_data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    status, body = server.request("POST", "/mgmt", token=TOKEN, raw=deep)
+    assert status == 400 and "$.mgmt_data[0]" in body["message"] and "nested deeper than 64 levels" in body["message"]

@@ -28,6 +28,7 @@ from tests.support.telemetry import (
     AgentProcess,
     AggregatorProcess,
     AggregatorThread,
+    RawStream,
     get_node,
     inventory,
     list_nodes,
@@ -53,33 +54,6 @@ def _stream(address: str, node_id: str, gpus: int = 2, **config) -> TelemetryStr
     stream = TelemetryStream(cfg, inventory(node_id, gpus))
     stream.start()
     return stream
-
-
-class RawStream:
-    """A hand-driven ingest stream, to send exactly the bytes a test wants."""
-
-    def __init__(self, address: str, token: str = TOKEN):
-        self.channel = grpc.insecure_channel(address)
-        # identity serializer: tests send raw (possibly malformed) bytes
-        self.method = self.channel.stream_stream(
-            "/aios.telemetry.v1.TelemetryIngest/Stream",
-            request_serializer=lambda b: b,
-            response_deserializer=pb.AggregatorMessage.FromString,
-        )
-        self.token = token
-
-    def exchange(self, messages: list[bytes], timeout_s: float = 10.0):
-        """Send all, half-close, collect replies and the final status."""
-        replies = []
-        try:
-            for reply in self.method(iter(messages), metadata=(("authorization", f"Bearer {self.token}"),), timeout=timeout_s):
-                replies.append(reply)
-        except grpc.RpcError as e:
-            return replies, e.code(), e.details()
-        return replies, grpc.StatusCode.OK, ""
-
-    def close(self):
-        self.channel.close()
 
 
 def _hello(node_id: str, gpus: int = 2, instance: str = "inst-1") -> bytes:
