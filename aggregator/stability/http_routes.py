@@ -35,6 +35,17 @@ log = logging.getLogger(__name__)
 MGMT_SERVICE = "stability_checker"
 MAX_VERDICT_ID = 2**63 - 1  # SQLite's largest integer
 MGMT_BODY_BYTES = 256 * 1024
+# the route reads its body itself (strict JSON, clear errors); this documents it in OpenAPI
+_MGMT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object",
+    "required": ["service", "mgmt_action"],
+    "properties": {
+        "service": {"type": "string", "enum": ["stability_checker"]},
+        "block_id": {"type": "string"},
+        "mgmt_action": {"type": "string", "minLength": 1},
+        "mgmt_data": {"type": "object"},
+    },
+}}}}}
 
 
 def _error(status: int, message: str, **extra) -> JSONResponse:
@@ -74,7 +85,7 @@ def create_stability_router(checker: StabilityChecker, *, require_token: Callabl
             lambda: json_response({"success": True, "verdicts": [v.to_json() for v in checker.history(limit, before_id)]})
         )
 
-    @router.post("/mgmt", dependencies=mgmt_dependencies)
+    @router.post("/mgmt", dependencies=mgmt_dependencies, openapi_extra=_MGMT_BODY)
     async def mgmt(request: Request) -> Response:
         body = await read_json_body(request, max_bytes=MGMT_BODY_BYTES)
         problem = _mgmt_problem(body)
