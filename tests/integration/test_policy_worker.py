@@ -244,3 +244,27 @@ def eval(self, parameters, input_data, context):
         ran_in = Path(handle.eval({})["cwd"])
     assert ran_in.is_relative_to(tmp_path / "relative-cache")
     assert not (ran_in / "relative-cache").exists()
+
+
+@pytest.mark.parametrize(
+    "answer, where",
+    [
+        ('{"x": "\\ud800"}', "$.x: holds a lone surrogate"),
+        ('{"x": ' + "[" * 70 + "]" * 70 + "}", "nested deeper than 64 levels"),
+        ('{"x": ' + "9" * 60 + "}", "integer of 60 digits"),
+    ],
+)
+def test_an_answer_that_is_not_strict_json_is_the_policys_error_and_keeps_its_worker(tmp_path, config, answer, where):
+    """Issue 13: what a policy answers is stored and served as JSON, so it must be readable back."""
+    source = policy_source(f"""
+def __init__(self, rule_id, settings, parameters):
+    self.calls = 0
+def eval(self, parameters, input_data, context):
+    import json
+    self.calls += 1
+    return {{"calls": self.calls}} if input_data.get("fine") else json.loads({answer!r})
+""")
+    with open_policy(str(write_directory(tmp_path / "odd", source)), config=config) as handle:
+        with pytest.raises(PolicyRaised, match=re.escape(where)):
+            handle.eval({})
+        assert handle.eval({"fine": True}) == {"calls": 2}
