@@ -303,11 +303,20 @@ async def load_scenario(server: Server, args) -> dict:
     stop.set()
     await probe
     out, _ = await asyncio.to_thread(load.communicate, timeout=120)
-    return {"healthz": _summary(prober.http_ms), "healthz_failures": f"{prober.http_failures}/{len(prober.http_ms)}",
+    verdicts = await asyncio.to_thread(_count_verdicts, server.http_port)
+    return {"verdict_rows": verdicts,
+            "healthz": _summary(prober.http_ms), "healthz_failures": f"{prober.http_failures}/{len(prober.http_ms)}",
             "health_port": _summary(prober.health_ms),
             "health_port_failures": f"{prober.health_failures}/{len(prober.health_ms)}",
             "grpc": _summary(prober.grpc_ms), "grpc_failures": f"{prober.grpc_failures}/{len(prober.grpc_ms)}",
             **json.loads(out)}
+
+
+def _count_verdicts(port: int) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stability/verdicts?limit=10000", timeout=60) as answer:
+        return len(json.loads(answer.read())["verdicts"])
 
 
 def big_body(megabytes: float) -> bytes:
@@ -376,13 +385,15 @@ def main(argv=None) -> int:
     for result in results:
         print(json.dumps(result, indent=1))
     print("\n| checkout | /healthz (API port) ms p50 / p99 / max (failed) | /healthz (health port) | gRPC health |"
-          " idle closed | big body: /healthz max ms | health port max | gRPC max ms | answered s |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|")
+          " idle closed | /check_stability answers / verdict rows | big body: /healthz max ms | health port max |"
+          " gRPC max ms | answered s |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         load, body = r["load"], r["big_body"]
         print(f"| {r['code']} | {load['healthz']} ({load['healthz_failures']}) "
               f"| {load['health_port']} ({load['health_port_failures']}) | {load['grpc']} ({load['grpc_failures']}) "
-              f"| {load['idle_closed_by_server']}/{load['idle_held']} | {body['healthz_max_ms']} "
+              f"| {load['idle_closed_by_server']}/{load['idle_held']} "
+              f"| {sum(load['check_stability_answers'].values())} / {load['verdict_rows']} | {body['healthz_max_ms']} "
               f"| {body['health_port_max_ms']} | {body['grpc_max_ms']} | {body['answered_s']} ({body['status']}) |")
     return 0
 
