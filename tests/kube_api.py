@@ -6,7 +6,10 @@ from the server's own event loop would hang. `KubeApiServer` adds what the
 emulator cannot do by itself (see `RefusingEmulator`): answer a chosen verb
 with a Kubernetes error (the emulator applies writes before any user-defined
 reaction runs, so a plain `kmock[...] << 403` would still change the Node),
-delay answers (timeouts), and go down and come back on the same port.
+delay answers (timeouts), go down and come back on the same port, and merge a
+strategic-merge patch of a Node's `status.conditions` by `type`, as a real API
+server does (the emulator replaces lists whole; a real server would keep the
+kubelet's Ready condition beside ours).
 
 Use the `kube_api` fixture: `from tests.kube_api import kube_api  # noqa: F401`.
 """
@@ -45,7 +48,29 @@ class RefusingEmulator(KubernetesEmulator):
         refusal = self.refusals.get(request.method.value)
         if refusal is not None and request.resource is not None:
             raise refusal
+        self._merge_conditions_by_type(request)
         return await super()._handle(request)
+
+    def _merge_conditions_by_type(self, request) -> None:
+        """A strategic-merge PATCH of a Node's `status.conditions`: merge by `type` (the
+        Node's patch merge key) into what is stored, in place, before the emulator applies it."""
+        content_type = request.headers.get("Content-Type", "") if request.headers else ""
+        if request.method.value != "PATCH" or request.resource != NODES or "strategic-merge" not in content_type:
+            return
+        patch = request.data if isinstance(request.data, dict) else {}
+        conditions = (patch.get("status") or {}).get("conditions")
+        key = (NODES, None, request.name)
+        if not isinstance(conditions, list) or key not in self.objects or self.objects[key].deleted:
+            return
+        stored = list(((self.objects[key].raw.get("status") or {}).get("conditions")) or [])
+        by_type = {c.get("type"): i for i, c in enumerate(stored)}
+        for condition in conditions:
+            if condition.get("type") in by_type:
+                stored[by_type[condition["type"]]] = {**stored[by_type[condition["type"]]], **condition}
+            else:
+                by_type[condition.get("type")] = len(stored)
+                stored.append(condition)
+        patch["status"]["conditions"] = stored
 
 
 def forbidden(verb: str, resource: str = "nodes", name: str = "", user: str = "system:serviceaccount:aios:agent"):
@@ -116,13 +141,19 @@ class KubeApiServer:
 
     # ------------------------------------------------------------ objects
 
-    def put_node(self, name: str, labels: dict | None = None, annotations: dict | None = None) -> None:
+    def put_node(self, name: str, labels: dict | None = None, annotations: dict | None = None,
+                 conditions: list[dict] | None = None, spec: dict | None = None) -> None:
         metadata: dict[str, Any] = {"name": name}
         if labels is not None:
             metadata["labels"] = dict(labels)
         if annotations is not None:
             metadata["annotations"] = dict(annotations)
-        self.emulator.objects[NODES, None, name] = {"apiVersion": "v1", "kind": "Node", "metadata": metadata}
+        node: dict[str, Any] = {"apiVersion": "v1", "kind": "Node", "metadata": metadata}
+        if spec is not None:
+            node["spec"] = copy.deepcopy(spec)
+        if conditions is not None:
+            node["status"] = {"conditions": copy.deepcopy(conditions)}
+        self.emulator.objects[NODES, None, name] = node
 
     def node(self, name: str) -> dict | None:
         """The Node as stored now (a deep copy), or None when it does not exist."""
@@ -136,6 +167,14 @@ class KubeApiServer:
 
     def labels(self, name: str) -> dict:
         return dict(((self.node(name) or {}).get("metadata") or {}).get("labels") or {})
+
+    def conditions(self, name: str) -> dict[str, dict]:
+        """The Node's `status.conditions` by type."""
+        found = ((self.node(name) or {}).get("status") or {}).get("conditions") or []
+        return {c.get("type"): c for c in found}
+
+    def taints(self, name: str) -> list[dict]:
+        return list(((self.node(name) or {}).get("spec") or {}).get("taints") or [])
 
     def delete_node(self, name: str) -> None:
         self.emulator.objects[NODES, None, name].delete()
