@@ -161,8 +161,9 @@ class GpuSample:
     nvlinks: tuple[NvLinkState, ...] = ()
     compute_processes: int | None = None
     lost: bool = False  # the GPU stopped answering (fell off the bus, ...)
-    error: str = ""  # the NVML error when the device as a whole could not be read
+    error: str = ""  # the NVML error when the device as a whole could not be read (or the call that hung)
     unsupported: tuple[str, ...] = ()
+    recovery_action: int | None = None  # the driver's nvmlDeviceGpuRecoveryAction_t, where it offers one
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,8 @@ HEALTH_KINDS = (
     "row_remap_pending",  # a remap is pending (needs a GPU reset)
     "nvml_error",  # a device-level NVML failure that is not "lost"
     "collector_error",  # a collector failed as a whole
+    "gpu_unresponsive",  # an NVML call on the GPU did not return within the bound (message names the call)
+    "gpu_responsive",  # an unresponsive GPU answers NVML again
 )
 
 
