@@ -10,8 +10,10 @@ the worker, never touches the network). The worker, in its own thread:
 - writes a transition (a status or reason change) `batch_s` after the first
   change it has not written yet, so a burst (an XID, then the GPU lost) is one
   PATCH, well within 2 s of the event;
-- writes a change of wording only (a second GPU named, a counter grown) at most
-  once per `message_interval_s`;
+- writes a change of wording only (a second GPU named, a counter grown, a
+  slowdown lasting longer) at most once per `message_interval_s` (default: with
+  the heartbeat, so a long-lasting problem whose detail keeps moving costs no
+  more than a steady node);
 - otherwise writes only the heartbeat: every `heartbeat_s` (default 300 s),
   refreshing `lastHeartbeatTime`. A steady node costs 12 PATCHes an hour,
   nothing more: an unchanged observation never causes a write;
@@ -49,13 +51,14 @@ __all__ = [
     "DEFAULT_MESSAGE_INTERVAL_S",
     "ConditionWriterStatus",
     "NodeConditionWriter",
+    "condition_writer_from_env",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_S = 300.0
 DEFAULT_BATCH_S = 0.25
-DEFAULT_MESSAGE_INTERVAL_S = 60.0
+DEFAULT_MESSAGE_INTERVAL_S = DEFAULT_HEARTBEAT_S
 STATUS_RESOURCE = "nodes/status"
 
 
@@ -79,10 +82,12 @@ class NodeConditionWriter:
         clock: Callable[[], float] = time.time,
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         batch_s: float = DEFAULT_BATCH_S,
-        message_interval_s: float = DEFAULT_MESSAGE_INTERVAL_S,
+        message_interval_s: float | None = None,  # None: the heartbeat
         request_timeout_s: float = 10.0,
         backoff: Backoff | None = None,
     ) -> None:
+        if message_interval_s is None:
+            message_interval_s = heartbeat_s
         if heartbeat_s <= 0 or batch_s < 0 or message_interval_s < 0:
             raise ValueError(
                 f"bad condition writer timing: heartbeat_s={heartbeat_s}, batch_s={batch_s}, "
@@ -260,3 +265,21 @@ class NodeConditionWriter:
         for entry in changed:
             log.info("node conditions: %s=%s (%s): %s", entry["type"], entry["status"], entry["reason"],
                      entry["message"])
+
+
+def condition_writer_from_env(api: Any, node_name: str, types: Sequence[str], env: Any = None) -> NodeConditionWriter:
+    """The daemon's writer: `AIOS_CONDITION_HEARTBEAT_S` (default 300, at least 10) sets the heartbeat.
+    Not started: call `.start()`."""
+    import os
+
+    env = os.environ if env is None else env
+    raw = str(env.get("AIOS_CONDITION_HEARTBEAT_S", "") or "").strip()
+    heartbeat = DEFAULT_HEARTBEAT_S
+    if raw:
+        try:
+            heartbeat = float(raw)
+        except ValueError as exc:
+            raise ValueError(f"AIOS_CONDITION_HEARTBEAT_S={raw!r}: not a number of seconds") from exc
+        if not 10 <= heartbeat <= 3600:
+            raise ValueError(f"AIOS_CONDITION_HEARTBEAT_S={raw!r}: must be between 10 and 3600 seconds")
+    return NodeConditionWriter(api, node_name, types, heartbeat_s=heartbeat)

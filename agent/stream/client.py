@@ -16,12 +16,17 @@ number of samples dropped rides on the next message sent (`dropped_samples`).
 
 A Refusal from the aggregator names one message it will never accept: that
 message is dropped (and logged); the stream ends and is reopened.
+
+An Acknowledgement (an operator acknowledged GPU problems of this node) is
+checked and handed to `on_acknowledgement` (the GPU health tracker, which
+clears the Node conditions those problems caused).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 import uuid
@@ -36,9 +41,9 @@ from agent.backoff import Backoff
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
-from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
+from proto.telemetry.v1.readings import Acknowledgement, HealthEvent, NodeInventory, NodeSample
 
-__all__ = ["CHANNEL_OPTIONS", "StreamConfig", "StreamStats", "TelemetryStream"]
+__all__ = ["CHANNEL_OPTIONS", "StreamConfig", "StreamStats", "TelemetryStream", "acknowledgement_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +103,12 @@ class TelemetryStream:
         *,
         on_instruction: Callable[[pb.Instruction], None] | None = None,
         agent_instance: str | None = None,
+        on_acknowledgement: Callable[[Acknowledgement], None] | None = None,
     ) -> None:
         self.config = config
         self.agent_instance = agent_instance or uuid.uuid4().hex
         self._on_instruction = on_instruction
+        self._on_acknowledgement = on_acknowledgement
         self._lock = threading.Lock()
         self._inventory = inventory
         self._interval_s = config.interval_s
@@ -342,8 +349,22 @@ class TelemetryStream:
                         self._on_instruction(reply.instruction)
                     except Exception:
                         log.exception("handling an instruction failed")
+            elif body == "acknowledgement":
+                self._acknowledgement(reply.acknowledgement)
         # (a non-OK status raises AioRpcError out of the loop above)
         log.info("aggregator closed the stream")
+
+    def _acknowledgement(self, msg: pb.Acknowledgement) -> None:
+        problem = acknowledgement_problem(msg)
+        if problem:
+            log.warning("ignored an acknowledgement from the aggregator: %s", problem)
+            return
+        if self._on_acknowledgement is None:
+            return
+        try:
+            self._on_acknowledgement(convert.acknowledgement_from_pb(msg))
+        except Exception:
+            log.exception("handling an acknowledgement failed")
 
     async def _write(self, call) -> None:
         sent = 0
@@ -353,3 +374,20 @@ class TelemetryStream:
                 await call.write(msg)
                 sent = msg.seq
             await self._wakeup.wait()
+
+
+_MAX_ACK_XIDS = 256
+_MAX_ACK_REASON = 1024
+
+
+def acknowledgement_problem(msg: pb.Acknowledgement) -> str | None:
+    """What is wrong with an Acknowledgement from the aggregator, or None (pure)."""
+    if not math.isfinite(msg.up_to) or msg.up_to <= 0:
+        return f"acknowledgement.up_to: {msg.up_to} is not a positive finite time"
+    if msg.HasField("gpu_index") and msg.gpu_index > 1023:
+        return f"acknowledgement.gpu_index: {msg.gpu_index} is not a GPU index"
+    if len(msg.xids) > _MAX_ACK_XIDS:
+        return f"acknowledgement.xids: {len(msg.xids)} codes, at most {_MAX_ACK_XIDS}"
+    if len(msg.reason) > _MAX_ACK_REASON:
+        return f"acknowledgement.reason: {len(msg.reason)} characters, at most {_MAX_ACK_REASON}"
+    return None

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "HEALTH_KINDS",
     "THROTTLE_REASONS",
+    "Acknowledgement",
     "CollectorStatus",
     "DiskInfo",
     "GpuInventory",
@@ -250,3 +251,16 @@ class NodeSample:
     gpus: tuple[GpuSample, ...] = ()
     collectors: tuple[CollectorStatus, ...] = ()
     health_events: tuple[HealthEvent, ...] = field(default=())
+
+
+# ---------------------------------------------------------------- from the aggregator
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """An operator acknowledged a node's GPU problems (see `proto.health.acknowledgements`)."""
+
+    up_to: float  # unix seconds, the events' clock: events at or before it no longer count
+    gpu_index: int | None = None  # None: every GPU of the node
+    xids: tuple[int, ...] = ()  # (): every kind of event; else only XID events with these codes
+    reason: str = ""
