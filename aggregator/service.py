@@ -235,6 +235,7 @@ class Aggregator:
                 policy_errors=self.policy_errors,
                 per_node=cfg.per_node_metrics,
                 clock=self.clock,
+                health_rule=self.registry.health_rule,
             )
         )
         return create_app(

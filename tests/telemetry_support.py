@@ -127,7 +127,7 @@ class AggregatorThread:
     """The aggregator (`aggregator.service.Aggregator`) in this process on its own loop,
     so a test can look at its registry and database directly; agents connect to `.address`."""
 
-    def __init__(self, tmp: Path, *, cluster_id: str = "test-cluster", env: dict | None = None):
+    def __init__(self, tmp: Path, *, cluster_id: str = "test-cluster", env: dict | None = None, http: bool = False):
         import asyncio
         import threading
 
@@ -135,7 +135,7 @@ class AggregatorThread:
 
         self.loop = asyncio.new_event_loop()
         self.aggregator = Aggregator(ServeConfig(
-            db_path=tmp / "aggregator.sqlite", tokens=(TOKEN,), grpc_port=0, http_port=None,
+            db_path=tmp / "aggregator.sqlite", tokens=(TOKEN,), grpc_port=0, http_port=0 if http else None,
             host="127.0.0.1", cluster_id=cluster_id, status_every_s=0.1, commit_interval_s=0.05,
             kubernetes=False, **({} if env is None else {"env": env}),
         ))
@@ -143,6 +143,8 @@ class AggregatorThread:
         self._thread.start()
         self._run(self.aggregator.start())
         self.address = f"127.0.0.1:{self.aggregator.grpc.port}"
+        # with http=True: serve's own HTTP app (stability routes, /metrics) on an ephemeral port
+        self.http_url = f"http://127.0.0.1:{self.aggregator.http.port}" if self.aggregator.http else ""
 
     def _run(self, coro):
         import asyncio

@@ -190,12 +190,15 @@ def lost_reason(sample: GpuReading | None, events: Sequence[HealthEvent], *, sam
     decides: the latest `gpu_lost`/`gpu_recovered` event, or the sample.
     """
     latest = next((e for e in events if e.kind in _LOST_EVENT_KINDS), None)
+    event_reason = None
+    if latest is not None and latest.kind == "gpu_lost":
+        event_reason = latest.nvml_error or latest.message or "gpu_lost event"
     if latest is not None and (sample_time is None or latest.timestamp > sample_time):
-        return (latest.nvml_error or latest.message or "gpu_lost event") if latest.kind == "gpu_lost" else None
+        return event_reason
     if sample_time is None:
         return None
     if sample is None:
-        return _MISSING
+        return event_reason or _MISSING  # the event says why it went missing
     return (sample.error or "the GPU stopped answering") if sample.lost else None
 
 
@@ -230,15 +233,15 @@ def _gpu_sample_problems(gpu: GpuReading, rule: HealthRule, since: float | None)
             ProblemKind.XID_CRITICAL, ProblemCause.RECOVERY_ACTION, index, uuid,
             f"the driver's recovery action is {recovery_action_name(action_code)}", action, since=since,
         ))
-    if gpu.ecc_uncorrected_volatile:
-        problems.append(GpuProblem(
-            ProblemKind.MEMORY_ERRORS, ProblemCause.ECC_UNCORRECTABLE, index, uuid,
-            f"{gpu.ecc_uncorrected_volatile} uncorrectable ECC error(s) since the last reset", Resolution.RESET_GPU, since=since,
-        ))
     if gpu.remapped_rows_failure:
         problems.append(GpuProblem(
             ProblemKind.MEMORY_ERRORS, ProblemCause.ROW_REMAP_FAILURE, index, uuid,
             "row remapping failed: no spare memory rows left", Resolution.CONTACT_SUPPORT, since=since,
+        ))
+    if gpu.ecc_uncorrected_volatile:
+        problems.append(GpuProblem(
+            ProblemKind.MEMORY_ERRORS, ProblemCause.ECC_UNCORRECTABLE, index, uuid,
+            f"{gpu.ecc_uncorrected_volatile} uncorrectable ECC error(s) since the last reset", Resolution.RESET_GPU, since=since,
         ))
     if rule.pending_repairs and gpu.remapped_rows_pending:
         problems.append(GpuProblem(
