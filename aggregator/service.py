@@ -6,7 +6,9 @@ cluster documents, stability), the HTTP API (pre-check map, cluster data,
 stability and the nodes service, enrollment records, `/metrics`, `/healthz`),
 the stability checker's schedule, and, with a Kubernetes API configured, the
 Node watch (a deleted Node leaves the registry, the store and the stored
-cluster document) and the stability Events.
+cluster document) and the stability Events; the quarantine
+(aggregator/quarantine/, `AIOS_QUARANTINE`, default dry-run) and the
+operators' acknowledgements of GPU problems (recorded, sent to the agents).
 
 Policies run through `open_policy` with a `PolicyConfig` read at each load
 from the environment and the stored cluster document's `config`; with
@@ -34,7 +36,10 @@ from aggregator.kube_client import KubeUnavailable, load_kube_client, pod_namesp
 from aggregator.onboarding.http_routes import enrollment_router
 from aggregator.onboarding.wiring import OnboardingParts, add_onboarding
 from aggregator.policies import PolicyConfig, open_policy
+from aggregator.quarantine.metrics import QuarantineCollector
+from aggregator.quarantine.wiring import QuarantineWiring, build_quarantine
 from aggregator.rpc.server import GrpcServer, TlsFiles, build_grpc_server
+from aggregator.stability.acknowledgements import AcknowledgementBook, acknowledgements_from
 from aggregator.stability.grpc_service import add_stability_service
 from aggregator.stability.wiring import StabilityParts, build_stability
 from aggregator.telemetry.ingest import IngestService
@@ -98,6 +103,8 @@ class Aggregator:
         self.stability: StabilityParts | None = None
         self.onboarding: OnboardingParts | None = None
         self.node_watcher: NodeWatcher | None = None
+        self.quarantine: QuarantineWiring | None = None
+        self.acknowledgements: AcknowledgementBook | None = None
         self.policy_errors = PolicyErrorCounter()
         self._kube_client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -143,7 +150,8 @@ class Aggregator:
             clock=self.clock,
         )
         self.stability.checker.on_verdict(self.policy_errors.count_verdict)
-        query = QueryService(self.registry, cluster_id=cfg.cluster_id)
+        self._add_quarantine(core_v1)
+        query = QueryService(self.registry, cluster_id=cfg.cluster_id, quarantine=self.quarantine.summary_pb)
         self.grpc = await build_grpc_server(
             self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
             add_services=[self._add_onboarding, self._add_stability],
@@ -163,6 +171,7 @@ class Aggregator:
         if core_v1 is not None:
             self.node_watcher = NodeWatcher(core_v1, on_deleted=self._node_deleted, on_listed=self._nodes_listed).start()
             log.info("watching Kubernetes Nodes: a deleted Node leaves the registry and the cluster document")
+        self.quarantine.controller.start()
         if cfg.ready_file is not None:
             _write_atomically(
                 cfg.ready_file,
@@ -222,6 +231,49 @@ class Aggregator:
             governance=self.governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
         )
 
+    def _add_quarantine(self, core_v1) -> None:
+        """The quarantine and the acknowledgements: an operator's `acknowledge` (POST /mgmt) is recorded,
+        sent to the node's agent (now, and after each hello), and the quarantine judges with it."""
+        cfg = self.config
+        book = self.acknowledgements = AcknowledgementBook(self.db, clock=self.clock)
+        checker = self.stability.checker
+
+        def acknowledged(action: str, data: dict, result) -> None:
+            if action != "acknowledge":
+                return
+            node_ids = [s.node_id for s in self.registry.overview()]
+            book.record(acknowledgements_from(result, data, node_ids, self.clock(),
+                                              reason=f"stability policy acknowledge {json.dumps(data)[:200]}"))
+
+        def to_agent(node_id: str, ack) -> None:
+            self.ingest.send_to_node(node_id, pb.AggregatorMessage(acknowledgement=convert.acknowledgement_to_pb(ack)))
+
+        checker.on_management(acknowledged)
+        book.on_acknowledged(to_agent)
+        self.ingest.hello_messages = lambda node_id: [
+            pb.AggregatorMessage(acknowledgement=convert.acknowledgement_to_pb(a)) for a in book.for_node(node_id)[-20:]
+        ]
+        self.quarantine = build_quarantine(
+            env=cfg.env, db=self.db, registry=self.registry,
+            precheck=self.governance.precheck, cluster_data=self._cluster_document,
+            kube_nodes=lambda: self.node_watcher.known() if self.node_watcher is not None else [],
+            note_written=lambda node: self.node_watcher.note_written(node) if self.node_watcher is not None else None,
+            core_v1=core_v1, namespace=pod_namespace(cfg.env), acknowledgements=book.by_node,
+            latest_verdict=checker.latest, clock=self.clock,
+        )
+        controller = self.quarantine.controller
+        checker.on_verdict(controller.on_verdict)
+        book.on_acknowledged(lambda node_id, ack: controller.request())
+        checker.add_node_field("quarantine", self.quarantine.nodes_field)
+
+    def _cluster_document(self) -> dict:
+        if self.cluster_store is None or not self.config.cluster_id:
+            return {}
+        try:
+            return self.cluster_store.get(self.config.cluster_id)
+        except UnknownCluster:
+            return {}
+
     def _add_stability(self, server) -> None:
         add_stability_service(server, self.stability.checker)
 
@@ -238,6 +290,11 @@ class Aggregator:
                 health_rule=self.registry.health_rule,
             )
         )
+        metrics.register(QuarantineCollector(
+            self.quarantine.controller, cluster_id=cfg.cluster_id,
+            cluster_size=lambda: max(len(self.registry.overview()),
+                                     len(self.node_watcher.known()) if self.node_watcher is not None else 0),
+        ))
         return create_app(
             governance=self.governance,
             cluster_store=self.cluster_store,
@@ -247,6 +304,7 @@ class Aggregator:
                 self.stability.router,
                 enrollment_router(self.onboarding.enrollment if self.onboarding else None),
                 metrics_router(metrics),
+                self.quarantine.router,
             ],
         )
 
@@ -296,6 +354,8 @@ class Aggregator:
             await self.http.stop()
         if self.grpc is not None:
             await self.grpc.stop(grace_s=1.0)
+        if self.quarantine is not None:
+            await asyncio.to_thread(self.quarantine.controller.close)
         if self.stability is not None:
             await asyncio.to_thread(self.stability.close)
         if self.onboarding is not None:

@@ -14,6 +14,12 @@ applied again but is acknowledged (once it is on disk), so re-sending after a
 reconnect is safe. A message that fails validation gets a Refusal naming the
 field, and the stream ends with INVALID_ARGUMENT; the agent drops that one
 message and reconnects. Nothing of a refused message reaches the registry.
+
+Besides acks, the aggregator sends an agent what it must know:
+`send_to_node(node_id, msg)` from any thread (an operator's acknowledgement
+of GPU problems, `Acknowledgement`), and at each hello whatever
+`hello_messages(node_id)` returns (the node's acknowledgements, so an agent
+that restarted or was away learns them too).
 """
 
 from __future__ import annotations
@@ -124,6 +130,23 @@ class IngestService:
         self._sessions: dict[str, _Session] = {}
         self._commit_lock = asyncio.Lock()
         self.refusals = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # node id -> messages every new stream of that node gets after its hello
+        self.hello_messages: Callable[[str], list[pb.AggregatorMessage]] | None = None
+
+    def send_to_node(self, node_id: str, msg: pb.AggregatorMessage) -> None:
+        """Send `msg` on the node's open stream, if it has one (any thread; a node that is not
+        connected gets what `hello_messages` gives it when it comes back)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def send() -> None:
+            session = self._sessions.get(node_id)
+            if session is not None:
+                session.send(msg)
+
+        loop.call_soon_threadsafe(send)
 
     # ------------------------------------------------------------ gRPC wiring
 
@@ -140,6 +163,7 @@ class IngestService:
         )
 
     async def stream(self, requests, context: grpc.aio.ServicerContext) -> None:
+        self._loop = asyncio.get_running_loop()
         session = _Session(context)
         writer = asyncio.ensure_future(session.write_loop())
         refusal: _Refused | None = None
@@ -268,6 +292,12 @@ class IngestService:
             session.send(
                 pb.AggregatorMessage(instruction=pb.Instruction(interval_s=self.agent_interval_s))
             )
+        if self.hello_messages is not None:
+            try:
+                for extra in self.hello_messages(hello.node_id):
+                    session.send(extra)
+            except Exception:  # what the agent is told after its hello must not end its stream
+                log.exception("messages for node %s after its hello failed", hello.node_id)
         log.info(
             "node %s connected from %s (agent %s, instance %s, %d GPUs)",
             hello.node_id,
