@@ -241,7 +241,7 @@ class Aggregator:
         def acknowledged(action: str, data: dict, result) -> None:
             if action != "acknowledge":
                 return
-            node_ids = [s.node_id for s in self.registry.overview()]
+            node_ids = [o.state.node_id for o in self.registry.overview()]
             book.record(acknowledgements_from(result, data, node_ids, self.clock(),
                                               reason=f"stability policy acknowledge {json.dumps(data)[:200]}"))
 
