@@ -118,7 +118,8 @@ def test_the_taint_patch_keeps_every_other_taint():
                                  "unschedulable": False}}
     assert back.taints == node.taints and not back.unschedulable
     # an operator's cordon is not ours to lift
-    assert release_patch(KubeNode("n2", "n2", unschedulable=True), uncordon=False) == (None, KubeNode("n2", "n2", unschedulable=True))
+    cordoned = KubeNode("n2", "n2", unschedulable=True)
+    assert release_patch(cordoned, uncordon=False) == (None, cordoned)
 
 
 def test_taint_values_are_label_values():
