@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.db import Database
 from aggregator.governance.failure_count import PolicyErrorCounter
@@ -117,44 +119,54 @@ class Aggregator:
         cfg = self.config
         self._loop = asyncio.get_running_loop()
         self.policy_config()  # a bad POLICY_*/AIOS_POLICY_* value stops the start here, saying which
-        self.db = Database(cfg.db_path)
-        store = NodeStore(self.db)
-        self.registry = NodeRegistry(
+        db = self.db = Database(cfg.db_path)
+        store = NodeStore(db)
+        registry = self.registry = NodeRegistry(
             clock=self.clock,
             decode_sample=decode_sample,
             stale_after_intervals=cfg.stale_after_intervals,
             problem_window_s=cfg.problem_window_s,
         )
         records, events = store.load()
-        self.registry.restore(records, events)
+        registry.restore(records, events)
         log.info("registry restored: %d node(s), %d health event(s) from %s", len(records), len(events), cfg.db_path)
         self.ingest = IngestService(
-            self.registry,
+            registry,
             store,
             max_message_bytes=cfg.max_message_bytes,
             commit_interval_s=cfg.commit_interval_s,
             agent_interval_s=cfg.agent_interval_s,
         )
-        self.cluster_store = ClusterStore(self.db, clock=self.clock)
-        self.governance = Governance(self.db, self._open_governance_policy, clock=self.clock)
+        cluster_store = self.cluster_store = ClusterStore(db, clock=self.clock)
+        governance = self.governance = Governance(db, self._open_governance_policy, clock=self.clock)
         self._seed_policy_map(cfg.cluster_id)
         core_v1 = self._core_v1()
-        self.stability = build_stability(
+        stability = self.stability = build_stability(
             cluster_id=cfg.cluster_id,
-            registry=self.registry,
-            db=self.db,
+            registry=registry,
+            db=db,
             policy_config=self.policy_config,
             env=cfg.env,
             core_v1=core_v1,
             events_namespace=pod_namespace(cfg.env),
             clock=self.clock,
         )
-        self.stability.checker.on_verdict(self.policy_errors.count_verdict)
-        self._add_quarantine(core_v1)
-        query = QueryService(self.registry, cluster_id=cfg.cluster_id, quarantine=self.quarantine.summary_pb)
+        stability.checker.on_verdict(self.policy_errors.count_verdict)
+        quarantine = self.quarantine = self._add_quarantine(core_v1, db, registry, stability, governance, self.ingest)
+        query = QueryService(registry, cluster_id=cfg.cluster_id, quarantine=quarantine.summary_pb)
+
+        def add_onboarding_service(server: Any) -> None:
+            self.onboarding = add_onboarding(
+                server, db=db, registry=registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
+                governance=governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
+            )
+
+        def add_stability_servicer(server: Any) -> None:
+            add_stability_service(server, stability.checker)
+
         self.grpc = await build_grpc_server(
             self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
-            add_services=[self._add_onboarding, self._add_stability],
+            add_services=[add_onboarding_service, add_stability_servicer],
         )
         log.info("gRPC listening on %s:%d", cfg.host, self.grpc.port)
         self._tasks = [
@@ -162,16 +174,17 @@ class Aggregator:
             asyncio.ensure_future(self.ingest.run_status_ticker(cfg.status_every_s)),
             asyncio.ensure_future(self.ingest.run_event_pruner()),
         ]
-        self.stability.start()
+        stability.start()
         http_port = None
         if cfg.http_port is not None:
-            self.http = HttpServer(self._http_app(), cfg.host, cfg.http_port)
+            self.http = HttpServer(self._http_app(registry, stability, governance, cluster_store, quarantine),
+                                   cfg.host, cfg.http_port)
             http_port = await self.http.start()
             log.info("HTTP API listening on %s:%d", cfg.host, http_port)
         if core_v1 is not None:
             self.node_watcher = NodeWatcher(core_v1, on_deleted=self._node_deleted, on_listed=self._nodes_listed).start()
             log.info("watching Kubernetes Nodes: a deleted Node leaves the registry and the cluster document")
-        self.quarantine.controller.start()
+        quarantine.controller.start()
         if cfg.ready_file is not None:
             _write_atomically(
                 cfg.ready_file,
@@ -195,7 +208,7 @@ class Aggregator:
 
     def _seed_policy_map(self, cluster_id: str) -> None:
         """Actions without a pre-check policy get the stored document's `config.actionsPolicyMap` entry."""
-        if not cluster_id or cluster_id != self.config.cluster_id:
+        if not cluster_id or cluster_id != self.config.cluster_id or self.cluster_store is None or self.governance is None:
             return
         try:
             mapping = (self.cluster_store.get(cluster_id).get("config") or {}).get("actionsPolicyMap")
@@ -224,47 +237,43 @@ class Aggregator:
 
         return client.CoreV1Api(self._kube_client)
 
-    def _add_onboarding(self, server) -> None:
-        cfg = self.config
-        self.onboarding = add_onboarding(
-            server, db=self.db, registry=self.registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
-            governance=self.governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
-        )
-
-    def _add_quarantine(self, core_v1) -> None:
+    def _add_quarantine(
+        self, core_v1: Any, db: Database, registry: NodeRegistry, stability: StabilityParts, governance: Governance,
+        ingest: IngestService,
+    ) -> QuarantineWiring:
         """The quarantine and the acknowledgements: an operator's `acknowledge` (POST /mgmt) is recorded,
         sent to the node's agent (now, and after each hello), and the quarantine judges with it."""
         cfg = self.config
-        book = self.acknowledgements = AcknowledgementBook(self.db, clock=self.clock)
-        checker = self.stability.checker
+        book = self.acknowledgements = AcknowledgementBook(db, clock=self.clock)
+        checker = stability.checker
 
-        def acknowledged(action: str, data: dict, result) -> None:
+        def acknowledged(action: str, data: dict, result: Any) -> None:
             if action != "acknowledge":
                 return
-            node_ids = [o.state.node_id for o in self.registry.overview()]
+            node_ids = [o.state.node_id for o in registry.overview()]
             book.record(acknowledgements_from(result, data, node_ids, self.clock(),
                                               reason=f"stability policy acknowledge {json.dumps(data)[:200]}"))
 
-        def to_agent(node_id: str, ack) -> None:
-            self.ingest.send_to_node(node_id, pb.AggregatorMessage(acknowledgement=convert.acknowledgement_to_pb(ack)))
+        def to_agent(node_id: str, ack: Any) -> None:
+            ingest.send_to_node(node_id, pb.AggregatorMessage(acknowledgement=convert.acknowledgement_to_pb(ack)))
 
         checker.on_management(acknowledged)
         book.on_acknowledged(to_agent)
-        self.ingest.hello_messages = lambda node_id: [
+        ingest.hello_messages = lambda node_id: [
             pb.AggregatorMessage(acknowledgement=convert.acknowledgement_to_pb(a)) for a in book.for_node(node_id)[-20:]
         ]
-        self.quarantine = build_quarantine(
-            env=cfg.env, db=self.db, registry=self.registry,
-            precheck=self.governance.precheck, cluster_data=self._cluster_document,
+        quarantine = build_quarantine(
+            env=cfg.env, db=db, registry=registry, precheck=governance.precheck, cluster_data=self._cluster_document,
             kube_nodes=lambda: self.node_watcher.known() if self.node_watcher is not None else [],
             note_written=lambda node: self.node_watcher.note_written(node) if self.node_watcher is not None else None,
             core_v1=core_v1, namespace=pod_namespace(cfg.env), acknowledgements=book.by_node,
             latest_verdict=checker.latest, clock=self.clock,
         )
-        controller = self.quarantine.controller
+        controller = quarantine.controller
         checker.on_verdict(controller.on_verdict)
         book.on_acknowledged(lambda node_id, ack: controller.request())
-        checker.add_node_field("quarantine", self.quarantine.nodes_field)
+        checker.add_node_field("quarantine", quarantine.nodes_field)
+        return quarantine
 
     def _cluster_document(self) -> dict:
         if self.cluster_store is None or not self.config.cluster_id:
@@ -274,37 +283,37 @@ class Aggregator:
         except UnknownCluster:
             return {}
 
-    def _add_stability(self, server) -> None:
-        add_stability_service(server, self.stability.checker)
-
-    def _http_app(self):
+    def _http_app(
+        self, registry: NodeRegistry, stability: StabilityParts, governance: Governance, cluster_store: ClusterStore,
+        quarantine: QuarantineWiring,
+    ) -> FastAPI:
         cfg = self.config
         metrics = build_aggregator_registry(
             AggregatorMetricsProviders(
-                nodes=self.registry.snapshot,
+                nodes=registry.snapshot,
                 cluster_id=cfg.cluster_id,
-                stability=self.stability.checker.latest,
+                stability=stability.checker.latest,
                 policy_errors=self.policy_errors,
                 per_node=cfg.per_node_metrics,
                 clock=self.clock,
-                health_rule=self.registry.health_rule,
+                health_rule=registry.health_rule,
             )
         )
         metrics.register(QuarantineCollector(
-            self.quarantine.controller, cluster_id=cfg.cluster_id,
-            cluster_size=lambda: max(len(self.registry.overview()),
+            quarantine.controller, cluster_id=cfg.cluster_id,
+            cluster_size=lambda: max(len(registry.overview()),
                                      len(self.node_watcher.known()) if self.node_watcher is not None else 0),
         ))
         return create_app(
-            governance=self.governance,
-            cluster_store=self.cluster_store,
+            governance=governance,
+            cluster_store=cluster_store,
             tokens=cfg.tokens,
             routers=[
                 healthz_router({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up}),
-                self.stability.router,
+                stability.router,
                 enrollment_router(self.onboarding.enrollment if self.onboarding else None),
                 metrics_router(metrics),
-                self.quarantine.router,
+                quarantine.router,
             ],
         )
 
@@ -322,6 +331,8 @@ class Aggregator:
     # ------------------------------------------------------------ Kubernetes Nodes
 
     def _registry_entries(self) -> list[tuple[str, str]]:
+        if self.registry is None:
+            return []
         return [(o.state.node_id, o.state.inventory.node_name) for o in self.registry.overview()]
 
     def _nodes_listed(self, nodes: list[KubeNode]) -> None:
@@ -336,11 +347,11 @@ class Aggregator:
 
     def _node_deleted(self, kube: KubeNode) -> None:
         """On the watcher's thread: remove the matching registry node(s) on the loop."""
-        loop = self._loop
-        if loop is None or self._stopping:
+        loop, ingest = self._loop, self.ingest
+        if loop is None or ingest is None or self._stopping:
             return
         for node_id in registry_matches(kube, self._registry_entries()):
-            future = asyncio.run_coroutine_threadsafe(self.ingest.remove_node(node_id), loop)
+            future = asyncio.run_coroutine_threadsafe(ingest.remove_node(node_id), loop)
             if future.result(30.0):
                 log.info("node %s removed (Kubernetes Node %s deleted)", node_id, kube.name)
 

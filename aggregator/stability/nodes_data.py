@@ -1,9 +1,9 @@
 """`nodes_data`: what a stability policy (and the network's controller) reads about each node.
 
 Pure functions from the registry's `NodeState`s to the JSON-ready entries of
-contracts.md §5, plus what the agents measure beyond that shape. Units:
+docs/network-formats.md §5, plus what the agents measure beyond that shape. Units:
 
-- sizes are MB (1024*1024 bytes), like everywhere in the contracts;
+- sizes are MB (1024*1024 bytes), like everywhere in the network's formats;
 - `memory.allocatable` is the memory the host reports *available* (what a new
   workload could still get), `disk.allocatable` the free space of the host's
   root filesystem; `usage_percent` is `100 * (total - allocatable) / total`;
@@ -217,7 +217,9 @@ def _xid_summary(events: list[HealthEvent], now: float) -> list[dict]:
     for event in events:
         if event.kind != "xid" or event.xid is None:
             continue
-        entry = by_code.setdefault(event.xid, {"code": event.xid, "count": 0, "first_time": event.timestamp, "last_time": event.timestamp})
+        entry = by_code.setdefault(
+            event.xid, {"code": event.xid, "count": 0, "first_time": event.timestamp, "last_time": event.timestamp}
+        )
         entry["count"] += 1
         entry["first_time"] = min(entry["first_time"], event.timestamp)
         entry["last_time"] = max(entry["last_time"], event.timestamp)

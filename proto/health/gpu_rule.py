@@ -388,12 +388,27 @@ def gpu_problem_labels(
 
     `sample_labels`: `p.label` of `sample_problems(...)` for the latest sample, taken at the wire edge.
     """
+    # one pass over the events (this runs on every message the registry records)
+    lost_seen: set[int] = set()
+    lost_newer: dict[int, bool] = {}  # gpu index -> lost, for lost/recovered events newer than the sample
+    from_events = []
+    window = rule.event_window_s
+    for event in events:
+        if event.kind in _LOST_EVENT_KINDS:
+            index = event.gpu_index
+            if index is not None and index not in lost_seen:
+                lost_seen.add(index)
+                if sample_time is None or event.timestamp > sample_time:
+                    lost_newer[index] = event.kind == "gpu_lost"
+        elif now - event.timestamp <= window:
+            problem = _event_problem(event, rule)
+            if problem is not None:
+                from_events.append(problem.label)
     labels = list(sample_labels)
-    for index, event in sorted(lost_events_after(events, sample_time).items()):
+    for index, lost in sorted(lost_newer.items()):
         label = f"gpu {index} {ProblemCause.LOST.value}"
         if label in labels:
             labels.remove(label)
-        if lost_reason(None, [event], sample_time=sample_time) is not None:
+        if lost:
             labels.append(label)
-    labels += [p.label for p in event_problems(events, now, rule)]
-    return tuple(dict.fromkeys(labels))
+    return tuple(dict.fromkeys(labels + from_events))

@@ -13,7 +13,7 @@ from agent.kube.condition_writer import NodeConditionWriter
 from agent.kube.conditions import ConditionState
 from proto.health.conditions import CONDITION_TYPES
 from proto.telemetry.v1.readings import GpuInventory, NodeInventory
-from tests.kube_api import kube_api  # noqa: F401 - fixture
+from tests.support.kube_api import kube_api  # noqa: F401 - fixture
 
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "daemonset" / "agent-rbac.yaml"
 HTTP_TO_VERB = {"GET": "get", "PATCH": "patch", "PUT": "update", "POST": "create", "DELETE": "delete"}

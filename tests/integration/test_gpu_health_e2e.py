@@ -15,8 +15,10 @@ import urllib.request
 import pytest
 
 from tests.fakenvml.presets import h100_sxm
-from tests.kube_api import kube_api  # noqa: F401 - fixture
-from tests.telemetry_support import TOKEN, AgentProcess, AggregatorProcess, base_env, free_port, get_node, wait_for
+from tests.support.kube_api import kube_api  # noqa: F401 - fixture
+from tests.support.net import free_port
+from tests.support.telemetry import TOKEN, AgentProcess, AggregatorProcess, base_env, get_node
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

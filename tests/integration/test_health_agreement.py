@@ -25,7 +25,8 @@ from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import GpuInventory, GpuSample, HealthEvent, NodeInventory, NodeSample
 from tests.metrics_fixtures.exposition import parse_exposition, value
-from tests.telemetry_support import TOKEN, AggregatorThread, wait_for
+from tests.support.telemetry import TOKEN, AggregatorThread
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from agent.kube.annotator import Backoff
 from agent.kube.client import NodeApi, load_api_client
 from agent.kube.condition_writer import NodeConditionWriter
 from agent.kube.conditions import ConditionState
-from tests.kube_api import forbidden, kube_api  # noqa: F401 - fixture
+from tests.support.kube_api import forbidden, kube_api  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,10 @@ from aggregator.telemetry.node_watch import NodeWatcher
 from aggregator.telemetry.registry import NodeRegistry
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1.readings import GpuSample, HealthEvent, NodeSample
-from tests.kube_api import kube_api  # noqa: F401 - fixture
-from tests.policy_packages import policy_source, write_directory
-from tests.telemetry_support import inventory, wait_for
+from tests.support.kube_api import kube_api  # noqa: F401 - fixture
+from tests.support.policy_packages import policy_source, write_directory
+from tests.support.telemetry import inventory
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -85,17 +85,21 @@ DEFAULT_PARAMETERS = {
     "unstable_on_unhealthy_nodes": False,
 }
 
+_NUMBER = (int, float)
 _TYPES = {
-    "fatal_xids": list,
-    "xid_window_s": (int, float),
-    "throttle_reasons": list,
-    "throttle_threshold_s": (int, float),
-    "unstable_on_stale_nodes": bool,
-    "unstable_on_lost_gpus": bool,
-    "unstable_on_ecc_uncorrectable": bool,
-    "row_remap_pending_is_fatal": bool,
-    "unstable_on_unhealthy_nodes": bool,
+    "fatal_xids": (list,),
+    "xid_window_s": _NUMBER,
+    "throttle_reasons": (list,),
+    "throttle_threshold_s": _NUMBER,
+    "unstable_on_stale_nodes": (bool,),
+    "unstable_on_lost_gpus": (bool,),
+    "unstable_on_ecc_uncorrectable": (bool,),
+    "row_remap_pending_is_fatal": (bool,),
+    "unstable_on_unhealthy_nodes": (bool,),
 }
+
+# what the list parameters hold
+_ELEMENTS = {"fatal_xids": (int, "integers"), "throttle_reasons": (str, "strings")}
 
 
 class PolicyInputError(ValueError):
@@ -112,14 +116,15 @@ def _checked(parameters):
         if name not in _TYPES:
             raise PolicyInputError("parameters.%s: unknown parameter (known: %s)" % (name, ", ".join(sorted(_TYPES))))
         expected = _TYPES[name]
-        if isinstance(value, bool) and expected is not bool:
+        if isinstance(value, bool) and bool not in expected:
             raise PolicyInputError("parameters.%s: expected a number or list, got a boolean" % name)
         if not isinstance(value, expected):
-            raise PolicyInputError("parameters.%s: expected %s, got %r" % (name, getattr(expected, "__name__", "a number"), value))
-        if name == "fatal_xids" and not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
-            raise PolicyInputError("parameters.fatal_xids: expected a list of integers")
-        if name == "throttle_reasons" and not all(isinstance(x, str) for x in value):
-            raise PolicyInputError("parameters.throttle_reasons: expected a list of strings")
+            kind = "a number" if expected is _NUMBER else expected[0].__name__
+            raise PolicyInputError("parameters.%s: expected %s, got %r" % (name, kind, value))
+        if isinstance(value, list):
+            element, label = _ELEMENTS[name]
+            if not all(isinstance(x, element) and not isinstance(x, bool) for x in value):
+                raise PolicyInputError("parameters.%s: expected a list of %s" % (name, label))
         checked[name] = copy.deepcopy(value)
     return checked
 
@@ -175,17 +180,14 @@ class AIOSv1PolicyRule:
                     acked = self._acked.get(key)
                     if acked is not None and xid.get("last_time") is not None and xid["last_time"] <= acked:
                         continue
-                    findings.append(
-                        _finding(
-                            node_id, gpu, "xid",
-                            "XID %s seen %s time(s), last %ss ago" % (code, xid.get("count"), xid.get("age_s")),
-                            xid=code, resolution=XID_RESOLUTIONS.get(code, "contact_support"),
-                        )
-                    )
+                    reason = "XID %s seen %s time(s), last %ss ago" % (code, xid.get("count"), xid.get("age_s"))
+                    resolution = XID_RESOLUTIONS.get(code, "contact_support")
+                    findings.append(_finding(node_id, gpu, "xid", reason, xid=code, resolution=resolution))
                 if p["unstable_on_ecc_uncorrectable"] and (
                     (health.get("ecc_uncorrected_volatile") or 0) > 0 or (health.get("ecc_uncorrectable_events") or 0) > 0
                 ):
-                    findings.append(_finding(node_id, gpu, "ecc_uncorrectable", "uncorrectable ECC errors: %s" % health.get("ecc_uncorrected_volatile")))
+                    reason = "uncorrectable ECC errors: %s" % health.get("ecc_uncorrected_volatile")
+                    findings.append(_finding(node_id, gpu, "ecc_uncorrectable", reason))
                 if health.get("row_remap_failure"):
                     findings.append(_finding(node_id, gpu, "row_remap_failure", "row remapping failed: the GPU needs service"))
                 if health.get("row_remap_pending") and p["row_remap_pending_is_fatal"]:
@@ -193,9 +195,8 @@ class AIOSv1PolicyRule:
                 for throttle in health.get("throttle") or []:
                     duration = throttle.get("duration_s")
                     if throttle.get("reason") in watched and duration is not None and duration > p["throttle_threshold_s"]:
-                        findings.append(
-                            _finding(node_id, gpu, "throttle", "%s for %ss (threshold %ss)" % (throttle["reason"], duration, p["throttle_threshold_s"]), throttle_reason=throttle["reason"])
-                        )
+                        reason = "%s for %ss (threshold %ss)" % (throttle["reason"], duration, p["throttle_threshold_s"])
+                        findings.append(_finding(node_id, gpu, "throttle", reason, throttle_reason=throttle["reason"]))
         self._last_xids = seen_xids
         other_unhealthy = sorted(unhealthy_nodes - {f["node_id"] for f in findings})
         if p["unstable_on_unhealthy_nodes"]:

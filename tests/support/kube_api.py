@@ -11,7 +11,7 @@ strategic-merge patch of a Node's `status.conditions` by `type`, as a real API
 server does (the emulator replaces lists whole; a real server would keep the
 kubelet's Ready condition beside ours).
 
-Use the `kube_api` fixture: `from tests.kube_api import kube_api  # noqa: F401`.
+Use the `kube_api` fixture: `from tests.support.kube_api import kube_api  # noqa: F401`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 from kmock import KubernetesEmulator, KubernetesError, Server, resource
+
+from tests.support.waiting import wait_for
 
 NODES = resource("v1/nodes")
 
@@ -189,11 +191,7 @@ class KubeApiServer:
         return [r for r in seen if method is None or r.method.value == method]
 
     def wait_for(self, predicate, timeout_s: float = 10.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-            time.sleep(0.02)
+        wait_for(predicate, timeout_s=timeout_s, what=what, every_s=0.02)
 
 
 @pytest.fixture
