@@ -43,10 +43,10 @@ class RefusingEmulator(KubernetesEmulator):
         super().__attrs_post_init__()
         self.refusals: dict[str, KubernetesError] = {}  # HTTP method -> error to answer
         self.delay_s = 0.0
-        self.arrivals: list[tuple[float, str, str]] = []  # (time.time() at arrival, method, path), for latencies
+        self.arrivals: list[tuple[float, str, str, Any]] = []  # (time.time() at arrival, method, path, body)
 
     async def _handle(self, request):  # type: ignore[override]
-        self.arrivals.append((time.time(), request.method.value, str(request.url.path)))
+        self.arrivals.append((time.time(), request.method.value, str(request.url.path), request.data))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         refusal = self.refusals.get(request.method.value)

@@ -32,11 +32,30 @@ def _exported_labels() -> dict[str, set[str]]:
             node_states, "c", lambda: StabilityVerdict(True, 1.0), lambda: 0, per_node=True, clock=lambda: 2.0
         )
     )
+    aggregator.register(_quarantine_collector())
     labels: dict[str, set[str]] = {}
     for registry in (agent, aggregator):
         for name, pairs in parse_exposition(generate_latest(registry).decode()):
             labels.setdefault(name, set()).update(k for k, _ in pairs)
     return labels
+
+
+def _quarantine_collector():
+    """The quarantine's series as the aggregator serves them beside its own (one node quarantined)."""
+    from aggregator.quarantine.config import QuarantineConfig
+    from aggregator.quarantine.metrics import QuarantineCollector
+    from aggregator.quarantine.store import QuarantineRecord
+
+    class Controller:
+        config = QuarantineConfig(mode="taint")
+
+        def view(self):
+            return {"n1": QuarantineRecord("n1", "quarantined", 1.0, reason="GpuLost")}
+
+        def counts(self):
+            return {("quarantine", "applied"): 1}
+
+    return QuarantineCollector(Controller(), cluster_id="c", cluster_size=lambda: 4)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +82,7 @@ def test_every_metric_the_dashboard_asks_for_is_exported(dashboard):
         "aios_cluster_stable", "aios_cluster_stability_verdict_age_seconds", "aios_cluster_nodes",
         "aios_cluster_samples_received_total", "aios_cluster_policy_errors_total", "aios_gpu_utilization_ratio",
         "aios_gpu_xid_errors_total", "aios_gpu_throttle_reason", "aios_gpu_lost", "aios_agent_collector_success",
-        "aios_agent_stream_connected",
+        "aios_agent_stream_connected", "aios_cluster_quarantine_nodes", "aios_cluster_quarantine_node",
     ):
         assert name in used, f"the dashboard shows nothing of {name}"
 
