@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 from tests.fakenvml.presets import h100_sxm
+from tests.metrics_fixtures.exposition import parse_exposition, value
 from tests.support.kube_api import kube_api  # noqa: F401 - fixture
 from tests.support.net import free_port
 from tests.support.telemetry import TOKEN, AgentProcess, AggregatorProcess, base_env, get_node
@@ -93,6 +94,11 @@ def test_xid_79_condition_then_taint_then_acknowledged_both_cleared(cluster):
     status, body = http("GET", f"{aggregator.http_url}/nodes_status")
     entry = next(n for n in body["nodes_status"] if n["node_id"] == "e2e")
     assert entry["quarantine"]["state"] == "quarantined" and entry["quarantine"]["gpus"] == [1]
+    with urllib.request.urlopen(f"{aggregator.http_url}/metrics", timeout=10) as response:
+        metrics = parse_exposition(response.read().decode())
+    assert value(metrics, "aios_cluster_quarantine_nodes", cluster="test-cluster", state="quarantined") == 1
+    assert value(metrics, "aios_cluster_quarantine_actions_total", cluster="test-cluster", action="quarantine",
+                 outcome="applied") == 1
     summary = get_node(aggregator.address, "e2e").summary
     assert (summary.quarantine.state, summary.quarantine.reason) == ("quarantined", "XidNeedsNodeReboot")
     events = [r.data for r in kube_api.requests("POST") if r.url.path.endswith("/events")]

@@ -66,11 +66,12 @@ class World:
             package = write_directory(tmp_path / "cluster-mgmt-gate", policy_source(precheck_policy))
             self.governance.update({"cluster_mgmt": str(package)})
         self.acks = AcknowledgementBook(self.db, clock=self.clock)
+        self.verdict = None  # the latest stability verdict the controller reads (it may name nodes)
         self.quarantine = build_quarantine(
             env=env, db=self.db, registry=self.registry, precheck=self.governance.precheck,
             cluster_data=lambda: {"id": "c1", "nodes": {"count": n}}, kube_nodes=self.watcher.known,
             note_written=self.watcher.note_written, core_v1=self.core_v1, namespace="controllers",
-            acknowledgements=self.acks.by_node, latest_verdict=lambda: None, clock=self.clock,
+            acknowledgements=self.acks.by_node, latest_verdict=lambda: self.verdict, clock=self.clock,
         )
         self.controller = self.quarantine.controller
 
@@ -281,3 +282,20 @@ def test_the_kubernetes_api_failing_is_recorded_and_retried(world):
     w.evaluate()
     assert w.tainted() == {"node-0": "XidNeedsNodeReboot:NoSchedule"}
     assert w.states() == {"node-0": "quarantined"}
+
+
+def test_the_stability_policy_may_name_nodes_to_quarantine(world):
+    from aggregator.stability.verdicts import Verdict
+
+    w = world(3, TAINT_ENV)
+    w.verdict = Verdict("c1", NOW, 0.01, "fabric-check:1.0-stable", "unstable", id=7, stability_check_data={
+        "quarantine_nodes": ["node-0", {"node_id": "node-1", "reason": "FabricDown"}, {"node_id": "elsewhere"}]})
+    w.evaluate()
+    assert w.tainted() == {"node-0": "PolicyNamed:NoSchedule", "node-1": "FabricDown:NoSchedule"}
+    assert w.controller.view()["node-1"].detail == "named by the stability policy fabric-check:1.0-stable: FabricDown"
+    assert {a.verdict_id for a in w.quarantine.store.history()} == {None}  # no verdict arrived through on_verdict
+    w.controller.on_verdict(w.verdict)
+    w.verdict = replace(w.verdict, stability_check_data={"quarantine_nodes": ["node-0"]})
+    w.evaluate()
+    assert w.tainted() == {"node-0": "PolicyNamed:NoSchedule"}  # no longer named: released
+    assert w.quarantine.store.history()[0].verdict_id == 7
