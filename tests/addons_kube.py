@@ -144,7 +144,7 @@ class AddOnsKube(KubeApiServer):
     def stored(self, namespace: str) -> set[tuple[str, str]]:
         """(kind, name) of every live object in `namespace`."""
         found = set()
-        for (res, ns, name), obj in list(self.emulator.objects.items()):
+        for (_resource, ns, name), obj in list(self.emulator.objects.items()):
             if ns == namespace and not obj.deleted:
                 found.add((obj.raw.get("kind"), name))
         return found

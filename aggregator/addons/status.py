@@ -61,7 +61,7 @@ def _int(value: Any, default: int = 0) -> int:
 
 
 def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    return {c.get("type"): c for c in ((obj.get("status") or {}).get("conditions") or []) if isinstance(c, Mapping)}
+    return {str(c.get("type")): c for c in ((obj.get("status") or {}).get("conditions") or []) if isinstance(c, Mapping)}
 
 
 def _condition_problems(obj: Mapping[str, Any]) -> list[str]:
@@ -69,7 +69,8 @@ def _condition_problems(obj: Mapping[str, Any]) -> list[str]:
     for kind, condition in _conditions(obj).items():
         bad = (condition.get("status") == "True") if kind == "ReplicaFailure" else (condition.get("status") == "False")
         if bad and kind in ("Available", "Progressing", "ReplicaFailure"):
-            found.append(f"{condition.get('reason') or kind}: {condition.get('message') or kind + ' is ' + str(condition.get('status'))}")
+            message = condition.get("message") or f"{kind} is {condition.get('status')}"
+            found.append(f"{condition.get('reason') or kind}: {message}")
     return found
 
 
@@ -116,7 +117,8 @@ def _pod_problems(pod: Mapping[str, Any]) -> list[str]:
 
 
 def _event_time(event: Mapping[str, Any]) -> str:
-    return str(event.get("lastTimestamp") or event.get("eventTime") or (event.get("metadata") or {}).get("creationTimestamp") or "")
+    created = (event.get("metadata") or {}).get("creationTimestamp")
+    return str(event.get("lastTimestamp") or event.get("eventTime") or created or "")
 
 
 def _event_problems(events: Iterable[Mapping[str, Any]], names: set[str], prefixes: Sequence[str], *,

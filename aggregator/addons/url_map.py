@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -110,8 +111,8 @@ class ClusterDocumentClient:
         return parsed["data"]
 
     def read(self, cluster_id: str) -> dict:
-        return self._request("GET", f"/clusters/read/{urllib.request.quote(cluster_id, safe='')}")
+        return self._request("GET", f"/clusters/read/{urllib.parse.quote(cluster_id, safe='')}")
 
     def update(self, cluster_id: str, changes: Mapping[str, Any]) -> dict:
         """The stored document after the update; `UpdateRefused` when the pre-check says no."""
-        return self._request("PATCH", f"/clusters/update/{urllib.request.quote(cluster_id, safe='')}", dict(changes))
+        return self._request("PATCH", f"/clusters/update/{urllib.parse.quote(cluster_id, safe='')}", dict(changes))

@@ -60,7 +60,8 @@ CLUSTER_CONFIGMAP = ("controllers", "aios-cluster", "AIOS_CLUSTER_ID")  # writte
 
 def _kube_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--namespace", "-n", default=DEFAULT_NAMESPACE, help=f"where the add-on lives (default {DEFAULT_NAMESPACE})")
-    p.add_argument("--kubeconfig", default=None, help="the operator's kubeconfig (default: KUBECONFIG, ~/.kube/config, in-cluster)")
+    p.add_argument("--kubeconfig", default=None,
+                   help="the operator's kubeconfig (default: KUBECONFIG, ~/.kube/config, in-cluster)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per API request (default 30)")
 
 
@@ -297,7 +298,7 @@ def run_install(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: Text
         return code
     try:
         final = lifecycle.wait_ready(item, args.namespace, timeout_s=args.wait_timeout,
-                                     on_progress=lambda _s, lines: [print(f"  {line}", file=out) for line in lines])
+                                     on_progress=lambda _s, lines: print("\n".join(f"  {line}" for line in lines), file=out))
     except KubeError as e:
         return _fail(e, err, code=EXIT_KUBE)
     if final.ready:
