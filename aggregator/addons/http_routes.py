@@ -27,7 +27,7 @@ from aggregator.addons.kube import KubeError, KubeObjects
 from aggregator.addons.lifecycle import AddOnLifecycle
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 
-__all__ = ["WORKLOAD_KINDS", "addons_router"]
+__all__ = ["WORKLOAD_KINDS", "addons_router", "addons_router_for"]
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
@@ -72,3 +72,11 @@ def addons_router(*, cluster_store: ClusterStore, cluster_id: str,
                 "addons": [_entry(item, url_map.get(item.url_map_key), lifecycle) for item in ADDONS]}
 
     return router
+
+
+def addons_router_for(*, cluster_store: ClusterStore, cluster_id: str, api_client: Any) -> APIRouter:
+    """The router for `aios-aggregator serve`: `api_client` is its Kubernetes `ApiClient`, or None."""
+    from aggregator.addons.catalogue import FIELD_MANAGER
+
+    kube = KubeObjects(api_client, field_manager=FIELD_MANAGER) if api_client is not None else None
+    return addons_router(cluster_store=cluster_store, cluster_id=cluster_id, kube=kube)
