@@ -25,8 +25,8 @@ from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
 from aggregator.policies import PolicyConfig, open_policy
 from aggregator.web.app import create_app, start_http_in_thread
-from tests.addons_kube import APPLY, addons_kube, forbidden, resource_of  # noqa: F401
-from tests.policy_packages import policy_source, write_directory
+from tests.support.addons_kube import APPLY, addons_kube, forbidden, resource_of  # noqa: F401
+from tests.support.policy_packages import policy_source, write_directory
 
 pytestmark = pytest.mark.integration
 

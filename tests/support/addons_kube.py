@@ -9,7 +9,7 @@ emulator does those things (its merge is a JSON merge, not the server's field-ow
 the tests check what the client sends, and that a repeat sends nothing), records every apply
 with its query, and can refuse a (method, resource) with a Kubernetes error.
 
-`addons_kube` fixture: `from tests.addons_kube import addons_kube  # noqa: F401`.
+`addons_kube` fixture: `from tests.support.addons_kube import addons_kube  # noqa: F401`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import yaml
 from kmock import KubernetesError, resource
 
 from aggregator.addons.kube import KINDS
-from tests.kube_api import KubeApiServer, RefusingEmulator
+from tests.support.kube_api import KubeApiServer, RefusingEmulator
 
 APPLY = "application/apply-patch+yaml"
 NAMESPACES = resource("", "v1", "namespaces")
