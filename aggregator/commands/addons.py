@@ -67,8 +67,8 @@ def _kube_args(p: argparse.ArgumentParser) -> None:
 
 def _aggregator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aggregator-url", default=os.environ.get("AIOS_AGGREGATOR_URL"),
-                   help="the aggregator's HTTP API, e.g. http://HOST:8080 (env AIOS_AGGREGATOR_URL): "
-                        "the cluster document's config.urlMap is updated through it")
+                   help="the aggregator's HTTP API, e.g. http://localhost:7002 through kubectl port-forward "
+                        "(env AIOS_AGGREGATOR_URL): the cluster document's config.urlMap is updated through it")
     p.add_argument("--token", default=None, help="bearer token for the aggregator (default: AIOS_TOKEN / AIOS_TOKEN_FILE)")
     p.add_argument("--cluster-id", default=os.environ.get("AIOS_CLUSTER_ID"),
                    help="the cluster's id (env AIOS_CLUSTER_ID; default: ConfigMap controllers/aios-cluster)")
@@ -163,7 +163,7 @@ def _recorder(args: argparse.Namespace, kube: KubeObjects, err: TextIO) -> tuple
         return None
     if not args.aggregator_url:
         raise AddOnProblem("the add-on's URL goes into the cluster document through the aggregator: pass "
-                           "--aggregator-url http://HOST:8080 (or AIOS_AGGREGATOR_URL), or --no-record")
+                           "--aggregator-url http://HOST:PORT (or AIOS_AGGREGATOR_URL), or --no-record")
     try:
         client = ClusterDocumentClient(args.aggregator_url, token=_token(args, err), timeout_s=args.timeout)
     except ValueError as e:

@@ -172,7 +172,7 @@ def test_bad_names_options_and_parameters_are_refused_before_anything_is_written
         (("install", "inference-server", *record_args(aggregator)),
          "ADHOC_INSTANCE_ID: required (--set ADHOC_INSTANCE_ID=...); BLOCKS_DB_URL: required"),
         (("install", "assets-registry", "--without", "bundled-minio", "--no-record"), "S3_ENDPOINT_URL: still"),
-        (("install", "container-registry"), "pass --aggregator-url http://HOST:8080 (or AIOS_AGGREGATOR_URL), or --no-record"),
+        (("install", "container-registry"), "pass --aggregator-url http://HOST:PORT (or AIOS_AGGREGATOR_URL), or --no-record"),
     ]
     for argv, message in cases:
         code, _, err = run(*argv, *kube_args(addons_kube), "--no-wait")
