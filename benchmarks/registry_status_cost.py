@@ -17,11 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.telemetry import inventory
-
 from aggregator.telemetry.model import SampleFigures
 from aggregator.telemetry.registry import NodeRegistry
 from proto.telemetry.v1.readings import HealthEvent
+from tests.support.telemetry import inventory
 
 NOW = 1_764_400_000.0
 
