@@ -76,7 +76,7 @@ def _aggregator_args(p: argparse.ArgumentParser) -> None:
                    help="do not touch the cluster document's config.urlMap (no aggregator needed)")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `addons` to `aios-aggregator`'s subcommands."""
     parser = sub.add_parser("addons", help="deploy add-ons: container registry, assets registry, inference server",
                             description=__doc__.split("\n\n")[1])
@@ -132,7 +132,7 @@ def _parse_settings(pairs: Sequence[str]) -> dict[str, str]:
 
 def _token(args: argparse.Namespace, err: TextIO) -> str | None:
     if args.token:
-        return args.token
+        return str(args.token)
     try:
         tokens = load_tokens()
     except AuthError as e:
@@ -171,7 +171,7 @@ def _recorder(args: argparse.Namespace, kube: KubeObjects, err: TextIO) -> tuple
     return client, _cluster_id(args, kube)
 
 
-def _settings_of(objects: Sequence[dict], item: AddOn) -> dict[str, str]:
+def _settings_of(objects: Sequence[dict[str, Any]], item: AddOn) -> dict[str, str]:
     for obj in objects:
         if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == item.settings_configmap:
             return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
@@ -309,7 +309,8 @@ def run_install(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: Text
     return code or EXIT_NOT_READY
 
 
-def _record(recorder: tuple[ClusterDocumentClient, str], change: dict, what: str, out: TextIO, err: TextIO) -> int:
+def _record(recorder: tuple[ClusterDocumentClient, str], change: dict[str, Any], what: str, out: TextIO,
+            err: TextIO) -> int:
     client, cluster_id = recorder
     try:
         client.update(cluster_id, change)
