@@ -128,6 +128,7 @@ class KubeObjects:
 
     def _call(self, verb: str, kind: ApiKind, namespace: str | None, name: str | None, method: str, *,
               query: list[tuple[str, str]] | None = None, body: Any = None, content_type: str | None = None) -> Any:
+        import urllib3
         from kubernetes.client.exceptions import ApiException  # late: the client is ~24 MiB
 
         headers = {"Accept": "application/json"}
@@ -142,7 +143,7 @@ class KubeObjects:
             response.read()
         except ApiException as e:  # the client's way of saying the connection failed
             raise KubeUnreachable(f"{verb} {kind.resource}: the API server could not be reached: {e.reason}") from e
-        except Exception as e:  # urllib3 connection errors come in several classes
+        except (urllib3.exceptions.HTTPError, OSError) as e:  # refused, reset, timed out, TLS, DNS
             raise KubeUnreachable(f"{verb} {kind.resource}: the API server could not be reached: "
                                   f"{type(e).__name__}: {e}") from e
         status = int(response.status)
