@@ -31,7 +31,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from agent.commands.common import interval_seconds, port_number
+from agent.commands.common import common_parser, interval_seconds, port_number
 from agent.gpu.bounded import bound_from_env
 from agent.gpu.health_tracker import GpuHealthTracker, agent_rule_from_env
 from agent.kube.annotator import NodeAnnotator, open_node_annotator
@@ -73,8 +73,8 @@ def load_token(env=os.environ) -> str | None:
 
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("run", parents=[common], help="run the agent: sample and stream to the aggregator")
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("run", parents=[common_parser()], help="run the agent: sample and stream to the aggregator")
     p.add_argument("--interval", type=interval_seconds, default=None,
                    help=f"seconds between samples (env AIOS_INTERVAL_S or COLLECT_INTERVAL, default {DEFAULT_INTERVAL_S:g})")
     p.add_argument("--aggregator", default=os.environ.get("AIOS_AGGREGATOR_ADDR"),
@@ -95,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
                    default=os.environ.get("AIOS_NODE_CONDITIONS", "").strip().lower() in ("off", "false", "0"),
                    help="do not keep the GPU conditions on the Node's status (env AIOS_NODE_CONDITIONS=off)")
     p.add_argument("--stats-file", type=Path, help="on exit, write the stream's counters here as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(run=run)
 
 
 
@@ -201,8 +201,7 @@ def run(args: argparse.Namespace) -> int:
         if writer is not None:
             tracker.on_change(writer.observe)  # every type, False unless a problem shows already: written at start
         # XIDs go out as they arrive, not with the next sample (up to one interval later)
-        if not reader.set_health_listener(daemon.push_health):
-            log.info("GPU health events travel with the samples")
+        reader.set_health_listener(daemon.push_health)
         stream.start()
         if annotator is not None:
             annotator.start()
