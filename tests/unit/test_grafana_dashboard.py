@@ -19,6 +19,7 @@ from tests.metrics_fixtures.dashboard import (
     template_queries,
 )
 from tests.metrics_fixtures.exposition import parse_exposition
+from tests.metrics_fixtures.quarantine import quarantine_collector
 from tests.metrics_fixtures.readings import INVENTORY, SAMPLE_1, node_states
 
 
@@ -32,30 +33,12 @@ def _exported_labels() -> dict[str, set[str]]:
             node_states, "c", lambda: StabilityVerdict(True, 1.0), lambda: 0, per_node=True, clock=lambda: 2.0
         )
     )
-    aggregator.register(_quarantine_collector())
+    aggregator.register(quarantine_collector())
     labels: dict[str, set[str]] = {}
     for registry in (agent, aggregator):
         for name, pairs in parse_exposition(generate_latest(registry).decode()):
             labels.setdefault(name, set()).update(k for k, _ in pairs)
     return labels
-
-
-def _quarantine_collector():
-    """The quarantine's series as the aggregator serves them beside its own (one node quarantined)."""
-    from aggregator.quarantine.config import QuarantineConfig
-    from aggregator.quarantine.metrics import QuarantineCollector
-    from aggregator.quarantine.store import QuarantineRecord
-
-    class Controller:
-        config = QuarantineConfig(mode="taint")
-
-        def view(self):
-            return {"n1": QuarantineRecord("n1", "quarantined", 1.0, reason="GpuLost")}
-
-        def counts(self):
-            return {("quarantine", "applied"): 1}
-
-    return QuarantineCollector(Controller(), cluster_id="c", cluster_size=lambda: 4)
 
 
 @pytest.fixture(scope="module")
