@@ -4,7 +4,7 @@
 |---|---|---|
 | `AIOS_QUARANTINE` | `dry-run` | `off`, `dry-run` (record and report, touch nothing), `taint`, `cordon` (taint and cordon) |
 | `AIOS_QUARANTINE_MAX_NODES` | 5 | never more nodes quarantined at once |
-| `AIOS_QUARANTINE_MAX_PERCENT` | 25 | never more than this share of the cluster (rounded down) |
+| `AIOS_QUARANTINE_MAX_PERCENT` | 25 | never more than this share of the cluster (rounded down, but at least one node while above 0) |
 | `AIOS_QUARANTINE_MAX_CYCLES_PER_DAY` | 3 | quarantines of one node within 24 h after which it is held, not released |
 | `AIOS_QUARANTINE_TAINT_EFFECT` | `NoSchedule` | or `NoExecute` (evicts the pods that do not tolerate it) |
 | `AIOS_QUARANTINE_RECHECK_S` | 300 | how long a refusal by the `cluster_mgmt` pre-check stands before it is asked again |
@@ -64,6 +64,10 @@ class QuarantineConfig:
     def budget(self, cluster_nodes: int) -> int:
         """How many nodes may be quarantined at once in a cluster of `cluster_nodes` (pure)."""
         by_share = math.floor(cluster_nodes * self.max_percent / 100.0 + 1e-9)
+        if self.max_percent > 0 and cluster_nodes > 0:
+            # A small cluster can still set one broken node aside: rounding 25 % of 3 down to
+            # none would leave a GPU that fell off the bus schedulable forever.
+            by_share = max(1, by_share)
         return max(0, min(self.max_nodes, by_share))
 
     @classmethod

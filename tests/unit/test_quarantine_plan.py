@@ -71,7 +71,7 @@ def test_what_a_healthy_node_left_behind_is_cleared():
 
 
 @pytest.mark.parametrize(("nodes", "max_nodes", "percent", "expected"), [
-    (10, 3, 100, 3), (10, 5, 25, 2), (4, 5, 25, 1), (3, 5, 25, 0), (1000, 5, 25, 5), (10, 0, 100, 0),
+    (10, 3, 100, 3), (10, 5, 25, 2), (4, 5, 25, 1), (3, 5, 25, 1), (3, 5, 0, 0), (0, 5, 25, 0), (1000, 5, 25, 5), (10, 0, 100, 0),
 ])
 def test_budget_is_the_smaller_of_the_two(nodes, max_nodes, percent, expected):
     assert QuarantineConfig(max_nodes=max_nodes, max_percent=percent).budget(nodes) == expected
