@@ -34,6 +34,9 @@ from aggregator.kube_client import KubeUnavailable, load_kube_client, pod_namesp
 from aggregator.onboarding.http_routes import enrollment_router
 from aggregator.onboarding.wiring import OnboardingParts, add_onboarding
 from aggregator.policies import PolicyConfig, open_policy
+from aggregator.auth import AccessTokens
+from aggregator.rpc.agent_auth import AgentAuthConfigError, KubernetesAgentAuth, ServiceAccountRef
+from aggregator.rpc.auth import INGEST_METHOD
 from aggregator.rpc.server import GrpcServer, TlsFiles, build_grpc_server
 from aggregator.stability.grpc_service import add_stability_service
 from aggregator.stability.wiring import StabilityParts, build_stability
@@ -61,7 +64,12 @@ def decode_sample(data: bytes) -> NodeSample:
 @dataclass
 class ServeConfig:
     db_path: Path
-    tokens: tuple[str, ...]
+    tokens: tuple[str, ...]  # write tokens (AIOS_TOKEN / AIOS_TOKEN_FILE)
+    read_tokens: tuple[str, ...] = ()  # read-only tokens (AIOS_READ_TOKEN / AIOS_READ_TOKEN_FILE)
+    # how agents authenticate: "kubernetes" (ServiceAccount token + TokenReview, bound to the node),
+    # "token" (the shared token), "auto": kubernetes when a Kubernetes API is configured
+    agent_auth: str = "auto"
+    agent_service_account: str = "aios-agent"  # NAME or NAMESPACE:NAME (default namespace: the pod's)
     grpc_port: int = 50051
     http_port: int | None = 8080
     host: str = "0.0.0.0"
@@ -121,17 +129,19 @@ class Aggregator:
         records, events = store.load()
         self.registry.restore(records, events)
         log.info("registry restored: %d node(s), %d health event(s) from %s", len(records), len(events), cfg.db_path)
+        core_v1 = self._core_v1()
+        agent_auth = self._agent_auth()
         self.ingest = IngestService(
             self.registry,
             store,
             max_message_bytes=cfg.max_message_bytes,
             commit_interval_s=cfg.commit_interval_s,
             agent_interval_s=cfg.agent_interval_s,
+            agent_auth=agent_auth,
         )
         self.cluster_store = ClusterStore(self.db, clock=self.clock)
         self.governance = Governance(self.db, self._open_governance_policy, clock=self.clock)
         self._seed_policy_map(cfg.cluster_id)
-        core_v1 = self._core_v1()
         self.stability = build_stability(
             cluster_id=cfg.cluster_id,
             registry=self.registry,
@@ -145,8 +155,9 @@ class Aggregator:
         self.stability.checker.on_verdict(self.policy_errors.count_verdict)
         query = QueryService(self.registry, cluster_id=cfg.cluster_id)
         self.grpc = await build_grpc_server(
-            self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
+            self.ingest, query, tokens=self.access_tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
             add_services=[self._add_onboarding, self._add_stability],
+            self_authenticating=frozenset({INGEST_METHOD}) if agent_auth is not None else frozenset(),
         )
         log.info("gRPC listening on %s:%d", cfg.host, self.grpc.port)
         self._tasks = [
@@ -168,6 +179,29 @@ class Aggregator:
                 cfg.ready_file,
                 json.dumps({"grpc_port": self.grpc.port, "http_port": http_port, "pid": os.getpid()}),
             )
+
+    @property
+    def access_tokens(self) -> AccessTokens:
+        return AccessTokens(write=self.config.tokens, read=self.config.read_tokens)
+
+    def _agent_auth(self) -> KubernetesAgentAuth | None:
+        """How agents prove their node (`ServeConfig.agent_auth`); None: the shared token."""
+        cfg = self.config
+        mode = (cfg.agent_auth or "auto").strip().lower()
+        if mode not in ("auto", "kubernetes", "token"):
+            raise AgentAuthConfigError(f"AIOS_AGENT_AUTH={cfg.agent_auth!r}: expected kubernetes or token")
+        if mode == "token" or (mode == "auto" and self._kube_client is None):
+            log.info("agents authenticate with the shared token (AIOS_AGENT_AUTH=token): a holder may speak for any node")
+            return None
+        if self._kube_client is None:
+            raise AgentAuthConfigError("AIOS_AGENT_AUTH=kubernetes needs a Kubernetes API (in-cluster, --kubeconfig or KUBECONFIG)")
+        try:
+            account = ServiceAccountRef.parse(cfg.agent_service_account, default_namespace=pod_namespace(cfg.env))
+        except ValueError as e:
+            raise AgentAuthConfigError(str(e)) from e
+        log.info("agents authenticate as ServiceAccount %s (TokenReview, audience aios-aggregator), "
+                 "each bound to its node", account.username)
+        return KubernetesAgentAuth(self._kube_client, service_account=account, clock=self.clock)
 
     def policy_config(self) -> PolicyConfig:
         """Read at each policy load: env (the sidecar URL, POLICY_*) over the cluster document's `config`."""
@@ -240,7 +274,7 @@ class Aggregator:
         return create_app(
             governance=self.governance,
             cluster_store=self.cluster_store,
-            tokens=cfg.tokens,
+            tokens=self.access_tokens,
             routers=[
                 healthz_router({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up}),
                 self.stability.router,

@@ -1,8 +1,10 @@
 """The aggregator's HTTP API: the FastAPI app factory, the token rule, and serving it.
 
-Every writing request (POST, PUT, PATCH, DELETE), on these routes and on
-every router other components register, needs `Authorization: Bearer <token>`
-with one of the aggregator's tokens (`aggregator/auth.py`); reads are open.
+Every request, on these routes and on every router other components register,
+needs `Authorization: Bearer <token>` (`aggregator/auth.py`), except `OPEN_PATHS`
+(`/healthz`, `/metrics`, the OpenAPI document and its pages). Reads (GET, HEAD)
+take a read token or a write token; everything else only a write token (a read
+token there answers 403).
 Errors, validation errors and unknown paths answer `{"success": false, "message": ...}`.
 
 Routes here: the pre-check map (`GET /pre-check-policies`,
@@ -28,7 +30,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aggregator.auth import bearer_token, token_matches
+from aggregator.auth import AccessTokens, Role, bearer_token
 from aggregator.cluster.patch import ClusterPatchError, InvalidClusterDocument
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.cluster.update import ClusterUpdater, PolicyBrokeDocument, UpdateConflict, UpdateRefused
@@ -36,23 +38,26 @@ from aggregator.governance.prechecks import Governance, GovernanceError
 from aggregator.web.json_body import BodyError, parse_json_body
 
 __all__ = [
-    "WRITE_METHODS",
+    "OPEN_PATHS",
+    "READ_METHODS",
     "ApiError",
     "HttpServer",
     "create_app",
     "install_error_handlers",
     "read_json_body",
+    "access_tokens",
     "require_token",
-    "require_token_for_writes",
     "serve_http",
     "start_http_in_thread",
 ]
 
 log = logging.getLogger(__name__)
 
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# what a probe or a scraper reads without a token: health, metrics, and the API's own description
+OPEN_PATHS = frozenset({"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
-Tokens = Sequence[str] | Callable[[], Sequence[str]]
+Tokens = AccessTokens | Sequence[str] | Callable[[], AccessTokens | Sequence[str]]
 
 
 class ApiError(Exception):
@@ -69,35 +74,36 @@ def _failure(status: int, message: str, headers: dict[str, str] | None = None) -
     return JSONResponse({"success": False, "message": message}, status_code=status, headers=headers)
 
 
-def require_token(
-    tokens: Tokens, *, methods: frozenset[str] | None = None, open_paths: frozenset[str] = frozenset()
-) -> Callable[[Request], None]:
-    """A FastAPI dependency: requests need a valid bearer token.
+def access_tokens(tokens: Tokens) -> AccessTokens:
+    """`tokens` as `AccessTokens`: a plain sequence is write tokens (read at each call when callable)."""
+    value = tokens() if callable(tokens) else tokens
+    return value if isinstance(value, AccessTokens) else AccessTokens(write=tuple(value))
 
-    `methods`: only these methods need it (None: all); `open_paths`: paths that never do.
+
+def require_token(tokens: Tokens, *, open_paths: frozenset[str] = OPEN_PATHS) -> Callable[[Request], None]:
+    """A FastAPI dependency: every request needs a valid bearer token, except on `open_paths`.
+
+    A read token (`AIOS_READ_TOKEN`) is enough for `READ_METHODS`; anything else needs a
+    write token, and a read token there is 403 (known, but not allowed), not 401.
     """
 
     def check(request: Request) -> None:
-        if methods is not None and request.method not in methods:
-            return
         if request.url.path in open_paths:
             return
-        accepted = tokens() if callable(tokens) else tokens
+        accepted = access_tokens(tokens)
         challenge = {"WWW-Authenticate": "Bearer"}
         if not accepted:
             raise ApiError(401, "this server has no token, so it refuses this request (set AIOS_TOKEN or AIOS_TOKEN_FILE)", challenge)
         presented = bearer_token(request.headers.get("authorization"))
         if presented is None:
             raise ApiError(401, "this request needs 'Authorization: Bearer <token>'", challenge)
-        if not token_matches(presented, accepted):
+        role = accepted.role_of(presented)
+        if role is None:
             raise ApiError(401, "the bearer token is not valid", challenge)
+        if role is Role.READ and request.method not in READ_METHODS:
+            raise ApiError(403, f"a read-only token cannot {request.method} {request.url.path}: this needs the write token (AIOS_TOKEN)")
 
     return check
-
-
-def require_token_for_writes(tokens: Tokens) -> Callable[[Request], None]:
-    """A FastAPI dependency: writing requests need a valid bearer token; reads are open."""
-    return require_token(tokens, methods=WRITE_METHODS)
 
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -229,7 +235,7 @@ def create_app(
     title: str = "AIOS aggregator",
 ) -> FastAPI:
     """The aggregator's app. `routers` are other components' routes; the token rule covers them too."""
-    app = FastAPI(title=title, dependencies=[Depends(require_token_for_writes(tokens))])
+    app = FastAPI(title=title, dependencies=[Depends(require_token(tokens))])
     app.state.governance = governance
     app.state.cluster_store = cluster_store
 
