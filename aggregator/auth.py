@@ -31,6 +31,7 @@ __all__ = [
     "load_read_tokens",
     "load_tokens",
     "token_matches",
+    "tokens_from_env",
 ]
 
 AuthError = TokenFileError  # a token file that is named but cannot be read

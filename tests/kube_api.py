@@ -193,9 +193,19 @@ class KubeApiServer:
 
     def go_down(self) -> None:
         """Stop listening: clients get "connection refused" until `start()`."""
-        if self._server is not None:
-            self._call(self._server.__aexit__(None, None, None))
-            self._server = None
+        if self._server is None:
+            return
+        server = self._server
+
+        async def _down():
+            # open watches would hold the shutdown for aiohttp's 60 s grace: cut them, as a dying server does
+            runner = getattr(server.server, "runner", None)
+            for connection in list(getattr(getattr(runner, "server", None), "connections", ())):
+                connection.force_close()
+            await server.__aexit__(None, None, None)
+
+        self._server = None
+        self._call(_down())
 
     def close(self) -> None:
         self.go_down()

@@ -135,9 +135,12 @@ def wait_until(predicate, timeout_s: float = 10.0, interval_s: float = 0.02):
 
 
 class ServedApp:
-    """A FastAPI app on uvicorn, on 127.0.0.1 and an ephemeral port, in a thread."""
+    """A FastAPI app on uvicorn, on 127.0.0.1 and an ephemeral port, in a thread.
 
-    def __init__(self, app):
+    `read_token`: sent with reads (GET) that name no token (every read needs one)."""
+
+    def __init__(self, app, read_token: str | None = None):
+        self.read_token = read_token
         import socket
 
         import uvicorn
@@ -156,6 +159,8 @@ class ServedApp:
 
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         headers = {"Content-Type": "application/json"}
+        if token is None and method == "GET":
+            token = self.read_token
         if token:
             headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)

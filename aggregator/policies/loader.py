@@ -87,6 +87,8 @@ def open_policy(
             memory_limit_mb=config.memory_limit_mb,
             load_timeout_s=config.load_timeout_s,
             max_result_bytes=config.max_result_bytes,
+            limits=config.sandbox_limits,
+            scratch_root=config.cache_dir / "scratch",
         ),
         uri=resolved.uri,
         call_timeout_s=config.call_timeout_s,

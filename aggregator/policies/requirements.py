@@ -51,13 +51,16 @@ def install_requirements(
         return None
     work_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".site-", dir=work_dir))
+    os.chmod(staging, 0o755)  # the worker may run under a uid of its own: it reads, never writes, this
     command = [
         sys.executable, "-m", "pip", "install",
         "--target", str(staging),
         "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
         "-r", str(req),
     ]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_USER", "PIP_PREFIX")}
+    # nothing secret for setup.py scripts either (the aggregator's tokens and where they are)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PIP_USER", "PIP_PREFIX") and "TOKEN" not in k and k != "KUBECONFIG"}
     try:
         try:
             done = subprocess.run(

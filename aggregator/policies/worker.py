@@ -4,8 +4,10 @@ The policy's code never runs in the aggregator: a child process
 (`_worker_child.py`, isolated interpreter, its own session) imports it,
 keeps the `AIOSv1PolicyRule` instance and answers JSON lines. This side
 enforces the time limit of every call, caps the reply size, and on any
-failure kills the whole process group and says why in a `WorkerFailure`.
-The child sets its own memory limit (RLIMIT_AS) before importing anything.
+failure kills the worker and everything it started (`sandbox.WorkerSandbox`)
+and says why in a `WorkerFailure`. Before importing anything of the policy
+the child confines itself as its sandbox plan says (limits, its own uid, no
+network, reads and writes only where allowed: `sandbox/confine.py`).
 """
 
 from __future__ import annotations
@@ -27,14 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aggregator.policies.errors import PolicyError
+from aggregator.policies.sandbox import SandboxLimits, WorkerSandbox
 
 __all__ = ["WorkerFailure", "WorkerProcess", "WorkerSpec"]
 
 log = logging.getLogger(__name__)
 
 _CHILD = Path(__file__).with_name("_worker_child.py")
-# never hand the aggregator's own secrets to operator code
-_SECRET_ENV = ("AIOS_TOKEN", "AIOS_TOKEN_FILE")
+# never hand the aggregator's own secrets (or where they are) to operator code
+_SECRET_ENV = frozenset({"AIOS_TOKEN", "AIOS_TOKEN_FILE", "AIOS_READ_TOKEN", "AIOS_READ_TOKEN_FILE",
+                         "AIOS_POLICY_SIDECAR_TOKEN_FILE", "AIOS_POLICY_RUNNER_TOKEN_FILE", "KUBECONFIG"})
 
 
 class _JsonDataPickler(pickle.Pickler):
@@ -81,6 +85,8 @@ class WorkerSpec:
     memory_limit_mb: int = 1024
     load_timeout_s: float = 60.0
     max_result_bytes: int = 64 * 1024 * 1024
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    scratch_root: Path | None = None  # where its scratch folder is made (default: under the temp folder)
 
 
 class WorkerProcess:
@@ -89,16 +95,26 @@ class WorkerProcess:
         self._buffer = bytearray()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.has_management = False
-        env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", str(_CHILD), str(int(spec.memory_limit_mb))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=spec.code_dir,
-            env=env,
-            start_new_session=True,  # its own process group: killed whole, children included
-        )
+        self.sandbox_report: dict = {}
+        self._killed = False
+        self.sandbox = WorkerSandbox.prepare(
+            label=spec.label, memory_mb=int(spec.memory_limit_mb), limits=spec.limits,
+            code_dir=spec.code_dir, site_dir=spec.site_dir, scratch_root=spec.scratch_root)
+        env = self.sandbox.env({k: v for k, v in os.environ.items() if k not in _SECRET_ENV})
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", str(_CHILD), self.sandbox.plan_json()],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=spec.code_dir,
+                env=env,
+                start_new_session=True,  # its own process group: killed whole, children included
+            )
+        except BaseException:
+            self.sandbox.release()
+            raise
+        self.sandbox.started(self._proc.pid)
         os.set_blocking(self._proc.stdin.fileno(), False)
         self._stderr_thread = threading.Thread(
             target=self._drain_stderr, name=f"policy-stderr-{self._proc.pid}", daemon=True
@@ -122,6 +138,7 @@ class WorkerProcess:
             timeout_s=self.spec.load_timeout_s,
             what="loading the policy",
         )
+        self.sandbox_report = reply.get("sandbox") if isinstance(reply.get("sandbox"), dict) else {}
         if not reply.get("ok"):
             self.kill()
             error = PolicyError(f"policy {self.spec.label}: cannot load: {reply.get('error')}")
@@ -203,6 +220,8 @@ class WorkerProcess:
             except ValueError:
                 name = str(-code)
             text = f"the worker was killed by {name}"
+            if -code == signal.SIGXCPU:
+                text += f" (its CPU time limit of {self.spec.limits.cpu_s} s, AIOS_POLICY_CPU_S)"
         else:
             text = f"the worker exited with code {code}"
         last = next((line for line in reversed(self._stderr_tail) if line.strip()), "")
@@ -220,11 +239,14 @@ class WorkerProcess:
         return self._proc.poll() is None
 
     def kill(self) -> None:
-        # the group too: a policy's own children die with it, even if the worker already exited
-        try:
-            os.killpg(self._proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """The worker and everything it started (its group, its tree, its uid, its cgroup)."""
+        if self._killed:
+            return
+        self._killed = True
+        # once reaped, its pid may be another process's: then only the uid and the cgroup are swept
+        killed = self.sandbox.kill(self._proc.pid, tree=self._proc.returncode is None)
+        if killed:
+            log.info("policy %s: killed %d process(es) its worker had started", self.spec.label, killed)
         try:
             self._proc.wait(timeout=5.0)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
@@ -234,6 +256,7 @@ class WorkerProcess:
                 stream.close()
             except OSError:
                 pass
+        self.sandbox.release()
 
     def stop(self) -> None:
         """Ask politely (close its input), then make sure."""
