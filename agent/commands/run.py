@@ -38,6 +38,7 @@ from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from
 from agent.sampling.node_reader import open_node_reader
 from agent.stream.client import StreamConfig, TelemetryStream
 from agent.stream.credentials import AgentCredentials, TokenFileError, credentials_from_env
+from proto.common.hardening import set_not_dumpable
 
 __all__ = ["agent_version", "identity_mismatch", "load_credentials", "register", "resolve_node_identity", "run"]
 
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
     credentials = load_credentials()
+    set_not_dumpable()  # it holds its ServiceAccount token: no other process of its uid reads its memory
     # APScheduler logs every job run at INFO: one line per sample is noise
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     stopping = threading.Event()

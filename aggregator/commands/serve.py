@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -31,6 +32,8 @@ from proto.common.hardening import set_not_dumpable
 __all__ = ["register", "run"]
 
 DEFAULT_DB = "/var/lib/aios/aggregator.db"
+
+log = logging.getLogger(__name__)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -73,9 +76,15 @@ def _env(name: str) -> str | None:
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    env = {k: v for k, v in os.environ.items() if v.strip()}
     try:
-        tokens = load_tokens({k: v for k, v in os.environ.items() if v.strip()})
-        read_tokens = load_read_tokens({k: v for k, v in os.environ.items() if v.strip()})
+        tokens = load_tokens(env)
+        read_path = env.get("AIOS_READ_TOKEN_FILE", "").strip()
+        if read_path and not Path(read_path).exists():
+            # the Secret's optional key `read-token` is not there (yet): only the write token works
+            log.warning("AIOS_READ_TOKEN_FILE=%s does not exist: no read-only token is accepted", read_path)
+            env.pop("AIOS_READ_TOKEN_FILE")
+        read_tokens = load_read_tokens(env)
     except AuthError as e:
         raise SystemExit(f"aios-aggregator: {e}") from e
     if not tokens:
