@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aggregator.auth import AccessTokens
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.db import Database
 from aggregator.governance.failure_count import PolicyErrorCounter
@@ -34,7 +35,6 @@ from aggregator.kube_client import KubeUnavailable, load_kube_client, pod_namesp
 from aggregator.onboarding.http_routes import enrollment_router
 from aggregator.onboarding.wiring import OnboardingParts, add_onboarding
 from aggregator.policies import PolicyConfig, open_policy
-from aggregator.auth import AccessTokens
 from aggregator.rpc.agent_auth import AgentAuthConfigError, KubernetesAgentAuth, ServiceAccountRef
 from aggregator.rpc.auth import INGEST_METHOD
 from aggregator.rpc.server import GrpcServer, TlsFiles, build_grpc_server
@@ -194,7 +194,8 @@ class Aggregator:
             log.info("agents authenticate with the shared token (AIOS_AGENT_AUTH=token): a holder may speak for any node")
             return None
         if self._kube_client is None:
-            raise AgentAuthConfigError("AIOS_AGENT_AUTH=kubernetes needs a Kubernetes API (in-cluster, --kubeconfig or KUBECONFIG)")
+            raise AgentAuthConfigError(
+                "AIOS_AGENT_AUTH=kubernetes needs a Kubernetes API (in-cluster, --kubeconfig or KUBECONFIG)")
         try:
             account = ServiceAccountRef.parse(cfg.agent_service_account, default_namespace=pod_namespace(cfg.env))
         except ValueError as e:

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from aggregator.auth import AuthError, load_read_tokens, load_tokens
-from aggregator.rpc.agent_auth import AgentAuthConfigError
 from aggregator.policies import PolicyConfigError
+from aggregator.rpc.agent_auth import AgentAuthConfigError
 from aggregator.rpc.server import TlsFiles
 from aggregator.service import ServeConfig, serve
 from aggregator.stability.checker import ConfigError as StabilityConfigError

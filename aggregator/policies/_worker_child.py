@@ -7,8 +7,9 @@ effect in its answer to init (`"sandbox"`).
 Requests arrive on the original stdin as length-prefixed pickles (8-byte
 big-endian length, then the pickle: the aggregator is trusted, and pickle is
 several times cheaper than JSON for large inputs); replies go back on the
-original stdout as JSON lines (the aggregator never unpickles policy output). Both are moved to private descriptors first, so a policy's `print`
-goes to stderr and cannot corrupt the protocol.
+original stdout as JSON lines (the aggregator never unpickles policy output).
+Both are moved to private descriptors first, so a policy's `print` goes to
+stderr and cannot corrupt the protocol.
 
 Messages in: {"op": "init", "code_dir", "site_dir", "settings", "parameters"},
 then {"op": "eval", "parameters", "input_data"} / {"op": "management", "action", "data"}.
@@ -30,6 +31,7 @@ def _confine(plan_json):
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox", "confine.py")
     spec = importlib.util.spec_from_file_location("_aios_confine", path)
+    assert spec is not None and spec.loader is not None
     confine = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(confine)
     return confine.apply(json.loads(plan_json))

@@ -138,7 +138,8 @@ class WorkerProcess:
             timeout_s=self.spec.load_timeout_s,
             what="loading the policy",
         )
-        self.sandbox_report = reply.get("sandbox") if isinstance(reply.get("sandbox"), dict) else {}
+        report = reply.get("sandbox")
+        self.sandbox_report = report if isinstance(report, dict) else {}
         if not reply.get("ok"):
             self.kill()
             error = PolicyError(f"policy {self.spec.label}: cannot load: {reply.get('error')}")

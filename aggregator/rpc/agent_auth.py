@@ -38,9 +38,9 @@ import urllib3
 
 __all__ = [
     "AGENT_AUDIENCE",
-    "AgentAuthConfigError",
     "NODE_NAME_EXTRA",
     "POD_NAME_EXTRA",
+    "AgentAuthConfigError",
     "AgentAuthUnavailable",
     "AgentForbidden",
     "AgentIdentity",
@@ -265,7 +265,7 @@ class KubernetesAgentAuth:
         body = self._client.V1TokenReview(spec=self._client.V1TokenReviewSpec(token=token, audiences=[self.audience]))
         try:
             answer = self._auth_api.create_token_review(body, _request_timeout=self._timeout)
-        except Exception as exc:  # noqa: BLE001 - ApiException, urllib3 errors: all mean "cannot tell now"
+        except Exception as exc:
             raise _api_problem(exc, "create TokenReviews", "create on tokenreviews.authentication.k8s.io") from exc
         self.reviews_made += 1
         status = self._api_client.sanitize_for_serialization(answer.status) if answer.status else {}
@@ -281,12 +281,12 @@ class KubernetesAgentAuth:
             raise AgentForbidden(
                 f"the token of {identity.service_account.username} is not bound to a pod: use a projected "
                 "ServiceAccount token (serviceAccountToken volume), not a Secret-based one")
-        namespace = identity.service_account.namespace
-        pod = self._read(("pod", namespace, identity.pod_name),
-                         lambda: self._core_api.read_namespaced_pod(identity.pod_name, namespace, _request_timeout=self._timeout),
-                         f"get pod {namespace}/{identity.pod_name}", "get on pods in namespace " + namespace)
+        namespace, pod_name = identity.service_account.namespace, identity.pod_name
+        pod = self._read(("pod", namespace, pod_name),
+                         lambda: self._core_api.read_namespaced_pod(pod_name, namespace, _request_timeout=self._timeout),
+                         f"get pod {namespace}/{pod_name}", "get on pods in namespace " + namespace)
         if pod is None:
-            raise AgentForbidden(f"the token's pod {namespace}/{identity.pod_name} does not exist")
+            raise AgentForbidden(f"the token's pod {namespace}/{pod_name} does not exist")
         uid = (pod.get("metadata") or {}).get("uid")
         if identity.pod_uid and uid and uid != identity.pod_uid:
             raise AgentForbidden(f"the token's pod {namespace}/{identity.pod_name} was replaced (uid {uid})")
@@ -317,7 +317,7 @@ class KubernetesAgentAuth:
             return cached or None
         try:
             obj = call()
-        except Exception as exc:  # noqa: BLE001 - ApiException, urllib3 errors
+        except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 self._objects.put(key, {}, self._clock() + self._refusal_cache_s)
                 return None

@@ -42,10 +42,10 @@ __all__ = [
     "READ_METHODS",
     "ApiError",
     "HttpServer",
+    "access_tokens",
     "create_app",
     "install_error_handlers",
     "read_json_body",
-    "access_tokens",
     "require_token",
     "serve_http",
     "start_http_in_thread",
@@ -93,7 +93,8 @@ def require_token(tokens: Tokens, *, open_paths: frozenset[str] = OPEN_PATHS) ->
         accepted = access_tokens(tokens)
         challenge = {"WWW-Authenticate": "Bearer"}
         if not accepted:
-            raise ApiError(401, "this server has no token, so it refuses this request (set AIOS_TOKEN or AIOS_TOKEN_FILE)", challenge)
+            raise ApiError(
+                401, "this server has no token, so it refuses this request (set AIOS_TOKEN or AIOS_TOKEN_FILE)", challenge)
         presented = bearer_token(request.headers.get("authorization"))
         if presented is None:
             raise ApiError(401, "this request needs 'Authorization: Bearer <token>'", challenge)
@@ -101,7 +102,8 @@ def require_token(tokens: Tokens, *, open_paths: frozenset[str] = OPEN_PATHS) ->
         if role is None:
             raise ApiError(401, "the bearer token is not valid", challenge)
         if role is Role.READ and request.method not in READ_METHODS:
-            raise ApiError(403, f"a read-only token cannot {request.method} {request.url.path}: this needs the write token (AIOS_TOKEN)")
+            raise ApiError(403, f"a read-only token cannot {request.method} {request.url.path}: "
+                                "this needs the write token (AIOS_TOKEN)")
 
     return check
 

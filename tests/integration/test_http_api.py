@@ -8,11 +8,11 @@ import urllib.request
 import pytest
 from fastapi import APIRouter
 
+from aggregator.auth import AccessTokens
 from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
 from aggregator.policies import PolicyConfig, open_policy
-from aggregator.auth import AccessTokens
 from aggregator.web.app import create_app, start_http_in_thread
 from tests.policy_packages import StandIn, policy_source, write_package
 

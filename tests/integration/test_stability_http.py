@@ -116,7 +116,8 @@ def test_mgmt_needs_the_token_and_changes_what_the_next_check_says(served):
         ({"block_id": "", "service": "inference", "mgmt_action": "get_state"}, None, "service: expected 'stability_checker'"),
         ({"block_id": "b-1", "service": "stability_checker", "mgmt_action": "get_state"}, None, "block_id"),
         ({"block_id": "", "service": "stability_checker"}, None, "mgmt_action: expected a non-empty string"),
-        ({"block_id": "", "service": "stability_checker", "mgmt_action": "x", "mgmt_data": [1]}, None, "mgmt_data: expected an object"),
+        ({"block_id": "", "service": "stability_checker", "mgmt_action": "x", "mgmt_data": [1]}, None,
+         "mgmt_data: expected an object"),
         (None, b"{not json", "request body: invalid JSON"),
     ],
 )

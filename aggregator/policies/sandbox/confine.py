@@ -159,7 +159,7 @@ def _mount(source, target, fstype, flags, data=None):
 def _expose(paths, blocked):
     """In a mount namespace of our own: each blocking folder becomes an empty tmpfs holding
     bind mounts of only the needed paths below it (the rest of it is hidden)."""
-    keep = {}
+    keep: dict = {}
     for path in paths:
         top = next((b for b in blocked if path == b or path.startswith(b.rstrip("/") + "/")), None)
         if top is not None:
@@ -285,7 +285,7 @@ def _landlock(plan, report, network_blocked):
 
 def apply(plan):
     """Confine this process as `plan` says; returns what took effect (JSON-able)."""
-    report = {"not_enforced": [], "uid": os.getuid(), "network": "allowed" if plan.get("network_allowed") else None}
+    report: dict = {"not_enforced": [], "uid": os.getuid(), "network": "allowed" if plan.get("network_allowed") else None}
     _limits(plan, report)
     if not plan.get("network_allowed"):
         _no_network(report)
