@@ -271,15 +271,15 @@ class TelemetryStream:
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._wakeup = asyncio.Event()
-        self._stop = asyncio.Event()
+        wakeup = self._wakeup = asyncio.Event()
+        stop = self._stop = asyncio.Event()
         self._started.set()
         self._backoff.reset()
-        while not self._stop.is_set():
+        while not stop.is_set():
             acked_before = self.stats().acked_seq
             started = time.monotonic()
             try:
-                await self._connect_once()
+                await self._connect_once(stop, wakeup)
             except grpc.aio.AioRpcError as e:
                 refused = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
                 level = logging.ERROR if e.code() in refused else logging.WARNING
@@ -293,14 +293,14 @@ class TelemetryStream:
             finally:
                 with self._lock:
                     self._connected = False
-            if self._stop.is_set():
+            if stop.is_set():
                 break
             # a connection that worked resets the backoff
             if self.stats().acked_seq > acked_before or time.monotonic() - started > 60:
                 self._backoff.reset()
             delay = self._backoff.next_delay()
             try:
-                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                await asyncio.wait_for(stop.wait(), timeout=delay)
             except asyncio.TimeoutError:
                 pass
 
@@ -316,7 +316,7 @@ class TelemetryStream:
             return self.config.credentials.current()
         return self.config.token
 
-    async def _connect_once(self) -> None:
+    async def _connect_once(self, stop: asyncio.Event, wakeup: asyncio.Event) -> None:
         token = self._token()
         metadata = (("authorization", f"Bearer {token}"),) if token else ()
         async with self._channel() as channel:
@@ -326,8 +326,8 @@ class TelemetryStream:
                 self._connected = True
                 self._connects += 1
             reader = asyncio.ensure_future(self._read(call))
-            writer = asyncio.ensure_future(self._write(call))
-            stopper = asyncio.ensure_future(self._stop.wait())
+            writer = asyncio.ensure_future(self._write(call, wakeup))
+            stopper = asyncio.ensure_future(stop.wait())
             try:
                 done, _ = await asyncio.wait({reader, writer, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -335,9 +335,10 @@ class TelemetryStream:
                     task.cancel()
                 await asyncio.gather(reader, writer, stopper, return_exceptions=True)
                 call.cancel()
-            for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise task.exception()
+            for finished in done:
+                error = None if finished is stopper else finished.exception()
+                if error is not None:
+                    raise error
 
     async def _read(self, call) -> None:
         async for reply in call:
@@ -357,11 +358,11 @@ class TelemetryStream:
         # (a non-OK status raises AioRpcError out of the loop above)
         log.info("aggregator closed the stream")
 
-    async def _write(self, call) -> None:
+    async def _write(self, call, wakeup: asyncio.Event) -> None:
         sent = 0
         while True:
-            self._wakeup.clear()
+            wakeup.clear()
             for msg in self._unsent_after(sent):
                 await call.write(msg)
                 sent = msg.seq
-            await self._wakeup.wait()
+            await wakeup.wait()

@@ -68,6 +68,8 @@ class _Policy:
         import importlib.util
 
         spec = importlib.util.spec_from_file_location("function", self.code_file)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{self.code_file}: not loadable as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules["function"] = module
         spec.loader.exec_module(module)

@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from aggregator.policies.errors import PolicyError
 from aggregator.policies.sandbox import SandboxLimits, WorkerSandbox
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 _CHILD = Path(__file__).with_name("_worker_child.py")
 # never hand the aggregator's own secrets (or where they are) to operator code
 _SECRET_ENV = frozenset({"AIOS_TOKEN", "AIOS_TOKEN_FILE", "AIOS_READ_TOKEN", "AIOS_READ_TOKEN_FILE",
-                         "AIOS_POLICY_SIDECAR_TOKEN_FILE", "AIOS_POLICY_RUNNER_TOKEN_FILE", "KUBECONFIG"})
+                         "AIOS_POLICY_SIDECAR_TOKEN", "AIOS_POLICY_SIDECAR_TOKEN_FILE", "KUBECONFIG"})
 
 
 class _JsonDataPickler(pickle.Pickler):
@@ -89,44 +90,69 @@ class WorkerSpec:
     scratch_root: Path | None = None  # where its scratch folder is made (default: under the temp folder)
 
 
+@dataclass(frozen=True)
+class _Child:
+    """A started worker: the process, its three pipes, the thread draining its stderr."""
+
+    proc: subprocess.Popen[bytes]
+    stdin: IO[bytes]
+    stdout: IO[bytes]
+    stderr: IO[bytes]
+    stderr_thread: threading.Thread
+
+
+def _spawn(spec: WorkerSpec, sandbox: WorkerSandbox) -> subprocess.Popen[bytes]:
+    env = sandbox.env({k: v for k, v in os.environ.items() if k not in _SECRET_ENV})
+    return subprocess.Popen(
+        [sys.executable, "-I", str(_CHILD), sandbox.plan_json()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=spec.code_dir,
+        env=env,
+        start_new_session=True,  # its own process group: killed whole, children included
+    )
+
+
 class WorkerProcess:
+    """One worker: `start()` spawns it and loads the policy, `stop()`/`kill()` end it."""
+
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self._buffer = bytearray()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
-        self.has_management = False
-        self.sandbox_report: dict = {}
+        self._started: _Child | None = None
+        self._sandbox: WorkerSandbox | None = None
         self._killed = False
-        self.sandbox = WorkerSandbox.prepare(
-            label=spec.label, memory_mb=int(spec.memory_limit_mb), limits=spec.limits,
-            code_dir=spec.code_dir, site_dir=spec.site_dir, scratch_root=spec.scratch_root)
-        env = self.sandbox.env({k: v for k, v in os.environ.items() if k not in _SECRET_ENV})
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-I", str(_CHILD), self.sandbox.plan_json()],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=spec.code_dir,
-                env=env,
-                start_new_session=True,  # its own process group: killed whole, children included
-            )
-        except BaseException:
-            self.sandbox.release()
-            raise
-        self.sandbox.started(self._proc.pid)
-        os.set_blocking(self._proc.stdin.fileno(), False)
-        self._stderr_thread = threading.Thread(
-            target=self._drain_stderr, name=f"policy-stderr-{self._proc.pid}", daemon=True
-        )
-        self._stderr_thread.start()
+        self.sandbox_report: dict = {}  # what the worker's confinement achieved (its answer to init)
 
     @property
-    def pid(self) -> int:
-        return self._proc.pid
+    def _child(self) -> _Child:
+        if self._started is None:
+            raise WorkerFailure(f"policy {self.spec.label}: the worker was not started")
+        return self._started
 
     def start(self) -> None:
-        """Import the policy and build its instance; WorkerFailure/PolicyError if that fails."""
+        """Spawn the worker, import the policy and build its instance; WorkerFailure/PolicyError if that fails."""
+        spec = self.spec
+        sandbox = self._sandbox = WorkerSandbox.prepare(
+            label=spec.label, memory_mb=int(spec.memory_limit_mb), limits=spec.limits,
+            code_dir=spec.code_dir, site_dir=spec.site_dir, scratch_root=spec.scratch_root)
+        try:
+            proc = _spawn(spec, sandbox)
+        except BaseException:
+            sandbox.release()
+            raise
+        sandbox.started(proc.pid)  # into its cgroup before it is told to import anything
+        if proc.stdin is None or proc.stdout is None or proc.stderr is None:  # pragma: no cover - PIPE always gives them
+            proc.kill()
+            raise WorkerFailure(f"policy {self.spec.label}: the worker's pipes are missing")
+        drain = threading.Thread(
+            target=self._drain_stderr, args=(proc, proc.stderr), name=f"policy-stderr-{proc.pid}", daemon=True
+        )
+        self._started = _Child(proc, proc.stdin, proc.stdout, proc.stderr, drain)
+        os.set_blocking(proc.stdin.fileno(), False)
+        drain.start()
         reply = self.request(
             {
                 "op": "init",
@@ -142,10 +168,11 @@ class WorkerProcess:
         self.sandbox_report = report if isinstance(report, dict) else {}
         if not reply.get("ok"):
             self.kill()
-            error = PolicyError(f"policy {self.spec.label}: cannot load: {reply.get('error')}")
-            error.missing_module = reply.get("missing_module")  # type: ignore[attr-defined]
-            raise error
-        self.has_management = bool(reply.get("management"))
+            missing = reply.get("missing_module")
+            raise PolicyError(
+                f"policy {self.spec.label}: cannot load: {reply.get('error')}",
+                missing_module=missing if isinstance(missing, str) else None,
+            )
 
     def request(self, message: dict, *, timeout_s: float, what: str) -> dict:
         """Send one message, wait for its reply; WorkerFailure on timeout/crash/garbage."""
@@ -167,7 +194,7 @@ class WorkerProcess:
         return reply
 
     def _write(self, payload: bytes, deadline: float, timeout_s: float, what: str) -> None:
-        fd = self._proc.stdin.fileno()
+        fd = self._child.stdin.fileno()
         view = memoryview(payload)
         while view:
             remaining = deadline - time.monotonic()
@@ -185,7 +212,7 @@ class WorkerProcess:
             view = view[written:]
 
     def _read_line(self, deadline: float, timeout_s: float, what: str) -> bytes:
-        fd = self._proc.stdout.fileno()
+        fd = self._child.stdout.fileno()
         while True:
             newline = self._buffer.find(b"\n")
             if newline >= 0:
@@ -210,11 +237,12 @@ class WorkerProcess:
         return WorkerFailure(f"policy {self.spec.label}: {reason}")
 
     def _exit_description(self) -> str:
+        child = self._child
         try:
-            code = self._proc.wait(timeout=2.0)
+            code = child.proc.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
             return "the worker stopped answering"
-        self._stderr_thread.join(timeout=1.0)
+        child.stderr_thread.join(timeout=1.0)
         if code < 0:
             try:
                 name = signal.Signals(-code).name
@@ -228,45 +256,45 @@ class WorkerProcess:
         last = next((line for line in reversed(self._stderr_tail) if line.strip()), "")
         return f"{text} (last output: {last})" if last else text
 
-    def _drain_stderr(self) -> None:
-        stream = self._proc.stderr
+    def _drain_stderr(self, proc: subprocess.Popen[bytes], stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip()
             self._stderr_tail.append(line)
-            log.info("policy %s [pid %d]: %s", self.spec.label, self._proc.pid, line)
+            log.info("policy %s [pid %d]: %s", self.spec.label, proc.pid, line)
         stream.close()
-
-    def alive(self) -> bool:
-        return self._proc.poll() is None
 
     def kill(self) -> None:
         """The worker and everything it started (its group, its tree, its uid, its cgroup)."""
-        if self._killed:
+        child, sandbox = self._started, self._sandbox
+        if child is None or sandbox is None or self._killed:
             return
         self._killed = True
         # once reaped, its pid may be another process's: then only the uid and the cgroup are swept
-        killed = self.sandbox.kill(self._proc.pid, tree=self._proc.returncode is None)
+        killed = sandbox.kill(child.proc.pid, tree=child.proc.returncode is None)
         if killed:
             log.info("policy %s: killed %d process(es) its worker had started", self.spec.label, killed)
         try:
-            self._proc.wait(timeout=5.0)
+            child.proc.wait(timeout=5.0)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
-            log.error("policy worker %d did not die after SIGKILL", self._proc.pid)
-        for stream in (self._proc.stdin, self._proc.stdout):
+            log.error("policy worker %d did not die after SIGKILL", child.proc.pid)
+        for stream in (child.stdin, child.stdout):
             try:
                 stream.close()
             except OSError:
                 pass
-        self.sandbox.release()
+        sandbox.release()
 
     def stop(self) -> None:
         """Ask politely (close its input), then make sure."""
+        child = self._started
+        if child is None:
+            return
         try:
-            self._proc.stdin.close()
+            child.stdin.close()
         except OSError:
             pass
         try:
-            self._proc.wait(timeout=1.0)
+            child.proc.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
             pass
         self.kill()

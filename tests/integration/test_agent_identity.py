@@ -24,8 +24,9 @@ from agent.stream.credentials import AgentCredentials
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
-from tests.kube_api import forbidden, kube_api  # noqa: F401 - fixture
-from tests.telemetry_support import ROOT, TOKEN, AgentProcess, inventory, sample, wait_for
+from tests.support.kube_api import forbidden, kube_api  # noqa: F401 - fixture
+from tests.support.telemetry import ROOT, TOKEN, AgentProcess, inventory, sample
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -29,8 +29,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.policy_packages import live_processes_with_argv, policy_source, write_directory
-from tests.telemetry_support import ROOT, free_port, wait_for
+from tests.support.net import free_port
+from tests.support.policy_packages import live_processes_with_argv, policy_source, write_directory
+from tests.support.telemetry import ROOT
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

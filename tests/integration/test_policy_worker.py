@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
-from tests.policy_packages import live_processes_with_argv, policy_source, write_directory, write_package
+from tests.support.policy_packages import live_processes_with_argv, policy_source, write_directory, write_package
 
 pytestmark = pytest.mark.integration
 
