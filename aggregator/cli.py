@@ -1,4 +1,8 @@
-"""`aios-aggregator`: one subcommand per job, each body in its own module, registered here in one line."""
+"""`aios-aggregator`: one subcommand per job, each body in its own module, registered here in one line.
+
+Each module's `register(subparsers)` adds its subparser and sets `run`, the
+function `main` calls with the parsed arguments (the same convention as `aios-agent`).
+"""
 
 from __future__ import annotations
 
@@ -28,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # subcommands set `run` (telemetry's convention) or `handler` (policies')
-    command = getattr(args, "run", None) or args.handler
-    return command(args)
+    return int(args.run(args))
 
 
 if __name__ == "__main__":

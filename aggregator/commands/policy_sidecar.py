@@ -33,7 +33,7 @@ from aggregator.auth import AuthError, ensure_token_file, tokens_from_env
 from aggregator.policies import PolicyConfig, PolicyError, open_policy
 from aggregator.policies.sandbox import probe
 from aggregator.policies.sidecar_server import DEFAULT_IDLE_CLOSE_S, HandleRegistry, create_sidecar_app
-from aggregator.web.app import serve_http
+from aggregator.web.serving import serve_http
 from proto.common.hardening import set_not_dumpable
 
 __all__ = ["register", "run"]

@@ -17,7 +17,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from aggregator.web.app import OPEN_PATHS
+from aggregator.web.base import OPEN_PATHS
 from proto.cluster.v1 import cluster_pb2, cluster_pb2_grpc
 from proto.stability.v1 import stability_pb2, stability_pb2_grpc
 from proto.telemetry.v1 import telemetry_pb2 as pb
