@@ -69,6 +69,7 @@ def open_policy(
         package.work_dir,
         enabled=config.install_requirements,
         timeout_s=config.pip_timeout_s,
+        limits=config.sandbox_limits,
     )
     hint = ""
     if not config.install_requirements and (package.code_dir / REQUIREMENTS_FILE).is_file():

@@ -318,3 +318,35 @@ def test_a_cpu_hog_ends_at_its_cpu_limit(pod):
 
 def test_after_every_attack_the_policy_still_runs(pod):
     assert attack(pod, {"do": "nothing"})["allowed"] is True
+
+
+def test_installing_requirements_runs_confined_too(tmp_path):
+    """pip (and a setup.py it runs) gets the worker's confinement, with the network and its staging folder."""
+    from aggregator.policies.sandbox import SandboxLimits, run_confined
+
+    secret = tmp_path / "secret-token"
+    secret.write_text(AGGREGATOR_TOKEN)
+    secret.chmod(0o600)
+    code, staging = tmp_path / "code", tmp_path / "work" / "staging"
+    code.mkdir()
+    staging.mkdir(parents=True)
+    script = (
+        "import os, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        if path.endswith('.out'):\n"
+        "            open(path, 'w').write('x'); print('wrote', path)\n"
+        "        else:\n"
+        "            open(path).read(); print('read', path)\n"
+        "    except OSError as e:\n"
+        "        print('refused', path, e.errno)\n"
+    )
+    done = run_confined(
+        [sys.executable, "-c", script, str(secret), str(staging / "ok.out"), str(tmp_path / "escape.out")],
+        label="requirements", limits=SandboxLimits(), cwd=code, read=[code], write=staging, env={}, timeout_s=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f"refused {secret} 13" in lines or f"refused {secret} 2" in lines  # denied, or hidden from its view
+    assert f"wrote {staging / 'ok.out'}" in lines
+    assert any(line.startswith(f"refused {tmp_path / 'escape.out'}") for line in lines)
+    assert (staging / "ok.out").stat().st_uid == os.geteuid()  # given back: no worker uid may change it later

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from aggregator.policies.sandbox.cgroup import WorkerCgroup, cgroup_parent
@@ -29,7 +31,7 @@ from aggregator.policies.sandbox.plan import SandboxLimits, WorkerPlan, parse_ui
 from aggregator.policies.sandbox.sweep import kill_tree, kill_uid
 from aggregator.policies.sandbox.uid_pool import UidLease, UidPool
 
-__all__ = ["CONFINE_SCRIPT", "SandboxLimits", "WorkerSandbox", "parse_uid_range", "probe"]
+__all__ = ["CONFINE_SCRIPT", "SandboxLimits", "WorkerSandbox", "parse_uid_range", "probe", "run_confined"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,8 @@ class WorkerSandbox:
 
     @classmethod
     def prepare(cls, *, label: str, memory_mb: int, limits: SandboxLimits, code_dir: Path, site_dir: Path | None,
-                scratch_root: Path | None = None) -> WorkerSandbox:
+                scratch_root: Path | None = None, extra_read: Sequence[Path] = (),
+                extra_write: Sequence[Path] = ()) -> WorkerSandbox:
         lease = None
         if os.geteuid() == 0 and limits.worker_uids is not None:
             lease = _pool(limits.worker_uids).lease()
@@ -82,11 +85,13 @@ class WorkerSandbox:
         root.mkdir(mode=0o711, parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="worker-", dir=root))
         if lease is not None:
-            os.chown(scratch, lease.uid, lease.uid)
+            for folder in (scratch, *extra_write):
+                os.chown(folder, lease.uid, lease.uid)
         parent = _cgroups()
         cgroup = WorkerCgroup.create(parent, limits.max_processes) if parent is not None else None
         plan = worker_plan(label=label, memory_mb=memory_mb, limits=limits, code_dir=code_dir, site_dir=site_dir,
-                           scratch=scratch, uid=lease.uid if lease else None, child_dir=_CHILD_DIR)
+                           scratch=scratch, uid=lease.uid if lease else None, child_dir=_CHILD_DIR,
+                           extra_read=extra_read, extra_write=extra_write)
         return cls(plan, scratch, lease, cgroup)
 
     @property
@@ -137,6 +142,45 @@ class WorkerSandbox:
         shutil.rmtree(self.scratch, ignore_errors=True)
         if self._lease is not None:
             self._lease.release()
+
+
+def run_confined(
+    argv: Sequence[str], *, label: str, limits: SandboxLimits, cwd: Path, read: Sequence[Path], write: Path,
+    env: dict[str, str], timeout_s: float, memory_mb: int = 0,
+) -> subprocess.CompletedProcess[str]:
+    """Run `argv` (pip installing a policy's requirements) under the sandbox: its own uid, reads
+    where `read` says, writes only to `write` and a scratch folder; the network is allowed (it
+    downloads) and files may be large. What it leaves running is killed; `write` is given back to
+    this process's uid. `subprocess.TimeoutExpired` past `timeout_s`."""
+    sandbox = WorkerSandbox.prepare(
+        label=label, memory_mb=memory_mb, limits=replace(limits, max_file_mb=0, network_allowed=("*",)),
+        code_dir=cwd, site_dir=None, scratch_root=write.parent, extra_read=read, extra_write=(write,))
+    command = [sys.executable, "-I", str(CONFINE_SCRIPT), sandbox.plan_json(), "--", *argv]
+    try:
+        process = subprocess.Popen(command, cwd=cwd, env=sandbox.env(env), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        sandbox.started(process.pid)
+        try:
+            out, err = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            sandbox.kill(process.pid)
+            process.communicate()
+            raise
+        sandbox.kill(process.pid, tree=False)  # leftovers of its uid and its cgroup
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
+    finally:
+        if sandbox.uid is not None:
+            _give_back(write)
+        sandbox.release()
+
+
+def _give_back(folder: Path) -> None:
+    """What the confined command wrote becomes ours again (no worker uid may change it later)."""
+    uid, gid = os.geteuid(), os.getegid()
+    for root, dirs, files in os.walk(folder):
+        for name in (root, *(os.path.join(root, n) for n in dirs + files)):
+            with contextlib.suppress(OSError):
+                os.lchown(name, uid, gid)
 
 
 _probed: dict[tuple, dict] = {}

@@ -308,5 +308,10 @@ def apply(plan):
     return report
 
 
-if __name__ == "__main__":  # a probe: python -I confine.py '<plan json>' prints the report
-    print(json.dumps(apply(json.loads(sys.argv[1]))))
+if __name__ == "__main__":
+    # python -I confine.py PLAN             a probe: prints the report
+    # python -I confine.py PLAN -- CMD...   runs CMD confined (pip installing a policy's requirements)
+    result = apply(json.loads(sys.argv[1]))
+    if len(sys.argv) > 3 and sys.argv[2] == "--":
+        os.execvp(sys.argv[3], sys.argv[3:])
+    print(json.dumps(result))

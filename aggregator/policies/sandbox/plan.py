@@ -21,7 +21,8 @@ SYSTEM_READ_PATHS = (
     "/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin",
     "/etc/ssl", "/etc/pki", "/etc/ca-certificates", "/etc/localtime", "/etc/timezone", "/etc/resolv.conf",
     "/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf", "/etc/passwd", "/etc/group",
-    "/etc/ld.so.cache", "/etc/mime.types", "/etc/os-release",
+    "/etc/ld.so.cache", "/etc/mime.types", "/etc/os-release", "/usr/lib/os-release", "/etc/debian_version",
+    "/etc/lsb-release", "/etc/redhat-release", "/etc/pip.conf", "/etc/xdg/pip",
     "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full",
     "/sys/devices/system/cpu",
 )
@@ -99,16 +100,18 @@ def worker_plan(
     scratch: Path,
     uid: int | None,
     child_dir: Path,
+    extra_read: Sequence[Path] = (),
+    extra_write: Sequence[Path] = (),
 ) -> WorkerPlan:
     """The plan for one worker: it reads the interpreter, its package and the system libraries,
-    and writes only `scratch`."""
+    and writes only `scratch` (and `extra_write`)."""
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    read = _existing([*sorted(prefixes), code_dir, site_dir, child_dir, *SYSTEM_READ_PATHS])
+    read = _existing([*sorted(prefixes), code_dir, site_dir, child_dir, *extra_read, *SYSTEM_READ_PATHS])
     return WorkerPlan(
         memory_mb=memory_mb,
         limits=limits,
         network_allowed=network_allowed_for(label, limits.network_allowed),
         read_paths=read,
-        write_paths=_existing([scratch]),
+        write_paths=_existing([scratch, *extra_write]),
         uid=uid,
     )
