@@ -3,7 +3,7 @@
 `Aggregator` owns the pieces and their order of start and stop:
 the SQLite database, the node registry and its store, gRPC (ingest, queries,
 cluster documents, stability), the HTTP API (pre-check map, cluster data,
-stability and the nodes service, enrollment records, `/metrics`, `/healthz`),
+stability and the nodes service, enrollment records, `/addons`, `/metrics`, `/healthz`),
 the stability checker's schedule, and, with a Kubernetes API configured, the
 Node watch (a deleted Node leaves the registry, the store and the stored
 cluster document) and the stability Events.
@@ -28,6 +28,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from aggregator.addons.http_routes import addons_router_for
 from aggregator.auth import AccessTokens
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.db import Database
@@ -287,6 +288,7 @@ class Aggregator:
                 stability.router,
                 enrollment_router(self.onboarding.enrollment if self.onboarding else None),
                 metrics_router(metrics),
+                addons_router_for(cluster_store=cluster_store, cluster_id=cfg.cluster_id, api_client=self._kube_client),
             ],
         )
 
