@@ -24,7 +24,8 @@ from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
 from aggregator.policies import PolicyConfig, open_policy
-from aggregator.web.app import create_app, start_http_in_thread
+from aggregator.web.app import create_app
+from aggregator.web.serving import start_http_in_thread
 from tests.support.addons_kube import APPLY, addons_kube, forbidden, resource_of  # noqa: F401
 from tests.support.policy_packages import policy_source, write_directory
 
@@ -85,7 +86,8 @@ def aggregator(tmp_path, addons_kube):
         url = f"http://127.0.0.1:{server.port}"
 
         def get(self, path: str) -> dict:
-            with urllib.request.urlopen(self.url + path, timeout=30) as answer:
+            request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+            with urllib.request.urlopen(request, timeout=30) as answer:
                 return json.loads(answer.read())
 
         def document(self) -> dict:
@@ -429,7 +431,9 @@ def test_the_whole_serve_answers_get_addons_with_its_own_kubernetes_client(tmp_p
                                         kubeconfig=str(addons_kube.kubeconfig), env={}))
     try:
         asyncio.run_coroutine_threadsafe(aggregator.start(), loop).result(30)
-        with urllib.request.urlopen(f"http://127.0.0.1:{aggregator.http.port}/addons", timeout=30) as answer:
+        request = urllib.request.Request(f"http://127.0.0.1:{aggregator.http.port}/addons",
+                                         headers={"Authorization": f"Bearer {TOKEN}"})  # reads need a token too
+        with urllib.request.urlopen(request, timeout=30) as answer:
             entries = {e["name"]: e for e in json.loads(answer.read())["addons"]}
         assert (entries["container-registry"]["installed"], entries["container-registry"]["ready"]) == (True, True)
         assert entries["container-registry"]["url"] is None  # no cluster document stored in this aggregator
