@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -92,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: --token-file {token_file}: {exc}", file=sys.stderr)
             return 2
     set_not_dumpable()  # its workers must not read its environment or memory
-    sandbox = probe(config.sandbox_limits, scratch_root=config.cache_dir / "scratch") if config.mode == "local" else {}
+    sandbox: dict[str, Any] = {}
+    if config.mode == "local":
+        try:
+            sandbox = probe(config.sandbox_limits, scratch_root=config.cache_dir / "scratch")
+        except (OSError, subprocess.SubprocessError) as exc:  # say so on /healthz; policies still run
+            sandbox = {"not_enforced": [f"the sandbox probe failed: {exc}"]}
     for gap in sandbox.get("not_enforced", ()):
         log.warning("policy sandbox: not enforced here: %s", gap)
 

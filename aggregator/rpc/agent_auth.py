@@ -49,6 +49,7 @@ __all__ = [
     "ServiceAccountRef",
     "identity_from_review",
     "node_id_of",
+    "obviously_not_ours",
     "token_expiry",
 ]
 
@@ -110,8 +111,8 @@ class AgentIdentity:
 # ------------------------------------------------------------------ pure parts
 
 
-def token_expiry(token: str) -> float | None:
-    """The `exp` claim (Unix seconds) of a JWT, unverified (the review verifies); None if none."""
+def _claims(token: str) -> dict | None:
+    """A JWT's claims, unverified (the review verifies); None when it is no JWT."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -120,8 +121,32 @@ def token_expiry(token: str) -> float | None:
         claims = json.loads(base64.urlsafe_b64decode(payload))
     except (ValueError, binascii.Error):
         return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return claims if isinstance(claims, dict) else None
+
+
+def token_expiry(token: str) -> float | None:
+    """The `exp` claim (Unix seconds) of a JWT, unverified (the review verifies); None if none."""
+    exp = (_claims(token) or {}).get("exp")
     return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+
+
+def obviously_not_ours(token: str, *, audience: str, now: float) -> str | None:
+    """Why `token` cannot pass a review, judged from its own (unverified) claims, or None.
+
+    Only a cheap filter in front of the API server: whatever passes it is still reviewed,
+    so a forged token gains nothing, but garbage, the shared token, an expired token or
+    one for another audience cost no API call."""
+    claims = _claims(token)
+    if claims is None:
+        return "the token is not a ServiceAccount token (not a JWT)"
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if audience not in audiences:
+        return f"the token is not for audience {audience!r} (it is for {audiences}); project it with audience: {audience}"
+    expiry = token_expiry(token)
+    if expiry is not None and expiry <= now:
+        return "the token has expired"
+    return None
 
 
 def _first(extra: Mapping[str, Any] | None, key: str) -> str | None:
@@ -251,6 +276,9 @@ class KubernetesAgentAuth:
             raise cached
         if cached is not None:
             return cached
+        problem = obviously_not_ours(token, audience=self.audience, now=self._clock())
+        if problem is not None:
+            raise AgentUnauthenticated(problem)
         try:
             identity = identity_from_review(self._review(token), audience=self.audience, expected=self.service_account)
         except (AgentUnauthenticated, AgentForbidden) as refusal:

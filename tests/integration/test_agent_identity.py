@@ -9,10 +9,13 @@ TokenReviews as an API server does (`tests.kube_api.TokenIssuer`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import json
 import math
 import os
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -99,6 +102,16 @@ def hello_status(address: str, node_id: str, token: str | None) -> tuple[grpc.St
     return grpc.StatusCode.OK, ""
 
 
+def forged_token(node: str) -> str:
+    """What an attacker can make: the claims of a real projected token, without the API server's signature."""
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    claims = {"aud": ["aios-aggregator"], "exp": int(time.time()) + 600,
+              "sub": "system:serviceaccount:controllers:aios-agent", "kubernetes.io": {"node": {"name": node}}}
+    return f"{part({'alg': 'RS256'})}.{part(claims)}.bm90LXNpZ25lZA"
+
+
 def known(aggregator: KubeAggregator) -> set[str]:
     return {o.state.node_id for o in aggregator.registry.overview()}
 
@@ -135,9 +148,10 @@ def test_a_cluster_without_the_node_name_extra_binds_through_the_pod(kube_api, a
 
 @pytest.mark.parametrize(("kind", "expected"), [
     ("expired", "has expired"),
-    ("wrong audience", "is invalid for the target audiences"),
-    ("not a token", "invalid bearer token"),
-    ("the shared token", "invalid bearer token"),  # the write token is no ServiceAccount token
+    ("wrong audience", "not for audience 'aios-aggregator'"),
+    ("not a token", "not a ServiceAccount token"),
+    ("the shared token", "not a ServiceAccount token"),  # the write token is no ServiceAccount token
+    ("forged", "invalid bearer token"),  # shaped right, signed by no one: the review says no
     ("none", "no token"),
 ])
 def test_a_bad_token_is_unauthenticated(kube_api, aggregator, kind, expected):
@@ -146,12 +160,16 @@ def test_a_bad_token_is_unauthenticated(kube_api, aggregator, kind, expected):
         "wrong audience": lambda: kube_api.agent_token("gpu-a", audiences=("https://kubernetes.default.svc",)),
         "not a token": lambda: "abc.def.ghi",
         "the shared token": lambda: TOKEN,
+        "forged": lambda: forged_token("gpu-a"),
         "none": lambda: None,
     }[kind]()
+    reviews_before = len([r for r in kube_api.requests("POST") if "tokenreviews" in r.url.path])
     code, details = hello_status(aggregator.address, "node-a", token)
     assert code == grpc.StatusCode.UNAUTHENTICATED
     assert expected in details
     assert known(aggregator) == set()
+    reviews = len([r for r in kube_api.requests("POST") if "tokenreviews" in r.url.path]) - reviews_before
+    assert reviews == (1 if kind == "forged" else 0)  # only a plausible token costs the API server a review
 
 
 def test_another_service_accounts_token_is_forbidden(kube_api, aggregator):

@@ -13,6 +13,7 @@ from aggregator.rpc.agent_auth import (
     ServiceAccountRef,
     identity_from_review,
     node_id_of,
+    obviously_not_ours,
     token_expiry,
 )
 
@@ -74,3 +75,13 @@ def test_the_service_account_setting():
     assert ServiceAccountRef.parse("other:agent", default_namespace="ns") == ServiceAccountRef("other", "agent")
     with pytest.raises(ValueError, match="AIOS_AGENT_SERVICE_ACCOUNT"):
         ServiceAccountRef.parse("ns:", default_namespace="ns")
+
+
+def test_tokens_that_cannot_pass_cost_no_review():
+    now = 1_800_000_000
+    ours = {"aud": ["aios-aggregator"], "exp": now + 60}
+    assert obviously_not_ours(_jwt(ours), audience="aios-aggregator", now=now) is None
+    assert obviously_not_ours(_jwt({**ours, "aud": "aios-aggregator"}), audience="aios-aggregator", now=now) is None
+    assert "expired" in obviously_not_ours(_jwt({**ours, "exp": now - 1}), audience="aios-aggregator", now=now)
+    assert "audience" in obviously_not_ours(_jwt({**ours, "aud": ["api"]}), audience="aios-aggregator", now=now)
+    assert "not a JWT" in obviously_not_ours("0123456789abcdef", audience="aios-aggregator", now=now)
