@@ -31,6 +31,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from aggregator.addons.http_routes import addons_router_for
+from aggregator.auth import AccessTokens
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.db import Database
 from aggregator.governance.failure_count import PolicyErrorCounter
@@ -41,6 +42,8 @@ from aggregator.onboarding.wiring import OnboardingParts, build_onboarding
 from aggregator.policies import PolicyConfig, open_policy
 from aggregator.quarantine.metrics import QuarantineCollector
 from aggregator.quarantine.wiring import QuarantineWiring, build_quarantine
+from aggregator.rpc.agent_auth import AgentAuthConfigError, KubernetesAgentAuth, ServiceAccountRef
+from aggregator.rpc.auth import INGEST_METHOD
 from aggregator.rpc.server import GrpcServer, TlsFiles, build_grpc_server
 from aggregator.stability.acknowledgements import AcknowledgementBook, acknowledgements_from
 from aggregator.stability.grpc_service import add_stability_service
@@ -70,7 +73,12 @@ def decode_sample(data: bytes) -> NodeSample:
 @dataclass
 class ServeConfig:
     db_path: Path
-    tokens: tuple[str, ...]
+    tokens: tuple[str, ...]  # write tokens (AIOS_TOKEN / AIOS_TOKEN_FILE)
+    read_tokens: tuple[str, ...] = ()  # read-only tokens (AIOS_READ_TOKEN / AIOS_READ_TOKEN_FILE)
+    # how agents authenticate: "kubernetes" (ServiceAccount token + TokenReview, bound to the node),
+    # "token" (the shared token), "auto": kubernetes when a Kubernetes API is configured
+    agent_auth: str = "auto"
+    agent_service_account: str = "aios-agent"  # NAME or NAMESPACE:NAME (default namespace: the pod's)
     grpc_port: int = 50051
     http_port: int | None = 8080
     host: str = "0.0.0.0"
@@ -131,17 +139,19 @@ class Aggregator:
         records, events = store.load()
         registry.restore(records, events)
         log.info("registry restored: %d node(s), %d health event(s) from %s", len(records), len(events), cfg.db_path)
+        core_v1 = self._core_v1()
+        agent_auth = self._agent_auth()
         self.ingest = IngestService(
             registry,
             store,
             max_message_bytes=cfg.max_message_bytes,
             commit_interval_s=cfg.commit_interval_s,
             agent_interval_s=cfg.agent_interval_s,
+            agent_auth=agent_auth,
         )
         cluster_store = self.cluster_store = ClusterStore(db, clock=self.clock)
         governance = self.governance = Governance(db, self._open_governance_policy, clock=self.clock)
         self._seed_policy_map(cfg.cluster_id)
-        core_v1 = self._core_v1()
         # one ClusterStore for everything that reads or writes cluster documents
         stability = self.stability = build_stability(
             cluster_id=cfg.cluster_id,
@@ -166,8 +176,9 @@ class Aggregator:
             add_stability_service(server, stability.checker)
 
         self.grpc = await build_grpc_server(
-            self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
+            self.ingest, query, tokens=self.access_tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
             add_services=[onboarding.add_services, add_stability_servicer],
+            self_authenticating=frozenset({INGEST_METHOD}) if agent_auth is not None else frozenset(),
         )
         log.info("gRPC listening on %s:%d", cfg.host, self.grpc.port)
         self._tasks = [
@@ -192,6 +203,30 @@ class Aggregator:
                 cfg.ready_file,
                 json.dumps({"grpc_port": self.grpc.port, "http_port": http_port, "pid": os.getpid()}),
             )
+
+    @property
+    def access_tokens(self) -> AccessTokens:
+        return AccessTokens(write=self.config.tokens, read=self.config.read_tokens)
+
+    def _agent_auth(self) -> KubernetesAgentAuth | None:
+        """How agents prove their node (`ServeConfig.agent_auth`); None: the shared token."""
+        cfg = self.config
+        mode = (cfg.agent_auth or "auto").strip().lower()
+        if mode not in ("auto", "kubernetes", "token"):
+            raise AgentAuthConfigError(f"AIOS_AGENT_AUTH={cfg.agent_auth!r}: expected kubernetes or token")
+        if mode == "token" or (mode == "auto" and self._kube_client is None):
+            log.info("agents authenticate with the shared token (AIOS_AGENT_AUTH=token): a holder may speak for any node")
+            return None
+        if self._kube_client is None:
+            raise AgentAuthConfigError(
+                "AIOS_AGENT_AUTH=kubernetes needs a Kubernetes API (in-cluster, --kubeconfig or KUBECONFIG)")
+        try:
+            account = ServiceAccountRef.parse(cfg.agent_service_account, default_namespace=pod_namespace(cfg.env))
+        except ValueError as e:
+            raise AgentAuthConfigError(str(e)) from e
+        log.info("agents authenticate as ServiceAccount %s (TokenReview, audience aios-aggregator), "
+                 "each bound to its node", account.username)
+        return KubernetesAgentAuth(self._kube_client, service_account=account, clock=self.clock)
 
     def policy_config(self) -> PolicyConfig:
         """Read at each policy load: env (the sidecar URL, POLICY_*) over the cluster document's `config`."""
@@ -309,7 +344,7 @@ class Aggregator:
         return create_app(
             governance=governance,
             cluster_store=cluster_store,
-            tokens=cfg.tokens,
+            tokens=self.access_tokens,
             routers=[
                 healthz_router({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up}),
                 stability.router,

@@ -12,8 +12,9 @@ the stream; `/metrics` and `/healthz` on the metrics port (`agent.metrics`,
 
 Settings (flag, else env): `--aggregator` AIOS_AGGREGATOR_ADDR,
 `--cluster-id` AIOS_CLUSTER_ID, `--interval` AIOS_INTERVAL_S,
-`--metrics-port` AIOS_METRICS_PORT, `--host-root` AIOS_HOST_ROOT, the token
-AIOS_TOKEN or AIOS_TOKEN_FILE, the Node's name NODE_NAME (downward API), the
+`--metrics-port` AIOS_METRICS_PORT, `--host-root` AIOS_HOST_ROOT, the credential
+(`agent.stream.credentials`: the projected ServiceAccount token AIOS_SA_TOKEN_FILE in a
+cluster, else the shared AIOS_TOKEN or AIOS_TOKEN_FILE), the Node's name NODE_NAME (downward API), the
 node id the Node's `nodeID` label, else NODE_ID, else the Node's name.
 Nothing is written to disk except `--stats-file` when asked (the pod's root
 filesystem is read-only).
@@ -43,9 +44,11 @@ from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, metrics_po
 from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.sampling.node_reader import open_node_reader
 from agent.stream.client import StreamConfig, TelemetryStream
+from agent.stream.credentials import AgentCredentials, TokenFileError, credentials_from_env
+from proto.common.hardening import set_not_dumpable
 from proto.health.conditions import CONDITION_TYPES
 
-__all__ = ["agent_version", "identity_mismatch", "load_token", "register", "resolve_node_identity", "run"]
+__all__ = ["agent_version", "identity_mismatch", "load_credentials", "register", "resolve_node_identity", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +60,18 @@ def agent_version() -> str:
         return "0+unknown"
 
 
-def load_token(env=os.environ) -> str | None:
-    """`AIOS_TOKEN`, else the first line of `AIOS_TOKEN_FILE` (a mounted Secret)."""
-    if env.get("AIOS_TOKEN"):
-        return env["AIOS_TOKEN"].strip()
-    path = env.get("AIOS_TOKEN_FILE")
-    if path:
-        try:
-            lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-        except OSError as e:
-            raise SystemExit(f"aios-agent: AIOS_TOKEN_FILE={path}: cannot read: {e.strerror}") from e
-        return lines[0] if lines else None
-    return None
+def load_credentials(env=os.environ) -> AgentCredentials:
+    """The ServiceAccount token file or the shared token (`agent.stream.credentials`),
+    read once now so a wrong setting stops the start, saying which."""
+    credentials = credentials_from_env(env)
+    try:
+        credentials.current()
+    except TokenFileError as e:
+        if credentials.sa_token_file is None:
+            raise SystemExit(f"aios-agent: {e}") from e
+        # the kubelet writes the projected token before the container starts; say so, keep trying
+        log.error("%s; retrying at each connect", e)
+    return credentials
 
 
 
@@ -130,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         rule = agent_rule_from_env()
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
-    token = load_token()
+    credentials = load_credentials()
+    set_not_dumpable()  # it holds its ServiceAccount token: no other process of its uid reads its memory
     # APScheduler logs every job run at INFO: one line per sample is noise
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     stopping = threading.Event()
@@ -165,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             node_id=identity.node_id,
             cluster_id=args.cluster_id,
             agent_version=agent_version(),
-            token=token,
+            credentials=credentials,
             tls_ca=args.tls_ca,
             buffer_limit=args.buffer_limit,
             interval_s=interval,
@@ -208,8 +212,9 @@ def run(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.start()
         daemon.start()
-        log.info("agent %s for node %s (id %s, from %s) streaming to %s; metrics and /healthz on port %d",
-                 config.agent_version, node_name, identity.node_id, identity.id_source, args.aggregator, metrics.port)
+        log.info("agent %s for node %s (id %s, from %s) streaming to %s with its %s; metrics and /healthz on port %d",
+                 config.agent_version, node_name, identity.node_id, identity.id_source, args.aggregator,
+                 credentials.kind, metrics.port)
         try:
             _wait_for_stop(stopping, annotator, identity)
         finally:

@@ -38,6 +38,7 @@ from pathlib import Path
 import grpc
 
 from agent.backoff import Backoff
+from agent.stream.credentials import AgentCredentials, TokenFileError
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
@@ -64,7 +65,8 @@ class StreamConfig:
     node_id: str
     cluster_id: str = ""
     agent_version: str = ""
-    token: str | None = None
+    token: str | None = None  # a fixed token; `credentials` (read at each connect) wins when given
+    credentials: AgentCredentials | None = None
     tls_ca: Path | None = None  # None: plaintext
     buffer_limit: int = 1000  # messages waiting for an ack (~2.7 h of samples at 10 s)
     backoff_initial_s: float = 0.5
@@ -286,8 +288,11 @@ class TelemetryStream:
             try:
                 await self._connect_once(stop, wakeup)
             except grpc.aio.AioRpcError as e:
-                level = logging.ERROR if e.code() == grpc.StatusCode.UNAUTHENTICATED else logging.WARNING
+                refused = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+                level = logging.ERROR if e.code() in refused else logging.WARNING
                 log.log(level, "stream to %s ended: %s: %s", self.config.address, e.code().name, e.details())
+            except TokenFileError as e:
+                log.error("not connecting to %s: %s", self.config.address, e)
             except asyncio.InvalidStateError:  # grpc.aio: a write after the call had already ended
                 log.warning("stream to %s ended before a message could be written", self.config.address)
             except Exception:
@@ -312,8 +317,15 @@ class TelemetryStream:
             return grpc.aio.secure_channel(self.config.address, creds, options=CHANNEL_OPTIONS)
         return grpc.aio.insecure_channel(self.config.address, options=CHANNEL_OPTIONS)
 
+    def _token(self) -> str | None:
+        """Read at each connect: the kubelet rotates the projected token in place."""
+        if self.config.credentials is not None:
+            return self.config.credentials.current()
+        return self.config.token
+
     async def _connect_once(self, stop: asyncio.Event, wakeup: asyncio.Event) -> None:
-        metadata = (("authorization", f"Bearer {self.config.token}"),) if self.config.token else ()
+        token = self._token()
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
         async with self._channel() as channel:
             call = pb_grpc.TelemetryIngestStub(channel).Stream(metadata=metadata)
             await call.write(self._hello())

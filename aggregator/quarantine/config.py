@@ -4,7 +4,7 @@
 |---|---|---|
 | `AIOS_QUARANTINE` | `dry-run` | `off`, `dry-run` (record and report, touch nothing), `taint`, `cordon` (taint and cordon) |
 | `AIOS_QUARANTINE_MAX_NODES` | 5 | never more nodes quarantined at once |
-| `AIOS_QUARANTINE_MAX_PERCENT` | 25 | never more than this share of the cluster (rounded down, but at least one node while above 0) |
+| `AIOS_QUARANTINE_MAX_PERCENT` | 25 | never more than this share of the cluster (rounded down; at least one while above 0) |
 | `AIOS_QUARANTINE_MAX_CYCLES_PER_DAY` | 3 | quarantines of one node within 24 h after which it is held, not released |
 | `AIOS_QUARANTINE_TAINT_EFFECT` | `NoSchedule` | or `NoExecute` (evicts the pods that do not tolerate it) |
 | `AIOS_QUARANTINE_RECHECK_S` | 300 | how long a refusal by the `cluster_mgmt` pre-check stands before it is asked again |
