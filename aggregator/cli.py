@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from aggregator.commands import nodes, onboard, policy, policy_sidecar, serve
+from aggregator.commands import addons, nodes, onboard, policy, policy_sidecar, serve
 
 __all__ = ["build_parser", "main"]
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ... (default INFO)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (same as --log-level DEBUG)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (serve, nodes, policy, policy_sidecar, onboard):
+    for command in (serve, nodes, policy, policy_sidecar, onboard, addons):
         command.register(sub)
     return parser
 

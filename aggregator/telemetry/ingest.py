@@ -34,6 +34,12 @@ problem that makes it unhealthy), and from then on tried alone with each
 commit, its events kept, until it writes again; its acknowledgements wait,
 every other node's keep advancing. A failing database (locked, full, I/O)
 puts the whole batch back, as before.
+
+Besides acks, the aggregator sends an agent what it must know:
+`send_to_node(node_id, msg)` from any thread (an operator's acknowledgement
+of GPU problems, `Acknowledgement`), and at each hello whatever
+`hello_messages(node_id)` returns (the node's acknowledgements, so an agent
+that restarted or was away learns them too).
 """
 
 from __future__ import annotations
@@ -48,6 +54,14 @@ from typing import Any
 
 import grpc
 
+from aggregator.auth import bearer_token
+from aggregator.rpc.agent_auth import (
+    AgentAuthUnavailable,
+    AgentForbidden,
+    AgentIdentity,
+    AgentUnauthenticated,
+    KubernetesAgentAuth,
+)
 from aggregator.telemetry import wire_checks
 from aggregator.telemetry.model import PendingWrite
 from aggregator.telemetry.registry import NodeRegistry, UnknownNode
@@ -161,8 +175,12 @@ class IngestService:
         agent_interval_s: float | None = None,
         max_nodes: int = DEFAULT_MAX_NODES,
         clock: Callable[[], float] = time.monotonic,
+        agent_auth: KubernetesAgentAuth | None = None,
     ) -> None:
+        """`agent_auth`: agents prove their node with a ServiceAccount token (None: the gRPC
+        interceptor's shared token is enough, and any holder may speak for any node)."""
         self.registry = registry
+        self.agent_auth = agent_auth
         self.store = store
         self.max_message_bytes = max_message_bytes
         self.commit_interval_s = commit_interval_s
@@ -177,10 +195,27 @@ class IngestService:
         self.refusals = 0
         self.node_id_conflicts = 0  # conflicts found (two live agents, one node id)
         self.rows_set_aside = 0  # node rows a commit could not write and set aside
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # node id -> messages every new stream of that node gets after its hello
+        self.hello_messages: Callable[[str], list[pb.AggregatorMessage]] | None = None
 
     def stats(self) -> dict[str, int]:
         return {"refusals": self.refusals, "node_id_conflicts": self.node_id_conflicts,
                 "rows_set_aside": self.rows_set_aside, "open_streams": len(self._sessions)}
+
+    def send_to_node(self, node_id: str, msg: pb.AggregatorMessage) -> None:
+        """Send `msg` on the node's open stream, if it has one (any thread; a node that is not
+        connected gets what `hello_messages` gives it when it comes back)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def send() -> None:
+            session = self._sessions.get(node_id)
+            if session is not None:
+                session.send(msg)
+
+        loop.call_soon_threadsafe(send)
 
     # ------------------------------------------------------------ gRPC wiring
 
@@ -196,17 +231,48 @@ class IngestService:
             },
         )
 
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> AgentIdentity | None:
+        """The agent's Kubernetes identity (None without `agent_auth`); aborts the call when refused."""
+        if self.agent_auth is None:
+            return None
+        header = dict(context.invocation_metadata() or ()).get("authorization")
+        try:
+            return await asyncio.to_thread(self.agent_auth.authenticate, bearer_token(header))
+        except AgentUnauthenticated as e:
+            code, reason = grpc.StatusCode.UNAUTHENTICATED, str(e)
+        except AgentForbidden as e:
+            code, reason = grpc.StatusCode.PERMISSION_DENIED, str(e)
+        except AgentAuthUnavailable as e:
+            code, reason = grpc.StatusCode.UNAVAILABLE, f"cannot verify the agent's token now: {e}; retry later"
+        log.warning("refused a stream from %s: %s", context.peer(), reason)
+        await context.abort(code, reason)
+        return None  # not reached: abort raises
+
+    async def _authorize(self, identity: AgentIdentity, node_id: str) -> tuple[grpc.StatusCode, str] | None:
+        """None when the token's node is `node_id`, else the status to end the stream with."""
+        assert self.agent_auth is not None
+        try:
+            await asyncio.to_thread(self.agent_auth.authorize, identity, node_id)
+        except AgentForbidden as e:
+            return grpc.StatusCode.PERMISSION_DENIED, str(e)
+        except AgentAuthUnavailable as e:
+            return grpc.StatusCode.UNAVAILABLE, f"cannot verify the agent's node now: {e}; retry later"
+        return None
+
     async def stream(self, requests, context: grpc.aio.ServicerContext) -> None:
+        self._loop = asyncio.get_running_loop()
+        identity = await self._authenticate(context)
         session = _Session(context)
         writer = asyncio.ensure_future(session.write_loop())
-        reader = asyncio.ensure_future(self._read(session, requests))
+        reader = asyncio.ensure_future(self._read(session, requests, identity))
         ended = asyncio.ensure_future(session.ended.wait())
         refusal: _Refused | None = None
+        denied: tuple[grpc.StatusCode, str] | None = None
         removed = superseded = False
         try:
             done, _ = await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
             if reader in done:
-                refusal, removed = reader.result()
+                refusal, removed, denied = reader.result()
             else:  # the server ends this stream: a newer hello took the node id, or the node was removed
                 superseded = True
                 reader.cancel()
@@ -239,6 +305,8 @@ class IngestService:
             await context.abort(*session.end_status)
         if refusal is not None:
             await context.abort(refusal.code, refusal.reason)
+        if denied is not None:
+            await context.abort(*denied)
         if removed:
             # not INVALID_ARGUMENT: the agent keeps its message and re-sends it after a new hello
             await context.abort(
@@ -246,16 +314,24 @@ class IngestService:
                 f"node {session.node_id} was removed from this aggregator; reconnect with a hello",
             )
 
-    async def _read(self, session: _Session, requests) -> tuple[_Refused | None, bool]:
-        """Apply messages until the agent half-closes; (the refusal, whether the node was removed)."""
+    async def _read(
+        self, session: _Session, requests, identity: AgentIdentity | None
+    ) -> tuple[_Refused | None, bool, tuple[grpc.StatusCode, str] | None]:
+        """Apply messages until the agent half-closes; (the refusal, whether the node was removed, a denial)."""
         async for msg in requests:
+            if (identity is not None and not session.node_id and not isinstance(msg, Rejected)
+                    and msg.WhichOneof("body") == "hello"):
+                denied = await self._authorize(identity, msg.hello.node_id)
+                if denied is not None:
+                    log.warning("refused the hello of node %r from %s: %s", msg.hello.node_id[:80], session.peer, denied[1])
+                    return None, False, denied
             try:
                 self._handle(session, msg)
             except _Refused as e:
-                return e, False
+                return e, False, None
             except UnknownNode:
-                return None, True  # the node was removed while its agent streamed
-        return None, False
+                return None, True, None  # the node was removed while its agent streamed
+        return None, False, None
 
     # ------------------------------------------------------------ messages
 
@@ -345,6 +421,12 @@ class IngestService:
             session.send(
                 pb.AggregatorMessage(instruction=pb.Instruction(interval_s=self.agent_interval_s))
             )
+        if self.hello_messages is not None:
+            try:
+                for extra in self.hello_messages(hello.node_id):
+                    session.send(extra)
+            except Exception:  # what the agent is told after its hello must not end its stream
+                log.exception("messages for node %s after its hello failed", hello.node_id)
         log.info(
             "node %s connected from %s (agent %s, instance %s, %d GPUs)",
             hello.node_id,

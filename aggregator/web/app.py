@@ -1,8 +1,10 @@
 """The aggregator's HTTP API: the FastAPI app factory and its own routes.
 
-Every writing request (POST, PUT, PATCH, DELETE), on these routes and on
-every router other components register, needs `Authorization: Bearer <token>`
-with one of the aggregator's tokens (`aggregator/auth.py`); reads are open.
+Every request, on these routes and on every router other components register,
+needs `Authorization: Bearer <token>` (`aggregator/auth.py`, `web/base.require_token`),
+except `OPEN_PATHS` (`/healthz`, `/metrics`, the OpenAPI document and its pages).
+Reads (GET, HEAD) take a read token or a write token; everything else only a
+write token (a read token there answers 403).
 Errors, validation errors and unknown paths answer `{"success": false, "message": ...}`
 (the shared pieces are in `web/base.py`; serving is `web/serving.py`).
 
@@ -35,7 +37,7 @@ from aggregator.web.base import (
     install_error_handlers,
     json_response,
     read_json_body,
-    require_token_for_writes,
+    require_token,
     work_lane,
 )
 from aggregator.web.lanes import WorkLane
@@ -140,7 +142,7 @@ def create_app(
 
     `lane`: where slow work runs (the caller closes it; default: one of the app's own).
     """
-    app = FastAPI(title=title, dependencies=[Depends(require_token_for_writes(tokens))])
+    app = FastAPI(title=title, dependencies=[Depends(require_token(tokens))])
     app.state.governance = governance
     app.state.cluster_store = cluster_store
     app.state.work_lane = lane or WorkLane("http")

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from aggregator.auth import AccessTokens
 from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
@@ -21,6 +22,7 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 TOKEN = "s3cret-token"
+READ_TOKEN = "r3ad-only-token"
 CLUSTER = "cluster-http"
 
 
@@ -37,10 +39,10 @@ def served(tmp_path):
     app = create_app(
         governance=Governance(db, lambda uri: policy_opener(config)(uri, None)),
         cluster_store=clusters,
-        tokens=[TOKEN],
+        tokens=AccessTokens(write=(TOKEN,), read=(READ_TOKEN,)),
         routers=[create_stability_router(checker)],
     )
-    server = ServedApp(app)
+    server = ServedApp(app, read_token=READ_TOKEN)
     yield server, registry, clusters, tmp_path
     server.close()
     checker.close()
@@ -187,15 +189,17 @@ def test_concurrent_check_requests_share_one_evaluation(served, tmp_path):
     import threading
 
     server, _, clusters, _ = served
-    gate = tmp_path / "gate"
     package = write_directory(tmp_path / "slow", (
         "import os, time\n"
         "class AIOSv1PolicyRule:\n"
         "    def __init__(self, rule_id, settings, parameters):\n        self.calls = 0\n"
         "    def eval(self, parameters, input_data, context):\n"
         "        self.calls += 1\n"
-        f"        while not os.path.exists({str(gate)!r}):\n            time.sleep(0.01)\n"
+        "        # the gate sits beside the code: the policy sandbox lets a policy read its own folder only\n"
+        "        while not os.path.exists(os.path.join(os.path.dirname(__file__), 'gate')):\n"
+        "            time.sleep(0.01)\n"
         "        return {'is_stable': True, 'stability_check_data': {'calls': self.calls}}\n"))
+    gate = package / "code" / "gate"
     clusters.put(CLUSTER, {"id": CLUSTER, "config": {"stabilityChecker": {"policyRuleURI": str(package)}}})
     before = len(server.request("GET", "/stability/verdicts?limit=10000")[1]["verdicts"])
 
