@@ -1,6 +1,6 @@
 """The program a policy worker process runs (standard library only).
 
-Started by `worker.py` as `python -I _worker_child.py <memory_limit_mb>`.
+Started by `worker.py` as `python -I -B _worker_child.py <memory_limit_mb>` (no bytecode written).
 Requests arrive on the original stdin as length-prefixed pickles (8-byte
 big-endian length, then the pickle: the aggregator is trusted, and pickle is
 several times cheaper than JSON for large inputs); replies go back on the

@@ -90,8 +90,10 @@ class WorkerProcess:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.has_management = False
         env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+        # -I ignores PYTHON* variables, PYTHONDONTWRITEBYTECODE included: -B, so that a package run
+        # in place (the shipped default policies, in the source tree) gets no __pycache__ written
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", str(_CHILD), str(int(spec.memory_limit_mb))],
+            [sys.executable, "-I", "-B", str(_CHILD), str(int(spec.memory_limit_mb))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -208,3 +208,21 @@ def test_closed_handle_refuses_and_stops_its_worker(hostile):
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_running_a_policy_writes_nothing_into_its_folder(tmp_path, config):
+    # a directory package runs in place (the shipped default policies live in the source tree):
+    # the worker's `python -I` ignores PYTHONDONTWRITEBYTECODE, so it must not write bytecode itself
+    package = write_directory(tmp_path / "in-place", policy_source("""
+def __init__(self, rule_id, settings, parameters):
+    import helper
+    self.helper = helper
+
+def eval(self, parameters, input_data, context):
+    return {"doubled": self.helper.double(input_data["n"])}
+"""), extra={"code/helper.py": "def double(n):\n    return 2 * n\n"})
+    before = sorted(p.relative_to(package) for p in package.rglob("*"))
+    with open_policy(str(package), config=config) as handle:
+        assert handle.eval({"n": 21}) == {"doubled": 42}
+    after = sorted(p.relative_to(package) for p in package.rglob("*"))
+    assert after == before, f"the policy run wrote {sorted(set(after) - set(before))}"
