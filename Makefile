@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test run proto clean
+.PHONY: install test run run-keep proto clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,9 @@ test: install
 
 run: install
 	$(BIN)/python scripts/run_local.py
+
+run-keep: install
+	$(BIN)/python scripts/run_local.py --keep
 
 proto: install
 	$(BIN)/python scripts/gen_proto.py

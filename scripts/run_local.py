@@ -6,6 +6,10 @@ What `make run` runs (after `pip install -e .`):
   - waits until the node shows up, prints `aios-aggregator nodes` and the
     `gpu.aios/info` annotation the agent would write on its Node,
   - stops both (or keeps them running with --keep, until Ctrl-C).
+
+Any interrupt (Ctrl-C, SIGTERM, SIGHUP), at any point, stops both and ends
+with the "stopped" line. The two run in sessions of their own, so a Ctrl-C at
+the terminal reaches only this script, which stops them in order.
 """
 
 from __future__ import annotations
@@ -50,7 +54,13 @@ def _wait(predicate, timeout_s: float, what: str, procs: list[subprocess.Popen])
     raise SystemExit(f"run_local: timed out waiting for {what}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _stop(procs: list[subprocess.Popen]) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # stopping is bounded (15 s, then kill): let it finish
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -68,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=1.0, help="agent sampling interval (1 s)")
     parser.add_argument("--keep", action="store_true", help="keep both running until Ctrl-C")
     args = parser.parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)  # every interrupt takes the Ctrl-C path
 
     var = args.var.resolve()
     var.mkdir(parents=True, exist_ok=True)
@@ -80,49 +92,66 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     logs = {name: open(var / f"{name}.log", "w") for name in ("aggregator", "agent")}
     procs: list[subprocess.Popen] = []
+    # own sessions: the terminal's Ctrl-C reaches only this script, which stops them in order
+    detached = {"cwd": ROOT, "env": env, "start_new_session": True}
+    interrupted = False
     try:
         procs.append(subprocess.Popen(
             [py, "-m", "aggregator.cli", "serve", "--host", "127.0.0.1", "--grpc-port", str(port),
              "--http-port", str(_free_port()), "--db", str(var / "aggregator.db"), "--ready-file", str(ready)],
-            cwd=ROOT, env=env, stdout=logs["aggregator"], stderr=subprocess.STDOUT))
+            stdout=logs["aggregator"], stderr=subprocess.STDOUT, **detached))
         _wait(ready.exists, 30, "the aggregator", procs)
-        print(f"aggregator: gRPC on {address}, database {var / 'aggregator.db'}, token in {var / 'token'}")
+        print(f"aggregator: gRPC on {address}, database {var / 'aggregator.db'}, token in {var / 'token'}", flush=True)
         procs.append(subprocess.Popen(
             [py, "-m", "agent.cli", "run", "--interval", str(args.interval), "--log-level", "INFO",
              # not a cluster node: leave any kubeconfig's cluster alone; metrics on a free local port
              "--no-annotate", "--metrics-addr", "127.0.0.1", "--metrics-port", "0"],
-            cwd=ROOT, env=env, stdout=logs["agent"], stderr=subprocess.STDOUT))
+            stdout=logs["agent"], stderr=subprocess.STDOUT, **detached))
 
         def node_listed() -> bool:
             out = subprocess.run([py, "-m", "aggregator.cli", "--log-level", "WARNING", "nodes"],
-                                 cwd=ROOT, env=env, capture_output=True, text=True)
+                                 capture_output=True, text=True, **detached)
             return out.returncode == 0 and "(no nodes yet)" not in out.stdout
 
         _wait(node_listed, 60, "the agent's node to show", procs)
         time.sleep(args.interval + 0.5)  # a second sample, so rates such as CPU % are known
         print(f"agent: sampling every {args.interval:g} s (logs in {var}/agent.log)\n")
-        print("$ aios-aggregator nodes")
-        subprocess.run([py, "-m", "aggregator.cli", "--log-level", "WARNING", "nodes"], cwd=ROOT, env=env, check=True)
-        inventory = subprocess.run([py, "-m", "agent.cli", "inventory"], cwd=ROOT, env=env,
-                                   capture_output=True, text=True, check=True)
+        print("$ aios-aggregator nodes", flush=True)
+        subprocess.run([py, "-m", "aggregator.cli", "--log-level", "WARNING", "nodes"], check=True, **detached)
+        inventory = subprocess.run([py, "-m", "agent.cli", "inventory"], capture_output=True, text=True, check=True,
+                                   **detached)
         annotations = json.loads(inventory.stdout)["annotations"]
         print("\nannotation the agent would write on its Node (no Kubernetes here):")
         for key, value in annotations.items():
             print(f"  {key}: {value}")
         if args.keep:
-            print(f"\nrunning; try: AIOS_TOKEN=$(cat {var}/token) aios-aggregator nodes --aggregator {address}")
-            print("Ctrl-C stops both")
+            print(f"\nrunning; try: AIOS_TOKEN=$(cat {var}/token) {_command('aios-aggregator')} nodes "
+                  f"--aggregator {address}")
+            print("Ctrl-C stops both", flush=True)
             try:
                 while all(p.poll() is None for p in procs):
                     time.sleep(1)
             except KeyboardInterrupt:
-                pass
+                pass  # the way to stop a kept run: not an interruption
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         _stop(procs)
         for f in logs.values():
             f.close()
-    print("\nstopped the agent and the aggregator")
-    return 0
+        print(("\ninterrupted: " if interrupted else "\n") + "stopped the agent and the aggregator", flush=True)
+    return 130 if interrupted else 0
+
+
+def _command(name: str) -> str:
+    """How to type one of our commands here: the venv's bin/ is usually not on PATH."""
+    installed = Path(sys.executable).parent / name
+    if not installed.exists():
+        return name
+    try:
+        return str(installed.relative_to(Path.cwd()))
+    except ValueError:
+        return str(installed)
 
 
 if __name__ == "__main__":
