@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 from google.protobuf import json_format
 
 from aggregator.telemetry.query_client import QueryClient, QueryClientError
@@ -25,14 +26,18 @@ _STATUS = {
 
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aggregator", default=None, help="host:port (AIOS_AGGREGATOR_ADDR, default 127.0.0.1:50051)")
+    p.add_argument("--token", default=None,
+                   help="the aggregator's bearer token (default: AIOS_TOKEN, else the first line of AIOS_TOKEN_FILE)")
     p.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) when the aggregator serves TLS")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("nodes", help="list the nodes the aggregator knows")
+    p = sub.add_parser("nodes", help="list the nodes the aggregator knows",
+                       description="The node table of the aggregator (gRPC TelemetryQuery), as the agents report it.")
     _client_args(p)
     p.set_defaults(run=run_nodes)
-    p = sub.add_parser("node", help="show one node (by id or name)")
+    p = sub.add_parser("node", help="show one node (by id or name)",
+                       description="One node: inventory, latest figures, rolling averages and health events.")
     p.add_argument("name")
     p.add_argument("--events", type=int, default=10, help="health events to show (10)")
     p.add_argument("--json", action="store_true", help="print the full record as JSON")
@@ -117,10 +122,14 @@ def format_node_detail(d: pb.NodeDetail, now: float) -> str:
 
 def _with_client(args: argparse.Namespace, body: Callable[[QueryClient], str]) -> int:
     try:
-        with QueryClient(args.aggregator, tls_ca=args.tls_ca) as client:
+        with QueryClient(args.aggregator, token=args.token, tls_ca=args.tls_ca) as client:
             print(body(client))
     except QueryClientError as e:
-        print(f"aios-aggregator: {e}", file=sys.stderr)
+        hint = ""
+        if e.code == grpc.StatusCode.UNAUTHENTICATED:
+            hint = ("; give the aggregator's token with --token, AIOS_TOKEN or AIOS_TOKEN_FILE "
+                    "(in a cluster: the `token` key of Secret aios-token)")
+        print(f"aios-aggregator: {e}{hint}", file=sys.stderr)
         return 1
     return 0
 

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("policy-sidecar", help="serve the policy runner the aggregator sends policies to")
+    parser = subparsers.add_parser("policy-sidecar", help="serve the policy runner the aggregator sends policies to",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0: the kubelet probes it)")
     parser.add_argument("--port", type=int, default=7003, help="port (default 7003; 0 picks a free one)")
     parser.add_argument("--cache-dir", type=Path, help="where policy packages are extracted (AIOS_POLICY_CACHE_DIR)")

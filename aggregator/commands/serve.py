@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from aggregator.auth import AuthError, load_tokens
+from aggregator.kube_client import kubeconfig_search
 from aggregator.policies import PolicyConfigError
 from aggregator.rpc.server import TlsFiles
 from aggregator.service import ServeConfig, serve
@@ -39,7 +40,8 @@ def _env_int(name: str, default: int) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("serve", help="run the aggregator")
+    p = sub.add_parser("serve", help="run the aggregator", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grpc-port", type=int, default=None, help="gRPC port (AIOS_GRPC_PORT, default 50051)")
     p.add_argument("--http-port", type=int, default=None, help="HTTP port (AIOS_HTTP_PORT, default 8080)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
@@ -53,7 +55,8 @@ def register(sub) -> None:
     p.add_argument("--max-message-kb", type=int, default=256, help="largest accepted agent message (256 KiB)")
     p.add_argument("--api-url", default=None, help="the network's parser, to register nodes joining later (AIOS_API_URL)")
     p.add_argument("--kubeconfig", default=None,
-                   help="Kubernetes API for the Node watch and Events (default: KUBECONFIG, then in-cluster)")
+                   help=f"Kubernetes API for the Node watch and Events (default: {kubeconfig_search()}; "
+                        "neither: those features are off)")
     p.add_argument("--no-kubernetes", action="store_true", help="do not use the Kubernetes API at all")
     p.add_argument("--per-node-metrics", action="store_true",
                    help="/metrics also serves every node's latest GPU and host series")

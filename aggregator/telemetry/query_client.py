@@ -17,7 +17,11 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 
 
 class QueryClientError(Exception):
-    """The aggregator could not be asked (unreachable, refused, not found)."""
+    """The aggregator could not be asked (unreachable, refused, not found); `code` is the gRPC status, if any."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class QueryClient:
@@ -49,7 +53,7 @@ class QueryClient:
         try:
             return method(request, metadata=self._metadata, timeout=self._timeout)
         except grpc.RpcError as e:
-            raise QueryClientError(f"{self.address}: {e.code().name}: {e.details()}") from e
+            raise QueryClientError(f"{self.address}: {e.code().name}: {e.details()}", e.code()) from e
 
     def list_nodes(self) -> list[pb.NodeSummary]:
         return list(self._call(self._stub.ListNodes, pb.ListNodesRequest()).nodes)
