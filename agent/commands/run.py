@@ -24,6 +24,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
@@ -36,8 +37,17 @@ from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, metrics_po
 from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.sampling.node_reader import open_node_reader
 from agent.stream.client import StreamConfig, TelemetryStream
+from proto.telemetry.v1.readings import NodeInventory
 
-__all__ = ["agent_version", "identity_mismatch", "load_token", "register", "resolve_node_identity", "run"]
+__all__ = [
+    "agent_version",
+    "identity_mismatch",
+    "load_token",
+    "register",
+    "resolve_node_identity",
+    "run",
+    "startup_summary",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +76,8 @@ def load_token(env=os.environ) -> str | None:
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("run", parents=[common], help="run the agent: sample and stream to the aggregator")
+    p = subparsers.add_parser("run", parents=[common], help="run the agent: sample and stream to the aggregator",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--interval", type=interval_seconds, default=None,
                    help=f"seconds between samples (env AIOS_INTERVAL_S or COLLECT_INTERVAL, default {DEFAULT_INTERVAL_S:g})")
     p.add_argument("--aggregator", default=os.environ.get("AIOS_AGGREGATOR_ADDR"),
@@ -84,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--no-annotate", action="store_true",
                    help="do not keep the Node's annotation (a development machine whose kubeconfig is not its cluster)")
     p.add_argument("--stats-file", type=Path, help="on exit, write the stream's counters here as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, default_log_level="INFO")  # `kubectl logs` shows what it found
 
 
 
@@ -123,14 +134,16 @@ def run(args: argparse.Namespace) -> int:
 
     node_name = local_node_identity().node_name
     annotator = None
+    annotating = f"on (Node {node_name})"
     if args.no_annotate:
-        log.info("--no-annotate: the Node's gpu.aios/info annotation is not kept")
+        annotating = "off (--no-annotate)"
     else:
         try:
             annotator = open_node_annotator(node_name, kubeconfig=args.kubeconfig)
         except ValueError as e:  # a bad AIOS_ANNOTATE_RESYNC_S
             raise SystemExit(f"aios-agent run: {e}") from e
         if annotator is None:
+            annotating = "off (no Kubernetes API configured)"
             log.warning("no Kubernetes API configured: the Node's gpu.aios/info annotation is not kept; running on")
     identity = resolve_node_identity(annotator, node_name)
 
@@ -176,8 +189,8 @@ def run(args: argparse.Namespace) -> int:
         if annotator is not None:
             annotator.start()
         daemon.start()
-        log.info("agent %s for node %s (id %s, from %s) streaming to %s; metrics and /healthz on port %d",
-                 config.agent_version, node_name, identity.node_id, identity.id_source, args.aggregator, metrics.port)
+        log.info("%s", startup_summary(config, node_name, identity, inventory, annotating=annotating,
+                                       metrics_port=metrics.port))
         try:
             _wait_for_stop(stopping, annotator, identity)
         finally:
@@ -194,6 +207,25 @@ def run(args: argparse.Namespace) -> int:
                                                "agent_instance": stream.agent_instance,
                                                "node_id": identity.node_id}))
     return 0
+
+
+_ID_SOURCES = {"label": "its nodeID label", "env": "NODE_ID", "name": "the Node's name"}
+
+
+def startup_summary(config: StreamConfig, node_name: str, identity: NodeIdentity, inventory: NodeInventory, *,
+                    annotating: str, metrics_port: int) -> str:
+    """Pure: the one line a healthy start logs, saying what the agent found and where it sends it."""
+    if inventory.gpus:
+        names = Counter(g.name for g in inventory.gpus)
+        models = ", ".join(f"{count}x {name}" for name, count in names.items())
+        gpus = f"{len(inventory.gpus)} GPU(s) ({models}; driver {inventory.driver_version or '?'})"
+    else:
+        gpus = f"no GPUs ({inventory.nvml_status})" if inventory.nvml_status != "ok" else "no GPUs"
+    host = f"{inventory.host.cpu_logical} vCPU" if inventory.host is not None else "host unread"
+    source = _ID_SOURCES.get(identity.id_source, identity.id_source)
+    return (f"agent {config.agent_version} on node {node_name} (id {identity.node_id}, from {source}): "
+            f"{gpus}, {host}; streaming every {config.interval_s:g} s to {config.address}; "
+            f"annotator {annotating}; metrics and /healthz on port {metrics_port}")
 
 
 def identity_mismatch(streaming: NodeIdentity, seen: NodeIdentity | None) -> str | None:
