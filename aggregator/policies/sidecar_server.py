@@ -6,7 +6,9 @@ patch` rewrites, so its `PolicyConfig.from_env()` is where
 aggregator's container reaches it through `SidecarPolicy`.
 
 Routes (all but `/healthz` need the bearer token; the port is reachable from
-the pod network because the kubelet probes it):
+the pod network because the kubelet probes it; `/healthz` answers 200 while
+the runner serves and lists what keeps policies from running under
+`problems`: see `runner_health`):
 
     GET  /healthz
     POST /policies/open        {handle_id?, source, settings?, parameters?}
@@ -212,8 +214,15 @@ def _describe(handle: PolicyHandle) -> dict:
 # --- the app -------------------------------------------------------------------
 
 
-def create_sidecar_app(*, registry: HandleRegistry, tokens: Tokens, config: PolicyConfig) -> FastAPI:
-    """The policy runner's app; `config` is only shown on /healthz (the registry's opener uses it)."""
+def create_sidecar_app(
+    *,
+    registry: HandleRegistry,
+    tokens: Tokens,
+    config: PolicyConfig | None,
+    health: Callable[[], dict] | None = None,
+) -> FastAPI:
+    """The policy runner's app. `config` (None: unusable settings) is only shown on /healthz, the
+    registry's opener uses it; `health()` adds the runner's readiness (`runner_health.runner_health`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -244,10 +253,15 @@ def create_sidecar_app(*, registry: HandleRegistry, tokens: Tokens, config: Poli
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {
-            "success": True,
-            "data": {"mode": config.mode, "executor_id": config.executor_id, "open_policies": len(registry)},
+        # always 200 while serving (it is the liveness probe): what is wrong is in `problems`
+        data: dict[str, Any] = {
+            "mode": config.mode if config is not None else None,
+            "executor_id": config.executor_id if config is not None else None,
+            "open_policies": len(registry),
         }
+        if health is not None:
+            data.update(health())
+        return {"success": True, "data": data}
 
     @app.post("/policies/open")
     async def open_(request: Request) -> dict:

@@ -146,6 +146,30 @@ def test_seed_patch_switches_policy_container_to_remote_and_back(rendered):
     assert json.dumps(local, sort_keys=True) == json.dumps(deployment, sort_keys=True)
 
 
+POLICIES_SERVICE = "http://policies-system.registries.svc.cluster.local:10000"
+
+
+def container_env(docs: list[dict], container: dict) -> dict[str, str]:
+    """What the container's process sees: its ConfigMaps (envFrom), then its own `env` on top."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(find(docs, "ConfigMap", source["configMapRef"]["name"]).get("data", {}))
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return env
+
+
+def test_the_guides_remote_switch_alone_gives_the_runner_a_complete_setting(rendered):
+    from aggregator.policies.runner_health import read_runner_settings
+
+    remote = jsonpatch.apply_patch(find(rendered, "Deployment"), SWITCH_TO_REMOTE)
+    runner = remote["spec"]["template"]["spec"]["containers"][1]
+    settings = read_runner_settings(container_env(rendered, runner), sidecar_url="")
+    assert settings.problem == ""
+    assert (settings.config.mode, settings.config.executor_id) == ("remote", "executor-7")
+    assert settings.config.executor_host_url == POLICIES_SERVICE  # the network's in-cluster policies service
+    assert settings.config.policy_db_url == POLICIES_SERVICE
+
+
 def test_agent_daemonset_runs_everywhere_without_claiming_gpus(rendered):
     ds = find(rendered, "DaemonSet", "aios-agent")
     pod = ds["spec"]["template"]["spec"]
