@@ -52,8 +52,8 @@ from agent.gpu.nvml_backend import (
     open_nvml,
 )
 from agent.gpu.throttle import decode_clock_event_reasons
-from agent.gpu.xid import describe_xid
 from agent.sampling.collector import GpuCollector, GpuReport
+from proto.health.xid_catalog import describe_xid
 from proto.telemetry.v1.readings import (
     GpuInventory,
     GpuSample,

@@ -16,7 +16,7 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from aggregator.telemetry.registry import SampleFigures
+from aggregator.telemetry.model import SampleFigures
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HEALTH_KINDS
 
@@ -156,10 +156,13 @@ def check_health(event: pb.HealthEvent, gpu_indices: frozenset[int]) -> str | No
         return f"health.kind: {event.kind!r} is not one of {', '.join(HEALTH_KINDS)}"
     if not math.isfinite(event.timestamp) or event.timestamp <= 0:
         return f"health.timestamp: {event.timestamp} is not a positive finite number"
-    if event.HasField("gpu_index") and event.gpu_index not in gpu_indices:
-        # a lost GPU may already be gone from the inventory; its events still count
-        if event.kind not in ("gpu_lost", "gpu_recovered", "xid", "nvml_error"):
-            return f"health.gpu_index: GPU index {event.gpu_index} is not in the node's inventory"
+    # a lost GPU may already be gone from the inventory; its events still count
+    if (
+        event.HasField("gpu_index")
+        and event.gpu_index not in gpu_indices
+        and event.kind not in ("gpu_lost", "gpu_recovered", "xid", "nvml_error")
+    ):
+        return f"health.gpu_index: GPU index {event.gpu_index} is not in the node's inventory"
     return None
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from aggregator.db import Database
 from aggregator.telemetry.ingest import IngestService
-from aggregator.telemetry.registry import NodeRegistry, SampleFigures, UnknownNode
+from aggregator.telemetry.model import SampleFigures
+from aggregator.telemetry.registry import NodeRegistry, UnknownNode
 from aggregator.telemetry.store import NodeStore
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
