@@ -43,15 +43,20 @@ from aggregator.telemetry.node_watch import KubeNode, NodeWatcher, registry_matc
 from aggregator.telemetry.query_service import QueryService
 from aggregator.telemetry.registry import NodeRegistry
 from aggregator.telemetry.store import NodeStore
+from aggregator.token_secret import TokenSecret, ensure_token_secret
 from aggregator.web.app import HttpServer, create_app
 from aggregator.web.healthz import healthz_router
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import NodeSample
 
-__all__ = ["Aggregator", "ServeConfig", "decode_sample", "serve"]
+__all__ = ["Aggregator", "NoToken", "ServeConfig", "decode_sample", "serve"]
 
 log = logging.getLogger(__name__)
+
+
+class NoToken(Exception):
+    """No token configured and none to be had from the cluster: nothing is served unauthenticated."""
 
 
 def decode_sample(data: bytes) -> NodeSample:
@@ -61,7 +66,8 @@ def decode_sample(data: bytes) -> NodeSample:
 @dataclass
 class ServeConfig:
     db_path: Path
-    tokens: tuple[str, ...]
+    tokens: tuple[str, ...]  # empty: read (or create) `token_secret` at start
+    token_secret: str | None = None  # the Secret holding the tokens (aggregator.token_secret)
     grpc_port: int = 50051
     http_port: int | None = 8080
     host: str = "0.0.0.0"
@@ -84,10 +90,12 @@ class ServeConfig:
 
 class Aggregator:
     def __init__(self, config: ServeConfig, *, clock: Callable[[], float] = time.time) -> None:
-        if not config.tokens:
+        if not config.tokens and not config.token_secret:
             raise ValueError("no token configured: set AIOS_TOKEN or AIOS_TOKEN_FILE")
         self.config = config
         self.clock = clock
+        self.tokens: tuple[str, ...] = tuple(config.tokens)
+        self.token_secret: TokenSecret | None = None
         self.db: Database | None = None
         self.registry: NodeRegistry | None = None
         self.ingest: IngestService | None = None
@@ -132,6 +140,8 @@ class Aggregator:
         self.governance = Governance(self.db, self._open_governance_policy, clock=self.clock)
         self._seed_policy_map(cfg.cluster_id)
         core_v1 = self._core_v1()
+        if not self.tokens:
+            await self._tokens_from_secret(core_v1)
         self.stability = build_stability(
             cluster_id=cfg.cluster_id,
             registry=self.registry,
@@ -145,7 +155,7 @@ class Aggregator:
         self.stability.checker.on_verdict(self.policy_errors.count_verdict)
         query = QueryService(self.registry, cluster_id=cfg.cluster_id)
         self.grpc = await build_grpc_server(
-            self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
+            self.ingest, query, tokens=self.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
             add_services=[self._add_onboarding, self._add_stability],
         )
         log.info("gRPC listening on %s:%d", cfg.host, self.grpc.port)
@@ -177,9 +187,25 @@ class Aggregator:
                 cluster_config = self.cluster_store.get(self.config.cluster_id).get("config")
             except UnknownCluster:
                 pass
-        return PolicyConfig.from_env(
+        config = PolicyConfig.from_env(
             self.config.env, cluster_config=cluster_config if isinstance(cluster_config, Mapping) else None
         )
+        if self.token_secret is not None and not config.sidecar_token:
+            # until the kubelet mounts the Secret's file, the runner's token is the one read from the API
+            config = config.with_overrides(sidecar_token=self.token_secret.tokens[0])
+        return config
+
+    async def _tokens_from_secret(self, core_v1) -> None:
+        """No token configured (its mounted file is not there yet): the Secret's, created if missing."""
+        name = self.config.token_secret
+        namespace = pod_namespace(self.config.env)
+        if core_v1 is None or not name:
+            raise NoToken(f"no token: AIOS_TOKEN / AIOS_TOKEN_FILE give none, and without a Kubernetes API the "
+                          f"Secret {namespace}/{name} (AIOS_TOKEN_SECRET) cannot be read or created")
+        self.token_secret = await asyncio.to_thread(ensure_token_secret, core_v1, namespace, name)
+        self.tokens = self.token_secret.tokens
+        log.info("tokens: %d from Secret %s/%s (%s)", len(self.tokens), namespace, name,
+                 "created now" if self.token_secret.created else "it existed")
 
     def _open_governance_policy(self, source: str):
         return self.policy_errors.counting(open_policy)(source, config=self.policy_config())
@@ -218,7 +244,7 @@ class Aggregator:
     def _add_onboarding(self, server) -> None:
         cfg = self.config
         self.onboarding = add_onboarding(
-            server, db=self.db, registry=self.registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
+            server, db=self.db, registry=self.registry, cluster_id=cfg.cluster_id, tokens=self.tokens,
             governance=self.governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
         )
 
@@ -240,7 +266,7 @@ class Aggregator:
         return create_app(
             governance=self.governance,
             cluster_store=self.cluster_store,
-            tokens=cfg.tokens,
+            tokens=self.tokens,
             routers=[
                 healthz_router({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up}),
                 self.stability.router,

@@ -9,7 +9,7 @@ port (`agent.metrics`, `agent.liveness`). SIGTERM/SIGINT stop it all and exit 0.
 Settings (flag, else env): `--aggregator` AIOS_AGGREGATOR_ADDR,
 `--cluster-id` AIOS_CLUSTER_ID, `--interval` AIOS_INTERVAL_S,
 `--metrics-port` AIOS_METRICS_PORT, `--host-root` AIOS_HOST_ROOT, the token
-AIOS_TOKEN or AIOS_TOKEN_FILE, the Node's name NODE_NAME (downward API), the
+AIOS_TOKEN or AIOS_TOKEN_FILE (read at each connect; waited for while missing), the Node's name NODE_NAME (downward API), the
 node id the Node's `nodeID` label, else NODE_ID, else the Node's name.
 Nothing is written to disk except `--stats-file` when asked (the pod's root
 filesystem is read-only).
@@ -37,12 +37,12 @@ from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, metrics_po
 from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.sampling.node_reader import open_node_reader
 from agent.stream.client import StreamConfig, TelemetryStream
+from agent.stream.credentials import BearerToken, TokenUnavailable
 from proto.telemetry.v1.readings import NodeInventory
 
 __all__ = [
     "agent_version",
     "identity_mismatch",
-    "load_token",
     "register",
     "resolve_node_identity",
     "run",
@@ -57,22 +57,6 @@ def agent_version() -> str:
         return metadata.version("aios-node-telemetry")
     except metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-def load_token(env=os.environ) -> str | None:
-    """`AIOS_TOKEN`, else the first line of `AIOS_TOKEN_FILE` (a mounted Secret)."""
-    if env.get("AIOS_TOKEN"):
-        return env["AIOS_TOKEN"].strip()
-    path = env.get("AIOS_TOKEN_FILE")
-    if path:
-        try:
-            lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-        except OSError as e:
-            raise SystemExit(f"aios-agent: AIOS_TOKEN_FILE={path}: cannot read: {e.strerror}") from e
-        return lines[0] if lines else None
-    return None
-
-
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -125,7 +109,12 @@ def run(args: argparse.Namespace) -> int:
         metrics_port = args.metrics_port if args.metrics_port is not None else metrics_port_from_env()
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
-    token = load_token()
+    credentials = BearerToken.from_env()
+    if credentials.path is not None and credentials.value is None:
+        try:
+            credentials.current()
+        except TokenUnavailable as e:  # the stream waits for it, saying so at each retry
+            log.warning("%s; sampling starts now, streaming once the token is there", e)
     # APScheduler logs every job run at INFO: one line per sample is noise
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     stopping = threading.Event()
@@ -155,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
             node_id=identity.node_id,
             cluster_id=args.cluster_id,
             agent_version=agent_version(),
-            token=token,
+            token=credentials.value,
+            token_file=credentials.path,
             tls_ca=args.tls_ca,
             buffer_limit=args.buffer_limit,
             interval_s=interval,

@@ -16,6 +16,10 @@ number of samples dropped rides on the next message sent (`dropped_samples`).
 
 A Refusal from the aggregator names one message it will never accept: that
 message is dropped (and logged); the stream ends and is reopened.
+
+The token is read at each connect (`agent.stream.credentials`): a token file
+not there yet (the Secret the aggregator creates on its first start) is logged
+with what is awaited and retried with the same backoff, never fatal.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 import grpc
 
 from agent.backoff import Backoff
+from agent.stream.credentials import BearerToken, TokenUnavailable
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
@@ -60,6 +65,7 @@ class StreamConfig:
     cluster_id: str = ""
     agent_version: str = ""
     token: str | None = None
+    token_file: Path | None = None  # read at each connect when `token` is None (agent.stream.credentials)
     tls_ca: Path | None = None  # None: plaintext
     buffer_limit: int = 1000  # messages waiting for an ack (~2.7 h of samples at 10 s)
     backoff_initial_s: float = 0.5
@@ -108,6 +114,7 @@ class TelemetryStream:
         # full jitter: reconnecting is cheap, and a fleet that lost the
         # aggregator together should spread its reconnects as widely as possible
         self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s, jitter="full")
+        self._credentials = BearerToken(config.token, config.token_file)
         self._seq = 0
         self._buffer: OrderedDict[int, _Buffered] = OrderedDict()
         self._sample_seqs: deque[int] = deque()  # buffered samples, oldest first
@@ -276,8 +283,11 @@ class TelemetryStream:
         while not self._stop.is_set():
             acked_before = self.stats().acked_seq
             started = time.monotonic()
+            waiting = ""
             try:
                 await self._connect_once()
+            except TokenUnavailable as e:
+                waiting = str(e)
             except grpc.aio.AioRpcError as e:
                 level = logging.ERROR if e.code() == grpc.StatusCode.UNAUTHENTICATED else logging.WARNING
                 log.log(level, "stream to %s ended: %s: %s", self.config.address, e.code().name, e.details())
@@ -294,6 +304,8 @@ class TelemetryStream:
             if self.stats().acked_seq > acked_before or time.monotonic() - started > 60:
                 self._backoff.reset()
             delay = self._backoff.next_delay()
+            if waiting:  # no connection tried: say what it waits for, each time
+                log.warning("not connecting to %s: %s; retrying in %.1f s", self.config.address, waiting, delay)
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
             except asyncio.TimeoutError:
@@ -306,7 +318,8 @@ class TelemetryStream:
         return grpc.aio.insecure_channel(self.config.address, options=CHANNEL_OPTIONS)
 
     async def _connect_once(self) -> None:
-        metadata = (("authorization", f"Bearer {self.config.token}"),) if self.config.token else ()
+        token = self._credentials.current()  # TokenUnavailable: nothing to connect with yet
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
         async with self._channel() as channel:
             call = pb_grpc.TelemetryIngestStub(channel).Stream(metadata=metadata)
             await call.write(self._hello())

@@ -1,7 +1,9 @@
 """`aios-aggregator serve`: run the aggregator (gRPC ingest and queries; HTTP for the network).
 
 Environment (an empty value counts as unset; a flag wins over its variable):
-`AIOS_TOKEN` / `AIOS_TOKEN_FILE` (required), `AIOS_CLUSTER_ID`, `AIOS_GRPC_PORT` (50051),
+`AIOS_TOKEN` / `AIOS_TOKEN_FILE`, or in a cluster `AIOS_TOKEN_SECRET` (the Secret
+read, or created on the first start, when neither gives a token; see
+`aggregator.token_secret`), `AIOS_CLUSTER_ID`, `AIOS_GRPC_PORT` (50051),
 `AIOS_HTTP_PORT` (8080), `AIOS_DB_PATH`, `AIOS_API_URL`, `KUBECONFIG`; read by the parts:
 `CLUSTER_STABILITY_CHECK_INTERVAL`, `AIOS_STABILITY_WEBHOOK_URL` (stability),
 `POLICY_DB_URL`, `POLICY_EXECUTOR_HOST_URL`, `POLICY_EXECUTION_MODE`,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -21,12 +24,15 @@ from aggregator.auth import AuthError, load_tokens
 from aggregator.kube_client import kubeconfig_search
 from aggregator.policies import PolicyConfigError
 from aggregator.rpc.server import TlsFiles
-from aggregator.service import ServeConfig, serve
+from aggregator.service import NoToken, ServeConfig, serve
 from aggregator.stability.checker import ConfigError as StabilityConfigError
+from aggregator.token_secret import TokenSecretError
 
 __all__ = ["register", "run"]
 
 DEFAULT_DB = "/var/lib/aios/aggregator.db"
+
+log = logging.getLogger(__name__)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -71,17 +77,23 @@ def _env(name: str) -> str | None:
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    secret = None if args.no_kubernetes else _env("AIOS_TOKEN_SECRET")
     try:
         tokens = load_tokens({k: v for k, v in os.environ.items() if v.strip()})
     except AuthError as e:
-        raise SystemExit(f"aios-aggregator: {e}") from e
-    if not tokens:
-        raise SystemExit("aios-aggregator: no token: set AIOS_TOKEN or AIOS_TOKEN_FILE (nothing is served unauthenticated)")
+        if secret is None:
+            raise SystemExit(f"aios-aggregator: {e}") from e
+        log.info("%s: the tokens come from Secret %s (AIOS_TOKEN_SECRET) instead", e, secret)
+        tokens = ()
+    if not tokens and secret is None:
+        raise SystemExit("aios-aggregator: no token: set AIOS_TOKEN or AIOS_TOKEN_FILE, or AIOS_TOKEN_SECRET in a "
+                         "cluster (nothing is served unauthenticated)")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("aios-aggregator: --tls-cert and --tls-key go together")
     return ServeConfig(
         db_path=Path(args.db or _env("AIOS_DB_PATH") or DEFAULT_DB),
         tokens=tokens,
+        token_secret=secret,
         grpc_port=args.grpc_port if args.grpc_port is not None else _env_int("AIOS_GRPC_PORT", 50051),
         http_port=args.http_port if args.http_port is not None else _env_int("AIOS_HTTP_PORT", 8080),
         host=args.host,
@@ -103,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
         asyncio.run(serve(config))
-    except (OSError, PolicyConfigError, StabilityConfigError) as e:
+    except (OSError, PolicyConfigError, StabilityConfigError, TokenSecretError, NoToken) as e:
         print(f"aios-aggregator: {e}", file=sys.stderr)
         return 1
     except SystemExit as e:  # uvicorn exits when the HTTP port cannot be bound (its error is logged)

@@ -103,7 +103,9 @@ class SidecarPolicy(PolicyHandle):
         try:
             tokens = load_tokens(env)
         except AuthError as exc:
-            raise PolicyError(f"policy {self.label}: cannot authenticate to the policy runner: {exc}") from exc
+            if not self._token:
+                raise PolicyError(f"policy {self.label}: cannot authenticate to the policy runner: {exc}") from exc
+            tokens = (self._token,)  # the file is not mounted yet: the token the aggregator itself was given
         if not tokens:
             raise PolicyError(
                 f"policy {self.label}: no token for the policy runner (set AIOS_TOKEN_FILE or AIOS_TOKEN)"

@@ -55,19 +55,28 @@ def raw_manifest_docs() -> list[tuple[Path, dict]]:
     return docs
 
 
+def clean_checkout_of_deploy(target: Path) -> Path:
+    """deploy/ as a fresh clone has it: the files git tracks, nothing an operator created or left."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--", "deploy"], capture_output=True)
+    if listed.returncode != 0:  # not a git checkout (an unpacked source archive): it is what was shipped
+        shutil.copytree(DEPLOY, target / "deploy")
+        return target / "deploy"
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target / name)
+    return target / "deploy"
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> list[dict]:
-    """`kubectl kustomize deploy/` as an operator runs it (with the token file they create)."""
+    """`kubectl kustomize deploy/` of a clean clone, nothing created by hand first."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl (with kustomize) is not installed")
-    work = tmp_path_factory.mktemp("deploy")
-    shutil.copytree(DEPLOY, work / "deploy")
-    (work / "deploy" / "token").write_text("0123456789abcdef\n")
-    out = subprocess.run(
-        [kubectl, "kustomize", str(work / "deploy")], capture_output=True, text=True, check=True
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    deploy = clean_checkout_of_deploy(tmp_path_factory.mktemp("clone"))
+    done = subprocess.run([kubectl, "kustomize", str(deploy)], capture_output=True, text=True)
+    assert done.returncode == 0, f"kubectl kustomize deploy/ of a clean clone failed: {done.stderr}"
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
 def find(docs: list[dict], kind: str, name: str | None = None) -> dict:
@@ -92,7 +101,8 @@ def test_rendered_kustomization_is_schema_valid(rendered, version):
     kinds = sorted(d["kind"] for d in rendered)
     for doc in rendered:
         kubernetes_validate.validate(doc, version, strict=True)
-    assert kinds.count("ConfigMap") == 3 and "Secret" in kinds and "DaemonSet" in kinds
+    assert kinds.count("ConfigMap") == 3 and "DaemonSet" in kinds
+    assert "Secret" not in kinds  # the aggregator creates it: nobody types a token
 
 
 def test_strict_validation_catches_a_misspelt_field():
@@ -168,6 +178,24 @@ def test_the_guides_remote_switch_alone_gives_the_runner_a_complete_setting(rend
     assert (settings.config.mode, settings.config.executor_id) == ("remote", "executor-7")
     assert settings.config.executor_host_url == POLICIES_SERVICE  # the network's in-cluster policies service
     assert settings.config.policy_db_url == POLICIES_SERVICE
+
+
+def test_the_token_secret_is_created_by_the_aggregator_and_waited_for(rendered):
+    deployment, daemonset = find(rendered, "Deployment"), find(rendered, "DaemonSet", "aios-agent")
+    aggregator = deployment["spec"]["template"]["spec"]["containers"][0]
+    secret_name = _env(aggregator)["AIOS_TOKEN_SECRET"]
+    assert secret_name == "aios-token"
+    for workload in (deployment, daemonset):
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+        # optional: the pods start before the Secret exists; the kubelet fills the volume later
+        assert volumes["token"]["secret"] == {"secretName": secret_name, "defaultMode": 0o440, "optional": True}
+    # the aggregator may read that Secret by name, and create Secrets in its namespace, nothing more
+    rules = [rule for doc in rendered if doc["kind"] == "Role" and doc["metadata"]["namespace"] == "controllers"
+             for rule in doc["rules"] if "secrets" in rule["resources"]]
+    assert sorted((rule["verbs"], rule.get("resourceNames")) for rule in rules) == [
+        (["create"], None), (["get"], [secret_name])]
+    binding = find(rendered, "RoleBinding", "aios-aggregator-token")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "aios-aggregator", "namespace": "controllers"}]
 
 
 def test_agent_daemonset_runs_everywhere_without_claiming_gpus(rendered):
