@@ -15,6 +15,7 @@ the terminal reaches only this script, which stops them in order.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -23,7 +24,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,22 +57,75 @@ def _wait(predicate, timeout_s: float, what: str, procs: list[subprocess.Popen])
     raise SystemExit(f"run_local: timed out waiting for {what}")
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+class _Interrupts:
+    """SIGINT/SIGTERM/SIGHUP as KeyboardInterrupt, held back while a child is being started: a
+    child forked but not yet recorded would be left running."""
 
+    def __init__(self) -> None:
+        self._holding = 0
+        self._pending = False
 
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)  # stopping is bounded (15 s, then kill): let it finish
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._arrived)
+
+    def _arrived(self, signum: int, frame: object) -> None:
+        if self._holding:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self._holding += 1
         try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            yield
+        finally:
+            self._holding -= 1
+        if not self._holding and self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
+
+
+class _Children:
+    """Every process this script starts, each in a session of its own (the terminal's Ctrl-C
+    reaches only this script, which stops them in order)."""
+
+    def __init__(self, interrupts: _Interrupts, **popen: Any) -> None:
+        self._interrupts = interrupts
+        self._popen = popen
+        self.daemons: list[subprocess.Popen] = []  # the aggregator and the agent
+        self._helpers: list[subprocess.Popen] = []  # short commands (nodes, inventory)
+
+    def start(self, args: list[str], **popen: Any) -> subprocess.Popen:
+        with self._interrupts.held():
+            process = subprocess.Popen(args, start_new_session=True, **self._popen, **popen)
+            self.daemons.append(process)
+        return process
+
+    def run(self, args: list[str], *, capture: bool = True) -> subprocess.CompletedProcess:
+        with self._interrupts.held():
+            pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} if capture else {}
+            process = subprocess.Popen(args, start_new_session=True, text=True, **self._popen, **pipes)
+            self._helpers.append(process)
+        out, err = process.communicate()
+        return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+    def stop(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # stopping is bounded (15 s, then kill): let it finish
+        for p in self._helpers:
+            if p.poll() is None:
+                p.kill()
+        for p in self.daemons:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.daemons + self._helpers:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=1.0, help="agent sampling interval (1 s)")
     parser.add_argument("--keep", action="store_true", help="keep both running until Ctrl-C")
     args = parser.parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)  # every interrupt takes the Ctrl-C path
+    interrupts = _Interrupts()
+    interrupts.install()  # every interrupt takes the Ctrl-C path
 
     var = args.var.resolve()
     var.mkdir(parents=True, exist_ok=True)
@@ -90,36 +146,35 @@ def main(argv: list[str] | None = None) -> int:
     ready = var / "aggregator.ready.json"
     ready.unlink(missing_ok=True)
     py = sys.executable
-    logs = {name: open(var / f"{name}.log", "w") for name in ("aggregator", "agent")}
-    procs: list[subprocess.Popen] = []
-    # own sessions: the terminal's Ctrl-C reaches only this script, which stops them in order
-    detached = {"cwd": ROOT, "env": env, "start_new_session": True}
+    # the children's stdout for their whole life; closed in the finally below
+    logs = {name: open(var / f"{name}.log", "w") for name in ("aggregator", "agent")}  # noqa: SIM115
+    children = _Children(interrupts, cwd=ROOT, env=env)
+    procs = children.daemons
     interrupted = False
     try:
-        procs.append(subprocess.Popen(
+        children.start(
             [py, "-m", "aggregator.cli", "serve", "--host", "127.0.0.1", "--grpc-port", str(port),
              "--http-port", str(_free_port()), "--db", str(var / "aggregator.db"), "--ready-file", str(ready)],
-            stdout=logs["aggregator"], stderr=subprocess.STDOUT, **detached))
+            stdout=logs["aggregator"], stderr=subprocess.STDOUT)
         _wait(ready.exists, 30, "the aggregator", procs)
         print(f"aggregator: gRPC on {address}, database {var / 'aggregator.db'}, token in {var / 'token'}", flush=True)
-        procs.append(subprocess.Popen(
+        children.start(
             [py, "-m", "agent.cli", "run", "--interval", str(args.interval), "--log-level", "INFO",
              # not a cluster node: leave any kubeconfig's cluster alone; metrics on a free local port
              "--no-annotate", "--metrics-addr", "127.0.0.1", "--metrics-port", "0"],
-            stdout=logs["agent"], stderr=subprocess.STDOUT, **detached))
+            stdout=logs["agent"], stderr=subprocess.STDOUT)
 
         def node_listed() -> bool:
-            out = subprocess.run([py, "-m", "aggregator.cli", "--log-level", "WARNING", "nodes"],
-                                 capture_output=True, text=True, **detached)
+            out = children.run([py, "-m", "aggregator.cli", "--log-level", "WARNING", "nodes"])
             return out.returncode == 0 and "(no nodes yet)" not in out.stdout
 
         _wait(node_listed, 60, "the agent's node to show", procs)
         time.sleep(args.interval + 0.5)  # a second sample, so rates such as CPU % are known
         print(f"agent: sampling every {args.interval:g} s (logs in {var}/agent.log)\n")
         print("$ aios-aggregator nodes", flush=True)
-        subprocess.run([py, "-m", "aggregator.cli", "--log-level", "WARNING", "nodes"], check=True, **detached)
-        inventory = subprocess.run([py, "-m", "agent.cli", "inventory"], capture_output=True, text=True, check=True,
-                                   **detached)
+        children.run([py, "-m", "aggregator.cli", "--log-level", "WARNING", "nodes"], capture=False).check_returncode()
+        inventory = children.run([py, "-m", "agent.cli", "inventory"])
+        inventory.check_returncode()
         annotations = json.loads(inventory.stdout)["annotations"]
         print("\nannotation the agent would write on its Node (no Kubernetes here):")
         for key, value in annotations.items():
@@ -127,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"\nrunning; try: AIOS_TOKEN=$(cat {var}/token) {_command('aios-aggregator')} nodes "
                   f"--aggregator {address}")
-            print("Ctrl-C stops both", flush=True)
             try:
+                print("Ctrl-C stops both", flush=True)  # inside: a Ctrl-C right after it is the normal stop
                 while all(p.poll() is None for p in procs):
                     time.sleep(1)
             except KeyboardInterrupt:
@@ -136,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        _stop(procs)
+        children.stop()
         for f in logs.values():
             f.close()
         print(("\ninterrupted: " if interrupted else "\n") + "stopped the agent and the aggregator", flush=True)

@@ -278,7 +278,7 @@ class NvmlSession:
 
     def nvlink_links(self, handle: Any) -> tuple[int, ...]:
         """The NVLink links this device has (those answering a state query)."""
-        links = []
+        links: list[int] = []
         for link in range(_nv.NVML_NVLINK_MAX_LINKS):
             try:
                 _call(_nv.nvmlDeviceGetNvLinkState, handle, link)

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -31,7 +32,7 @@ def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) when the aggregator serves TLS")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("nodes", help="list the nodes the aggregator knows",
                        description="The node table of the aggregator (gRPC TelemetryQuery), as the agents report it.")
     _client_args(p)
@@ -45,7 +46,7 @@ def register(sub) -> None:
     p.set_defaults(run=run_node)
 
 
-def _opt(msg, name: str, fmt: str = "{:.1f}") -> str:
+def _opt(msg: Any, name: str, fmt: str = "{:.1f}") -> str:
     return fmt.format(getattr(msg, name)) if msg.HasField(name) else "-"
 
 
@@ -93,7 +94,9 @@ def format_node_detail(d: pb.NodeDetail, now: float) -> str:
         lines.append(
             f"host:        {h.hostname}, {h.os}, kernel {h.kernel}, {h.cpu_logical} vCPU, {h.memory_total_mb} MB RAM"
         )
-    lines.append(f"nvml:        {inv.nvml_status or 'ok'}; driver {inv.driver_version or '-'}, CUDA {inv.cuda_driver_version or '-'}")
+    lines.append(
+        f"nvml:        {inv.nvml_status or 'ok'}; driver {inv.driver_version or '-'}, CUDA {inv.cuda_driver_version or '-'}"
+    )
     for g in inv.gpus:
         lines.append(f"gpu {g.index}:       {g.name}, {g.memory_mb} MB, {g.uuid}")
     r = d.rolling
@@ -142,7 +145,7 @@ def run_node(args: argparse.Namespace) -> int:
     def body(client: QueryClient) -> str:
         detail = client.get_node(args.name, args.events)
         if args.json:
-            return json_format.MessageToJson(detail, indent=2)
+            return str(json_format.MessageToJson(detail, indent=2))
         return format_node_detail(detail, time.time())
 
     return _with_client(args, body)

@@ -23,6 +23,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from aggregator.auth import AuthError, load_tokens
 from aggregator.policies import open_policy
@@ -35,7 +36,7 @@ __all__ = ["register", "run"]
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("policy-sidecar", help="serve the policy runner the aggregator sends policies to",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0: the kubelet probes it)")
@@ -74,7 +75,7 @@ class _TokenFile:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides: dict = {"sidecar_url": ""}  # this process runs the policies itself
+    overrides: dict[str, Any] = {"sidecar_url": ""}  # this process runs the policies itself
     if args.cache_dir:
         overrides["cache_dir"] = args.cache_dir
     settings = read_runner_settings(**overrides)

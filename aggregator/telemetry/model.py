@@ -49,7 +49,7 @@ class SampleFigures:
     cpu_percent: float | None = None
     gpu_utilization_pct: float | None = None  # mean over the GPUs that report it
     memory_used_pct: float | None = None
-    gpu_problems: tuple[str, ...] = ()  # e.g. ("gpu 1 lost",)
+    gpu_problems: tuple[str, ...] = ()  # labels of the sample's GPU problems (proto/health/gpu_rule.py), e.g. ("gpu 1 lost",)
 
 
 @dataclass

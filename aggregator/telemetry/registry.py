@@ -7,15 +7,15 @@ kept as opaque bytes plus the figures the registry needs, and decoded (by the
 `decode_sample` function passed in) only when somebody reads it, because
 decoding a full sample costs several times what receiving it does.
 
-Status rule (kept simple on purpose):
+Status rule:
 - stale: nothing heard for more than `stale_after_intervals` x the agent's
   interval; healthy/unhealthy again with the next message;
-- unhealthy: reporting, with an open GPU problem, which is any of
-  - the latest sample shows a GPU lost, a row-remap failure or a non-zero
-    volatile uncorrectable ECC count (cleared by a GPU reset);
-  - a `gpu_lost` event not yet followed by `gpu_recovered` for that GPU;
-  - an `ecc_uncorrectable` or `row_remap_failure` event, or an `xid` event
-    with a fatal code (`FATAL_XIDS`), within the last `problem_window_s`;
+- unhealthy: reporting, with an open GPU problem under the one GPU health
+  rule (`proto/health/gpu_rule.py`, `health_rule`): a lost GPU, a fatal XID
+  (the XID catalogue's reset/reboot/support buckets), uncorrectable ECC
+  errors or a row-remap failure; events count for `problem_window_s`. The
+  sample's part of the rule is judged at the wire edge (`wire_checks`), so
+  only its labels are kept here;
 - healthy otherwise.
 """
 
@@ -38,10 +38,10 @@ from aggregator.telemetry.model import (
     SampleFigures,
     StoredEvent,
 )
+from proto.health.gpu_rule import HealthRule, gpu_problem_labels
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
 __all__ = [
-    "FATAL_XIDS",
     "ROLLING_WINDOWS_S",
     "NodeOverview",
     "NodeRecord",
@@ -56,13 +56,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# XIDs after which a GPU needs attention (NVIDIA's XID catalogue): double-bit
-# ECC (48), row remap events/failure (63, 64), NVLink (74), fell off the bus
-# (79), uncontained ECC (94, 95), GSP/firmware errors (119, 120), internal
-# micro-controller halts (61, 62), Resetting channel verification (92), 140.
-FATAL_XIDS = frozenset({48, 61, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120, 140})
 ROLLING_WINDOWS_S = (60.0, 300.0, 900.0)
-_PROBLEM_KINDS = frozenset({"ecc_uncorrectable", "row_remap_failure"})
 
 Triple = tuple  # (1m, 5m, 15m), each float | None
 
@@ -113,7 +107,6 @@ class _Node(NodeRecord):
     committed_seq: int = 0  # highest seq on disk for agent_instance
     latest_decoded: NodeSample | None = None
     health: deque = field(default_factory=deque)  # HealthEvent, most recent first
-    lost_gpus: set = field(default_factory=set)
 
 
 class NodeRegistry:
@@ -130,6 +123,7 @@ class NodeRegistry:
         self._decode = decode_sample
         self.stale_after_intervals = stale_after_intervals
         self.problem_window_s = problem_window_s
+        self.health_rule = HealthRule(event_window_s=problem_window_s)  # the metrics judge with the same
         self.max_health_events = max_health_events
         self._nodes: dict[str, _Node] = {}
         self._dirty: set[str] = set()
@@ -367,7 +361,7 @@ class NodeRegistry:
         with self._lock:
             for rec in records:
                 self._nodes[rec.node_id] = _Node(**rec.field_values(), committed_seq=rec.seq)
-            # events come oldest first; replaying them rebuilds lost-GPU tracking
+            # events come oldest first; replaying them rebuilds the recent-events list
             for stored in events:
                 node = self._nodes.get(stored.node_id)
                 if node is not None:
@@ -395,23 +389,12 @@ class NodeRegistry:
         node.health.appendleft(event)
         while len(node.health) > self.max_health_events:
             node.health.pop()
-        if event.kind == "gpu_lost" and event.gpu_index is not None:
-            node.lost_gpus.add(event.gpu_index)
-        elif event.kind == "gpu_recovered" and event.gpu_index is not None:
-            node.lost_gpus.discard(event.gpu_index)
 
     def _problems(self, node: _Node, now: float) -> tuple[str, ...]:
-        problems = list(node.figures.gpu_problems) if node.figures else []
-        problems.extend(f"gpu {i} lost" for i in sorted(node.lost_gpus) if f"gpu {i} lost" not in problems)
-        for event in node.health:
-            if now - event.timestamp > self.problem_window_s:
-                continue
-            where = f"gpu {event.gpu_index}" if event.gpu_index is not None else "node"
-            if event.kind in _PROBLEM_KINDS:
-                problems.append(f"{where} {event.kind}")
-            elif event.kind == "xid" and event.xid in FATAL_XIDS:
-                problems.append(f"{where} xid {event.xid}")
-        return tuple(dict.fromkeys(problems))
+        figures = node.figures
+        return gpu_problem_labels(
+            figures.gpu_problems if figures else (), figures.timestamp if figures else None, node.health, now, self.health_rule
+        )
 
     def _compute_status(self, node: _Node, now: float) -> str:
         if now - node.last_seen > self.stale_after_intervals * node.interval_s:

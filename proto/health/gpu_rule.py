@@ -185,12 +185,15 @@ def lost_reason(sample: GpuReading | None, events: Sequence[HealthEvent], *, sam
     decides: the latest `gpu_lost`/`gpu_recovered` event, or the sample.
     """
     latest = next((e for e in events if e.kind in _LOST_EVENT_KINDS), None)
+    event_reason = None
+    if latest is not None and latest.kind == "gpu_lost":
+        event_reason = latest.nvml_error or latest.message or "gpu_lost event"
     if latest is not None and (sample_time is None or latest.timestamp > sample_time):
-        return (latest.nvml_error or latest.message or "gpu_lost event") if latest.kind == "gpu_lost" else None
+        return event_reason
     if sample_time is None:
         return None
     if sample is None:
-        return _MISSING
+        return event_reason or _MISSING  # the event says why it went missing
     return (sample.error or "the GPU stopped answering") if sample.lost else None
 
 
@@ -217,15 +220,15 @@ def _gpu_sample_problems(gpu: GpuReading, rule: HealthRule, since: float | None)
     if gpu.lost:
         return [_lost(index, uuid, gpu.error or "the GPU stopped answering", since)]
     problems = []
-    if gpu.ecc_uncorrected_volatile:
-        problems.append(GpuProblem(
-            ProblemKind.MEMORY_ERRORS, ProblemCause.ECC_UNCORRECTABLE, index, uuid,
-            f"{gpu.ecc_uncorrected_volatile} uncorrectable ECC error(s) since the last reset", Resolution.RESET_GPU, since=since,
-        ))
     if gpu.remapped_rows_failure:
         problems.append(GpuProblem(
             ProblemKind.MEMORY_ERRORS, ProblemCause.ROW_REMAP_FAILURE, index, uuid,
             "row remapping failed: no spare memory rows left", Resolution.CONTACT_SUPPORT, since=since,
+        ))
+    if gpu.ecc_uncorrected_volatile:
+        problems.append(GpuProblem(
+            ProblemKind.MEMORY_ERRORS, ProblemCause.ECC_UNCORRECTABLE, index, uuid,
+            f"{gpu.ecc_uncorrected_volatile} uncorrectable ECC error(s) since the last reset", Resolution.RESET_GPU, since=since,
         ))
     if rule.pending_repairs and gpu.remapped_rows_pending:
         problems.append(GpuProblem(
@@ -372,12 +375,27 @@ def gpu_problem_labels(
 
     `sample_labels`: `p.label` of `sample_problems(...)` for the latest sample, taken at the wire edge.
     """
+    # one pass over the events (this runs on every message the registry records)
+    lost_seen: set[int] = set()
+    lost_newer: dict[int, bool] = {}  # gpu index -> lost, for lost/recovered events newer than the sample
+    from_events = []
+    window = rule.event_window_s
+    for event in events:
+        if event.kind in _LOST_EVENT_KINDS:
+            index = event.gpu_index
+            if index is not None and index not in lost_seen:
+                lost_seen.add(index)
+                if sample_time is None or event.timestamp > sample_time:
+                    lost_newer[index] = event.kind == "gpu_lost"
+        elif now - event.timestamp <= window:
+            problem = _event_problem(event, rule)
+            if problem is not None:
+                from_events.append(problem.label)
     labels = list(sample_labels)
-    for index, event in sorted(lost_events_after(events, sample_time).items()):
+    for index, lost in sorted(lost_newer.items()):
         label = f"gpu {index} {ProblemCause.LOST.value}"
         if label in labels:
             labels.remove(label)
-        if lost_reason(None, [event], sample_time=sample_time) is not None:
+        if lost:
             labels.append(label)
-    labels += [p.label for p in event_problems(events, now, rule)]
-    return tuple(dict.fromkeys(labels))
+    return tuple(dict.fromkeys(labels + from_events))

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from tests.fakenvml.presets import a100_80gb
-from tests.telemetry_support import ROOT, AggregatorThread, base_env, wait_for
+from tests.support.telemetry import ROOT, AggregatorThread, base_env
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

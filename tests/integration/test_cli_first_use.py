@@ -12,9 +12,10 @@ import pytest
 
 from tests.integration.parser_standin import ParserStandIn
 from tests.integration.test_onboard_command import kube_node, onboard
-from tests.kube_api import NODES, kube_api  # noqa: F401 - fixture
-from tests.onboarding_data import SAMPLE_CONFIG_TEXT
-from tests.telemetry_support import ROOT, TOKEN, AggregatorThread, free_port
+from tests.support.kube_api import NODES, kube_api  # noqa: F401 - fixture
+from tests.support.net import free_port
+from tests.support.onboarding_data import SAMPLE_CONFIG_TEXT
+from tests.support.telemetry import ROOT, TOKEN, AggregatorThread
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,9 @@ import pytest
 from aggregator.policies import PolicyConfig, PolicyConfigError, PolicyError, open_policy
 from tests.integration.test_policy_sidecar import _post
 from tests.integration.test_policy_sidecar import _stop as stop_runner
-from tests.policy_packages import StandIn
-from tests.telemetry_support import free_port, wait_for
+from tests.support.net import free_port
+from tests.support.policy_packages import StandIn
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

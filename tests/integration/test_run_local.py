@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.telemetry_support import ROOT
+from tests.support.telemetry import ROOT
 
 pytestmark = pytest.mark.integration
 

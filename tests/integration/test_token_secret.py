@@ -11,8 +11,9 @@ import yaml
 from kmock import resource
 
 from aggregator.token_secret import TokenSecretError, ensure_token_secret
-from tests.kube_api import forbidden, kube_api  # noqa: F401 - fixture
-from tests.telemetry_support import ROOT, AgentProcess, AggregatorProcess, base_env, wait_for
+from tests.support.kube_api import forbidden, kube_api  # noqa: F401 - fixture
+from tests.support.telemetry import ROOT, AgentProcess, AggregatorProcess, base_env
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -151,7 +151,7 @@ def test_the_protobuf_sample_reads_the_same():
     msg.gpus.add(index=0, uuid="GPU-a", lost=True)
     msg.gpus.add(index=1, uuid="GPU-b", ecc_uncorrected_volatile=3, remapped_rows_failure=True)
     assert labels(sample_problems(msg.gpus, {0: "GPU-a", 1: "GPU-b", 2: "GPU-c"})) == [
-        "gpu 0 lost", "gpu 1 ecc_uncorrectable", "gpu 1 row_remap_failure", "gpu 2 lost"]
+        "gpu 0 lost", "gpu 1 row_remap_failure", "gpu 1 ecc_uncorrectable", "gpu 2 lost"]
 
 
 def test_labels_for_a_holder_of_sample_labels():

@@ -7,7 +7,7 @@ from aggregator.telemetry.store import NodeStore
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent
-from tests.telemetry_support import inventory, sample
+from tests.support.telemetry import inventory, sample
 
 
 def decode(wire):

@@ -7,7 +7,7 @@ import pytest
 from aggregator.telemetry.model import NodeChange, SampleFigures
 from aggregator.telemetry.registry import NodeRegistry, ewma_update
 from proto.telemetry.v1.readings import HealthEvent, NodeSample
-from tests.telemetry_support import inventory
+from tests.support.telemetry import inventory
 
 
 class Clock:
