@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from proto.telemetry.v1.readings import GpuSample, HostSample, NodeInventory, NodeSample
+from proto.telemetry.v1.readings import GpuSample, HostSample, NodeInventory, NodeSample, to_mb
 
 __all__ = ["NETWORK_METRIC_KEYS", "network_node_metrics"]
 
@@ -126,14 +126,14 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return round(sum(known) / len(known), 2) if known else None
 
 
-def _gpu_entry(gpu: GpuSample, inventory_mb: dict[int, int]) -> dict:
-    total = gpu.memory_total_mb if gpu.memory_total_mb is not None else inventory_mb.get(gpu.index)
+def _gpu_entry(gpu: GpuSample, inventory_bytes: dict[int, int]) -> dict:
+    total = gpu.memory_total_bytes if gpu.memory_total_bytes is not None else inventory_bytes.get(gpu.index)
     return {
         "gpu_id": gpu.index,
         "usedMem": gpu.memory_used_mb,
         "freeMem": gpu.memory_free_mb,
-        "totalMem": total,
-        "memUtilization": _percent(gpu.memory_used_mb, total),
+        "totalMem": to_mb(total),
+        "memUtilization": _percent(gpu.memory_used_bytes, total),
         "cudaUtilization": gpu.utilization_gpu_pct,
         "powerUtilization": _percent(gpu.power_draw_w, gpu.power_limit_w),
         "temperature": gpu.temperature_c,
@@ -147,8 +147,8 @@ def network_node_metrics(
     host = sample.host if sample is not None and sample.host is not None else HostSample()
     host_inv = inventory.host if inventory is not None else None
     disks = [d.size_mb for d in host_inv.disks] if host_inv is not None else []
-    inventory_mb = {g.index: g.memory_mb for g in inventory.gpus} if inventory is not None else {}
-    gpus = [_gpu_entry(g, inventory_mb) for g in (sample.gpus if sample is not None else ())]
+    inventory_bytes = {g.index: g.memory_bytes for g in inventory.gpus} if inventory is not None else {}
+    gpus = [_gpu_entry(g, inventory_bytes) for g in (sample.gpus if sample is not None else ())]
     if inventory is not None:
         gpu_count: int | None = len(inventory.gpus)
     else:
@@ -156,16 +156,17 @@ def network_node_metrics(
     if gpus:
         gpu_total_mb = _sum(g["totalMem"] for g in gpus)
     else:
-        gpu_total_mb = sum(inventory_mb.values()) if inventory is not None else None
+        gpu_total_mb = sum(g.memory_mb for g in inventory.gpus) if inventory is not None else None
     disk_bytes_per_s = _add(host.disk_read_bytes_per_s, host.disk_write_bytes_per_s)
-    fs_free = _sub(host.fs_total_mb, host.fs_used_mb)
+    # differences and ratios from the bytes, then MB: no rounding twice
+    fs_free = to_mb(_sub(host.fs_total_bytes, host.fs_used_bytes))
 
     metrics = {
         f"{P}.memory.freeMem": host.memory_available_mb,
         f"{P}.memory.usedMem": host.memory_used_mb,
-        f"{P}.memory.averageUtil": _percent(host.memory_used_mb, host.memory_total_mb),
+        f"{P}.memory.averageUtil": _percent(host.memory_used_bytes, host.memory_total_bytes),
         f"{P}.memory.usedSwap": host.swap_used_mb,
-        f"{P}.memory.freeSwap": _sub(host.swap_total_mb, host.swap_used_mb),
+        f"{P}.memory.freeSwap": to_mb(_sub(host.swap_total_bytes, host.swap_used_bytes)),
         f"{P}.memory.pageFaultsPerSec": host.page_faults_per_s,
         f"{P}.vcpu.load1m": host.load1,
         f"{P}.vcpu.load5m": host.load5,

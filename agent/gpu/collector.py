@@ -73,7 +73,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 LIBRARY_ENV = "AIOS_NVML_LIBRARY"
-_MIB = 1024 * 1024
 _EVENT_WAIT_MS = 200
 _MAX_QUEUED_EVENTS = 1000
 
@@ -109,12 +108,12 @@ class NullGpuCollector:
 
 
 def _read_memory(nv: NvmlSession, h: Any) -> dict:
-    total, used, free, reserved = nv.memory(h)
+    total, used, free, reserved = nv.memory(h)  # bytes, kept as they are (readings.py: sizes)
     return {
-        "memory_total_mb": total // _MIB,
-        "memory_used_mb": used // _MIB,
-        "memory_free_mb": free // _MIB,
-        "memory_reserved_mb": None if reserved is None else reserved // _MIB,
+        "memory_total_bytes": total,
+        "memory_used_bytes": used,
+        "memory_free_bytes": free,
+        "memory_reserved_bytes": reserved,
     }
 
 
@@ -155,7 +154,7 @@ def _ecc_group(kind: str, scope: str) -> _Group:
 
 
 _GROUPS: tuple[_Group, ...] = (
-    _Group("memory", ("memory_total_mb", "memory_used_mb", "memory_free_mb", "memory_reserved_mb"), _read_memory),
+    _Group("memory", ("memory_total_bytes", "memory_used_bytes", "memory_free_bytes", "memory_reserved_bytes"), _read_memory),
     _Group("utilization", ("utilization_gpu_pct", "utilization_memory_pct"), _read_utilization),
     _Group("temperature", ("temperature_c",), lambda nv, h: {"temperature_c": float(nv.temperature_c(h))}),
     _Group("power_draw", ("power_draw_w",), lambda nv, h: {"power_draw_w": nv.power_draw_mw(h) / 1000.0}),
@@ -286,7 +285,7 @@ class NvmlGpuCollector:
 
         gpu.uuid = nv.uuid(h)
         name = nv.name(h)
-        total = optional("memory_mb", lambda: nv.memory(h)[0])
+        total = optional("memory_bytes", lambda: nv.memory(h)[0])
         pci = optional("pci_bus_id", lambda: nv.pci_bus_id(h))
         cc = optional("compute_capability", lambda: nv.compute_capability(h))
         facts = describe_capability(cc)
@@ -295,13 +294,13 @@ class NvmlGpuCollector:
         migs: tuple[MigDevice, ...] = ()
         if mig is not None and mig[0]:
             found = optional("mig_devices", lambda: nv.mig_devices(h)) or ()
-            migs = tuple(MigDevice(m.index, m.uuid, m.memory_mb, _mig_profile(m.name)) for m in found)
+            migs = tuple(MigDevice(m.index, m.uuid, m.memory_bytes, _mig_profile(m.name)) for m in found)
         limit = optional("power_limit_w", lambda: nv.power_limit_mw(h) / 1000.0)
         return GpuInventory(
             index=gpu.index,
             uuid=gpu.uuid,
             name=name,
-            memory_mb=0 if total is None else total // _MIB,
+            memory_bytes=0 if total is None else total,
             pci_bus_id=pci or "",
             compute_capability=cc,
             architecture=facts.architecture,
@@ -356,9 +355,9 @@ class NvmlGpuCollector:
                     raise
                 except NvmlError as exc:
                     errors["nvlinks"] = exc.name
-            if values.get("memory_reserved_mb", 0) is None and "memory_reserved" not in gpu.unsupported_groups:
+            if values.get("memory_reserved_bytes", 0) is None and "memory_reserved" not in gpu.unsupported_groups:
                 # The driver has only the v1 memory call, which has no reserved figure.
-                self._mark_unsupported(gpu, "memory_reserved", ("memory_reserved_mb",))
+                self._mark_unsupported(gpu, "memory_reserved", ("memory_reserved_bytes",))
             self._check_mig_mode(gpu)
         except NvmlGpuLost as exc:
             self._mark_lost(gpu, exc)

@@ -38,7 +38,6 @@ __all__ = [
 
 T = TypeVar("T")
 STATUS_OK = "ok"
-_MIB = 1024 * 1024
 
 try:  # nvidia-ml-py is a dependency; its absence is still only "no GPUs".
     import pynvml as _nv
@@ -130,7 +129,7 @@ class MigInfo:
     index: int
     uuid: str
     name: str
-    memory_mb: int
+    memory_bytes: int
 
 
 @dataclass(frozen=True)
@@ -203,7 +202,7 @@ class NvmlSession:
                     continue
                 raise
             memory = _call(_nv.nvmlDeviceGetMemoryInfo, mig)
-            found.append(MigInfo(index, self.uuid(mig), self.name(mig), int(memory.total) // _MIB))
+            found.append(MigInfo(index, self.uuid(mig), self.name(mig), int(memory.total)))
         return tuple(found)
 
     # ---------------------------------------------------------- sample

@@ -118,6 +118,9 @@ class FakeGpu:
     memory_total_mb: int
     memory_used_mb: int = 0
     memory_reserved_mb: int = 0
+    # bytes beyond the whole MiB above: real boards report totals like 7,516,205,123 B
+    memory_total_extra_bytes: int = 0
+    memory_used_extra_bytes: int = 0
     pci_bus_id: str = "00000000:00:00.0"
     compute_capability: tuple[int, int] = (8, 0)
     mig_current: bool | None = None
@@ -152,6 +155,14 @@ class FakeGpu:
     def memory_free_mb(self) -> int:
         return self.memory_total_mb - self.memory_used_mb - self.memory_reserved_mb
 
+    @property
+    def memory_bytes(self) -> tuple[int, int, int, int]:
+        """(total, used, reserved, free) as NVML reports them, bytes."""
+        total = self.memory_total_mb * MIB + self.memory_total_extra_bytes
+        used = self.memory_used_mb * MIB + self.memory_used_extra_bytes
+        reserved = self.memory_reserved_mb * MIB
+        return total, used, reserved, total - used - reserved
+
     def config_lines(self, index: int) -> list[str]:
         unsupported = list(self.unsupported)
         if self.mig_current is None and "mig" not in unsupported:
@@ -160,10 +171,10 @@ class FakeGpu:
             "name": self.name,
             "uuid": self.uuid,
             "pci_bus_id": self.pci_bus_id,
-            "memory_total": self.memory_total_mb * MIB,
-            "memory_used": self.memory_used_mb * MIB,
-            "memory_reserved": self.memory_reserved_mb * MIB,
-            "memory_free": self.memory_free_mb * MIB,
+            "memory_total": self.memory_bytes[0],
+            "memory_used": self.memory_bytes[1],
+            "memory_reserved": self.memory_bytes[2],
+            "memory_free": self.memory_bytes[3],
             "cc_major": self.compute_capability[0],
             "cc_minor": self.compute_capability[1],
             "mig_current": int(bool(self.mig_current)),

@@ -3,11 +3,11 @@
 from agent.commands.run import startup_summary
 from agent.kube.client import NodeIdentity
 from agent.stream.client import StreamConfig
-from proto.telemetry.v1.readings import HostInventory, NodeInventory
+from proto.telemetry.v1.readings import MIB, HostInventory, NodeInventory
 
 
 def test_a_cpu_node_with_the_annotator_on_says_why_there_are_no_gpus():
-    inventory = NodeInventory("n1", "worker-1", HostInventory("worker-1", "6.1", "Debian 12", 16, 8, 64_000, 0),
+    inventory = NodeInventory("n1", "worker-1", HostInventory("worker-1", "6.1", "Debian 12", 16, 8, 64_000 * MIB, 0),
                               nvml_status="library not found")
     line = startup_summary(StreamConfig("agg.controllers.svc:7001", "n1", agent_version="1.2.3", interval_s=10.0),
                            "worker-1", NodeIdentity(node_name="worker-1", node_id="n1", id_source="label"), inventory,

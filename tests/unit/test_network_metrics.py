@@ -1,7 +1,7 @@
 """docs/network-formats.md §7: the flat node-metrics dict, checked against literal expected dicts."""
 
 from agent.network_metrics import NETWORK_METRIC_KEYS, network_node_metrics
-from proto.telemetry.v1.readings import GpuSample, HostInventory, HostSample, NodeInventory, NodeSample
+from proto.telemetry.v1.readings import MIB, GpuSample, HostInventory, HostSample, NodeInventory, NodeSample
 from tests.metrics_fixtures.readings import INVENTORY, SAMPLE_1
 
 P = "metrics.resource.node"
@@ -94,10 +94,10 @@ def test_averages_over_several_gpus():
         timestamp=1.0,
         host=None,
         gpus=(
-            GpuSample(0, "GPU-0", utilization_gpu_pct=10.0, memory_total_mb=1000, memory_used_mb=250,
-                      memory_free_mb=750, temperature_c=40.0, power_draw_w=50.0, power_limit_w=100.0),
-            GpuSample(1, "GPU-1", utilization_gpu_pct=31.0, memory_total_mb=1000, memory_used_mb=500,
-                      memory_free_mb=500, temperature_c=61.0, power_draw_w=75.0, power_limit_w=300.0),
+            GpuSample(0, "GPU-0", utilization_gpu_pct=10.0, memory_total_bytes=1000 * MIB, memory_used_bytes=250 * MIB,
+                      memory_free_bytes=750 * MIB, temperature_c=40.0, power_draw_w=50.0, power_limit_w=100.0),
+            GpuSample(1, "GPU-1", utilization_gpu_pct=31.0, memory_total_bytes=1000 * MIB, memory_used_bytes=500 * MIB,
+                      memory_free_bytes=500 * MIB, temperature_c=61.0, power_draw_w=75.0, power_limit_w=300.0),
         ),
     )
     m = network_node_metrics(None, sample, "n", "c")
@@ -114,11 +114,12 @@ def test_cpu_node_before_rates_exist():
     inventory = NodeInventory(
         node_id="cpu-1",
         node_name="cpu-1",
-        host=HostInventory("cpu-1", "6.1", "Debian", 8, 4, 32_000, 0),
+        host=HostInventory("cpu-1", "6.1", "Debian", 8, 4, 32_000 * MIB, 0),
         nvml_status="library not found",
     )
-    host = HostSample(load1=0.5, memory_total_mb=32_000, memory_used_mb=8_000, memory_available_mb=24_000,
-                      swap_total_mb=0, swap_used_mb=0, tx_bytes_total=10, rx_bytes_total=20)
+    host = HostSample(load1=0.5, memory_total_bytes=32_000 * MIB, memory_used_bytes=8_000 * MIB,
+                      memory_available_bytes=24_000 * MIB, swap_total_bytes=0, swap_used_bytes=0, tx_bytes_total=10,
+                      rx_bytes_total=20)
     m = network_node_metrics(inventory, NodeSample(timestamp=1.0, host=host), "cpu-1", "c")
     assert {k: m[k] for k in m if ".gpu" in k} == {
         f"{P}.gpu.totalUsedMem": 0,

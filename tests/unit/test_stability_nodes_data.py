@@ -3,6 +3,7 @@
 from aggregator.stability.nodes_data import ThrottleTracker, build_nodes_data, healthy_node_ids
 from aggregator.telemetry.model import NodeState
 from proto.telemetry.v1.readings import (
+    MIB,
     GpuInventory,
     GpuSample,
     HealthEvent,
@@ -16,7 +17,7 @@ NOW = 1_700_000_100.0
 
 HOST_INV = HostInventory(
     hostname="gpu-a", kernel="6.1", os="Debian 12", cpu_logical=64, cpu_physical=32,
-    memory_total_mb=515_000, swap_total_mb=0,
+    memory_total_bytes=515_000 * MIB, swap_total_bytes=0,
 )
 
 
@@ -26,21 +27,21 @@ def gpu_node() -> NodeState:
         node_name="gpu-a",
         host=HOST_INV,
         gpus=(
-            GpuInventory(index=0, uuid="GPU-0000", name="NVIDIA H100 80GB HBM3", memory_mb=81_559),
-            GpuInventory(index=1, uuid="GPU-1111", name="NVIDIA H100 80GB HBM3", memory_mb=81_559),
+            GpuInventory(index=0, uuid="GPU-0000", name="NVIDIA H100 80GB HBM3", memory_bytes=81_559 * MIB),
+            GpuInventory(index=1, uuid="GPU-1111", name="NVIDIA H100 80GB HBM3", memory_bytes=81_559 * MIB),
         ),
         driver_version="550.54.15",
     )
     sample = NodeSample(
         timestamp=1_700_000_090.0,
         host=HostSample(
-            cpu_percent=37.456, memory_total_mb=515_000, memory_available_mb=386_250,
-            fs_total_mb=1_000_000, fs_used_mb=250_000,
+            cpu_percent=37.456, memory_total_bytes=515_000 * MIB, memory_available_bytes=386_250 * MIB,
+            fs_total_bytes=1_000_000 * MIB, fs_used_bytes=250_000 * MIB,
         ),
         gpus=(
             GpuSample(
-                index=0, uuid="GPU-0000", utilization_gpu_pct=91.0, memory_total_mb=81_559,
-                memory_used_mb=40_000, temperature_c=71.0, power_draw_w=650.5,
+                index=0, uuid="GPU-0000", utilization_gpu_pct=91.0, memory_total_bytes=81_559 * MIB,
+                memory_used_bytes=40_000 * MIB, temperature_c=71.0, power_draw_w=650.5,
                 throttle_reasons=("hw_thermal_slowdown",), ecc_uncorrected_volatile=0,
                 ecc_uncorrected_aggregate=2, remapped_rows_pending=True, remapped_rows_failure=False,
             ),

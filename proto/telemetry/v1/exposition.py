@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 METRIC_PREFIX = "aios"
-MB = 1024 * 1024
 
 # Every known throttle reason (readings.THROTTLE_REASONS) is exposed as 0 or 1
 # so that a reason clearing shows as a drop to 0 rather than a vanished series.
@@ -95,8 +94,8 @@ def _bool(value: bool | None) -> float | None:
     return None if value is None else (1.0 if value else 0.0)
 
 
-def _mb_to_bytes(value: int | None) -> float | None:
-    return None if value is None else float(value) * MB
+def _bytes(value: int | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _pct_to_ratio(value: float | None) -> float | None:
@@ -200,7 +199,7 @@ def _inventory_families(fam: _Families, inventory: NodeInventory, node: str) -> 
             "Size of each physical disk.",
             ("node", "device"),
             [node, disk.name],
-            _mb_to_bytes(disk.size_mb),
+            _bytes(disk.size_bytes),
         )
     for nic in host.nics:
         fam.gauge(
@@ -220,17 +219,17 @@ def _host_families(fam: _Families, host: HostSample, node: str) -> None:
     fam.gauge("node_load1", "1-minute load average.", n, v, host.load1)
     fam.gauge("node_load5", "5-minute load average.", n, v, host.load5)
     fam.gauge("node_load15", "15-minute load average.", n, v, host.load15)
-    fam.gauge("node_memory_total_bytes", "Physical memory.", n, v, _mb_to_bytes(host.memory_total_mb))
-    fam.gauge("node_memory_used_bytes", "Physical memory in use.", n, v, _mb_to_bytes(host.memory_used_mb))
+    fam.gauge("node_memory_total_bytes", "Physical memory.", n, v, _bytes(host.memory_total_bytes))
+    fam.gauge("node_memory_used_bytes", "Physical memory in use.", n, v, _bytes(host.memory_used_bytes))
     fam.gauge(
         "node_memory_available_bytes",
         "Memory available to new work without swapping.",
         n,
         v,
-        _mb_to_bytes(host.memory_available_mb),
+        _bytes(host.memory_available_bytes),
     )
-    fam.gauge("node_swap_total_bytes", "Swap space.", n, v, _mb_to_bytes(host.swap_total_mb))
-    fam.gauge("node_swap_used_bytes", "Swap space in use.", n, v, _mb_to_bytes(host.swap_used_mb))
+    fam.gauge("node_swap_total_bytes", "Swap space.", n, v, _bytes(host.swap_total_bytes))
+    fam.gauge("node_swap_used_bytes", "Swap space in use.", n, v, _bytes(host.swap_used_bytes))
     fam.gauge("node_page_faults_per_second", "Page faults per second over the last interval.", n, v, host.page_faults_per_s)
     fam.gauge(
         "node_disk_read_bytes_per_second", "Bytes read from disks per second.", n, v, host.disk_read_bytes_per_s
@@ -248,8 +247,8 @@ def _host_families(fam: _Families, host: HostSample, node: str) -> None:
         _pct_to_ratio(host.disk_busy_pct),
     )
     fs, root = ("node", "mountpoint"), [node, "/"]
-    fam.gauge("node_filesystem_size_bytes", "Size of the host's root filesystem.", fs, root, _mb_to_bytes(host.fs_total_mb))
-    fam.gauge("node_filesystem_used_bytes", "Used space of the host's root filesystem.", fs, root, _mb_to_bytes(host.fs_used_mb))
+    fam.gauge("node_filesystem_size_bytes", "Size of the host's root filesystem.", fs, root, _bytes(host.fs_total_bytes))
+    fam.gauge("node_filesystem_used_bytes", "Used space of the host's root filesystem.", fs, root, _bytes(host.fs_used_bytes))
     fam.gauge("node_processes", "Processes on the node.", n, v, host.processes_total)
     fam.gauge("node_processes_running", "Runnable tasks the kernel counts.", n, v, host.processes_running)
     fam.gauge("node_threads", "Threads on the node.", n, v, host.threads_total)
@@ -296,10 +295,10 @@ def _gpu_families(fam: _Families, gpu: GpuSample, labels: list[str]) -> None:
         labels,
         _pct_to_ratio(gpu.utilization_memory_pct),
     )
-    fam.gauge("gpu_memory_total_bytes", "GPU memory.", g, labels, _mb_to_bytes(gpu.memory_total_mb))
-    fam.gauge("gpu_memory_used_bytes", "GPU memory in use.", g, labels, _mb_to_bytes(gpu.memory_used_mb))
-    fam.gauge("gpu_memory_free_bytes", "GPU memory free.", g, labels, _mb_to_bytes(gpu.memory_free_mb))
-    fam.gauge("gpu_memory_reserved_bytes", "GPU memory the driver reserves.", g, labels, _mb_to_bytes(gpu.memory_reserved_mb))
+    fam.gauge("gpu_memory_total_bytes", "GPU memory.", g, labels, _bytes(gpu.memory_total_bytes))
+    fam.gauge("gpu_memory_used_bytes", "GPU memory in use.", g, labels, _bytes(gpu.memory_used_bytes))
+    fam.gauge("gpu_memory_free_bytes", "GPU memory free.", g, labels, _bytes(gpu.memory_free_bytes))
+    fam.gauge("gpu_memory_reserved_bytes", "GPU memory the driver reserves.", g, labels, _bytes(gpu.memory_reserved_bytes))
     fam.gauge("gpu_temperature_celsius", "GPU core temperature.", g, labels, gpu.temperature_c)
     fam.gauge("gpu_power_draw_watts", "GPU power draw.", g, labels, gpu.power_draw_w)
     fam.gauge("gpu_power_limit_watts", "GPU power limit in force.", g, labels, gpu.power_limit_w)

@@ -9,14 +9,29 @@ Convention: a value that could not be read is `None`. When a GPU reports a
 field as not supported, its name is also listed in `unsupported`, so "unknown
 because unsupported" and "unknown because no previous sample yet" (rates) can
 be told apart.
+
+Sizes are bytes, as NVML, psutil and /sys give them (`*_bytes`): nothing is
+rounded on the way to `/metrics` or the aggregator. The network's formats count
+whole MB (1024*1024 bytes; docs/network-formats.md): the annotation, the
+cluster document, `nodes_data`, the node metrics names. They read the `*_mb`
+properties, the one place bytes become MB (rounded down, as the driver's own
+MiB figures are).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+MIB = 1024 * 1024  # the network's "MB"
+
+
+def to_mb(size_bytes: int | None) -> int | None:
+    """Whole MB (1024*1024 bytes, rounded down) of a size in bytes; None stays None."""
+    return None if size_bytes is None else size_bytes // MIB
+
 __all__ = [
     "HEALTH_KINDS",
+    "MIB",
     "THROTTLE_REASONS",
     "CollectorStatus",
     "DiskInfo",
@@ -31,6 +46,7 @@ __all__ = [
     "NodeInventory",
     "NodeSample",
     "NvLinkState",
+    "to_mb",
 ]
 
 # Clock-event ("throttle") reason names, in the order of NVML's bits
@@ -58,8 +74,12 @@ THROTTLE_REASONS = (
 class MigDevice:
     index: int
     uuid: str
-    memory_mb: int
+    memory_bytes: int
     profile: str = ""  # e.g. "1g.10gb" where NVML tells us
+
+    @property
+    def memory_mb(self) -> int:
+        return self.memory_bytes // MIB
 
 
 @dataclass(frozen=True)
@@ -67,7 +87,7 @@ class GpuInventory:
     index: int
     uuid: str
     name: str  # NVML device name, e.g. "NVIDIA A100-SXM4-80GB"
-    memory_mb: int  # total memory, MB = 1024*1024 bytes
+    memory_bytes: int  # total memory, as NVML reports it
     pci_bus_id: str = ""
     compute_capability: tuple[int, int] | None = None
     architecture: str = ""  # "ampere", "hopper", ... derived from compute capability
@@ -78,13 +98,21 @@ class GpuInventory:
     power_limit_w: float | None = None
     unsupported: tuple[str, ...] = ()
 
+    @property
+    def memory_mb(self) -> int:
+        return self.memory_bytes // MIB
+
 
 @dataclass(frozen=True)
 class DiskInfo:
     name: str  # kernel name, e.g. "nvme0n1"
-    size_mb: int
+    size_bytes: int
     rotational: bool = False
     model: str = ""
+
+    @property
+    def size_mb(self) -> int:
+        return self.size_bytes // MIB
 
 
 @dataclass(frozen=True)
@@ -101,14 +129,26 @@ class HostInventory:
     os: str
     cpu_logical: int
     cpu_physical: int
-    memory_total_mb: int
-    swap_total_mb: int
+    memory_total_bytes: int
+    swap_total_bytes: int
     disks: tuple[DiskInfo, ...] = ()
     nics: tuple[NicInfo, ...] = ()
 
     @property
+    def memory_total_mb(self) -> int:
+        return self.memory_total_bytes // MIB
+
+    @property
+    def swap_total_mb(self) -> int:
+        return self.swap_total_bytes // MIB
+
+    @property
+    def disk_total_bytes(self) -> int:
+        return sum(d.size_bytes for d in self.disks)
+
+    @property
     def disk_total_mb(self) -> int:
-        return sum(d.size_mb for d in self.disks)
+        return sum(d.size_mb for d in self.disks)  # as the cluster document sums its disks
 
 
 @dataclass(frozen=True)
@@ -137,10 +177,10 @@ class GpuSample:
     uuid: str
     utilization_gpu_pct: float | None = None
     utilization_memory_pct: float | None = None
-    memory_total_mb: int | None = None
-    memory_used_mb: int | None = None
-    memory_free_mb: int | None = None
-    memory_reserved_mb: int | None = None
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    memory_free_bytes: int | None = None
+    memory_reserved_bytes: int | None = None
     temperature_c: float | None = None
     power_draw_w: float | None = None
     power_limit_w: float | None = None
@@ -164,6 +204,22 @@ class GpuSample:
     error: str = ""  # the NVML error when the device as a whole could not be read
     unsupported: tuple[str, ...] = ()
 
+    @property
+    def memory_total_mb(self) -> int | None:
+        return to_mb(self.memory_total_bytes)
+
+    @property
+    def memory_used_mb(self) -> int | None:
+        return to_mb(self.memory_used_bytes)
+
+    @property
+    def memory_free_mb(self) -> int | None:
+        return to_mb(self.memory_free_bytes)
+
+    @property
+    def memory_reserved_mb(self) -> int | None:
+        return to_mb(self.memory_reserved_bytes)
+
 
 @dataclass(frozen=True)
 class NicRate:
@@ -180,19 +236,19 @@ class HostSample:
     load1: float | None = None
     load5: float | None = None
     load15: float | None = None
-    memory_total_mb: int | None = None
-    memory_used_mb: int | None = None
-    memory_available_mb: int | None = None
-    swap_total_mb: int | None = None
-    swap_used_mb: int | None = None
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    memory_available_bytes: int | None = None
+    swap_total_bytes: int | None = None
+    swap_used_bytes: int | None = None
     page_faults_per_s: float | None = None
     disk_read_bytes_per_s: float | None = None
     disk_write_bytes_per_s: float | None = None
     disk_read_iops: float | None = None
     disk_write_iops: float | None = None
     disk_busy_pct: float | None = None
-    fs_total_mb: int | None = None  # root filesystem of the host
-    fs_used_mb: int | None = None
+    fs_total_bytes: int | None = None  # root filesystem of the host
+    fs_used_bytes: int | None = None
     nics: tuple[NicRate, ...] = ()
     tx_bytes_total: int | None = None
     rx_bytes_total: int | None = None
@@ -207,6 +263,34 @@ class HostSample:
     processes_total: int | None = None
     processes_running: int | None = None
     threads_total: int | None = None
+
+    @property
+    def memory_total_mb(self) -> int | None:
+        return to_mb(self.memory_total_bytes)
+
+    @property
+    def memory_used_mb(self) -> int | None:
+        return to_mb(self.memory_used_bytes)
+
+    @property
+    def memory_available_mb(self) -> int | None:
+        return to_mb(self.memory_available_bytes)
+
+    @property
+    def swap_total_mb(self) -> int | None:
+        return to_mb(self.swap_total_bytes)
+
+    @property
+    def swap_used_mb(self) -> int | None:
+        return to_mb(self.swap_used_bytes)
+
+    @property
+    def fs_total_mb(self) -> int | None:
+        return to_mb(self.fs_total_bytes)
+
+    @property
+    def fs_used_mb(self) -> int | None:
+        return to_mb(self.fs_used_bytes)
 
 
 @dataclass(frozen=True)

@@ -19,19 +19,21 @@ NODE_STATUS_UNHEALTHY: NodeStatus
 NODE_STATUS_STALE: NodeStatus
 
 class MigDevice(_message.Message):
-    __slots__ = ("index", "uuid", "memory_mb", "profile")
+    __slots__ = ("index", "uuid", "memory_mb", "profile", "memory_bytes")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     memory_mb: int
     profile: str
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., memory_mb: _Optional[int] = ..., profile: _Optional[str] = ...) -> None: ...
+    memory_bytes: int
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., memory_mb: _Optional[int] = ..., profile: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class GpuInventory(_message.Message):
-    __slots__ = ("index", "uuid", "name", "memory_mb", "pci_bus_id", "compute_capability_major", "compute_capability_minor", "architecture", "features", "mig_enabled", "mig_pending", "mig_devices", "power_limit_w", "unsupported")
+    __slots__ = ("index", "uuid", "name", "memory_mb", "pci_bus_id", "compute_capability_major", "compute_capability_minor", "architecture", "features", "mig_enabled", "mig_pending", "mig_devices", "power_limit_w", "unsupported", "memory_bytes")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +48,7 @@ class GpuInventory(_message.Message):
     MIG_DEVICES_FIELD_NUMBER: _ClassVar[int]
     POWER_LIMIT_W_FIELD_NUMBER: _ClassVar[int]
     UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     name: str
@@ -60,19 +63,22 @@ class GpuInventory(_message.Message):
     mig_devices: _containers.RepeatedCompositeFieldContainer[MigDevice]
     power_limit_w: float
     unsupported: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_mb: _Optional[int] = ..., pci_bus_id: _Optional[str] = ..., compute_capability_major: _Optional[int] = ..., compute_capability_minor: _Optional[int] = ..., architecture: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., mig_enabled: _Optional[bool] = ..., mig_pending: _Optional[bool] = ..., mig_devices: _Optional[_Iterable[_Union[MigDevice, _Mapping]]] = ..., power_limit_w: _Optional[float] = ..., unsupported: _Optional[_Iterable[str]] = ...) -> None: ...
+    memory_bytes: int
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_mb: _Optional[int] = ..., pci_bus_id: _Optional[str] = ..., compute_capability_major: _Optional[int] = ..., compute_capability_minor: _Optional[int] = ..., architecture: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., mig_enabled: _Optional[bool] = ..., mig_pending: _Optional[bool] = ..., mig_devices: _Optional[_Iterable[_Union[MigDevice, _Mapping]]] = ..., power_limit_w: _Optional[float] = ..., unsupported: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class DiskInfo(_message.Message):
-    __slots__ = ("name", "size_mb", "rotational", "model")
+    __slots__ = ("name", "size_mb", "rotational", "model", "size_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_MB_FIELD_NUMBER: _ClassVar[int]
     ROTATIONAL_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     size_mb: int
     rotational: bool
     model: str
-    def __init__(self, name: _Optional[str] = ..., size_mb: _Optional[int] = ..., rotational: _Optional[bool] = ..., model: _Optional[str] = ...) -> None: ...
+    size_bytes: int
+    def __init__(self, name: _Optional[str] = ..., size_mb: _Optional[int] = ..., rotational: _Optional[bool] = ..., model: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class NicInfo(_message.Message):
     __slots__ = ("name", "speed_mbps", "mac")
@@ -85,7 +91,7 @@ class NicInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., speed_mbps: _Optional[int] = ..., mac: _Optional[str] = ...) -> None: ...
 
 class HostInventory(_message.Message):
-    __slots__ = ("hostname", "kernel", "os", "cpu_logical", "cpu_physical", "memory_total_mb", "swap_total_mb", "disks", "nics")
+    __slots__ = ("hostname", "kernel", "os", "cpu_logical", "cpu_physical", "memory_total_mb", "swap_total_mb", "disks", "nics", "memory_total_bytes", "swap_total_bytes")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     OS_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +101,8 @@ class HostInventory(_message.Message):
     SWAP_TOTAL_MB_FIELD_NUMBER: _ClassVar[int]
     DISKS_FIELD_NUMBER: _ClassVar[int]
     NICS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SWAP_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     kernel: str
     os: str
@@ -104,7 +112,9 @@ class HostInventory(_message.Message):
     swap_total_mb: int
     disks: _containers.RepeatedCompositeFieldContainer[DiskInfo]
     nics: _containers.RepeatedCompositeFieldContainer[NicInfo]
-    def __init__(self, hostname: _Optional[str] = ..., kernel: _Optional[str] = ..., os: _Optional[str] = ..., cpu_logical: _Optional[int] = ..., cpu_physical: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., swap_total_mb: _Optional[int] = ..., disks: _Optional[_Iterable[_Union[DiskInfo, _Mapping]]] = ..., nics: _Optional[_Iterable[_Union[NicInfo, _Mapping]]] = ...) -> None: ...
+    memory_total_bytes: int
+    swap_total_bytes: int
+    def __init__(self, hostname: _Optional[str] = ..., kernel: _Optional[str] = ..., os: _Optional[str] = ..., cpu_logical: _Optional[int] = ..., cpu_physical: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., swap_total_mb: _Optional[int] = ..., disks: _Optional[_Iterable[_Union[DiskInfo, _Mapping]]] = ..., nics: _Optional[_Iterable[_Union[NicInfo, _Mapping]]] = ..., memory_total_bytes: _Optional[int] = ..., swap_total_bytes: _Optional[int] = ...) -> None: ...
 
 class NodeInventory(_message.Message):
     __slots__ = ("node_id", "node_name", "host", "gpus", "driver_version", "cuda_driver_version", "nvml_status")
@@ -133,7 +143,7 @@ class NvLinkState(_message.Message):
     def __init__(self, link: _Optional[int] = ..., active: _Optional[bool] = ...) -> None: ...
 
 class GpuSample(_message.Message):
-    __slots__ = ("index", "uuid", "utilization_gpu_pct", "utilization_memory_pct", "memory_total_mb", "memory_used_mb", "memory_free_mb", "memory_reserved_mb", "temperature_c", "power_draw_w", "power_limit_w", "sm_clock_mhz", "memory_clock_mhz", "throttle_reasons", "ecc_corrected_volatile", "ecc_uncorrected_volatile", "ecc_corrected_aggregate", "ecc_uncorrected_aggregate", "retired_pages_pending", "retired_pages_count", "remapped_rows_pending", "remapped_rows_failure", "remapped_rows_correctable", "remapped_rows_uncorrectable", "pcie_replay_count", "nvlinks", "compute_processes", "lost", "error", "unsupported")
+    __slots__ = ("index", "uuid", "utilization_gpu_pct", "utilization_memory_pct", "memory_total_mb", "memory_used_mb", "memory_free_mb", "memory_reserved_mb", "temperature_c", "power_draw_w", "power_limit_w", "sm_clock_mhz", "memory_clock_mhz", "throttle_reasons", "ecc_corrected_volatile", "ecc_uncorrected_volatile", "ecc_corrected_aggregate", "ecc_uncorrected_aggregate", "retired_pages_pending", "retired_pages_count", "remapped_rows_pending", "remapped_rows_failure", "remapped_rows_correctable", "remapped_rows_uncorrectable", "pcie_replay_count", "nvlinks", "compute_processes", "lost", "error", "unsupported", "memory_total_bytes", "memory_used_bytes", "memory_free_bytes", "memory_reserved_bytes")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     UTILIZATION_GPU_PCT_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +174,10 @@ class GpuSample(_message.Message):
     LOST_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_RESERVED_BYTES_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     utilization_gpu_pct: float
@@ -194,7 +208,11 @@ class GpuSample(_message.Message):
     lost: bool
     error: str
     unsupported: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., utilization_gpu_pct: _Optional[float] = ..., utilization_memory_pct: _Optional[float] = ..., memory_total_mb: _Optional[int] = ..., memory_used_mb: _Optional[int] = ..., memory_free_mb: _Optional[int] = ..., memory_reserved_mb: _Optional[int] = ..., temperature_c: _Optional[float] = ..., power_draw_w: _Optional[float] = ..., power_limit_w: _Optional[float] = ..., sm_clock_mhz: _Optional[int] = ..., memory_clock_mhz: _Optional[int] = ..., throttle_reasons: _Optional[_Iterable[str]] = ..., ecc_corrected_volatile: _Optional[int] = ..., ecc_uncorrected_volatile: _Optional[int] = ..., ecc_corrected_aggregate: _Optional[int] = ..., ecc_uncorrected_aggregate: _Optional[int] = ..., retired_pages_pending: _Optional[bool] = ..., retired_pages_count: _Optional[int] = ..., remapped_rows_pending: _Optional[bool] = ..., remapped_rows_failure: _Optional[bool] = ..., remapped_rows_correctable: _Optional[int] = ..., remapped_rows_uncorrectable: _Optional[int] = ..., pcie_replay_count: _Optional[int] = ..., nvlinks: _Optional[_Iterable[_Union[NvLinkState, _Mapping]]] = ..., compute_processes: _Optional[int] = ..., lost: _Optional[bool] = ..., error: _Optional[str] = ..., unsupported: _Optional[_Iterable[str]] = ...) -> None: ...
+    memory_total_bytes: int
+    memory_used_bytes: int
+    memory_free_bytes: int
+    memory_reserved_bytes: int
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., utilization_gpu_pct: _Optional[float] = ..., utilization_memory_pct: _Optional[float] = ..., memory_total_mb: _Optional[int] = ..., memory_used_mb: _Optional[int] = ..., memory_free_mb: _Optional[int] = ..., memory_reserved_mb: _Optional[int] = ..., temperature_c: _Optional[float] = ..., power_draw_w: _Optional[float] = ..., power_limit_w: _Optional[float] = ..., sm_clock_mhz: _Optional[int] = ..., memory_clock_mhz: _Optional[int] = ..., throttle_reasons: _Optional[_Iterable[str]] = ..., ecc_corrected_volatile: _Optional[int] = ..., ecc_uncorrected_volatile: _Optional[int] = ..., ecc_corrected_aggregate: _Optional[int] = ..., ecc_uncorrected_aggregate: _Optional[int] = ..., retired_pages_pending: _Optional[bool] = ..., retired_pages_count: _Optional[int] = ..., remapped_rows_pending: _Optional[bool] = ..., remapped_rows_failure: _Optional[bool] = ..., remapped_rows_correctable: _Optional[int] = ..., remapped_rows_uncorrectable: _Optional[int] = ..., pcie_replay_count: _Optional[int] = ..., nvlinks: _Optional[_Iterable[_Union[NvLinkState, _Mapping]]] = ..., compute_processes: _Optional[int] = ..., lost: _Optional[bool] = ..., error: _Optional[str] = ..., unsupported: _Optional[_Iterable[str]] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., memory_free_bytes: _Optional[int] = ..., memory_reserved_bytes: _Optional[int] = ...) -> None: ...
 
 class NicRate(_message.Message):
     __slots__ = ("name", "tx_bytes_total", "rx_bytes_total", "tx_bytes_per_s", "rx_bytes_per_s")
@@ -211,7 +229,7 @@ class NicRate(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tx_bytes_total: _Optional[int] = ..., rx_bytes_total: _Optional[int] = ..., tx_bytes_per_s: _Optional[float] = ..., rx_bytes_per_s: _Optional[float] = ...) -> None: ...
 
 class HostSample(_message.Message):
-    __slots__ = ("cpu_percent", "load1", "load5", "load15", "memory_total_mb", "memory_used_mb", "memory_available_mb", "swap_total_mb", "swap_used_mb", "page_faults_per_s", "disk_read_bytes_per_s", "disk_write_bytes_per_s", "disk_read_iops", "disk_write_iops", "disk_busy_pct", "fs_total_mb", "fs_used_mb", "nics", "tx_bytes_total", "rx_bytes_total", "tx_bytes_per_s", "rx_bytes_per_s", "tx_bytes_per_s_1m", "tx_bytes_per_s_5m", "tx_bytes_per_s_15m", "rx_bytes_per_s_1m", "rx_bytes_per_s_5m", "rx_bytes_per_s_15m", "processes_total", "processes_running", "threads_total")
+    __slots__ = ("cpu_percent", "load1", "load5", "load15", "memory_total_mb", "memory_used_mb", "memory_available_mb", "swap_total_mb", "swap_used_mb", "page_faults_per_s", "disk_read_bytes_per_s", "disk_write_bytes_per_s", "disk_read_iops", "disk_write_iops", "disk_busy_pct", "fs_total_mb", "fs_used_mb", "nics", "tx_bytes_total", "rx_bytes_total", "tx_bytes_per_s", "rx_bytes_per_s", "tx_bytes_per_s_1m", "tx_bytes_per_s_5m", "tx_bytes_per_s_15m", "rx_bytes_per_s_1m", "rx_bytes_per_s_5m", "rx_bytes_per_s_15m", "processes_total", "processes_running", "threads_total", "memory_total_bytes", "memory_used_bytes", "memory_available_bytes", "swap_total_bytes", "swap_used_bytes", "fs_total_bytes", "fs_used_bytes")
     CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
     LOAD1_FIELD_NUMBER: _ClassVar[int]
     LOAD5_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +261,13 @@ class HostSample(_message.Message):
     PROCESSES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_RUNNING_FIELD_NUMBER: _ClassVar[int]
     THREADS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SWAP_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SWAP_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FS_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FS_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     cpu_percent: float
     load1: float
     load5: float
@@ -274,7 +299,14 @@ class HostSample(_message.Message):
     processes_total: int
     processes_running: int
     threads_total: int
-    def __init__(self, cpu_percent: _Optional[float] = ..., load1: _Optional[float] = ..., load5: _Optional[float] = ..., load15: _Optional[float] = ..., memory_total_mb: _Optional[int] = ..., memory_used_mb: _Optional[int] = ..., memory_available_mb: _Optional[int] = ..., swap_total_mb: _Optional[int] = ..., swap_used_mb: _Optional[int] = ..., page_faults_per_s: _Optional[float] = ..., disk_read_bytes_per_s: _Optional[float] = ..., disk_write_bytes_per_s: _Optional[float] = ..., disk_read_iops: _Optional[float] = ..., disk_write_iops: _Optional[float] = ..., disk_busy_pct: _Optional[float] = ..., fs_total_mb: _Optional[int] = ..., fs_used_mb: _Optional[int] = ..., nics: _Optional[_Iterable[_Union[NicRate, _Mapping]]] = ..., tx_bytes_total: _Optional[int] = ..., rx_bytes_total: _Optional[int] = ..., tx_bytes_per_s: _Optional[float] = ..., rx_bytes_per_s: _Optional[float] = ..., tx_bytes_per_s_1m: _Optional[float] = ..., tx_bytes_per_s_5m: _Optional[float] = ..., tx_bytes_per_s_15m: _Optional[float] = ..., rx_bytes_per_s_1m: _Optional[float] = ..., rx_bytes_per_s_5m: _Optional[float] = ..., rx_bytes_per_s_15m: _Optional[float] = ..., processes_total: _Optional[int] = ..., processes_running: _Optional[int] = ..., threads_total: _Optional[int] = ...) -> None: ...
+    memory_total_bytes: int
+    memory_used_bytes: int
+    memory_available_bytes: int
+    swap_total_bytes: int
+    swap_used_bytes: int
+    fs_total_bytes: int
+    fs_used_bytes: int
+    def __init__(self, cpu_percent: _Optional[float] = ..., load1: _Optional[float] = ..., load5: _Optional[float] = ..., load15: _Optional[float] = ..., memory_total_mb: _Optional[int] = ..., memory_used_mb: _Optional[int] = ..., memory_available_mb: _Optional[int] = ..., swap_total_mb: _Optional[int] = ..., swap_used_mb: _Optional[int] = ..., page_faults_per_s: _Optional[float] = ..., disk_read_bytes_per_s: _Optional[float] = ..., disk_write_bytes_per_s: _Optional[float] = ..., disk_read_iops: _Optional[float] = ..., disk_write_iops: _Optional[float] = ..., disk_busy_pct: _Optional[float] = ..., fs_total_mb: _Optional[int] = ..., fs_used_mb: _Optional[int] = ..., nics: _Optional[_Iterable[_Union[NicRate, _Mapping]]] = ..., tx_bytes_total: _Optional[int] = ..., rx_bytes_total: _Optional[int] = ..., tx_bytes_per_s: _Optional[float] = ..., rx_bytes_per_s: _Optional[float] = ..., tx_bytes_per_s_1m: _Optional[float] = ..., tx_bytes_per_s_5m: _Optional[float] = ..., tx_bytes_per_s_15m: _Optional[float] = ..., rx_bytes_per_s_1m: _Optional[float] = ..., rx_bytes_per_s_5m: _Optional[float] = ..., rx_bytes_per_s_15m: _Optional[float] = ..., processes_total: _Optional[int] = ..., processes_running: _Optional[int] = ..., threads_total: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., memory_available_bytes: _Optional[int] = ..., swap_total_bytes: _Optional[int] = ..., swap_used_bytes: _Optional[int] = ..., fs_total_bytes: _Optional[int] = ..., fs_used_bytes: _Optional[int] = ...) -> None: ...
 
 class CollectorStatus(_message.Message):
     __slots__ = ("name", "success", "duration_s", "error")
