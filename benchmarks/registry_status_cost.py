@@ -17,17 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.telemetry import inventory
-
 from aggregator.telemetry.model import SampleFigures
 from aggregator.telemetry.registry import NodeRegistry
-from proto.telemetry.v1.readings import HealthEvent
+from proto.telemetry.v1.readings import HealthEvent, NodeSample
+from tests.support.telemetry import inventory
 
 NOW = 1_764_400_000.0
 
 
 def per_call_us(held_events: int, runs: int, calls: int) -> float:
-    registry = NodeRegistry(clock=lambda: NOW, decode_sample=lambda wire: None)
+    registry = NodeRegistry(clock=lambda: NOW, decode_sample=lambda wire: NodeSample(timestamp=NOW, host=None))
     registry.hello("n1", cluster_id="c", agent_version="v", agent_instance="i", inventory=inventory("n1", 8), interval_s=10)
     for k in range(held_events):  # old application-level XIDs: walked, none open a problem
         registry.record_health("n1", k + 1, HealthEvent("xid", NOW - 1000 + k, gpu_index=k % 8, xid=13))

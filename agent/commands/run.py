@@ -28,7 +28,7 @@ from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
-from agent.commands.common import interval_seconds, port_number
+from agent.commands.common import common_parser, interval_seconds, port_number
 from agent.kube.annotator import NodeAnnotator, open_node_annotator
 from agent.kube.client import KubeApiError, NodeIdentity, node_id_from, read_node_identity
 from agent.kube.identity import local_node_identity
@@ -59,8 +59,8 @@ def agent_version() -> str:
         return "0+unknown"
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("run", parents=[common], help="run the agent: sample and stream to the aggregator",
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("run", parents=[common_parser()], help="run the agent: sample and stream to the aggregator",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--interval", type=interval_seconds, default=None,
                    help=f"seconds between samples (env AIOS_INTERVAL_S or COLLECT_INTERVAL, default {DEFAULT_INTERVAL_S:g})")
@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
     p.add_argument("--no-annotate", action="store_true",
                    help="do not keep the Node's annotation (a development machine whose kubeconfig is not its cluster)")
     p.add_argument("--stats-file", type=Path, help="on exit, write the stream's counters here as JSON")
-    p.set_defaults(func=run, default_log_level="INFO")  # `kubectl logs` shows what it found
+    p.set_defaults(run=run, default_log_level="INFO")  # `kubectl logs` shows what it found
 
 
 
@@ -173,8 +173,7 @@ def run(args: argparse.Namespace) -> int:
                              f"{metrics_port}: {e.strerror or e} (set AIOS_METRICS_PORT or --metrics-port)") from e
         daemon.initial_inventory(inventory)  # tells the inventory observers (the annotator, the metrics)
         # XIDs go out as they arrive, not with the next sample (up to one interval later)
-        if not reader.set_health_listener(daemon.push_health):
-            log.info("GPU health events travel with the samples")
+        reader.set_health_listener(daemon.push_health)
         stream.start()
         if annotator is not None:
             annotator.start()

@@ -29,7 +29,7 @@ from aggregator.auth import AuthError, load_tokens
 from aggregator.policies import open_policy
 from aggregator.policies.runner_health import ServiceProbe, read_runner_settings, runner_health
 from aggregator.policies.sidecar_server import DEFAULT_IDLE_CLOSE_S, HandleRegistry, create_sidecar_app
-from aggregator.web.app import serve_http
+from aggregator.web.serving import serve_http
 
 __all__ = ["register", "run"]
 

@@ -61,9 +61,6 @@ class QueryClient:
     def get_node(self, node: str, max_health_events: int = 0) -> pb.NodeDetail:
         return self._call(self._stub.GetNode, pb.GetNodeRequest(node_id=node, max_health_events=max_health_events))
 
-    def cluster_summary(self) -> pb.ClusterSummary:
-        return self._call(self._stub.GetClusterSummary, pb.ClusterSummaryRequest())
-
     def close(self) -> None:
         self._channel.close()
 

@@ -180,13 +180,9 @@ class AIOSv1PolicyRule:
                     acked = self._acked.get(key)
                     if acked is not None and xid.get("last_time") is not None and xid["last_time"] <= acked:
                         continue
-                    findings.append(
-                        _finding(
-                            node_id, gpu, "xid",
-                            "XID %s seen %s time(s), last %ss ago" % (code, xid.get("count"), xid.get("age_s")),
-                            xid=code, resolution=XID_RESOLUTIONS.get(code, "contact_support"),
-                        )
-                    )
+                    reason = "XID %s seen %s time(s), last %ss ago" % (code, xid.get("count"), xid.get("age_s"))
+                    resolution = XID_RESOLUTIONS.get(code, "contact_support")
+                    findings.append(_finding(node_id, gpu, "xid", reason, xid=code, resolution=resolution))
                 if p["unstable_on_ecc_uncorrectable"] and (
                     (health.get("ecc_uncorrected_volatile") or 0) > 0 or (health.get("ecc_uncorrectable_events") or 0) > 0
                 ):
