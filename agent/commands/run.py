@@ -3,13 +3,19 @@
 Sampling every interval (`agent.sampling.daemon`), streamed to the aggregator
 (`agent.stream.client`), XID events pushed as they arrive; the Node's
 `gpu.aios/info` annotation and labels kept true (`agent.kube.annotator`, off when
-no Kubernetes API is configured); `/metrics` and `/healthz` on the metrics
-port (`agent.metrics`, `agent.liveness`). SIGTERM/SIGINT stop it all and exit 0.
+no Kubernetes API is configured); the GPU health judged by the shared rule
+(`agent.gpu.health_tracker`) and kept on the Node's status as conditions
+(`agent.kube.condition_writer`; off with `--no-conditions` or
+AIOS_NODE_CONDITIONS=off), cleared too by operator acknowledgements coming over
+the stream; `/metrics` and `/healthz` on the metrics port (`agent.metrics`,
+`agent.liveness`). SIGTERM/SIGINT stop it all and exit 0.
 
 Settings (flag, else env): `--aggregator` AIOS_AGGREGATOR_ADDR,
 `--cluster-id` AIOS_CLUSTER_ID, `--interval` AIOS_INTERVAL_S,
-`--metrics-port` AIOS_METRICS_PORT, `--host-root` AIOS_HOST_ROOT, the token
-AIOS_TOKEN or AIOS_TOKEN_FILE (read at each connect; waited for while missing), the Node's name NODE_NAME (downward API), the
+`--metrics-port` AIOS_METRICS_PORT, `--host-root` AIOS_HOST_ROOT, the credential
+(`agent.stream.credentials`: the projected ServiceAccount token AIOS_SA_TOKEN_FILE in a
+cluster, else the shared AIOS_TOKEN or AIOS_TOKEN_FILE; read at each connect, waited for
+while its file is missing), the Node's name NODE_NAME (downward API), the
 node id the Node's `nodeID` label, else NODE_ID, else the Node's name.
 Nothing is written to disk except `--stats-file` when asked (the pod's root
 filesystem is read-only).
@@ -29,20 +35,26 @@ from importlib import metadata
 from pathlib import Path
 
 from agent.commands.common import common_parser, interval_seconds, port_number
+from agent.gpu.bounded import bound_from_env
+from agent.gpu.health_tracker import GpuHealthTracker, agent_rule_from_env
 from agent.kube.annotator import NodeAnnotator, open_node_annotator
 from agent.kube.client import KubeApiError, NodeIdentity, node_id_from, read_node_identity
+from agent.kube.condition_writer import NodeConditionWriter, condition_writer_from_env
 from agent.kube.identity import local_node_identity
 from agent.liveness import SamplerView, health_document, healthz_app
 from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, metrics_port_from_env
 from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.sampling.node_reader import open_node_reader
 from agent.stream.client import StreamConfig, TelemetryStream
-from agent.stream.credentials import BearerToken, TokenUnavailable
+from agent.stream.credentials import AgentCredentials, TokenFileError, credentials_from_env
+from proto.common.hardening import set_not_dumpable
+from proto.health.conditions import CONDITION_TYPES
 from proto.telemetry.v1.readings import NodeInventory
 
 __all__ = [
     "agent_version",
     "identity_mismatch",
+    "load_credentials",
     "register",
     "resolve_node_identity",
     "run",
@@ -57,6 +69,22 @@ def agent_version() -> str:
         return metadata.version("aios-node-telemetry")
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+def load_credentials(env=os.environ) -> AgentCredentials:
+    """The ServiceAccount token file or the shared token (`agent.stream.credentials`), read once
+    now to say at start what is wrong. Never fatal: a file not there yet (the projected token
+    before the kubelet writes it, the Secret `aios-token` before the aggregator's first start
+    creates it and the kubelet mounts it) is waited for, the stream retrying at each connect."""
+    credentials = credentials_from_env(env)
+    try:
+        credentials.current()
+    except TokenFileError as e:
+        waits_for = ("the kubelet writes the projected token" if credentials.sa_token_file is not None else
+                     "Secret aios-token, key token: the aggregator creates it on its first start, the kubelet "
+                     "mounts it a minute or two later")
+        log.error("%s (%s); sampling starts now, streaming once it can be read", e, waits_for)
+    return credentials
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,6 +106,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "none found: the agent runs without annotating)")
     p.add_argument("--no-annotate", action="store_true",
                    help="do not keep the Node's annotation (a development machine whose kubeconfig is not its cluster)")
+    p.add_argument("--no-conditions", action="store_true",
+                   default=os.environ.get("AIOS_NODE_CONDITIONS", "").strip().lower() in ("off", "false", "0"),
+                   help="do not keep the GPU conditions on the Node's status (env AIOS_NODE_CONDITIONS=off)")
     p.add_argument("--stats-file", type=Path, help="on exit, write the stream's counters here as JSON")
     p.set_defaults(run=run, default_log_level="INFO")  # `kubectl logs` shows what it found
 
@@ -109,12 +140,13 @@ def run(args: argparse.Namespace) -> int:
         metrics_port = args.metrics_port if args.metrics_port is not None else metrics_port_from_env()
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
-    credentials = BearerToken.from_env()
-    if credentials.path is not None and credentials.value is None:
-        try:
-            credentials.current()
-        except TokenUnavailable as e:  # the stream waits for it, saying so at each retry
-            log.warning("%s; sampling starts now, streaming once the token is there", e)
+    try:
+        call_bound_s = bound_from_env()
+        rule = agent_rule_from_env()
+    except ValueError as e:
+        raise SystemExit(f"aios-agent run: {e}") from e
+    credentials = load_credentials()
+    set_not_dumpable()  # it holds its ServiceAccount token: no other process of its uid reads its memory
     # APScheduler logs every job run at INFO: one line per sample is noise
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     stopping = threading.Event()
@@ -135,6 +167,13 @@ def run(args: argparse.Namespace) -> int:
             annotating = "off (no Kubernetes API configured)"
             log.warning("no Kubernetes API configured: the Node's gpu.aios/info annotation is not kept; running on")
     identity = resolve_node_identity(annotator, node_name)
+    tracker = GpuHealthTracker(rule, call_bound_s=call_bound_s)
+    writer: NodeConditionWriter | None = None
+    if annotator is not None and not args.no_conditions:
+        try:
+            writer = condition_writer_from_env(annotator.api, node_name, CONDITION_TYPES)
+        except ValueError as e:
+            raise SystemExit(f"aios-agent run: {e}") from e
 
     reader = open_node_reader(node_id=identity.node_id, node_name=node_name, host_root=args.host_root,
                               nvml_library=args.nvml_library)
@@ -144,26 +183,31 @@ def run(args: argparse.Namespace) -> int:
             node_id=identity.node_id,
             cluster_id=args.cluster_id,
             agent_version=agent_version(),
-            token=credentials.value,
-            token_file=credentials.path,
+            credentials=credentials,
             tls_ca=args.tls_ca,
             buffer_limit=args.buffer_limit,
             interval_s=interval,
         )
         inventory = reader.inventory()
         stream = TelemetryStream(
-            config, inventory, on_instruction=lambda instruction: daemon.on_instruction(instruction)
+            config, inventory, on_instruction=lambda instruction: daemon.on_instruction(instruction),
+            on_acknowledgement=tracker.acknowledge,
         )
         daemon = AgentDaemon(reader, stream, interval_s=interval)
         if annotator is not None:
             daemon.inventory_observers.append(annotator.observe)
+        daemon.inventory_observers.append(tracker.observe_inventory)
+        daemon.sample_observers.append(tracker.observe_sample)
+        daemon.health_observers.append(tracker.observe_event)
 
         def healthz() -> tuple[bool, dict]:
             sampler = SamplerView(daemon.interval_s, daemon.started_at, daemon.last_run_at,
-                                  daemon.counters.samples, daemon.counters.sample_failures)
+                                  daemon.counters.samples, daemon.counters.sample_failures, call_bound_s)
             return health_document(time.monotonic(), identity.node_id, sampler, stream=stream.stats(),
                                    annotator=annotator.status() if annotator is not None else None,
-                                   annotator_enabled=annotator is not None)
+                                   annotator_enabled=annotator is not None,
+                                   conditions=writer.status() if writer is not None else None,
+                                   unresponsive_gpus=tracker.unresponsive_gpus())
 
         try:
             metrics = attach_agent_metrics(daemon, port=metrics_port, addr=args.metrics_addr, inventory=inventory,
@@ -171,15 +215,19 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise SystemExit(f"aios-agent run: cannot serve /metrics and /healthz on {args.metrics_addr}:"
                              f"{metrics_port}: {e.strerror or e} (set AIOS_METRICS_PORT or --metrics-port)") from e
-        daemon.initial_inventory(inventory)  # tells the inventory observers (the annotator, the metrics)
+        daemon.initial_inventory(inventory)  # tells the inventory observers (the annotator, the metrics, the tracker)
+        if writer is not None:
+            tracker.on_change(writer.observe)  # every type, False unless a problem shows already: written at start
         # XIDs go out as they arrive, not with the next sample (up to one interval later)
         reader.set_health_listener(daemon.push_health)
         stream.start()
         if annotator is not None:
             annotator.start()
+        if writer is not None:
+            writer.start()
         daemon.start()
         log.info("%s", startup_summary(config, node_name, identity, inventory, annotating=annotating,
-                                       metrics_port=metrics.port))
+                                       credential=credentials.kind, metrics_port=metrics.port))
         try:
             _wait_for_stop(stopping, annotator, identity)
         finally:
@@ -187,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
             daemon.stop()
             if annotator is not None:
                 annotator.stop()
+            if writer is not None:
+                writer.stop()
             stream.stop(flush_timeout_s=2.0)
             metrics.close()
     if args.stats_file:
@@ -202,7 +252,7 @@ _ID_SOURCES = {"label": "its nodeID label", "env": "NODE_ID", "name": "the Node'
 
 
 def startup_summary(config: StreamConfig, node_name: str, identity: NodeIdentity, inventory: NodeInventory, *,
-                    annotating: str, metrics_port: int) -> str:
+                    annotating: str, credential: str, metrics_port: int) -> str:
     """Pure: the one line a healthy start logs, saying what the agent found and where it sends it."""
     if inventory.gpus:
         names = Counter(g.name for g in inventory.gpus)
@@ -213,7 +263,7 @@ def startup_summary(config: StreamConfig, node_name: str, identity: NodeIdentity
     host = f"{inventory.host.cpu_logical} vCPU" if inventory.host is not None else "host unread"
     source = _ID_SOURCES.get(identity.id_source, identity.id_source)
     return (f"agent {config.agent_version} on node {node_name} (id {identity.node_id}, from {source}): "
-            f"{gpus}, {host}; streaming every {config.interval_s:g} s to {config.address}; "
+            f"{gpus}, {host}; streaming every {config.interval_s:g} s to {config.address} with its {credential}; "
             f"annotator {annotating}; metrics and /healthz on port {metrics_port}")
 
 

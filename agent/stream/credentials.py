@@ -1,11 +1,15 @@
-"""The bearer token the agent presents to the aggregator, read at each connect.
+"""What the agent proves itself with to the aggregator, read afresh at each connect.
 
-`AIOS_TOKEN` (a literal), else the first line of `AIOS_TOKEN_FILE`: in a
-cluster, key `token` of Secret `aios-token`, mounted from an optional Secret
-volume. The aggregator creates that Secret on its first start, and the
-kubelet fills the volume a minute or two later, so a missing file is a wait,
-not an error: the stream says what it waits for and retries with its backoff.
-Reading it at each connect also follows a rotated Secret without a restart.
+In a cluster: the pod's projected ServiceAccount token (audience
+`aios-aggregator`, rotated by the kubelet), at `AIOS_SA_TOKEN_FILE`, default
+`/var/run/secrets/aios/identity/token` when that file exists. The aggregator
+verifies it with a TokenReview and binds the stream to the node the pod runs
+on, so one agent cannot speak for another node.
+
+Elsewhere (`make run`, tests without a cluster): the shared token,
+`AIOS_TOKEN` or the first line of `AIOS_TOKEN_FILE` (`proto.common.tokens`).
+
+Both are read at each connect, so a rotated file needs no restart.
 """
 
 from __future__ import annotations
@@ -15,51 +19,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MAX_TOKEN_CHARS", "BearerToken", "TokenUnavailable"]
+from proto.common.tokens import TokenFileError, read_token_file, tokens_from_env
 
-MAX_TOKEN_CHARS = 4096  # a token is tens of characters; a bigger first line is not one
-_SECRET = "Secret aios-token, key token"
+__all__ = ["DEFAULT_SA_TOKEN_FILE", "AgentCredentials", "TokenFileError", "credentials_from_env"]
 
-
-class TokenUnavailable(Exception):
-    """No token can be read now; the message says what is awaited."""
+DEFAULT_SA_TOKEN_FILE = Path("/var/run/secrets/aios/identity/token")
 
 
 @dataclass(frozen=True)
-class BearerToken:
-    value: str | None = None  # AIOS_TOKEN
-    path: Path | None = None  # AIOS_TOKEN_FILE
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> BearerToken:
-        env = os.environ if env is None else env
-        value = env.get("AIOS_TOKEN", "").strip() or None
-        path = env.get("AIOS_TOKEN_FILE", "").strip()
-        return cls(value, Path(path) if path else None)
+class AgentCredentials:
+    sa_token_file: Path | None = None  # set: the Kubernetes identity; else the shared token
+    env: Mapping[str, str] | None = None  # where AIOS_TOKEN / AIOS_TOKEN_FILE are read
 
     @property
-    def configured(self) -> bool:
-        return self.value is not None or self.path is not None
+    def kind(self) -> str:
+        return f"ServiceAccount token {self.sa_token_file}" if self.sa_token_file else "shared token"
 
     def current(self) -> str | None:
-        """The token to send now (None: none configured); TokenUnavailable while the file is missing or unusable."""
-        if self.value is not None:
-            return self.value
-        if self.path is None:
-            return None
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError as exc:
-            raise TokenUnavailable(
-                f"waiting for the token file {self.path} ({_SECRET}: the aggregator creates it on its first "
-                "start, the kubelet mounts it a minute or two later)"
-            ) from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise TokenUnavailable(f"cannot read the token file {self.path}: {reason}") from exc
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        if not lines:
-            raise TokenUnavailable(f"the token file {self.path} is empty ({_SECRET})")
-        if len(lines[0]) > MAX_TOKEN_CHARS:
-            raise TokenUnavailable(f"the token file {self.path}: its first line is over {MAX_TOKEN_CHARS} characters")
-        return lines[0]
+        """The token to send now; `TokenFileError` when its file cannot be read."""
+        if self.sa_token_file is not None:
+            lines = read_token_file(self.sa_token_file, variable="AIOS_SA_TOKEN_FILE")
+            if not lines:
+                raise TokenFileError(f"AIOS_SA_TOKEN_FILE={self.sa_token_file}: the file is empty")
+            return lines[0]
+        tokens = tokens_from_env(self.env)
+        return tokens[0] if tokens else None
+
+
+def credentials_from_env(env: Mapping[str, str] | None = None, *, default_sa_file: Path = DEFAULT_SA_TOKEN_FILE
+                         ) -> AgentCredentials:
+    """`AIOS_SA_TOKEN_FILE` when set, else the default projected path when it exists, else the shared token."""
+    env = os.environ if env is None else env
+    named = (env.get("AIOS_SA_TOKEN_FILE") or "").strip()
+    if named:
+        return AgentCredentials(sa_token_file=Path(named), env=env)
+    if default_sa_file.is_file():
+        return AgentCredentials(sa_token_file=default_sa_file, env=env)
+    return AgentCredentials(sa_token_file=None, env=env)

@@ -5,10 +5,10 @@ patch` rewrites, so its `PolicyConfig.from_env()` is where
 `POLICY_EXECUTION_MODE` / `POLICY_SYSTEM_EXECUTOR_ID` take effect. The
 aggregator's container reaches it through `SidecarPolicy`.
 
-Routes (all but `/healthz` need the bearer token; the port is reachable from
-the pod network because the kubelet probes it; `/healthz` answers 200 while
-the runner serves and lists what keeps policies from running under
-`problems`: see `runner_health`):
+Routes (all but `/healthz` need the runner's own bearer token, which grants
+nothing on the aggregator; the port is reachable from the pod network because
+the kubelet probes it; `/healthz` answers 200 while the runner serves and
+lists what keeps policies from running under `problems`: see `runner_health`):
 
     GET  /healthz
     POST /policies/open        {handle_id?, source, settings?, parameters?}
@@ -219,10 +219,12 @@ def create_sidecar_app(
     registry: HandleRegistry,
     tokens: Tokens,
     config: PolicyConfig | None,
+    sandbox: dict | None = None,
     health: Callable[[], dict] | None = None,
 ) -> FastAPI:
-    """The policy runner's app. `config` (None: unusable settings) is only shown on /healthz, the
-    registry's opener uses it; `health()` adds the runner's readiness (`runner_health.runner_health`)."""
+    """The policy runner's app. `config` (None: unusable settings) and `sandbox` (what the policy
+    sandbox enforces here, `aggregator.policies.sandbox.probe`) are only shown on /healthz, the
+    registry's opener uses the config; `health()` adds the runner's readiness (`runner_health`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -259,6 +261,10 @@ def create_sidecar_app(
             "executor_id": config.executor_id if config is not None else None,
             "open_policies": len(registry),
         }
+        if sandbox is not None:
+            # what an operator must know: which protections this machine does not give the policies
+            data["sandbox"] = sandbox
+            data["not_enforced"] = list(sandbox.get("not_enforced", ()))
         if health is not None:
             data.update(health())
         return {"success": True, "data": data}

@@ -38,6 +38,7 @@ def test_a_healthy_start_logs_one_line_naming_gpus_aggregator_annotator_and_port
     assert re.fullmatch(
         r"agent \S+ on node node-s-name \(id node-s, from NODE_ID\): "
         r"2 GPU\(s\) \(2x NVIDIA A100-SXM4-80GB; driver 550\.54\.15\), \d+ vCPU; "
-        rf"streaming every 5 s to {re.escape(aggregator.address)}; annotator off \(--no-annotate\); "
+        rf"streaming every 5 s to {re.escape(aggregator.address)} with its shared token; "
+        r"annotator off \(--no-annotate\); "
         r"metrics and /healthz on port [1-9]\d*", summary), summary
     assert agent.returncode == 0

@@ -116,21 +116,25 @@ def granted_secret_calls() -> set[tuple[str, str | None]]:
 def test_first_start_creates_the_secret_agents_wait_for_it_and_a_restart_reads_it(tmp_path, kube_api):
     mount = tmp_path / "secret-volume"  # the optional Secret volume: empty until the kubelet fills it
     mount.mkdir()
-    env = base_env(AIOS_TOKEN_FILE=str(mount / "token"), AIOS_TOKEN_SECRET=NAME, AIOS_NAMESPACE=NAMESPACE)
-    del env["AIOS_TOKEN"]  # as in the pod: only the Secret's file
+    env = base_env(AIOS_TOKEN_FILE=str(mount / "token"), AIOS_READ_TOKEN_FILE=str(mount / "read-token"),
+                   AIOS_TOKEN_SECRET=NAME, AIOS_NAMESPACE=NAMESPACE,
+                   AIOS_AGENT_AUTH="token")  # agents with the shared token: the Secret is all they have
+    del env["AIOS_TOKEN"]  # as in the pod: only the Secret's files
     aggregator = AggregatorProcess(tmp_path, extra_args=("--kubeconfig", str(kube_api.kubeconfig)))
     agent = None
     try:
         aggregator.start(env=env)
-        token = keys(stored_secret(kube_api))["token"].strip()
+        token, read_token = (keys(stored_secret(kube_api))[k].strip() for k in ("token", "read-token"))
         agent_env = {"AIOS_TOKEN": "", "AIOS_TOKEN_FILE": str(mount / "token")}
         agent = AgentProcess(tmp_path, "node-t", aggregator.address, env=agent_env)
-        wait_for(lambda: "waiting for the token file" in agent.log_path.read_text(), what="the agent saying it waits")
+        waiting = f"AIOS_TOKEN_FILE={mount / 'token'}: cannot read: No such file or directory; retrying in"
+        wait_for(lambda: waiting in agent.log_path.read_text(), what="the agent saying what it waits for")
         assert agent.proc.poll() is None  # waiting, not crash-looping
         for name, value in keys(stored_secret(kube_api)).items():  # what the kubelet does a minute later
             (mount / name).write_text(value)
         wait_for(lambda: "node-t" in list_nodes_with(aggregator.address, token), timeout_s=60,
                  what="the agent streaming with the Secret's token")
+        assert "node-t" in list_nodes_with(aggregator.address, read_token)  # the read token reads
 
         # a restart before the volume is filled (or with it filled) keeps the same token: no second create
         aggregator.stop()
@@ -138,6 +142,7 @@ def test_first_start_creates_the_secret_agents_wait_for_it_and_a_restart_reads_i
             (mount / name).unlink()
         aggregator.start(env=env)
         assert "node-t" in list_nodes_with(aggregator.address, token)
+        assert "node-t" in list_nodes_with(aggregator.address, read_token)
     finally:
         if agent is not None:
             agent.stop()

@@ -11,7 +11,8 @@ def test_a_cpu_node_with_the_annotator_on_says_why_there_are_no_gpus():
                               nvml_status="library not found")
     line = startup_summary(StreamConfig("agg.controllers.svc:7001", "n1", agent_version="1.2.3", interval_s=10.0),
                            "worker-1", NodeIdentity(node_name="worker-1", node_id="n1", id_source="label"), inventory,
-                           annotating="on (Node worker-1)", metrics_port=9402)
+                           annotating="on (Node worker-1)", credential="shared token", metrics_port=9402)
     assert line == ("agent 1.2.3 on node worker-1 (id n1, from its nodeID label): no GPUs (library not found), "
-                    "16 vCPU; streaming every 10 s to agg.controllers.svc:7001; annotator on (Node worker-1); "
+                    "16 vCPU; streaming every 10 s to agg.controllers.svc:7001 with its shared token; "
+                    "annotator on (Node worker-1); "
                     "metrics and /healthz on port 9402")

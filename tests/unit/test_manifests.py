@@ -185,10 +185,12 @@ def test_the_token_secret_is_created_by_the_aggregator_and_waited_for(rendered):
     aggregator = deployment["spec"]["template"]["spec"]["containers"][0]
     secret_name = _env(aggregator)["AIOS_TOKEN_SECRET"]
     assert secret_name == "aios-token"
-    for workload in (deployment, daemonset):
-        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
-        # optional: the pods start before the Secret exists; the kubelet fills the volume later
-        assert volumes["token"]["secret"] == {"secretName": secret_name, "defaultMode": 0o440, "optional": True}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    # optional: the pod starts before the Secret exists; the kubelet fills the volume later
+    assert volumes["token"]["secret"] == {"secretName": secret_name, "defaultMode": 0o440, "optional": True}
+    # the agents hold no shared token (a projected ServiceAccount token), so they wait for nothing
+    agent_volumes = daemonset["spec"]["template"]["spec"]["volumes"]
+    assert not [v for v in agent_volumes if v.get("secret", {}).get("secretName") == secret_name]
     # the aggregator may read that Secret by name, and create Secrets in its namespace, nothing more
     rules = [rule for doc in rendered if doc["kind"] == "Role" and doc["metadata"]["namespace"] == "controllers"
              for rule in doc["rules"] if "secrets" in rule["resources"]]
@@ -214,3 +216,44 @@ def test_agent_daemonset_runs_everywhere_without_claiming_gpus(rendered):
     assert agent["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert ds["spec"]["updateStrategy"]["type"] == "RollingUpdate"
+
+
+def _mounted_volume(pod: dict, container: dict, path: str) -> dict:
+    """The volume of `pod` that `container` mounts at the folder holding `path`."""
+    mounts = sorted(container["volumeMounts"], key=lambda m: -len(m["mountPath"]))
+    mount = next(m for m in mounts if path.startswith(m["mountPath"].rstrip("/") + "/"))
+    return next(v for v in pod["volumes"] if v["name"] == mount["name"])
+
+
+def test_agents_prove_their_node_with_a_projected_token_and_hold_no_shared_one(rendered):
+    pod = find(rendered, "DaemonSet", "aios-agent")["spec"]["template"]["spec"]
+    (agent,) = pod["containers"]
+    path = _env(agent)["AIOS_SA_TOKEN_FILE"]
+    volume = _mounted_volume(pod, agent, path)
+    (source,) = volume["projected"]["sources"]
+    token = source["serviceAccountToken"]
+    assert token["audience"] == "aios-aggregator" and path.endswith("/" + token["path"])
+    assert 600 <= token["expirationSeconds"] <= 86400  # the kubelet rotates it at 80 %
+    assert "AIOS_TOKEN_FILE" not in _env(agent) and "AIOS_TOKEN" not in _env(agent)
+    assert not any(v.get("secret", {}).get("secretName") == "aios-token" for v in pod["volumes"])
+
+
+def test_the_policy_runner_has_its_own_token_and_none_of_the_aggregators(rendered):
+    pod = find(rendered, "Deployment")["spec"]["template"]["spec"]
+    aggregator, runner = pod["containers"]
+    runner_token = runner["args"][runner["args"].index("--token-file") + 1]
+    assert _env(aggregator)["AIOS_POLICY_SIDECAR_TOKEN_FILE"] == runner_token
+    assert "emptyDir" in _mounted_volume(pod, runner, runner_token)
+    assert _mounted_volume(pod, aggregator, runner_token)["name"] == _mounted_volume(pod, runner, runner_token)["name"]
+    secret_volumes = {v["name"] for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "aios-token"}
+    assert secret_volumes and not secret_volumes & {m["name"] for m in runner["volumeMounts"]}
+    assert {"AIOS_TOKEN", "AIOS_TOKEN_FILE"}.isdisjoint(_env(runner))
+    # the pod's API token is masked in the runner, which needs no API
+    masked = _mounted_volume(pod, runner, "/var/run/secrets/kubernetes.io/serviceaccount/token")
+    assert "emptyDir" in masked
+    # root only for starting workers under their own uids, with just those capabilities
+    context = runner["securityContext"]
+    assert context["runAsUser"] == 0 and context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert set(context["capabilities"]["add"]) <= {"SETUID", "SETGID", "KILL", "CHOWN", "DAC_OVERRIDE", "FOWNER"}
+    assert aggregator["securityContext"].get("runAsUser", pod["securityContext"]["runAsUser"]) != 0

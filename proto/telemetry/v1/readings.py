@@ -33,6 +33,7 @@ __all__ = [
     "HEALTH_KINDS",
     "MIB",
     "THROTTLE_REASONS",
+    "Acknowledgement",
     "CollectorStatus",
     "DiskInfo",
     "GpuInventory",
@@ -201,8 +202,9 @@ class GpuSample:
     nvlinks: tuple[NvLinkState, ...] = ()
     compute_processes: int | None = None
     lost: bool = False  # the GPU stopped answering (fell off the bus, ...)
-    error: str = ""  # the NVML error when the device as a whole could not be read
+    error: str = ""  # the NVML error when the device as a whole could not be read (or the call that hung)
     unsupported: tuple[str, ...] = ()
+    recovery_action: int | None = None  # the driver's nvmlDeviceGpuRecoveryAction_t, where it offers one
 
     @property
     def memory_total_mb(self) -> int | None:
@@ -310,6 +312,8 @@ HEALTH_KINDS = (
     "row_remap_pending",  # a remap is pending (needs a GPU reset)
     "nvml_error",  # a device-level NVML failure that is not "lost"
     "collector_error",  # a collector failed as a whole
+    "gpu_unresponsive",  # an NVML call on the GPU did not return within the bound (message names the call)
+    "gpu_responsive",  # an unresponsive GPU answers NVML again
 )
 
 
@@ -331,3 +335,16 @@ class NodeSample:
     gpus: tuple[GpuSample, ...] = ()
     collectors: tuple[CollectorStatus, ...] = ()
     health_events: tuple[HealthEvent, ...] = field(default=())
+
+
+# ---------------------------------------------------------------- from the aggregator
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """An operator acknowledged a node's GPU problems (see `proto.health.acknowledgements`)."""
+
+    up_to: float  # unix seconds, the events' clock: events at or before it no longer count
+    gpu_index: int | None = None  # None: every GPU of the node
+    xids: tuple[int, ...] = ()  # (): every kind of event; else only XID events with these codes
+    reason: str = ""
