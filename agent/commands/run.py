@@ -134,8 +134,11 @@ def run(args: argparse.Namespace) -> int:
             log.warning("no Kubernetes API configured: the Node's gpu.aios/info annotation is not kept; running on")
     identity = resolve_node_identity(annotator, node_name)
 
-    reader = open_node_reader(node_id=identity.node_id, node_name=node_name, host_root=args.host_root,
-                              nvml_library=args.nvml_library)
+    try:
+        reader = open_node_reader(node_id=identity.node_id, node_name=node_name, host_root=args.host_root,
+                                  nvml_library=args.nvml_library)
+    except ValueError as e:  # a bad AIOS_ATTRIBUTION
+        raise SystemExit(f"aios-agent run: {e}") from e
     with reader:
         config = StreamConfig(
             address=args.aggregator,
