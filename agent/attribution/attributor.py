@@ -104,6 +104,11 @@ class GpuAttributor:
         now = self._clock()
         pids_by_device: dict[str, list[int]] = {}
         for gpu in gpus:
+            if not gpu.processes:
+                continue
+            if not gpu.migs:  # every process on the whole GPU: one list at C speed
+                pids_by_device[gpu.uuid] = [process.pid for process in gpu.processes]
+                continue
             for process in gpu.processes:
                 pids_by_device.setdefault(process.mig_uuid or gpu.uuid, []).append(process.pid)
         processes_changed = pids_by_device != self._pids_by_device

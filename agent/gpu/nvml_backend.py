@@ -41,7 +41,6 @@ __all__ = [
     "NvmlSession",
     "NvmlUnavailable",
     "ProcessEntry",
-    "ProcessUtilization",
     "XidEvent",
     "open_nvml",
 ]
@@ -154,8 +153,6 @@ class MigHandle:
 # (pid, used memory bytes or None, GPU instance id, compute instance id); the
 # ids are 0xFFFFFFFF on a GPU without MIG.
 ProcessEntry = tuple[int, "int | None", int, int]
-# (pid, sm %, memory %) averaged over the samples NVML returned for the pid
-ProcessUtilization = tuple[int, float, float]
 
 _NOT_AVAILABLE = 0xFFFFFFFFFFFFFFFF  # NVML_VALUE_NOT_AVAILABLE_ulonglong
 # nvmlProcessInfo_t (v2/v3) and nvmlProcessUtilizationSample_t, native layout
@@ -395,7 +392,7 @@ class NvmlSession:
             raise _translate(exc) from exc
 
     def compute_process_count(self, handle: Any) -> int:
-        return len(_call(_nv.nvmlDeviceGetComputeRunningProcesses, handle))
+        return len(self.running_processes(handle))
 
     # ---------------------------------------------------- who is on it
 
@@ -414,27 +411,19 @@ class NvmlSession:
             for pid, used, gi, ci in _PROCESS_INFO.iter_unpack(raw[: n * _PROCESS_INFO.size])
         ]
 
-    def process_utilization(self, handle: Any, since_us: int) -> tuple[list[ProcessUtilization], int]:
-        """Per-process SM and memory utilization from NVML's samples newer than `since_us`
-        (NVML's CPU timestamp, microseconds), and the newest sample's timestamp.
-        No sample since then is an empty list, not an error."""
+    def process_utilization(self, handle: Any, since_us: int) -> tuple[dict[int, tuple[int, int]], int]:
+        """{pid: (SM %, memory %)} from NVML's per-process samples newer than `since_us` (NVML's
+        CPU timestamp, microseconds), and the newest sample's timestamp. NVML returns one sample
+        per process that ran since then; none is an empty dict, not an error."""
         lister = self._lister(
             "nvmlDeviceGetProcessUtilization", "c_nvmlProcessUtilizationSample_t", _UTIL_SAMPLE, _UtilizationLister
         )
         raw, n, _ = lister.fill(handle, since_us)
-        sums: dict[int, list[float]] = {}
-        newest = since_us
-        for pid, stamp, sm, mem, _enc, _dec in _UTIL_SAMPLE.iter_unpack(raw[: n * _UTIL_SAMPLE.size]):
-            acc = sums.get(pid)
-            if acc is None:
-                sums[pid] = [sm, mem, 1]
-            else:
-                acc[0] += sm
-                acc[1] += mem
-                acc[2] += 1
-            if stamp > newest:
-                newest = stamp
-        return [(pid, sm / k, mem / k) for pid, (sm, mem, k) in sums.items()], newest
+        if not n:
+            return {}, since_us
+        rows = list(_UTIL_SAMPLE.iter_unpack(raw[: n * _UTIL_SAMPLE.size]))
+        newest = max(since_us, max(row[1] for row in rows))
+        return {pid: (sm, mem) for pid, _stamp, sm, mem, _enc, _dec in rows}, newest
 
     def mig_handles(self, handle: Any) -> tuple[MigHandle, ...]:
         """Handles of the MIG devices that exist now, with their GPU instance ids."""

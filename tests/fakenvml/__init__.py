@@ -21,6 +21,7 @@ Config file format (one `key=value` per line, read by fake_nvml.c):
                                     gi its GPU instance (MIG), sm/mem its
                                     utilization % (-1 = no sample); without any
                                     proc.K, `compute_processes` synthetic ones
+  gpu.I.util_jitter=1               (benchmarks) each query moves per-process SM % by 0..2
   gpu.I.unsupported=temperature,ecc fields answering NVML_ERROR_NOT_SUPPORTED
   gpu.I.error=GPU_IS_LOST           every call on the device returns this error
   event.SEQ=I,XID                   an XID event on GPU I; SEQ increases
@@ -168,6 +169,7 @@ class FakeGpu:
     nvlinks: tuple[bool, ...] = ()  # one entry per link that exists
     compute_processes: int = 0  # synthetic compute processes (pid 1000+i, 1 GiB) when `processes` is empty
     processes: tuple[FakeProcess, ...] = ()
+    util_jitter: bool = False  # benchmarks: per-process utilization changes at every query
     unsupported: tuple[str, ...] = ()  # names from fake_nvml.c FIELD_NAMES
     error: str | None = None  # NVML error name every call on the device returns
 
@@ -213,6 +215,7 @@ class FakeGpu:
             "pcie_replay": self.pcie_replay,
             "nvlink": ",".join("1" if up else "0" for up in self.nvlinks),
             "compute_processes": self.compute_processes,
+            "util_jitter": int(self.util_jitter),
             "unsupported": ",".join(unsupported),
         }
         if self.error:

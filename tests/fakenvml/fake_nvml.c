@@ -126,6 +126,7 @@ struct gpu_spec {
     unsigned compute_processes; /* synthetic compute processes when no proc.K is given */
     int proc_count;
     struct proc_spec procs[MAX_PROCS];
+    unsigned util_jitter; /* benchmarks: per-process utilization moves by 0..2 % per query */
     unsigned unsupported; /* field_bit mask */
     nvmlReturn_t error;   /* every call on the device returns this when set */
 };
@@ -306,6 +307,7 @@ static void set_gpu_key(struct gpu_spec *g, const char *key, const char *value)
     else if (!strcmp(key, "remap_failure")) g->remap_failure = (unsigned)num(value);
     else if (!strcmp(key, "pcie_replay")) g->pcie_replay = (unsigned)num(value);
     else if (!strcmp(key, "compute_processes")) g->compute_processes = (unsigned)num(value);
+    else if (!strcmp(key, "util_jitter")) g->util_jitter = (unsigned)num(value);
     else if (!strcmp(key, "unsupported")) g->unsupported = parse_fields(value);
     else if (!strcmp(key, "error")) g->error = parse_error(value);
     else if (!strcmp(key, "nvlink")) {
@@ -971,6 +973,8 @@ nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlProcessUti
         *processSamplesCount = n;
         RETURN(NVML_ERROR_INSUFFICIENT_SIZE);
     }
+    static unsigned queries;
+    unsigned jitter = g->util_jitter ? queries++ % 3 : 0;
     unsigned k = 0;
     for (int i = 0; i < g->proc_count; i++) {
         const struct proc_spec *p = &g->procs[i];
@@ -979,7 +983,7 @@ nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlProcessUti
         memset(&utilization[k], 0, sizeof utilization[k]);
         utilization[k].pid = p->pid;
         utilization[k].timeStamp = stamp;
-        utilization[k].smUtil = p->sm < 0 ? 0 : (unsigned)p->sm;
+        utilization[k].smUtil = p->sm < 0 ? 0 : (unsigned)p->sm + jitter;
         utilization[k].memUtil = p->mem < 0 ? 0 : (unsigned)p->mem;
         k++;
     }
