@@ -11,6 +11,8 @@ Settings (flag, else env): `--aggregator` AIOS_AGGREGATOR_ADDR,
 `--metrics-port` AIOS_METRICS_PORT, `--host-root` AIOS_HOST_ROOT, the token
 AIOS_TOKEN or AIOS_TOKEN_FILE, the Node's name NODE_NAME (downward API), the
 node id the Node's `nodeID` label, else NODE_ID, else the Node's name.
+Who is on the GPUs (docs/attribution.md): AIOS_ATTRIBUTION (on|off),
+AIOS_POD_RESOURCES_SOCKET, AIOS_POD_RESOURCES_REFRESH_S, AIOS_METRICS_MAX_PROCESSES.
 Nothing is written to disk except `--stats-file` when asked (the pod's root
 filesystem is read-only).
 """
@@ -32,7 +34,7 @@ from agent.kube.annotator import NodeAnnotator, open_node_annotator
 from agent.kube.client import KubeApiError, NodeIdentity, node_id_from, read_node_identity
 from agent.kube.identity import local_node_identity
 from agent.liveness import SamplerView, health_document, healthz_app
-from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, metrics_port_from_env
+from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, max_process_series_from_env, metrics_port_from_env
 from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.sampling.node_reader import open_node_reader
 from agent.stream.client import StreamConfig, TelemetryStream
@@ -112,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         interval = args.interval or interval_from_env(os.environ) or DEFAULT_INTERVAL_S
         metrics_port = args.metrics_port if args.metrics_port is not None else metrics_port_from_env()
+        max_process_series = max_process_series_from_env()
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
     token = load_token()
@@ -167,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             metrics = attach_agent_metrics(daemon, port=metrics_port, addr=args.metrics_addr, inventory=inventory,
-                                           stream_stats=stream.stats, routes={"/healthz": healthz_app(healthz)})
+                                           stream_stats=stream.stats, routes={"/healthz": healthz_app(healthz)},
+                                           max_process_series=max_process_series)
         except OSError as e:
             raise SystemExit(f"aios-agent run: cannot serve /metrics and /healthz on {args.metrics_addr}:"
                              f"{metrics_port}: {e.strerror or e} (set AIOS_METRICS_PORT or --metrics-port)") from e

@@ -82,7 +82,7 @@ class NodeReader:
         statuses: tuple[CollectorStatus, ...] = (gpu_status, host_status)
         attribution = None
         attributor = self._attributor
-        if attributor is not None and gpu_result is not None:
+        if attributor is not None and gpus:  # a CPU node has nobody to attribute
             attribution, attribution_status = run_isolated(attributor.name, lambda: attributor.attribute(tuple(gpus)))
             statuses += (attribution_status,)
         failures = tuple(_collector_error(s, timestamp) for s in statuses if not s.success)
