@@ -1,4 +1,4 @@
-"""Node metrics under the names the network's metrics system knows (contracts §7).
+"""Node metrics under the names the network's metrics system knows (docs/network-formats.md §7).
 
 `network_node_metrics` is pure: readings in, the flat dict out, with every key
 of the contract present. A value we could not read is None (never a made-up
@@ -143,7 +143,7 @@ def _gpu_entry(gpu: GpuSample, inventory_mb: dict[int, int]) -> dict:
 def network_node_metrics(
     inventory: NodeInventory | None, sample: NodeSample | None, node_id: str, cluster_id: str
 ) -> dict:
-    """The flat dict of contracts §7 for one node; see the module docstring for units."""
+    """The flat dict of docs/network-formats.md §7 for one node; see the module docstring for units."""
     host = sample.host if sample is not None and sample.host is not None else HostSample()
     host_inv = inventory.host if inventory is not None else None
     disks = [d.size_mb for d in host_inv.disks] if host_inv is not None else []

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.db import Database
 from aggregator.governance.failure_count import PolicyErrorCounter
@@ -110,43 +112,53 @@ class Aggregator:
         cfg = self.config
         self._loop = asyncio.get_running_loop()
         self.policy_config()  # a bad POLICY_*/AIOS_POLICY_* value stops the start here, saying which
-        self.db = Database(cfg.db_path)
-        store = NodeStore(self.db)
-        self.registry = NodeRegistry(
+        db = self.db = Database(cfg.db_path)
+        store = NodeStore(db)
+        registry = self.registry = NodeRegistry(
             clock=self.clock,
             decode_sample=decode_sample,
             stale_after_intervals=cfg.stale_after_intervals,
             problem_window_s=cfg.problem_window_s,
         )
         records, events = store.load()
-        self.registry.restore(records, events)
+        registry.restore(records, events)
         log.info("registry restored: %d node(s), %d health event(s) from %s", len(records), len(events), cfg.db_path)
         self.ingest = IngestService(
-            self.registry,
+            registry,
             store,
             max_message_bytes=cfg.max_message_bytes,
             commit_interval_s=cfg.commit_interval_s,
             agent_interval_s=cfg.agent_interval_s,
         )
-        self.cluster_store = ClusterStore(self.db, clock=self.clock)
-        self.governance = Governance(self.db, self._open_governance_policy, clock=self.clock)
+        cluster_store = self.cluster_store = ClusterStore(db, clock=self.clock)
+        governance = self.governance = Governance(db, self._open_governance_policy, clock=self.clock)
         self._seed_policy_map(cfg.cluster_id)
         core_v1 = self._core_v1()
-        self.stability = build_stability(
+        stability = self.stability = build_stability(
             cluster_id=cfg.cluster_id,
-            registry=self.registry,
-            db=self.db,
+            registry=registry,
+            db=db,
             policy_config=self.policy_config,
             env=cfg.env,
             core_v1=core_v1,
             events_namespace=pod_namespace(cfg.env),
             clock=self.clock,
         )
-        self.stability.checker.on_verdict(self.policy_errors.count_verdict)
-        query = QueryService(self.registry, cluster_id=cfg.cluster_id)
+        stability.checker.on_verdict(self.policy_errors.count_verdict)
+        query = QueryService(registry, cluster_id=cfg.cluster_id)
+
+        def add_onboarding_service(server: Any) -> None:
+            self.onboarding = add_onboarding(
+                server, db=db, registry=registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
+                governance=governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
+            )
+
+        def add_stability_servicer(server: Any) -> None:
+            add_stability_service(server, stability.checker)
+
         self.grpc = await build_grpc_server(
             self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
-            add_services=[self._add_onboarding, self._add_stability],
+            add_services=[add_onboarding_service, add_stability_servicer],
         )
         log.info("gRPC listening on %s:%d", cfg.host, self.grpc.port)
         self._tasks = [
@@ -154,10 +166,10 @@ class Aggregator:
             asyncio.ensure_future(self.ingest.run_status_ticker(cfg.status_every_s)),
             asyncio.ensure_future(self.ingest.run_event_pruner()),
         ]
-        self.stability.start()
+        stability.start()
         http_port = None
         if cfg.http_port is not None:
-            self.http = HttpServer(self._http_app(), cfg.host, cfg.http_port)
+            self.http = HttpServer(self._http_app(registry, stability, governance, cluster_store), cfg.host, cfg.http_port)
             http_port = await self.http.start()
             log.info("HTTP API listening on %s:%d", cfg.host, http_port)
         if core_v1 is not None:
@@ -186,7 +198,7 @@ class Aggregator:
 
     def _seed_policy_map(self, cluster_id: str) -> None:
         """Actions without a pre-check policy get the stored document's `config.actionsPolicyMap` entry."""
-        if not cluster_id or cluster_id != self.config.cluster_id:
+        if not cluster_id or cluster_id != self.config.cluster_id or self.cluster_store is None or self.governance is None:
             return
         try:
             mapping = (self.cluster_store.get(cluster_id).get("config") or {}).get("actionsPolicyMap")
@@ -215,35 +227,28 @@ class Aggregator:
 
         return client.CoreV1Api(self._kube_client)
 
-    def _add_onboarding(self, server) -> None:
-        cfg = self.config
-        self.onboarding = add_onboarding(
-            server, db=self.db, registry=self.registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
-            governance=self.governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
-        )
-
-    def _add_stability(self, server) -> None:
-        add_stability_service(server, self.stability.checker)
-
-    def _http_app(self):
+    def _http_app(
+        self, registry: NodeRegistry, stability: StabilityParts, governance: Governance, cluster_store: ClusterStore
+    ) -> FastAPI:
         cfg = self.config
         metrics = build_aggregator_registry(
             AggregatorMetricsProviders(
-                nodes=self.registry.snapshot,
+                nodes=registry.snapshot,
                 cluster_id=cfg.cluster_id,
-                stability=self.stability.checker.latest,
+                stability=stability.checker.latest,
                 policy_errors=self.policy_errors,
                 per_node=cfg.per_node_metrics,
                 clock=self.clock,
+                health_rule=registry.health_rule,
             )
         )
         return create_app(
-            governance=self.governance,
-            cluster_store=self.cluster_store,
+            governance=governance,
+            cluster_store=cluster_store,
             tokens=cfg.tokens,
             routers=[
                 healthz_router({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up}),
-                self.stability.router,
+                stability.router,
                 enrollment_router(self.onboarding.enrollment if self.onboarding else None),
                 metrics_router(metrics),
             ],
@@ -263,6 +268,8 @@ class Aggregator:
     # ------------------------------------------------------------ Kubernetes Nodes
 
     def _registry_entries(self) -> list[tuple[str, str]]:
+        if self.registry is None:
+            return []
         return [(o.state.node_id, o.state.inventory.node_name) for o in self.registry.overview()]
 
     def _nodes_listed(self, nodes: list[KubeNode]) -> None:
@@ -277,11 +284,11 @@ class Aggregator:
 
     def _node_deleted(self, kube: KubeNode) -> None:
         """On the watcher's thread: remove the matching registry node(s) on the loop."""
-        loop = self._loop
-        if loop is None or self._stopping:
+        loop, ingest = self._loop, self.ingest
+        if loop is None or ingest is None or self._stopping:
             return
         for node_id in registry_matches(kube, self._registry_entries()):
-            future = asyncio.run_coroutine_threadsafe(self.ingest.remove_node(node_id), loop)
+            future = asyncio.run_coroutine_threadsafe(ingest.remove_node(node_id), loop)
             if future.result(30.0):
                 log.info("node %s removed (Kubernetes Node %s deleted)", node_id, kube.name)
 

@@ -32,8 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fakenvml import FakeNvml, build_fake_nvml  # noqa: E402
 from tests.fakenvml.presets import h100_sxm  # noqa: E402
-from tests.kube_api import KubeApiServer  # noqa: E402
-from tests.telemetry_support import AgentProcess, AggregatorThread, free_port, wait_for  # noqa: E402
+from tests.support.kube_api import KubeApiServer  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+from tests.support.telemetry import AgentProcess, AggregatorThread  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def observe_cost(calls: int) -> list[tuple[str, float, float]]:
 def follow_latency(rounds: int, interval_s: float) -> tuple[list[float], int, int, float]:
     from tests.fakenvml import FakeNvml, build_fake_nvml
     from tests.fakenvml.presets import a100_80gb
-    from tests.kube_api import KubeApiServer
+    from tests.support.kube_api import KubeApiServer
 
     tmp = Path(tempfile.mkdtemp(prefix="annotator-bench-"))
     fake = FakeNvml(build_fake_nvml(tmp / "lib"), tmp / "fake-nvml.conf")
@@ -86,7 +86,7 @@ def follow_latency(rounds: int, interval_s: float) -> tuple[list[float], int, in
             before = len(server.requests("PATCH"))
             t0 = time.monotonic()
             (fake.lose_gpu if r % 2 == 0 else fake.restore_gpu)(3)
-            server.wait_for(lambda: len(server.requests("PATCH")) > before, timeout_s=30, what="patch")
+            server.wait_for(lambda before=before: len(server.requests("PATCH")) > before, timeout_s=30, what="patch")
             latencies.append(time.monotonic() - t0)
             time.sleep(interval_s)
         # steady state: resync every 1 s, nothing changes

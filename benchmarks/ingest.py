@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.support.net import free_port  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -228,12 +229,6 @@ async def _agents(address: str, first: int, count: int, interval: float, run_s: 
 # ---------------------------------------------------------------- the driver
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_file(path: Path, proc: subprocess.Popen, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while not path.exists():
@@ -257,7 +252,7 @@ def _cluster_samples(address: str) -> int:
 def run_scenario(kind: str, nodes: int, interval: float, window_s: float, procs: int, tmp: Path) -> dict:
     import psutil
 
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     ready = tmp / f"ready-{kind}-{nodes}-{port}.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AIOS_TOKEN": TOKEN}
@@ -267,7 +262,7 @@ def run_scenario(kind: str, nodes: int, interval: float, window_s: float, procs:
                "--ready-file", str(ready)]
     else:
         cmd = [sys.executable, __file__, "--role", "bare", "--port", str(port), "--ready", str(ready)]
-    server_log = open(tmp / f"server-{kind}-{port}.log", "w")
+    server_log = open(tmp / f"server-{kind}-{port}.log", "w")  # noqa: SIM115 - the server's stdout; closed in the finally below
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
     try:
         _wait_file(ready, server)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,12 +28,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from policy_calls import STABILITY, TRIVIAL, _package, nodes_data  # noqa: E402
 
 from aggregator.policies import PolicyConfig, open_policy  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.support.net import free_port  # noqa: E402
 
 
 def _rate(handle, data, calls: int) -> float:
@@ -64,7 +58,7 @@ def main() -> None:
         root = Path(tmp)
         token_file = root / "token"
         token_file.write_text("bench-token\n")
-        port = _free_port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("POLICY_", "AIOS_"))}
         env.update(PYTHONPATH=str(REPO), AIOS_POLICY_TIMEOUT_S="60", AIOS_POLICY_MEMORY_MB="2048")
         runner = subprocess.Popen(

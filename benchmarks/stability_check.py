@@ -35,7 +35,7 @@ from aggregator.policies import PolicyConfig
 from aggregator.stability.checker import StabilityChecker, policy_opener
 from aggregator.stability.verdicts import VerdictStore
 from proto.telemetry.v1.readings import HealthEvent
-from tests.stability_support import InProcessRegistry, node_state
+from tests.support.stability import InProcessRegistry, node_state
 
 
 class TimedChecker(StabilityChecker):
@@ -142,7 +142,7 @@ def xid_latency(repeat: int, agent_interval_s: float, debounce_s: float) -> dict
     from aggregator.service import Aggregator, ServeConfig
     from tests.fakenvml import FakeNvml, build_fake_nvml
     from tests.fakenvml.presets import h100_sxm
-    from tests.telemetry_support import TOKEN, AgentProcess
+    from tests.support.telemetry import TOKEN, AgentProcess
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

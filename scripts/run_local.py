@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ready = var / "aggregator.ready.json"
     ready.unlink(missing_ok=True)
     py = sys.executable
-    logs = {name: open(var / f"{name}.log", "w") for name in ("aggregator", "agent")}
+    # the children's stdout for their whole life; closed in the finally below
+    logs = {name: open(var / f"{name}.log", "w") for name in ("aggregator", "agent")}  # noqa: SIM115
     procs: list[subprocess.Popen] = []
     try:
         procs.append(subprocess.Popen(

@@ -46,7 +46,7 @@ def _env_float(env: Mapping[str, str], key: str, default: float) -> float:
         raise SystemExit(f"aios-agent annotate: env {key}={raw!r} is not a number of seconds") from exc
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "annotate",
         parents=[common],
@@ -63,7 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None
     mode.add_argument("--once", action="store_true", help="patch the Node once and exit")
     mode.add_argument("--dry-run", action="store_true", help="print the patch (JSON) instead of sending it")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG, in-cluster, ~/.kube/config)")
-    parser.add_argument("--node-name", default=None, help="the Node's name (default: NODE_NAME, KUBERNETES_NODE_NAME, else the hostname)")
+    parser.add_argument(
+        "--node-name", default=None, help="the Node's name (default: NODE_NAME, KUBERNETES_NODE_NAME, else the hostname)"
+    )
     parser.add_argument("--interval", type=float, default=_env_float(env, "AIOS_INTERVAL_S", 10.0),
                         help="seconds between GPU readings in loop mode (AIOS_INTERVAL_S, default 10)")
     parser.add_argument("--resync-interval", type=float, default=_env_float(env, "AIOS_ANNOTATE_RESYNC_S", 300.0),

@@ -11,7 +11,7 @@ from proto.telemetry.v1.readings import NodeInventory
 __all__ = ["inventory_document", "register"]
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "inventory",
         parents=[common],

@@ -28,7 +28,7 @@ INVENTORY_REFRESH_S = 300.0  # GPUs and disks change rarely; the annotator watch
 
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "metrics",
         parents=[common],

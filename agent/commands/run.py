@@ -67,7 +67,7 @@ def load_token(env=os.environ) -> str | None:
 
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("run", parents=[common], help="run the agent: sample and stream to the aggregator")
     p.add_argument("--interval", type=interval_seconds, default=None,
                    help=f"seconds between samples (env AIOS_INTERVAL_S or COLLECT_INTERVAL, default {DEFAULT_INTERVAL_S:g})")
@@ -95,7 +95,7 @@ def resolve_node_identity(
     annotator: NodeAnnotator | None, node_name: str, env=os.environ, request_timeout_s: float = 5.0
 ) -> NodeIdentity:
     """The id to stream under: the Node's `nodeID` label, else NODE_ID, else the Node's
-    name (contracts.md section 1). Without a cluster, or when the Node cannot be read
+    name (docs/network-formats.md §1). Without a cluster, or when the Node cannot be read
     now, the label is unknown: NODE_ID, else the name (logged)."""
     if annotator is None:
         return node_id_from(None, node_name, env)

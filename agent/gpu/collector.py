@@ -50,6 +50,7 @@ from typing import Any
 from agent.gpu.features import describe_capability
 from agent.gpu.nvml_backend import (
     NvmlError,
+    NvmlEventWaiter,
     NvmlGpuLost,
     NvmlNotSupported,
     NvmlSession,
@@ -58,8 +59,8 @@ from agent.gpu.nvml_backend import (
 )
 from agent.gpu.throttle import decode_clock_event_reasons
 from agent.gpu.usage import GpuUsageReader
-from agent.gpu.xid import describe_xid
 from agent.sampling.collector import GpuCollector, GpuReport
+from proto.health.xid_catalog import describe_xid
 from proto.telemetry.v1.readings import (
     GpuInventory,
     GpuSample,
@@ -118,9 +119,12 @@ class NullGpuCollector:
 
 def _read_memory(nv: NvmlSession, h: Any) -> dict:
     total, used, free, reserved = nv.memory(h)
-    values = {"memory_total_mb": total // _MIB, "memory_used_mb": used // _MIB, "memory_free_mb": free // _MIB}
-    values["memory_reserved_mb"] = None if reserved is None else reserved // _MIB
-    return values
+    return {
+        "memory_total_mb": total // _MIB,
+        "memory_used_mb": used // _MIB,
+        "memory_free_mb": free // _MIB,
+        "memory_reserved_mb": None if reserved is None else reserved // _MIB,
+    }
 
 
 def _read_utilization(nv: NvmlSession, h: Any) -> dict:
@@ -150,6 +154,15 @@ class _Group:
     read: Callable[[NvmlSession, Any], dict]
 
 
+def _ecc_group(kind: str, scope: str) -> _Group:
+    name = f"ecc_{kind}_{scope}"
+
+    def read(nv: NvmlSession, h: Any) -> dict:
+        return {name: nv.ecc_total(h, uncorrected=kind == "uncorrected", aggregate=scope == "aggregate")}
+
+    return _Group(name, (name,), read)
+
+
 _GROUPS: tuple[_Group, ...] = (
     _Group("memory", ("memory_total_mb", "memory_used_mb", "memory_free_mb", "memory_reserved_mb"), _read_memory),
     _Group("utilization", ("utilization_gpu_pct", "utilization_memory_pct"), _read_utilization),
@@ -164,17 +177,7 @@ _GROUPS: tuple[_Group, ...] = (
         lambda nv, h: {"throttle_reasons": decode_clock_event_reasons(nv.clock_event_reasons(h))},
     ),
     # one group per ECC counter, so a GPU that lacks one still reports the others
-    *(
-        _Group(
-            f"ecc_{kind}_{scope}",
-            (f"ecc_{kind}_{scope}",),
-            lambda nv, h, kind=kind, scope=scope: {
-                f"ecc_{kind}_{scope}": nv.ecc_total(h, uncorrected=kind == "uncorrected", aggregate=scope == "aggregate")
-            },
-        )
-        for scope in ("volatile", "aggregate")
-        for kind in ("corrected", "uncorrected")
-    ),
+    *(_ecc_group(kind, scope) for scope in ("volatile", "aggregate") for kind in ("corrected", "uncorrected")),
     _Group("retired_pages", ("retired_pages_count", "retired_pages_pending"), _read_retired_pages),
     _Group(
         "remapped_rows",
@@ -253,7 +256,7 @@ class NvmlGpuCollector:
         self._report: GpuReport | None = None
         self._report_at = 0.0
         self._stop = threading.Event()
-        self._waiter = None
+        self._waiter: NvmlEventWaiter | None = None
         self._thread: threading.Thread | None = None
         self._by_key: dict[int, _GpuState] = {}
         self._gpus = [_GpuState(i) for i in range(session.device_count())]
@@ -531,13 +534,13 @@ class NvmlGpuCollector:
         if not self._gpus:
             return
         try:
-            self._waiter = self._nv.event_waiter()
+            waiter = self._waiter = self._nv.event_waiter()
         except NvmlError as exc:
             log.warning("NVML events unavailable, XID errors will not be reported: %s", exc.name)
             return
         for gpu in self._gpus:
             self._register_events(gpu)
-        self._thread = threading.Thread(target=self._wait_events, args=(wait_ms,), name="nvml-events", daemon=True)
+        self._thread = threading.Thread(target=self._wait_events, args=(waiter, wait_ms), name="nvml-events", daemon=True)
         self._thread.start()
 
     def _register_events(self, gpu: _GpuState) -> None:
@@ -551,11 +554,11 @@ class NvmlGpuCollector:
         except NvmlError as exc:
             log.warning("cannot watch GPU %d for XID errors: %s", gpu.index, exc.name)
 
-    def _wait_events(self, wait_ms: int) -> None:
+    def _wait_events(self, waiter: NvmlEventWaiter, wait_ms: int) -> None:
         last_error = ""
         while not self._stop.is_set():
             try:
-                event = self._waiter.wait(wait_ms)
+                event = waiter.wait(wait_ms)
             except NvmlError as exc:
                 if exc.name != last_error:
                     log.warning("waiting for NVML events failed: %s", exc.name)

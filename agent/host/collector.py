@@ -418,13 +418,14 @@ def _disk_rates(previous: _Counters | None, current: _Counters, dt: float) -> _D
             per_second(before.writes, now.writes, dt),
             per_second(before.io_ms, now.io_ms, dt),
         )
-        if any(r is None for r in rates):
+        known = [r for r in rates if r is not None]
+        if len(known) != len(rates):
             return _DiskRates()  # a counter reset: this interval is unknown
-        for key, rate in zip(totals, rates):
+        for key, rate in zip(totals, known):
             totals[key] += rate
         # io_ms per second of wall time, as a share of 1000 ms: the busiest disk
         # is what saturates first, so that is the node's figure.
-        busiest = max(busiest, min(100.0, rates[4] / 10.0))
+        busiest = max(busiest, min(100.0, known[4] / 10.0))
     return _DiskRates(busy_pct=busiest, **totals)
 
 

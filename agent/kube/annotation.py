@@ -1,6 +1,6 @@
 """The `gpu.aios/info` annotation: a pure function of the GPU inventory.
 
-Contract (contracts.md section 1): a JSON array, one object per GPU, each with
+Contract (docs/network-formats.md §1, docs/node-annotation.md): a JSON array, one object per GPU, each with
 at least `modelName` (NVML device name) and `memory` (total, integer MB).
 Consumers ignore other keys, so we add a few that help operators.
 """
@@ -24,7 +24,8 @@ def gpu_annotation_entries(gpus: Iterable[GpuInventory]) -> list[dict]:
         entry["index"] = gpu.index
         entry["uuid"] = gpu.uuid
         if gpu.compute_capability is not None:
-            entry["computeCapability"] = "%d.%d" % gpu.compute_capability
+            major, minor = gpu.compute_capability
+            entry["computeCapability"] = f"{major}.{minor}"
         if gpu.features:
             entry["features"] = list(gpu.features)
         if gpu.mig_enabled is not None:

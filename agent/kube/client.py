@@ -5,7 +5,7 @@ The client comes from, in this order: an explicit kubeconfig path
 (in-cluster), then `~/.kube/config`. The Node's name comes from the downward
 API (`NODE_NAME` = `spec.nodeName`, or the old `KUBERNETES_NODE_NAME`; see
 `agent.kube.identity`). The node id is the Node's `nodeID` label, else env
-`NODE_ID`, else the Node's name (contracts.md section 1): `node_id_from`.
+`NODE_ID`, else the Node's name (docs/network-formats.md §1): `node_id_from`.
 
 The agent talks to the Node through `NodeApi` (get and patch, the two calls
 it makes), built on the official client's `ApiClient` exactly as `CoreV1Api`
@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "NODE_ID_LABEL",
@@ -101,7 +101,7 @@ class NodeApi:
     official `ApiClient` without importing `CoreV1Api` (see the module doc)."""
 
     RESOURCE_PATH = "/api/v1/nodes/{name}"
-    RESPONSE_TYPES = {"200": "V1Node", "201": "V1Node", "401": None}
+    RESPONSE_TYPES: ClassVar[Mapping[str, str | None]] = {"200": "V1Node", "201": "V1Node", "401": None}
 
     def __init__(self, api_client: Any):
         self.api_client = api_client

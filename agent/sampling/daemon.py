@@ -26,14 +26,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime, timezone
+from typing import Protocol, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
+
+_T = TypeVar("_T")
 
 __all__ = ["DEFAULT_INTERVAL_S", "AgentDaemon", "Reader", "Sink", "interval_from_env"]
 
@@ -62,7 +65,7 @@ class Sink(Protocol):
     def set_interval(self, interval_s: float) -> None: ...
 
 
-def interval_from_env(env) -> float | None:
+def interval_from_env(env: Mapping[str, str]) -> float | None:
     """`AIOS_INTERVAL_S`, or the old daemon's `COLLECT_INTERVAL`; None when neither is set."""
     for name in ("AIOS_INTERVAL_S", "COLLECT_INTERVAL"):
         value = env.get(name)
@@ -193,7 +196,7 @@ class AgentDaemon:
             self._notify(self.inventory_observers, inventory)
 
     @staticmethod
-    def _notify(observers, value) -> None:
+    def _notify(observers: Iterable[Callable[[_T], None]], value: _T) -> None:
         for observer in list(observers):
             try:
                 observer(value)
@@ -201,7 +204,5 @@ class AgentDaemon:
                 log.exception("observer %r failed", observer)
 
 
-def _now():
-    from datetime import datetime, timezone
-
+def _now() -> datetime:
     return datetime.now(timezone.utc)

@@ -269,15 +269,15 @@ class TelemetryStream:
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._wakeup = asyncio.Event()
-        self._stop = asyncio.Event()
+        wakeup = self._wakeup = asyncio.Event()
+        stop = self._stop = asyncio.Event()
         self._started.set()
         self._backoff.reset()
-        while not self._stop.is_set():
+        while not stop.is_set():
             acked_before = self.stats().acked_seq
             started = time.monotonic()
             try:
-                await self._connect_once()
+                await self._connect_once(stop, wakeup)
             except grpc.aio.AioRpcError as e:
                 level = logging.ERROR if e.code() == grpc.StatusCode.UNAUTHENTICATED else logging.WARNING
                 log.log(level, "stream to %s ended: %s: %s", self.config.address, e.code().name, e.details())
@@ -288,14 +288,14 @@ class TelemetryStream:
             finally:
                 with self._lock:
                     self._connected = False
-            if self._stop.is_set():
+            if stop.is_set():
                 break
             # a connection that worked resets the backoff
             if self.stats().acked_seq > acked_before or time.monotonic() - started > 60:
                 self._backoff.reset()
             delay = self._backoff.next_delay()
             try:
-                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                await asyncio.wait_for(stop.wait(), timeout=delay)
             except asyncio.TimeoutError:
                 pass
 
@@ -305,7 +305,7 @@ class TelemetryStream:
             return grpc.aio.secure_channel(self.config.address, creds, options=CHANNEL_OPTIONS)
         return grpc.aio.insecure_channel(self.config.address, options=CHANNEL_OPTIONS)
 
-    async def _connect_once(self) -> None:
+    async def _connect_once(self, stop: asyncio.Event, wakeup: asyncio.Event) -> None:
         metadata = (("authorization", f"Bearer {self.config.token}"),) if self.config.token else ()
         async with self._channel() as channel:
             call = pb_grpc.TelemetryIngestStub(channel).Stream(metadata=metadata)
@@ -314,8 +314,8 @@ class TelemetryStream:
                 self._connected = True
                 self._connects += 1
             reader = asyncio.ensure_future(self._read(call))
-            writer = asyncio.ensure_future(self._write(call))
-            stopper = asyncio.ensure_future(self._stop.wait())
+            writer = asyncio.ensure_future(self._write(call, wakeup))
+            stopper = asyncio.ensure_future(stop.wait())
             try:
                 done, _ = await asyncio.wait({reader, writer, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -323,9 +323,10 @@ class TelemetryStream:
                     task.cancel()
                 await asyncio.gather(reader, writer, stopper, return_exceptions=True)
                 call.cancel()
-            for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise task.exception()
+            for finished in done:
+                error = None if finished is stopper else finished.exception()
+                if error is not None:
+                    raise error
 
     async def _read(self, call) -> None:
         async for reply in call:
@@ -345,11 +346,11 @@ class TelemetryStream:
         # (a non-OK status raises AioRpcError out of the loop above)
         log.info("aggregator closed the stream")
 
-    async def _write(self, call) -> None:
+    async def _write(self, call, wakeup: asyncio.Event) -> None:
         sent = 0
         while True:
-            self._wakeup.clear()
+            wakeup.clear()
             for msg in self._unsent_after(sent):
                 await call.write(msg)
                 sent = msg.seq
-            await self._wakeup.wait()
+            await wakeup.wait()

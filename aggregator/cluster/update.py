@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from aggregator.cluster.patch import InvalidClusterDocument, apply_set, cluster_document_problems
-from aggregator.cluster.store import ClusterStore
+from aggregator.cluster.store import ClusterStore, Document
 from aggregator.governance.prechecks import Governance
 
 __all__ = ["ClusterUpdater", "PolicyBrokeDocument", "UpdateConflict", "UpdateRefused"]
@@ -45,7 +45,7 @@ class ClusterUpdater:
         self._governance = governance
         self._attempts = attempts
 
-    def update(self, cluster_id: str, changes: dict[str, Any]) -> dict:
+    def update(self, cluster_id: str, changes: dict[str, Any]) -> Document:
         """The stored document after the update. Raises UnknownCluster, ClusterPatchError,
         InvalidClusterDocument, UpdateRefused, PolicyBrokeDocument, UpdateConflict."""
         for _ in range(self._attempts):
@@ -61,7 +61,7 @@ class ClusterUpdater:
                 raise UpdateRefused(verdict.reason, verdict.policy_uri)
             final = self._accepted_document(verdict.input_data, candidate, cluster_id, verdict.policy_uri)
 
-            def swap(current: dict, base=base, final=final) -> dict:
+            def swap(current: Document, base: Document = base, final: Document = final) -> Document:
                 if current != base:
                     raise _Changed
                 return final
@@ -73,7 +73,7 @@ class ClusterUpdater:
         raise UpdateConflict(f"cluster {cluster_id!r} changed {self._attempts} times during the update; try again")
 
     @staticmethod
-    def _accepted_document(returned: Any, candidate: dict, cluster_id: str, uri: str | None) -> dict:
+    def _accepted_document(returned: Any, candidate: Document, cluster_id: str, uri: str | None) -> Document:
         if uri is None:  # no policy: the candidate itself
             return candidate
         if not isinstance(returned, dict) or "cluster_data" not in returned:
@@ -81,10 +81,10 @@ class ClusterUpdater:
                 f"update_cluster policy {uri} allowed the update but returned no 'cluster_data'"
             )
         document = returned["cluster_data"]
-        problems = cluster_document_problems(document)
+        problems = cluster_document_problems(document)  # says so when it is not an object
         if isinstance(document, dict) and document.get("id") != cluster_id:
             problems.append(f"id: cannot be changed (the cluster is {cluster_id!r})")
-        if problems:
+        if problems or not isinstance(document, dict):
             raise PolicyBrokeDocument(
                 f"update_cluster policy {uri} returned an invalid cluster document: {'; '.join(problems)}"
             )

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import json_format
 
@@ -28,7 +29,7 @@ def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) when the aggregator serves TLS")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("nodes", help="list the nodes the aggregator knows")
     _client_args(p)
     p.set_defaults(run=run_nodes)
@@ -40,7 +41,7 @@ def register(sub) -> None:
     p.set_defaults(run=run_node)
 
 
-def _opt(msg, name: str, fmt: str = "{:.1f}") -> str:
+def _opt(msg: Any, name: str, fmt: str = "{:.1f}") -> str:
     return fmt.format(getattr(msg, name)) if msg.HasField(name) else "-"
 
 
@@ -88,7 +89,9 @@ def format_node_detail(d: pb.NodeDetail, now: float) -> str:
         lines.append(
             f"host:        {h.hostname}, {h.os}, kernel {h.kernel}, {h.cpu_logical} vCPU, {h.memory_total_mb} MB RAM"
         )
-    lines.append(f"nvml:        {inv.nvml_status or 'ok'}; driver {inv.driver_version or '-'}, CUDA {inv.cuda_driver_version or '-'}")
+    lines.append(
+        f"nvml:        {inv.nvml_status or 'ok'}; driver {inv.driver_version or '-'}, CUDA {inv.cuda_driver_version or '-'}"
+    )
     for g in inv.gpus:
         lines.append(f"gpu {g.index}:       {g.name}, {g.memory_mb} MB, {g.uuid}")
     r = d.rolling
@@ -133,7 +136,7 @@ def run_node(args: argparse.Namespace) -> int:
     def body(client: QueryClient) -> str:
         detail = client.get_node(args.name, args.events)
         if args.json:
-            return json_format.MessageToJson(detail, indent=2)
+            return str(json_format.MessageToJson(detail, indent=2))
         return format_node_detail(detail, time.time())
 
     return _with_client(args, body)

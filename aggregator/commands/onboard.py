@@ -22,9 +22,9 @@ import os
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from aggregator.auth import AuthError, load_tokens
 from aggregator.onboarding.document import populate_document
@@ -66,14 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `onboard` to `aios-aggregator`'s subcommands."""
     parser = sub.add_parser("onboard", help="validate config.json, fill it from measured data, register it")
     add_arguments(parser)
     parser.set_defaults(run=run)
 
 
-def write_document(document: dict, output_dir: str | Path) -> Path:
+def write_document(document: Mapping[str, Any], output_dir: str | Path) -> Path:
     """Write `<id>_populated.json` whole or not at all (temp file + rename)."""
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ def write_document(document: dict, output_dir: str | Path) -> Path:
 
 def _token(args: argparse.Namespace, err: TextIO) -> str | None:
     if args.token:
-        return args.token
+        return str(args.token)
     try:
         tokens = load_tokens()
     except AuthError as e:
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
     return EXIT_OK
 
 
-def _store(document: dict, args: argparse.Namespace, token: str | None, err: TextIO) -> None:
+def _store(document: dict[str, Any], args: argparse.Namespace, token: str | None, err: TextIO) -> None:
     """Hand the document to the aggregator; the cluster is registered either way."""
     try:
         if args.aggregator:

@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from aggregator.policies import EXECUTION_MODES, PolicyConfig, PolicyError, open_policy
 
@@ -25,7 +26,7 @@ class _ArgumentProblem(Exception):
     pass
 
 
-def _json_argument(value: str | None, what: str) -> dict:
+def _json_argument(value: str | None, what: str) -> dict[str, Any]:
     """A JSON object given inline or as @file ('-' or '@-' reads stdin)."""
     if value is None:
         return {}
@@ -47,7 +48,7 @@ def _json_argument(value: str | None, what: str) -> dict:
     return parsed
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     policy = subparsers.add_parser("policy", help="work with policy packages")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     run_parser = policy_sub.add_parser("run", help="load a policy package and run it once")
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         settings = _json_argument(args.settings, "--settings")
         parameters = _json_argument(args.parameters, "--parameters")
         # run here even inside the aggregator's container: the package path is the caller's
-        overrides: dict = {"sidecar_url": ""}
+        overrides: dict[str, Any] = {"sidecar_url": ""}
         if args.mode:
             overrides["mode"] = args.mode
         if args.timeout:

@@ -18,7 +18,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aggregator.auth import AuthError, load_tokens
 from aggregator.policies import PolicyConfig, PolicyError, open_policy
@@ -30,7 +32,7 @@ __all__ = ["register", "run"]
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("policy-sidecar", help="serve the policy runner the aggregator sends policies to")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0: the kubelet probes it)")
     parser.add_argument("--port", type=int, default=7003, help="port (default 7003; 0 picks a free one)")
@@ -41,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _token_source(token_file: Path | None):
+def _token_source(token_file: Path | None) -> Callable[[], tuple[str, ...]]:
     env = {"AIOS_TOKEN_FILE": str(token_file)} if token_file else None
 
     def tokens() -> tuple[str, ...]:
@@ -56,7 +58,7 @@ def _token_source(token_file: Path | None):
 
 def run(args: argparse.Namespace) -> int:
     try:
-        overrides: dict = {"sidecar_url": ""}  # this process runs the policies itself
+        overrides: dict[str, Any] = {"sidecar_url": ""}  # this process runs the policies itself
         if args.cache_dir:
             overrides["cache_dir"] = args.cache_dir
         config = PolicyConfig.from_env(**overrides)

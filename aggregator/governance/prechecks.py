@@ -35,7 +35,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# contracts.md §4; add_cluster/remove_cluster are the gateway's, accepted too
+# docs/network-formats.md §4; add_cluster/remove_cluster are the gateway's, accepted too
 ACTIONS = (
     "add_node",
     "remove_node",

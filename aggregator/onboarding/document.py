@@ -1,4 +1,4 @@
-"""The cluster document (contracts.md section 2), built from measured data.
+"""The cluster document (docs/network-formats.md §2), built from measured data.
 
 Pure functions only: inventories (or Kubernetes Node objects) in, JSON-ready
 dicts out. Units: sizes in MB (1024*1024 bytes), bandwidth in Mbps.
@@ -212,7 +212,7 @@ def populate_document(config: Mapping, entries: Iterable[dict]) -> dict:
 
 def document_node_ids(document: Mapping) -> list[str]:
     nodes = document.get("nodes") or {}
-    return [e.get("id") for e in nodes.get("nodeData") or [] if isinstance(e, Mapping)]
+    return [e["id"] for e in nodes.get("nodeData") or [] if isinstance(e, Mapping) and isinstance(e.get("id"), str)]
 
 
 def with_node(document: Mapping, entry: dict) -> dict:
@@ -244,7 +244,7 @@ def without_node(document: Mapping, node_id: str) -> dict:
 
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
-_SUFFIX = {
+_SUFFIX: dict[str, int | Decimal] = {
     "": 1, "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
     "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,

@@ -3,17 +3,17 @@
 Subscribed to the registry's changes (`NodeChange`):
 - "joined" (an agent's first hello): once the cluster's document is stored,
   the node's entry is built from its inventory, passes the `add_node`
-  pre-check (contracts.md section 4; the entry the policy returns is the one
+  pre-check (docs/network-formats.md §4; the entry the policy returns is the one
   used), is posted to the parser's `/api/addNode` when a parser client is
   configured, and is added to the stored document with the totals updated.
 - "removed" (the Node was deleted from Kubernetes): the `remove_node`
   pre-check, then the entry leaves the document, totals updated. The
-  parser has no remove call in the contracts, so nothing is posted.
+  parser has no remove call (docs/network-formats.md §3), so nothing is posted.
 - "inventory" (an enrolled node's GPUs, disks or NICs changed): its entry is
   rebuilt from the new inventory and, when it differs, replaces the stored
   one in place, totals updated. Fields the builder does not write (an
   operator's or a policy's `tags`, `nodeMetadata`) are kept. No pre-check
-  (it is the same node) and nothing posted (the contracts define no update
+  (it is the same node) and nothing posted (the parser has no update
   call). A node that is not in the document (refused, never enrolled)
   stays out. A repeated hello of an enrolled node refreshes its entry the
   same way (the aggregator may have restarted while the node changed).

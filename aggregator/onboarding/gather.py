@@ -37,8 +37,8 @@ def gather_nodes(measured: Iterable[MeasuredNode] | None, kube_nodes: Iterable[d
 
     if kube_nodes is not None:
         unlabelled = []
-        for node in kube_nodes:
-            reading = kube_node_entry(node)
+        for kube_node in kube_nodes:
+            reading = kube_node_entry(kube_node)
             if not reading.has_node_id_label:
                 unlabelled.append(reading.node_name)
             if reading.entry["id"] in by_id:

@@ -1,4 +1,4 @@
-"""Client of the network's parser API (contracts.md section 2).
+"""Client of the network's parser API (docs/network-formats.md §3).
 
 Every request carries the parser's wrapped spec, never a bare document:
 `{"header": {"templateUri": "Parser/V1", "parameters": {}}, "body": {"spec": {"values": ...}}}`.

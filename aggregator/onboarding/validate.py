@@ -1,4 +1,4 @@
-"""Validation of the operator's config.json (contracts.md section 2).
+"""Validation of the operator's config.json (docs/network-formats.md §2).
 
 Every problem is reported, each with the JSON path it is about
 (`nodes: expected an object`, `config.stabilityChecker.policyRuleURI: expected
@@ -147,12 +147,14 @@ def _check_config_section(check: _Checker, config: dict) -> None:
         check.typed(config, key, f"config.{key}", "boolean", required=False)
     for key in ("customPolicySystem", "urlMap"):
         check.typed(config, key, f"config.{key}", "object", required=False)
-    if check.typed(config, "policyExecutionMode", "config.policyExecutionMode", "string", required=False):
-        if config["policyExecutionMode"] not in EXECUTION_MODES:
-            check.add(
-                "config.policyExecutionMode",
-                f"expected one of {', '.join(EXECUTION_MODES)}, got {config['policyExecutionMode']!r}",
-            )
+    if (
+        check.typed(config, "policyExecutionMode", "config.policyExecutionMode", "string", required=False)
+        and config["policyExecutionMode"] not in EXECUTION_MODES
+    ):
+        check.add(
+            "config.policyExecutionMode",
+            f"expected one of {', '.join(EXECUTION_MODES)}, got {config['policyExecutionMode']!r}",
+        )
     if check.typed(config, "stabilityChecker", "config.stabilityChecker", "object", required=False):
         checker = config["stabilityChecker"]
         check.typed(checker, "policyRuleURI", "config.stabilityChecker.policyRuleURI", "string", required=True)

@@ -4,8 +4,9 @@ Started by `worker.py` as `python -I _worker_child.py <memory_limit_mb>`.
 Requests arrive on the original stdin as length-prefixed pickles (8-byte
 big-endian length, then the pickle: the aggregator is trusted, and pickle is
 several times cheaper than JSON for large inputs); replies go back on the
-original stdout as JSON lines (the aggregator never unpickles policy output). Both are moved to private descriptors first, so a policy's `print`
-goes to stderr and cannot corrupt the protocol.
+original stdout as JSON lines (the aggregator never unpickles policy output).
+Both are moved to private descriptors first, so a policy's `print` goes to
+stderr and cannot corrupt the protocol.
 
 Messages in: {"op": "init", "code_dir", "site_dir", "settings", "parameters"},
 then {"op": "eval", "parameters", "input_data"} / {"op": "management", "action", "data"}.
@@ -61,6 +62,8 @@ class _Policy:
         import importlib.util
 
         spec = importlib.util.spec_from_file_location("function", self.code_file)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{self.code_file}: not loadable as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules["function"] = module
         spec.loader.exec_module(module)

@@ -87,8 +87,8 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int) -> None:
             if file_type and stat.S_ISLNK(mode):
                 # zipfile would write the link as a plain file holding the target;
                 # still refuse one meant to point outside, it says what the author wanted
-                target = zf.read(info).decode("utf-8", "replace")
-                _check_link_target(info.filename, target, relative_to_member=True, dest=dest)
+                link_target = zf.read(info).decode("utf-8", "replace")
+                _check_link_target(info.filename, link_target, relative_to_member=True, dest=dest)
             elif file_type and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise ArchiveError(f"archive member {info.filename!r}: special file refused")
             total += info.file_size
@@ -110,12 +110,15 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int) -> None:
                     out.write(chunk)
 
 
-def _extract_tar(path: Path, dest: Path, max_bytes: int) -> None:
+def _open_tar(path: Path) -> tarfile.TarFile:
     try:
-        tf = tarfile.open(path, mode="r:*")
+        return tarfile.open(path, mode="r:*")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ArchiveError(f"{path.name}: unreadable tar archive: {exc}") from exc
-    with tf:
+
+
+def _extract_tar(path: Path, dest: Path, max_bytes: int) -> None:
+    with _open_tar(path) as tf:
         try:
             members = tf.getmembers()
         except (tarfile.TarError, OSError, EOFError) as exc:

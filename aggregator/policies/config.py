@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -112,7 +112,7 @@ class PolicyConfig:
         }
         if env.get("AIOS_POLICY_CACHE_DIR"):
             values["cache_dir"] = Path(env["AIOS_POLICY_CACHE_DIR"])
-        numeric = {
+        numeric: dict[str, tuple[str, Callable[[str], float]]] = {
             "AIOS_POLICY_TIMEOUT_S": ("call_timeout_s", float),
             "AIOS_POLICY_LOAD_TIMEOUT_S": ("load_timeout_s", float),
             "AIOS_POLICY_MEMORY_MB": ("memory_limit_mb", int),

@@ -2,7 +2,7 @@
 
 `POST {POLICY_EXECUTOR_HOST_URL}/executor/{executor_id}/execute_policy` with
 `{"policy_rule_uri", "input_data", "parameters"}`; the answer's `data` is the
-result. The executor has no management call in the contracts, so
+result. The executor has no management call (docs/network-formats.md §4), so
 `management` is refused with a clear reason.
 """
 

@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from aggregator.policies.errors import PolicyError
 
@@ -83,34 +84,62 @@ class WorkerSpec:
     max_result_bytes: int = 64 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class _Child:
+    """A started worker: the process, its three pipes, the thread draining its stderr."""
+
+    proc: subprocess.Popen[bytes]
+    stdin: IO[bytes]
+    stdout: IO[bytes]
+    stderr: IO[bytes]
+    stderr_thread: threading.Thread
+
+
+def _spawn(spec: WorkerSpec) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+    return subprocess.Popen(
+        [sys.executable, "-I", str(_CHILD), str(int(spec.memory_limit_mb))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=spec.code_dir,
+        env=env,
+        start_new_session=True,  # its own process group: killed whole, children included
+    )
+
+
 class WorkerProcess:
+    """One worker: `start()` spawns it and loads the policy, `stop()`/`kill()` end it."""
+
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self._buffer = bytearray()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.has_management = False
-        env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", str(_CHILD), str(int(spec.memory_limit_mb))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=spec.code_dir,
-            env=env,
-            start_new_session=True,  # its own process group: killed whole, children included
-        )
-        os.set_blocking(self._proc.stdin.fileno(), False)
-        self._stderr_thread = threading.Thread(
-            target=self._drain_stderr, name=f"policy-stderr-{self._proc.pid}", daemon=True
-        )
-        self._stderr_thread.start()
+        self._started: _Child | None = None
+
+    @property
+    def _child(self) -> _Child:
+        if self._started is None:
+            raise WorkerFailure(f"policy {self.spec.label}: the worker was not started")
+        return self._started
 
     @property
     def pid(self) -> int:
-        return self._proc.pid
+        return self._child.proc.pid
 
     def start(self) -> None:
-        """Import the policy and build its instance; WorkerFailure/PolicyError if that fails."""
+        """Spawn the worker, import the policy and build its instance; WorkerFailure/PolicyError if that fails."""
+        proc = _spawn(self.spec)
+        if proc.stdin is None or proc.stdout is None or proc.stderr is None:  # pragma: no cover - PIPE always gives them
+            proc.kill()
+            raise WorkerFailure(f"policy {self.spec.label}: the worker's pipes are missing")
+        drain = threading.Thread(
+            target=self._drain_stderr, args=(proc, proc.stderr), name=f"policy-stderr-{proc.pid}", daemon=True
+        )
+        self._started = _Child(proc, proc.stdin, proc.stdout, proc.stderr, drain)
+        os.set_blocking(proc.stdin.fileno(), False)
+        drain.start()
         reply = self.request(
             {
                 "op": "init",
@@ -149,7 +178,7 @@ class WorkerProcess:
         return reply
 
     def _write(self, payload: bytes, deadline: float, timeout_s: float, what: str) -> None:
-        fd = self._proc.stdin.fileno()
+        fd = self._child.stdin.fileno()
         view = memoryview(payload)
         while view:
             remaining = deadline - time.monotonic()
@@ -167,7 +196,7 @@ class WorkerProcess:
             view = view[written:]
 
     def _read_line(self, deadline: float, timeout_s: float, what: str) -> bytes:
-        fd = self._proc.stdout.fileno()
+        fd = self._child.stdout.fileno()
         while True:
             newline = self._buffer.find(b"\n")
             if newline >= 0:
@@ -192,11 +221,12 @@ class WorkerProcess:
         return WorkerFailure(f"policy {self.spec.label}: {reason}")
 
     def _exit_description(self) -> str:
+        child = self._child
         try:
-            code = self._proc.wait(timeout=2.0)
+            code = child.proc.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
             return "the worker stopped answering"
-        self._stderr_thread.join(timeout=1.0)
+        child.stderr_thread.join(timeout=1.0)
         if code < 0:
             try:
                 name = signal.Signals(-code).name
@@ -208,28 +238,30 @@ class WorkerProcess:
         last = next((line for line in reversed(self._stderr_tail) if line.strip()), "")
         return f"{text} (last output: {last})" if last else text
 
-    def _drain_stderr(self) -> None:
-        stream = self._proc.stderr
+    def _drain_stderr(self, proc: subprocess.Popen[bytes], stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip()
             self._stderr_tail.append(line)
-            log.info("policy %s [pid %d]: %s", self.spec.label, self._proc.pid, line)
+            log.info("policy %s [pid %d]: %s", self.spec.label, proc.pid, line)
         stream.close()
 
     def alive(self) -> bool:
-        return self._proc.poll() is None
+        return self._started is not None and self._started.proc.poll() is None
 
     def kill(self) -> None:
+        child = self._started
+        if child is None:
+            return
         # the group too: a policy's own children die with it, even if the worker already exited
         try:
-            os.killpg(self._proc.pid, signal.SIGKILL)
+            os.killpg(child.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         try:
-            self._proc.wait(timeout=5.0)
+            child.proc.wait(timeout=5.0)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
-            log.error("policy worker %d did not die after SIGKILL", self._proc.pid)
-        for stream in (self._proc.stdin, self._proc.stdout):
+            log.error("policy worker %d did not die after SIGKILL", child.proc.pid)
+        for stream in (child.stdin, child.stdout):
             try:
                 stream.close()
             except OSError:
@@ -237,12 +269,15 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """Ask politely (close its input), then make sure."""
+        child = self._started
+        if child is None:
+            return
         try:
-            self._proc.stdin.close()
+            child.stdin.close()
         except OSError:
             pass
         try:
-            self._proc.wait(timeout=1.0)
+            child.proc.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
             pass
         self.kill()

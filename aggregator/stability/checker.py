@@ -28,6 +28,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from apscheduler.jobstores.base import JobLookupError
+
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.stability.nodes_data import ThrottleTracker, build_nodes_data
 from aggregator.stability.verdicts import Verdict, VerdictStore
@@ -240,10 +242,11 @@ class StabilityChecker:
                 selection = select_policy(document, self._default_source)
                 uri = selection.uri
                 handle = self._handle_for(selection)
-                result = handle.eval({"cluster_data": document, "cluster": document, "nodes_data": nodes_data}, selection.parameters)
+                policy_input = {"cluster_data": document, "cluster": document, "nodes_data": nodes_data}
+                result = handle.eval(policy_input, selection.parameters)
                 outcome, data = _read_result(result)
                 error = ""
-            except Exception as e:  # a policy, its loading or its config failed: a verdict of its own
+            except Exception as e:  # noqa: BLE001 - a policy, its loading or its config failed: a verdict of its own
                 outcome, data, error = "error", None, _reason(e)
                 log.warning("stability policy %s failed: %s", uri, error)
             node_count = len(nodes_data)
@@ -308,8 +311,8 @@ class StabilityChecker:
         )
         if changed:
             log.info("cluster %s is now %s (policy %s)", self.cluster_id, verdict.outcome, verdict.policy_uri)
-            for callback in transition_listeners:
-                _call_safely(callback, Transition(verdict, previous))
+            for on_change in transition_listeners:
+                _call_safely(on_change, Transition(verdict, previous))
 
     # ------------------------------------------------------------ scheduling
 
@@ -377,7 +380,7 @@ class StabilityChecker:
             for job_id in (f"stability-check-{self.cluster_id}", f"stability-event-{self.cluster_id}"):
                 try:
                     scheduler.remove_job(job_id)
-                except Exception:
+                except JobLookupError:
                     pass  # not scheduled (ran already, or never added)
             if self._own_scheduler:
                 scheduler.shutdown(wait=True)
@@ -411,13 +414,12 @@ class _gc_paused:
                 gc.disable()
             _gc_pausers += 1
 
-    def __exit__(self, *exc_info) -> bool:
+    def __exit__(self, *exc_info) -> None:
         global _gc_pausers
         with _gc_lock:
             _gc_pausers -= 1
             if _gc_pausers == 0 and _gc_restore:
                 gc.enable()
-        return False
 
 
 def _read_result(result: Any) -> tuple[str, dict | None]:

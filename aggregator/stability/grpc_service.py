@@ -46,6 +46,7 @@ class StabilityServicer(pb_grpc.StabilityServiceServicer):
         self._queue_size = watch_queue_size
 
     async def GetLatestVerdict(self, request, context):
+        verdict: Verdict | None
         if request.check_now:
             verdict = await asyncio.to_thread(self._checker.check, "grpc")
         else:

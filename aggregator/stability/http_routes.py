@@ -1,4 +1,4 @@
-"""HTTP routes of the stability checker and the nodes service (contracts.md §5).
+"""HTTP routes of the stability checker and the nodes service (docs/network-formats.md §5).
 
 - `GET /check_stability`: runs a check now; 200 with the policy's answer, or
   500 `{"success": false, "message": ...}` carrying the policy's error.
@@ -64,7 +64,7 @@ def create_stability_router(checker: StabilityChecker, *, require_token: Callabl
 
         try:
             result = await run_in_threadpool(checker.management, action, data)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a policy's management call may raise anything; answered as a 500
             reason = getattr(e, "reason", None) or str(e) or type(e).__name__
             log.warning("stability management %r failed: %s", action, reason)
             return _error(500, f"management action {action!r} failed: {reason}")

@@ -1,9 +1,9 @@
 """`nodes_data`: what a stability policy (and the network's controller) reads about each node.
 
 Pure functions from the registry's `NodeState`s to the JSON-ready entries of
-contracts.md §5, plus what the agents measure beyond that shape. Units:
+docs/network-formats.md §5, plus what the agents measure beyond that shape. Units:
 
-- sizes are MB (1024*1024 bytes), like everywhere in the contracts;
+- sizes are MB (1024*1024 bytes), like everywhere in the network's formats;
 - `memory.allocatable` is the memory the host reports *available* (what a new
   workload could still get), `disk.allocatable` the free space of the host's
   root filesystem; `usage_percent` is `100 * (total - allocatable) / total`;
@@ -16,7 +16,8 @@ A value that was not measured is `null`, never a made-up 0.
 Beyond the contract's keys every entry carries `state` (`healthy`,
 `unhealthy` or `stale`: `status` keeps the contract's two values and a stale
 node is `unhealthy` there), `stale`, `last_seen`, `seconds_since_seen`,
-`gpu_count`, `nvml_status`, and per GPU `uuid`, `name`, `lost`, `temperature_c`,
+`gpu_count`, `nvml_status`, and per GPU `uuid`, `name`, `lost` (and `lost_reason`,
+both from the one GPU health rule, `proto/health/gpu_rule.py`), `temperature_c`,
 `power_draw_w` and `health`: XIDs (code, count, first/last time, age),
 uncorrectable ECC counts, row-remap pending/failure, and the throttle reasons
 in force with how long they have lasted (see `ThrottleTracker`).
@@ -28,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aggregator.telemetry.model import NodeState
+from proto.health.gpu_rule import lost_reason
 from proto.telemetry.v1.readings import GpuInventory, GpuSample, HealthEvent
 
 __all__ = ["ThrottleKey", "ThrottleTracker", "build_node_entry", "build_nodes_data", "healthy_node_ids"]
@@ -133,8 +135,9 @@ def _gpu_entries(state: NodeState, now: float, throttle_since: dict[ThrottleKey,
         if event.gpu_index is not None:
             events_by_gpu.setdefault(event.gpu_index, []).append(event)
     indexes = sorted(set(inventory) | set(samples))
+    sample_time = state.latest.timestamp if state.latest is not None else None
     return [
-        _gpu_entry(state.node_id, i, inventory.get(i), samples.get(i), events_by_gpu.get(i, []), state.latest is not None, now, throttle_since)
+        _gpu_entry(state.node_id, i, inventory.get(i), samples.get(i), events_by_gpu.get(i, []), sample_time, now, throttle_since)
         for i in indexes
     ]
 
@@ -145,7 +148,7 @@ def _gpu_entry(
     inv: GpuInventory | None,
     sample: GpuSample | None,
     events: list[HealthEvent],
-    have_sample: bool,
+    sample_time: float | None,  # of the node's latest sample; None: none yet
     now: float,
     throttle_since: dict[ThrottleKey, float],
 ) -> dict:
@@ -190,7 +193,7 @@ def _gpu_entry(
             "throttle": [],
             "error": "",
         }
-    lost_reason = _lost_reason(sample, events, have_sample)
+    why_lost = lost_reason(sample, events, sample_time=sample_time)
     return {
         "id": index,
         "uuid": (sample.uuid if sample is not None and sample.uuid else (inv.uuid if inv else "")),
@@ -203,26 +206,10 @@ def _gpu_entry(
         },
         "temperature_c": sample.temperature_c if sample is not None else None,
         "power_draw_w": sample.power_draw_w if sample is not None else None,
-        "lost": lost_reason is not None,
-        "lost_reason": lost_reason,
+        "lost": why_lost is not None,
+        "lost_reason": why_lost,
         "health": health,
     }
-
-
-def _lost_reason(sample: GpuSample | None, events: list[HealthEvent], have_sample: bool) -> str | None:
-    if sample is not None and sample.lost:
-        return sample.error or "the GPU stopped answering"
-    # events are recent first: the latest of lost/recovered decides
-    for event in events:
-        if event.kind == "gpu_recovered":
-            break
-        if event.kind == "gpu_lost":
-            if sample is None:
-                return event.nvml_error or event.message or "gpu_lost event"
-            break
-    if have_sample and sample is None:
-        return "in the inventory but missing from the latest sample"
-    return None
 
 
 def _xid_summary(events: list[HealthEvent], now: float) -> list[dict]:
@@ -230,7 +217,9 @@ def _xid_summary(events: list[HealthEvent], now: float) -> list[dict]:
     for event in events:
         if event.kind != "xid" or event.xid is None:
             continue
-        entry = by_code.setdefault(event.xid, {"code": event.xid, "count": 0, "first_time": event.timestamp, "last_time": event.timestamp})
+        entry = by_code.setdefault(
+            event.xid, {"code": event.xid, "count": 0, "first_time": event.timestamp, "last_time": event.timestamp}
+        )
         entry["count"] += 1
         entry["first_time"] = min(entry["first_time"], event.timestamp)
         entry["last_time"] = max(entry["last_time"], event.timestamp)

@@ -200,7 +200,7 @@ class NotificationDispatcher:
                 sink.send(transition)
                 self.delivered += 1
                 return
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any sink failure is retried, then counted as failed
                 log.warning("%s notification attempt %d/%d failed: %s", sink.name, attempt, self.attempts, e)
             if attempt < self.attempts and not self._stop.is_set():
                 self._sleep(retry_delay(attempt, self.backoff_s, self.max_backoff_s, self._rng.random))

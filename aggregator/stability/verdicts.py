@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field, replace
 
 from aggregator.db import Database
@@ -92,6 +93,8 @@ class VerdictStore:
                 ),
             )
             new_id = cursor.lastrowid
+            if new_id is None:  # pragma: no cover - sqlite3 sets it after every INSERT
+                raise sqlite3.DatabaseError("stability_verdicts: the INSERT gave no row id")
             conn.execute(
                 "DELETE FROM stability_verdicts WHERE cluster_id = ? AND id <= ?",
                 (verdict.cluster_id, new_id - self._limit),

@@ -213,7 +213,7 @@ class IngestService:
             registry.record_sample(
                 node_id,
                 msg.seq,
-                wire_checks.sample_figures(msg.sample),
+                wire_checks.sample_figures(msg.sample, session.gpu_indices),
                 msg.sample.SerializeToString(),
                 msg.dropped_samples,
             )

@@ -10,7 +10,10 @@ Cluster series (labelled `cluster`):
 - `aios_cluster_nodes{status}`: nodes per status (healthy/unhealthy/stale);
   `aios_cluster_node_status{node,status}` 0/1 per node and status, and
   `aios_cluster_node_last_seen_timestamp_seconds{node}`;
-- `aios_cluster_gpus`, `aios_cluster_gpus_lost`,
+- `aios_cluster_gpus`, `aios_cluster_gpus_lost`, `aios_cluster_gpus_unhealthy`
+  and `aios_cluster_gpu_problems{kind}` (GPUs with an open problem, in all
+  and per problem class, judged by the one GPU health rule,
+  `proto/health/gpu_rule.py`, with the registry's settings),
   `aios_cluster_gpu_memory_total_bytes`, `aios_cluster_gpu_memory_used_bytes`,
   `aios_cluster_gpu_utilization_ratio` (mean over GPUs with a reading; used
   memory and utilization only from nodes that are not stale);
@@ -44,6 +47,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from aggregator.telemetry.model import NODE_STATUSES, NodeState
+from proto.health.gpu_rule import DEFAULT_RULE, HealthRule, ProblemKind, node_problems
 from proto.telemetry.v1.exposition import (
     METRIC_PREFIX,
     MetricsServer,
@@ -94,6 +98,7 @@ class AggregatorMetricsProviders:
     policy_errors: Callable[[], int] | None = None  # policy failures (exceptions, timeouts, bad results) so far
     per_node: bool = False
     clock: Callable[[], float] = time.time
+    health_rule: HealthRule = DEFAULT_RULE  # the registry's (`NodeRegistry.health_rule`)
 
 
 def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
@@ -112,6 +117,7 @@ def cluster_metric_families(
     stability: VerdictLike | None = None,
     policy_errors: int | None = None,
     per_node: bool = False,
+    health_rule: HealthRule = DEFAULT_RULE,
 ) -> list[Metric]:
     """Every series the aggregator serves, from one snapshot. Pure."""
     c = [cluster_id]
@@ -143,6 +149,7 @@ def cluster_metric_families(
         families += [node_status, last_seen]
 
     families += _gpu_figures(nodes, c)
+    families += _gpu_health(nodes, c, now, health_rule)
 
     received = _counter("cluster_samples_received", "Samples received from the nodes now known.", ["cluster"])
     received.add_metric(c, sum(n.samples_received for n in nodes))
@@ -188,21 +195,37 @@ def cluster_metric_families(
     return families
 
 
+def _gpu_health(nodes: Sequence[NodeState], c: list[str], now: float, rule: HealthRule) -> list[Metric]:
+    unhealthy: set[tuple[str, int]] = set()
+    by_kind: dict[ProblemKind, set[tuple[str, int]]] = {kind: set() for kind in ProblemKind}
+    for n in nodes:
+        for problem in node_problems(n.inventory, n.latest, n.health_events, now, rule):
+            if problem.gpu_index is not None:  # a node-level XID names no GPU
+                gpu = (n.node_id, problem.gpu_index)
+                unhealthy.add(gpu)
+                by_kind[problem.kind].add(gpu)
+    lost = _gauge("cluster_gpus_lost", "GPUs lost (stopped answering, missing from the sample).", ["cluster"])
+    lost.add_metric(c, len(by_kind[ProblemKind.LOST]))
+    unhealthy_family = _gauge("cluster_gpus_unhealthy", "GPUs with an open health problem.", ["cluster"])
+    unhealthy_family.add_metric(c, len(unhealthy))
+    problems = _gauge("cluster_gpu_problems", "GPUs with an open health problem, by problem class.", ["cluster", "kind"])
+    for kind, gpus in by_kind.items():
+        problems.add_metric([*c, kind.value], len(gpus))
+    return [lost, unhealthy_family, problems]
+
+
 def _gpu_figures(nodes: Sequence[NodeState], c: list[str]) -> list[Metric]:
     gpus_total = sum(len(n.inventory.gpus) for n in nodes)
     memory_total_mb = sum(g.memory_mb for n in nodes for g in n.inventory.gpus)
     live_samples = [g for n in nodes if n.status != "stale" and n.latest is not None for g in n.latest.gpus]
-    lost = sum(1 for n in nodes if n.latest is not None for g in n.latest.gpus if g.lost)
     used = [g.memory_used_mb for g in live_samples if g.memory_used_mb is not None]
     utilization = [g.utilization_gpu_pct for g in live_samples if g.utilization_gpu_pct is not None]
 
     total = _gauge("cluster_gpus", "GPUs in the nodes' inventories.", ["cluster"])
     total.add_metric(c, gpus_total)
-    lost_family = _gauge("cluster_gpus_lost", "GPUs the latest samples report lost.", ["cluster"])
-    lost_family.add_metric(c, lost)
     memory = _gauge("cluster_gpu_memory_total_bytes", "GPU memory in the nodes' inventories.", ["cluster"])
     memory.add_metric(c, memory_total_mb * MB)
-    families: list[Metric] = [total, lost_family, memory]
+    families: list[Metric] = [total, memory]
     if used:
         used_family = _gauge(
             "cluster_gpu_memory_used_bytes", "GPU memory in use on nodes that are not stale.", ["cluster"]
@@ -238,6 +261,7 @@ class AggregatorCollector(Collector):
             stability=p.stability() if p.stability else None,
             policy_errors=p.policy_errors() if p.policy_errors else None,
             per_node=p.per_node,
+            health_rule=p.health_rule,
         )
 
 

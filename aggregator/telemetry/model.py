@@ -1,17 +1,31 @@
 """The aggregator's typed view of a node, shared by its modules.
 
-The registry (telemetry ingest) produces `NodeState` snapshots; onboarding,
-the stability checker, the HTTP API and the metrics exposition consume them.
-They never see protobuf.
+A node's fields are defined once, in `NodeRecord`: the registry holds one
+per node (a subclass adding what only lives in memory), the store writes and
+reads exactly these fields, and `NodeState` (the read-only view onboarding,
+the stability checker, the HTTP API and the metrics consume) is built from
+them by name. None of them sees protobuf.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
-__all__ = ["NODE_CHANGE_KINDS", "NODE_STATUSES", "NodeChange", "NodeState", "RollingFigures"]
+__all__ = [
+    "NODE_CHANGE_KINDS",
+    "NODE_STATUSES",
+    "RECORD_FIELDS",
+    "STATE_FIELDS_FROM_RECORD",
+    "NodeChange",
+    "NodeRecord",
+    "NodeState",
+    "PendingWrite",
+    "RollingFigures",
+    "SampleFigures",
+    "StoredEvent",
+]
 
 # healthy: reporting, no open GPU problem; unhealthy: reporting with a health
 # problem (lost GPU, fatal XID, ...); stale: missed too many intervals.
@@ -28,7 +42,59 @@ class RollingFigures:
 
 
 @dataclass(frozen=True)
+class SampleFigures:
+    """What the registry reads out of a sample (extracted at the edge)."""
+
+    timestamp: float
+    cpu_percent: float | None = None
+    gpu_utilization_pct: float | None = None  # mean over the GPUs that report it
+    memory_used_pct: float | None = None
+    gpu_problems: tuple[str, ...] = ()  # labels of the sample's GPU problems (proto/health/gpu_rule.py), e.g. ("gpu 1 lost",)
+
+
+@dataclass
+class NodeRecord:
+    """A node's fields: everything needed to rebuild the registry after a restart.
+
+    Mutable because the registry updates its nodes in place on every message
+    (under its lock); what the store is handed is a `copy()` nobody changes.
+    """
+
+    node_id: str
+    inventory: NodeInventory
+    first_seen: float
+    last_seen: float
+    status: str = "healthy"  # one of NODE_STATUSES
+    agent_version: str = ""
+    cluster_id: str = ""
+    interval_s: float = 10.0
+    agent_instance: str = ""
+    seq: int = 0  # highest sequence number applied from agent_instance; once written, what it may be told
+    latest_sample: bytes | None = None  # protobuf wire form, decoded only when read
+    figures: SampleFigures | None = None  # from the latest sample
+    rolling: RollingFigures = field(default_factory=RollingFigures)
+    samples_received: int = 0
+    dropped_samples: int = 0
+
+    def copy(self) -> NodeRecord:
+        """These fields alone, detached (a subclass's extra fields stay behind)."""
+        return NodeRecord(**self.field_values())
+
+    def field_values(self) -> dict:
+        return {name: getattr(self, name) for name in RECORD_FIELDS}
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(NodeRecord))
+
+
+@dataclass(frozen=True)
 class NodeState:
+    """A node as readers see it: the record's public fields, the decoded latest sample, recent events.
+
+    Every field but `latest` and `health_events` is a `NodeRecord` field of
+    the same name (the registry copies them by name; a test keeps it so).
+    """
+
     node_id: str
     status: str  # one of NODE_STATUSES
     inventory: NodeInventory
@@ -42,6 +108,30 @@ class NodeState:
     rolling: RollingFigures = field(default_factory=RollingFigures)
     samples_received: int = 0
     dropped_samples: int = 0
+
+
+# the NodeState fields read straight off a NodeRecord
+STATE_FIELDS_FROM_RECORD = tuple(f.name for f in fields(NodeState) if f.name not in ("latest", "health_events"))
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    node_id: str
+    agent_instance: str
+    seq: int
+    event: HealthEvent
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    """What changed since the last commit: one transaction's worth."""
+
+    nodes: tuple[NodeRecord, ...]
+    events: tuple[StoredEvent, ...]
+    inventory_changed: frozenset[str] = frozenset()  # node ids whose inventory must be (re)written
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes or self.events)
 
 
 NODE_CHANGE_KINDS = ("joined", "status", "inventory", "health", "removed")

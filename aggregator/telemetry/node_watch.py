@@ -40,7 +40,7 @@ __all__ = ["NODE_ID_LABEL", "KubeNode", "NodeWatcher", "kube_node_from", "regist
 
 log = logging.getLogger(__name__)
 
-NODE_ID_LABEL = "nodeID"  # contracts.md section 1
+NODE_ID_LABEL = "nodeID"  # docs/network-formats.md §1
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class NodeWatcher:
         self.backoff_max_s = backoff_max_s
         self._rng = rng or random.Random()
         self._stop = threading.Event()
-        self._watch = None  # the current kubernetes.watch.Watch, to interrupt it on close
+        self._watch: Any = None  # the current kubernetes.watch.Watch, to interrupt it on close
         self._watch_lock = threading.Lock()
         self._known: dict[str, KubeNode] = {}  # by Node name
         self.lists = 0  # completed lists (tests and logs read it)

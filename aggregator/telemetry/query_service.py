@@ -100,7 +100,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
 def cluster_summary_pb(cluster_id: str, views: list[NodeOverview], samples: int) -> pb.ClusterSummary:
     """Totals over every node; averages over the nodes that are reporting (not stale)."""
     statuses = [v.state.status for v in views]
-    live = [v for v in views if v.state.status != "stale" and v.figures is not None]
+    live = [v.figures for v in views if v.state.status != "stale" and v.figures is not None]
     hosts = [v.state.inventory.host for v in views if v.state.inventory.host is not None]
     msg = pb.ClusterSummary(
         cluster_id=cluster_id,
@@ -114,9 +114,9 @@ def cluster_summary_pb(cluster_id: str, views: list[NodeOverview], samples: int)
         memory_total_mb=sum(h.memory_total_mb for h in hosts),
         samples_received=samples,
     )
-    _set_optional(msg, "avg_cpu_percent", _mean(v.figures.cpu_percent for v in live))
-    _set_optional(msg, "avg_gpu_utilization_pct", _mean(v.figures.gpu_utilization_pct for v in live))
-    _set_optional(msg, "avg_memory_used_pct", _mean(v.figures.memory_used_pct for v in live))
+    _set_optional(msg, "avg_cpu_percent", _mean(f.cpu_percent for f in live))
+    _set_optional(msg, "avg_gpu_utilization_pct", _mean(f.gpu_utilization_pct for f in live))
+    _set_optional(msg, "avg_memory_used_pct", _mean(f.memory_used_pct for f in live))
     return msg
 
 
@@ -138,9 +138,9 @@ class QueryService(pb_grpc.TelemetryQueryServicer):
                 if candidate.state.inventory.node_name == node_id:
                     view, state = candidate, self.registry.get(candidate.state.node_id)
                     break
-        if view is None or state is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no node with id or name {node_id!r}")
-        return detail_pb(view, state, request.max_health_events or DEFAULT_HEALTH_EVENTS)
+        if view is not None and state is not None:
+            return detail_pb(view, state, request.max_health_events or DEFAULT_HEALTH_EVENTS)
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"no node with id or name {node_id!r}")
 
     async def GetClusterSummary(self, request, context):
         views = self.registry.overview()

@@ -7,15 +7,15 @@ kept as opaque bytes plus the figures the registry needs, and decoded (by the
 `decode_sample` function passed in) only when somebody reads it, because
 decoding a full sample costs several times what receiving it does.
 
-Status rule (kept simple on purpose):
+Status rule:
 - stale: nothing heard for more than `stale_after_intervals` x the agent's
   interval; healthy/unhealthy again with the next message;
-- unhealthy: reporting, with an open GPU problem, which is any of
-  - the latest sample shows a GPU lost, a row-remap failure or a non-zero
-    volatile uncorrectable ECC count (cleared by a GPU reset);
-  - a `gpu_lost` event not yet followed by `gpu_recovered` for that GPU;
-  - an `ecc_uncorrectable` or `row_remap_failure` event, or an `xid` event
-    with a fatal code (`FATAL_XIDS`), within the last `problem_window_s`;
+- unhealthy: reporting, with an open GPU problem under the one GPU health
+  rule (`proto/health/gpu_rule.py`, `health_rule`): a lost GPU, a fatal XID
+  (the XID catalogue's reset/reboot/support buckets), uncorrectable ECC
+  errors or a row-remap failure; events count for `problem_window_s`. The
+  sample's part of the rule is judged at the wire edge (`wire_checks`), so
+  only its labels are kept here;
 - healthy otherwise.
 """
 
@@ -28,11 +28,20 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from aggregator.telemetry.model import NodeChange, NodeState, RollingFigures
+from aggregator.telemetry.model import (
+    STATE_FIELDS_FROM_RECORD,
+    NodeChange,
+    NodeRecord,
+    NodeState,
+    PendingWrite,
+    RollingFigures,
+    SampleFigures,
+    StoredEvent,
+)
+from proto.health.gpu_rule import HealthRule, gpu_problem_labels
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
 __all__ = [
-    "FATAL_XIDS",
     "ROLLING_WINDOWS_S",
     "NodeOverview",
     "NodeRecord",
@@ -47,13 +56,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# XIDs after which a GPU needs attention (NVIDIA's XID catalogue): double-bit
-# ECC (48), row remap events/failure (63, 64), NVLink (74), fell off the bus
-# (79), uncontained ECC (94, 95), GSP/firmware errors (119, 120), internal
-# micro-controller halts (61, 62), Resetting channel verification (92), 140.
-FATAL_XIDS = frozenset({48, 61, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120, 140})
 ROLLING_WINDOWS_S = (60.0, 300.0, 900.0)
-_PROBLEM_KINDS = frozenset({"ecc_uncorrectable", "row_remap_failure"})
 
 Triple = tuple  # (1m, 5m, 15m), each float | None
 
@@ -89,17 +92,6 @@ class UnknownNode(KeyError):
 
 
 @dataclass(frozen=True)
-class SampleFigures:
-    """What the registry reads out of a sample (extracted at the edge)."""
-
-    timestamp: float
-    cpu_percent: float | None = None
-    gpu_utilization_pct: float | None = None  # mean over the GPUs that report it
-    memory_used_pct: float | None = None
-    gpu_problems: tuple[str, ...] = ()  # e.g. ("gpu 1 lost",)
-
-
-@dataclass(frozen=True)
 class NodeOverview:
     """A node for listings: its state without the (costly to decode) latest sample."""
 
@@ -108,66 +100,13 @@ class NodeOverview:
     problems: tuple[str, ...]  # open GPU problems (see the status rule)
 
 
-@dataclass(frozen=True)
-class StoredEvent:
-    node_id: str
-    agent_instance: str
-    seq: int
-    event: HealthEvent
-
-
-@dataclass(frozen=True)
-class NodeRecord:
-    """A node as the store keeps it (everything needed to rebuild the registry)."""
-
-    node_id: str
-    inventory: NodeInventory
-    status: str
-    first_seen: float
-    last_seen: float
-    agent_version: str
-    cluster_id: str
-    interval_s: float
-    agent_instance: str
-    acked_seq: int
-    latest_sample: bytes | None
-    figures: SampleFigures | None
-    rolling: RollingFigures
-    samples_received: int
-    dropped_samples: int
-    inventory_changed: bool = True  # False: the stored inventory is still current
-
-
-@dataclass(frozen=True)
-class PendingWrite:
-    nodes: tuple[NodeRecord, ...]
-    events: tuple[StoredEvent, ...]
-
-    def __bool__(self) -> bool:
-        return bool(self.nodes or self.events)
-
-
 @dataclass
-class _Node:
-    node_id: str
-    inventory: NodeInventory
-    first_seen: float
-    last_seen: float
-    agent_version: str = ""
-    cluster_id: str = ""
-    interval_s: float = 10.0
-    agent_instance: str = ""
-    received_seq: int = 0
-    committed_seq: int = 0
-    latest_wire: bytes | None = None
+class _Node(NodeRecord):
+    """A registry entry: the record plus what only lives in memory."""
+
+    committed_seq: int = 0  # highest seq on disk for agent_instance
     latest_decoded: NodeSample | None = None
-    figures: SampleFigures | None = None
-    rolling: RollingFigures = field(default_factory=RollingFigures)
     health: deque = field(default_factory=deque)  # HealthEvent, most recent first
-    lost_gpus: set = field(default_factory=set)
-    samples_received: int = 0
-    dropped_samples: int = 0
-    status: str = "healthy"
 
 
 class NodeRegistry:
@@ -184,6 +123,7 @@ class NodeRegistry:
         self._decode = decode_sample
         self.stale_after_intervals = stale_after_intervals
         self.problem_window_s = problem_window_s
+        self.health_rule = HealthRule(event_window_s=problem_window_s)  # the metrics judge with the same
         self.max_health_events = max_health_events
         self._nodes: dict[str, _Node] = {}
         self._dirty: set[str] = set()
@@ -199,11 +139,11 @@ class NodeRegistry:
         # Decoding every changed sample takes ~0.25 ms each (a second for
         # 5,000 nodes): do it outside the lock so ingest is not held up.
         with self._lock:
-            todo = [(n, n.latest_wire) for n in self._nodes.values() if n.latest_decoded is None and n.latest_wire]
+            todo = [(n, n.latest_sample) for n in self._nodes.values() if n.latest_decoded is None and n.latest_sample]
         decoded = [(node, wire, self._decode(wire)) for node, wire in todo]
         with self._lock:
             for node, wire, sample in decoded:
-                if node.latest_wire is wire:  # no newer sample arrived meanwhile
+                if node.latest_sample is wire:  # no newer sample arrived meanwhile
                     node.latest_decoded = sample
             return [self._state(n) for n in sorted(self._nodes.values(), key=lambda n: n.node_id)]
 
@@ -265,13 +205,13 @@ class NodeRegistry:
         with self._lock:
             node = self._nodes.get(node_id)
             joined = node is None
-            if joined:
+            if node is None:
                 node = _Node(node_id=node_id, inventory=inventory, first_seen=now, last_seen=now)
                 self._nodes[node_id] = node
             inventory_changed = not joined and node.inventory != inventory
             if node.agent_instance != agent_instance:
                 node.agent_instance = agent_instance
-                node.received_seq = 0
+                node.seq = 0
                 node.committed_seq = 0
             node.inventory = inventory
             node.cluster_id = cluster_id
@@ -293,7 +233,7 @@ class NodeRegistry:
         with self._lock:
             node = self._nodes.get(node_id)
             return (
-                node is not None and node.agent_instance == agent_instance and seq <= node.received_seq
+                node is not None and node.agent_instance == agent_instance and seq <= node.seq
             )
 
     def record_sample(
@@ -312,7 +252,7 @@ class NodeRegistry:
                 memory_used_pct=ewma_update(rolling.memory_used_pct, figures.memory_used_pct, dt, w),
             )
             node.figures = figures
-            node.latest_wire = wire
+            node.latest_sample = wire
             node.latest_decoded = None
             node.samples_received += 1
             node.dropped_samples += dropped_samples
@@ -383,16 +323,13 @@ class NodeRegistry:
     def take_pending(self) -> PendingWrite:
         """What changed since the last call, to be written in one transaction."""
         with self._lock:
-            nodes = tuple(
-                self._record(self._nodes[i], i in self._inventory_dirty)
-                for i in sorted(self._dirty)
-                if i in self._nodes
-            )
+            nodes = tuple(self._nodes[i].copy() for i in sorted(self._dirty) if i in self._nodes)
+            inventory_changed = frozenset(i for i in self._inventory_dirty if i in self._nodes)
             events = tuple(self._new_events)
             self._dirty.clear()
             self._inventory_dirty.clear()
             self._new_events = []
-            return PendingWrite(nodes, events)
+            return PendingWrite(nodes, events, inventory_changed)
 
     def mark_committed(self, pending: PendingWrite) -> dict[str, tuple[str, int]]:
         """Note what is now on disk; returns node id -> (agent instance, seq it may be told)."""
@@ -401,7 +338,7 @@ class NodeRegistry:
             for rec in pending.nodes:
                 node = self._nodes.get(rec.node_id)
                 if node is not None and node.agent_instance == rec.agent_instance:
-                    node.committed_seq = max(node.committed_seq, rec.acked_seq)
+                    node.committed_seq = max(node.committed_seq, rec.seq)
                     acks[rec.node_id] = (rec.agent_instance, node.committed_seq)
         return acks
 
@@ -409,9 +346,7 @@ class NodeRegistry:
         """A write failed: everything in it is pending again."""
         with self._lock:  # a node removed meanwhile stays removed
             self._dirty.update(rec.node_id for rec in pending.nodes if rec.node_id in self._nodes)
-            self._inventory_dirty.update(
-                r.node_id for r in pending.nodes if r.inventory_changed and r.node_id in self._nodes
-            )
+            self._inventory_dirty.update(i for i in pending.inventory_changed if i in self._nodes)
             self._new_events[:0] = [e for e in pending.events if e.node_id in self._nodes]
 
     def committed_seq(self, node_id: str, agent_instance: str) -> int:
@@ -425,25 +360,8 @@ class NodeRegistry:
         """Rebuild from the store after a restart (nothing is dirty afterwards)."""
         with self._lock:
             for rec in records:
-                self._nodes[rec.node_id] = _Node(
-                    node_id=rec.node_id,
-                    inventory=rec.inventory,
-                    first_seen=rec.first_seen,
-                    last_seen=rec.last_seen,
-                    agent_version=rec.agent_version,
-                    cluster_id=rec.cluster_id,
-                    interval_s=rec.interval_s,
-                    agent_instance=rec.agent_instance,
-                    received_seq=rec.acked_seq,
-                    committed_seq=rec.acked_seq,
-                    latest_wire=rec.latest_sample,
-                    figures=rec.figures,
-                    rolling=rec.rolling,
-                    samples_received=rec.samples_received,
-                    dropped_samples=rec.dropped_samples,
-                    status=rec.status,
-                )
-            # events come oldest first; replaying them rebuilds lost-GPU tracking
+                self._nodes[rec.node_id] = _Node(**rec.field_values(), committed_seq=rec.seq)
+            # events come oldest first; replaying them rebuilds the recent-events list
             for stored in events:
                 node = self._nodes.get(stored.node_id)
                 if node is not None:
@@ -462,7 +380,7 @@ class NodeRegistry:
         return node
 
     def _touch(self, node: _Node, seq: int, now: float) -> None:
-        node.received_seq = max(node.received_seq, seq)
+        node.seq = max(node.seq, seq)
         node.last_seen = now
         self._dirty.add(node.node_id)
         self._update_status(node, now)
@@ -471,23 +389,12 @@ class NodeRegistry:
         node.health.appendleft(event)
         while len(node.health) > self.max_health_events:
             node.health.pop()
-        if event.kind == "gpu_lost" and event.gpu_index is not None:
-            node.lost_gpus.add(event.gpu_index)
-        elif event.kind == "gpu_recovered" and event.gpu_index is not None:
-            node.lost_gpus.discard(event.gpu_index)
 
     def _problems(self, node: _Node, now: float) -> tuple[str, ...]:
-        problems = list(node.figures.gpu_problems) if node.figures else []
-        problems.extend(f"gpu {i} lost" for i in sorted(node.lost_gpus) if f"gpu {i} lost" not in problems)
-        for event in node.health:
-            if now - event.timestamp > self.problem_window_s:
-                continue
-            where = f"gpu {event.gpu_index}" if event.gpu_index is not None else "node"
-            if event.kind in _PROBLEM_KINDS:
-                problems.append(f"{where} {event.kind}")
-            elif event.kind == "xid" and event.xid in FATAL_XIDS:
-                problems.append(f"{where} xid {event.xid}")
-        return tuple(dict.fromkeys(problems))
+        figures = node.figures
+        return gpu_problem_labels(
+            figures.gpu_problems if figures else (), figures.timestamp if figures else None, node.health, now, self.health_rule
+        )
 
     def _compute_status(self, node: _Node, now: float) -> str:
         if now - node.last_seen > self.stale_after_intervals * node.interval_s:
@@ -515,43 +422,13 @@ class NodeRegistry:
                 log.exception("node change listener %r failed", listener)
 
     def _latest(self, node: _Node) -> NodeSample | None:
-        if node.latest_decoded is None and node.latest_wire is not None:
-            node.latest_decoded = self._decode(node.latest_wire)
+        if node.latest_decoded is None and node.latest_sample is not None:
+            node.latest_decoded = self._decode(node.latest_sample)
         return node.latest_decoded
 
     def _state(self, node: _Node, decode: bool = True) -> NodeState:
         return NodeState(
-            node_id=node.node_id,
-            status=node.status,
-            inventory=node.inventory,
+            **{name: getattr(node, name) for name in STATE_FIELDS_FROM_RECORD},
             latest=self._latest(node) if decode else None,
-            last_seen=node.last_seen,
-            first_seen=node.first_seen,
-            agent_version=node.agent_version,
-            cluster_id=node.cluster_id,
-            interval_s=node.interval_s,
             health_events=tuple(node.health),
-            rolling=node.rolling,
-            samples_received=node.samples_received,
-            dropped_samples=node.dropped_samples,
-        )
-
-    def _record(self, node: _Node, inventory_changed: bool) -> NodeRecord:
-        return NodeRecord(
-            node_id=node.node_id,
-            inventory=node.inventory,
-            status=node.status,
-            first_seen=node.first_seen,
-            last_seen=node.last_seen,
-            agent_version=node.agent_version,
-            cluster_id=node.cluster_id,
-            interval_s=node.interval_s,
-            agent_instance=node.agent_instance,
-            acked_seq=node.received_seq,
-            latest_sample=node.latest_wire,
-            figures=node.figures,
-            rolling=node.rolling,
-            samples_received=node.samples_received,
-            dropped_samples=node.dropped_samples,
-            inventory_changed=inventory_changed,
         )

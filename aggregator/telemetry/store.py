@@ -10,8 +10,7 @@ not at all: an agent is only told "acked" after `write()` returned.
 from __future__ import annotations
 
 from aggregator.db import Database
-from aggregator.telemetry.model import RollingFigures
-from aggregator.telemetry.registry import NodeRecord, PendingWrite, SampleFigures, StoredEvent
+from aggregator.telemetry.model import NodeRecord, PendingWrite, RollingFigures, SampleFigures, StoredEvent
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent
@@ -94,7 +93,7 @@ def _state_row(rec: NodeRecord) -> tuple:
         rec.cluster_id,
         rec.interval_s,
         rec.agent_instance,
-        rec.acked_seq,
+        rec.seq,
         rec.latest_sample,
         f.timestamp if f else None,
         f.cpu_percent if f else None,
@@ -130,7 +129,7 @@ class NodeStore:
     def write(self, pending: PendingWrite) -> None:
         """Everything in `pending`, in one transaction."""
         with self._db.transaction() as conn:
-            changed = [rec for rec in pending.nodes if rec.inventory_changed]
+            changed = [rec for rec in pending.nodes if rec.node_id in pending.inventory_changed]
             if changed:
                 conn.executemany(
                     _UPSERT_INVENTORY,
@@ -234,7 +233,7 @@ class NodeStore:
             cluster_id=row["cluster_id"],
             interval_s=row["interval_s"],
             agent_instance=row["agent_instance"],
-            acked_seq=row["acked_seq"],
+            seq=row["acked_seq"],
             latest_sample=row["latest_sample"],
             figures=figures,
             rolling=RollingFigures(
@@ -244,5 +243,4 @@ class NodeStore:
             ),
             samples_received=row["samples_received"],
             dropped_samples=row["dropped_samples"],
-            inventory_changed=False,
         )

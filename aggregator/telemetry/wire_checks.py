@@ -16,7 +16,8 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from aggregator.telemetry.registry import SampleFigures
+from aggregator.telemetry.model import SampleFigures
+from proto.health.gpu_rule import sample_problems
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HEALTH_KINDS
 
@@ -156,35 +157,32 @@ def check_health(event: pb.HealthEvent, gpu_indices: frozenset[int]) -> str | No
         return f"health.kind: {event.kind!r} is not one of {', '.join(HEALTH_KINDS)}"
     if not math.isfinite(event.timestamp) or event.timestamp <= 0:
         return f"health.timestamp: {event.timestamp} is not a positive finite number"
-    if event.HasField("gpu_index") and event.gpu_index not in gpu_indices:
-        # a lost GPU may already be gone from the inventory; its events still count
-        if event.kind not in ("gpu_lost", "gpu_recovered", "xid", "nvml_error"):
-            return f"health.gpu_index: GPU index {event.gpu_index} is not in the node's inventory"
+    # a lost GPU may already be gone from the inventory; its events still count
+    if (
+        event.HasField("gpu_index")
+        and event.gpu_index not in gpu_indices
+        and event.kind not in ("gpu_lost", "gpu_recovered", "xid", "nvml_error")
+    ):
+        return f"health.gpu_index: GPU index {event.gpu_index} is not in the node's inventory"
     return None
 
 
-def sample_figures(sample: pb.NodeSample) -> SampleFigures:
-    """The few numbers the registry keeps per sample (status, rolling averages)."""
+def sample_figures(sample: pb.NodeSample, gpu_indices: frozenset[int] = frozenset()) -> SampleFigures:
+    """The few numbers the registry keeps per sample (status, rolling averages).
+
+    `gpu_indices`: the node's inventory; a GPU in it but not in the sample is lost.
+    """
     host = sample.host
     cpu = host.cpu_percent if host.HasField("cpu_percent") else None
     mem = None
     if host.HasField("memory_used_mb") and host.HasField("memory_total_mb") and host.memory_total_mb:
         mem = 100.0 * host.memory_used_mb / host.memory_total_mb
-    utils = []
-    problems = []
-    for gpu in sample.gpus:
-        if gpu.HasField("utilization_gpu_pct"):
-            utils.append(gpu.utilization_gpu_pct)
-        if gpu.lost:
-            problems.append(f"gpu {gpu.index} lost")
-        if gpu.remapped_rows_failure:
-            problems.append(f"gpu {gpu.index} row_remap_failure")
-        if gpu.ecc_uncorrected_volatile:
-            problems.append(f"gpu {gpu.index} ecc_uncorrectable")
+    utils = [gpu.utilization_gpu_pct for gpu in sample.gpus if gpu.HasField("utilization_gpu_pct")]
+    problems = sample_problems(sample.gpus, dict.fromkeys(gpu_indices, ""), sample_time=sample.timestamp)
     return SampleFigures(
         timestamp=sample.timestamp,
         cpu_percent=cpu,
         gpu_utilization_pct=sum(utils) / len(utils) if utils else None,
         memory_used_pct=mem,
-        gpu_problems=tuple(problems),
+        gpu_problems=tuple(dict.fromkeys(p.label for p in problems)),
     )

@@ -85,7 +85,9 @@ def require_token(
         accepted = tokens() if callable(tokens) else tokens
         challenge = {"WWW-Authenticate": "Bearer"}
         if not accepted:
-            raise ApiError(401, "this server has no token, so it refuses this request (set AIOS_TOKEN or AIOS_TOKEN_FILE)", challenge)
+            raise ApiError(
+                401, "this server has no token, so it refuses this request (set AIOS_TOKEN or AIOS_TOKEN_FILE)", challenge
+            )
         presented = bearer_token(request.headers.get("authorization"))
         if presented is None:
             raise ApiError(401, "this request needs 'Authorization: Bearer <token>'", challenge)
@@ -317,13 +319,14 @@ def start_http_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -
     server = HttpServer(app, host, port)
     started = threading.Event()
     failure: list[BaseException] = []
+    bound: list[int] = []
 
     def run() -> None:
         asyncio.set_event_loop(loop)
 
         async def main() -> None:
             try:
-                await server.start()
+                bound.append(await server.start())
             except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
                 failure.append(exc)
                 started.set()
@@ -342,4 +345,4 @@ def start_http_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -
         raise TimeoutError("the HTTP server did not start within 30 s")
     if failure:
         raise failure[0]
-    return ThreadedHttpServer(server.port, loop, server, thread)
+    return ThreadedHttpServer(bound[0], loop, server, thread)

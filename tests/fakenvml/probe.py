@@ -157,7 +157,7 @@ class ProbeProcess:
             try:
                 self.ask("close")
                 self.proc.wait(timeout=self.timeout_s)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a probe that cannot close politely is killed
                 self.proc.kill()
                 self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):

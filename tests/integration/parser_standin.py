@@ -1,6 +1,6 @@
 """A stand-in for the network's parser API: a real HTTP server on 127.0.0.1.
 
-It checks what it receives exactly as contracts.md section 2 says (the
+It checks what it receives exactly as docs/network-formats.md §3 says (the
 wrapped spec, field names, integer MB / Mbps values, totals that add up) and
 records every problem it finds, then answers as told: success (200),
 refusal (400) or failure (500).
@@ -164,7 +164,7 @@ class ParserStandIn:
         if path == "/api/createCluster":
             return document_problems(values)
         if path == "/api/addNode":
-            if not isinstance(values, dict) or not {"clusterId", "nodeData"} <= set(values) or set(values) - {"clusterId", "nodeData"}:
+            if not isinstance(values, dict) or set(values) != {"clusterId", "nodeData"}:
                 return [f"{path}: values keys {sorted(values) if isinstance(values, dict) else values!r}"]
             return entry_problems(values["nodeData"], "values.nodeData", extra_keys=frozenset({"tags", "nodeMetadata"}))
         return [f"unknown path {path}"]

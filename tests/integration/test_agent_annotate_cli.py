@@ -14,7 +14,7 @@ import pytest
 
 from agent.cli import main
 from tests.fakenvml.presets import a100_80gb, h100_sxm, with_mig
-from tests.kube_api import forbidden, kube_api  # noqa: F401 - fixture
+from tests.support.kube_api import forbidden, kube_api  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostfs import NVME0_MB, NVME1_MB, Counters, write_host_tree
+from tests.support.hostfs import NVME0_MB, NVME1_MB, Counters, write_host_tree
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -25,7 +25,8 @@ import pytest
 from aggregator.service import Aggregator, ServeConfig
 from aggregator.telemetry.metrics import AggregatorMetricsProviders, serve_aggregator_metrics
 from tests.fakenvml.presets import a100_80gb, h100_sxm
-from tests.metrics_fixtures.servers import PrometheusServer, free_port, prometheus_binary
+from tests.metrics_fixtures.servers import PrometheusServer, prometheus_binary
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +146,9 @@ def test_prometheus_reads_what_the_fake_nvml_was_given(fake_nvml, gpus, exporter
         # ... and through the aggregator's registry.
         prom.expect('aios_cluster_nodes{job="aios-aggregator"}', {"healthy": 1.0, "unhealthy": 0.0, "stale": 0.0}, by="status")
         prom.expect('aios_cluster_gpus{job="aios-aggregator"}', {"cluster-9": 2.0}, by="cluster")
-        prom.expect('aios_cluster_gpu_memory_total_bytes{job="aios-aggregator"} / 2^20', {"cluster-9": 81_920.0 + 81_559.0}, by="cluster")
+        prom.expect(
+            'aios_cluster_gpu_memory_total_bytes{job="aios-aggregator"} / 2^20', {"cluster-9": 81_920.0 + 81_559.0}, by="cluster"
+        )
         prom.expect('aios_cluster_gpu_utilization_ratio{job="aios-aggregator"}', {"cluster-9": 0.515}, by="cluster")
         prom.expect('clamp_max(aios_cluster_samples_received_total{job="aios-aggregator"}, 1)', {"cluster-9": 1.0}, by="cluster")
         prom.expect('aios_gpu_temperature_celsius{job="aios-aggregator"}', {"0": 67.0, "1": 48.0}, by="gpu")

@@ -10,7 +10,7 @@ from kubernetes.client import CoreV1Api
 from agent.kube.annotator import Backoff, NodeAnnotator
 from agent.kube.client import load_api_client, read_node_identity
 from proto.telemetry.v1.readings import GpuInventory, NodeInventory
-from tests.kube_api import kube_api  # noqa: F401 - fixture
+from tests.support.kube_api import kube_api  # noqa: F401 - fixture
 
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "daemonset" / "agent-rbac.yaml"
 HTTP_TO_VERB = {"GET": "get", "PATCH": "patch", "PUT": "update", "POST": "create", "DELETE": "delete"}

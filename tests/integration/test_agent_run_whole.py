@@ -15,24 +15,17 @@ import pytest
 
 from agent.kube.annotation import ANNOTATION_KEY
 from tests.fakenvml.presets import a100_80gb
-from tests.hostfs import Counters, write_host_tree
-from tests.kube_api import kube_api  # noqa: F401 - fixture
 from tests.metrics_fixtures.exposition import parse_exposition, value
-from tests.readonly_guard import MARK as READONLY_VIOLATION
-from tests.telemetry_support import (
-    ROOT,
-    TOKEN,
-    AgentProcess,
-    AggregatorProcess,
-    AggregatorThread,
-    free_port,
-    get_node,
-    wait_for,
-)
+from tests.support.hostfs import Counters, write_host_tree
+from tests.support.kube_api import kube_api  # noqa: F401 - fixture
+from tests.support.net import free_port
+from tests.support.readonly_guard import MARK as READONLY_VIOLATION
+from tests.support.telemetry import ROOT, TOKEN, AgentProcess, AggregatorProcess, AggregatorThread, get_node
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-GUARDED = ("-m", "tests.readonly_guard")  # the agent, reporting writes outside /tmp
+GUARDED = ("-m", "tests.support.readonly_guard")  # the agent, reporting writes outside /tmp
 
 
 def _get(port: int, path: str) -> tuple[int, str]:

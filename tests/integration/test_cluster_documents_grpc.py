@@ -8,7 +8,7 @@ import pytest
 from proto.cluster.v1 import cluster_pb2 as pb
 from proto.cluster.v1 import cluster_pb2_grpc as pb_grpc
 from tests.integration.aggregator_standin import TOKEN, AggregatorStandIn
-from tests.onboarding_data import ENTRY_A, ENTRY_B, ENTRY_C, TOTALS_ABC, expected_document
+from tests.support.onboarding_data import ENTRY_A, ENTRY_B, ENTRY_C, TOTALS_ABC, expected_document
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,7 @@ carrying `NodeState`s, as `NodeRegistry.subscribe` delivers them.
 """
 
 import logging
-import socket
 import threading
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,7 +18,8 @@ from aggregator.onboarding.enrollment import Enrollment
 from aggregator.onboarding.parser_client import ParserClient
 from aggregator.telemetry.model import NodeChange, NodeState
 from tests.integration.parser_standin import ParserStandIn
-from tests.onboarding_data import (
+from tests.support.net import free_port
+from tests.support.onboarding_data import (
     ENTRY_A,
     ENTRY_B,
     ENTRY_C,
@@ -32,6 +31,8 @@ from tests.onboarding_data import (
     gpu_node_c,
     gpu_node_d,
 )
+from tests.support.policy_packages import write_directory
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 CLUSTER = "cluster-eu-1"
@@ -181,17 +182,12 @@ def test_nothing_happens_before_the_cluster_is_onboarded(store, parser, governan
 
 
 def test_network_failure_is_retried_until_the_parser_answers(onboarded, governance, make_enrollment, caplog):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     client = ParserClient(f"http://127.0.0.1:{port}", attempts=1, timeout_s=2)
     enrollment = make_enrollment(onboarded, governance, client, retry_max_s=0.2)
     caplog.set_level(logging.WARNING, logger="aggregator.onboarding.enrollment")
     enrollment.on_change(change("joined", gpu_node_d()))
-    deadline = time.monotonic() + 10
-    while "retry 2 in" not in caplog.text:  # failed twice: the parser is down
-        assert time.monotonic() < deadline, caplog.text
-        time.sleep(0.02)
+    wait_for(lambda: "retry 2 in" in caplog.text, timeout_s=10, what="two failed attempts (the parser is down)")
     assert "node-d" not in [e["id"] for e in onboarded.get(CLUSTER)["nodes"]["nodeData"]]
     parser = ParserStandIn(port=port)  # the parser comes (back) up
     try:
@@ -254,10 +250,7 @@ def _worker_held_on_node_e(onboarded, governance, make_enrollment):
     governance.answer = slow
     enrollment = make_enrollment(onboarded, governance, None)
     enrollment.on_change(change("joined", replace(gpu_node_d(), node_id="node-e")))
-    deadline = time.monotonic() + 10
-    while not governance.calls:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(lambda: governance.calls, timeout_s=10, what="the pre-check call", every_s=0.01)
     return enrollment, release
 
 
@@ -300,12 +293,10 @@ def test_with_the_real_governance_and_an_add_node_policy(tmp_path, onboarded, pa
     from aggregator.policies import open_policy
     from aggregator.policies.config import PolicyConfig
 
-    policy = tmp_path / "add-node-policy" / "code"
-    policy.mkdir(parents=True)
-    (policy / "function.py").write_text(ADD_NODE_POLICY)
+    policy = write_directory(tmp_path / "add-node-policy", ADD_NODE_POLICY)
     db = Database(tmp_path / "governance.db")
     governance = Governance(db, functools.partial(open_policy, config=PolicyConfig(cache_dir=tmp_path / "cache")))
-    governance.update({"add_node": str(policy.parent)})
+    governance.update({"add_node": str(policy)})
     try:
         onboarded.put(CLUSTER, expected_document([ENTRY_A, ENTRY_B], TOTALS_AB))  # node-c is not in yet
         enrollment = make_enrollment(onboarded, governance, ParserClient(parser.url))

@@ -13,7 +13,7 @@ from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
 from aggregator.policies import PolicyConfig, open_policy
 from aggregator.web.app import create_app, start_http_in_thread
-from tests.policy_packages import StandIn, policy_source, write_package
+from tests.support.policy_packages import StandIn, policy_source, write_package
 
 pytestmark = pytest.mark.integration
 

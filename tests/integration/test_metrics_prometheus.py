@@ -20,7 +20,8 @@ from aggregator.telemetry.metrics import (
 )
 from tests.metrics_fixtures.dashboard import expressions, load_dashboard
 from tests.metrics_fixtures.readings import INVENTORY, SAMPLE_1, SAMPLE_2, node_states
-from tests.metrics_fixtures.servers import PrometheusServer, UvicornThread, prometheus_binary
+from tests.metrics_fixtures.servers import PrometheusServer, prometheus_binary
+from tests.support.served_app import ServedApp
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def prom(tmp_path_factory):
     # The aggregator's FastAPI app with the metrics router, served by uvicorn ...
     app = FastAPI()
     app.include_router(metrics_router(build_aggregator_registry(_aggregator_providers(per_node=True))))
-    aggregator_app = UvicornThread(app)
+    aggregator_app = ServedApp(app)
     # ... and the standalone server, without per-node series.
     standalone = serve_aggregator_metrics(0, _aggregator_providers(), addr="127.0.0.1")
     server = None

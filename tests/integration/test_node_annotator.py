@@ -11,7 +11,7 @@ from kubernetes.client import CoreV1Api
 from agent.kube.annotator import Backoff, NodeAnnotator
 from agent.kube.client import KubeApiError, load_api_client, read_node_identity
 from proto.telemetry.v1.readings import GpuInventory, NodeInventory
-from tests.kube_api import forbidden, kube_api  # noqa: F401 - fixture
+from tests.support.kube_api import forbidden, kube_api  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def inventory(gpus):
 
 
 def consume(annotation: str) -> tuple[int, int, set[str]]:
-    """What onboarding does with the annotation (contracts.md section 1)."""
+    """What onboarding does with the annotation (docs/network-formats.md §1)."""
     entries = json.loads(annotation)
     return len(entries), sum(e["memory"] for e in entries), {e["modelName"] for e in entries}
 

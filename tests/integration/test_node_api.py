@@ -13,7 +13,7 @@ from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from agent.kube.client import NodeApi, describe_api_error, load_api_client
-from tests.kube_api import kube_api  # noqa: F401 - fixture
+from tests.support.kube_api import kube_api  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 

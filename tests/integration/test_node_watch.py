@@ -8,8 +8,8 @@ import pytest
 
 from aggregator.kube_client import load_kube_client
 from aggregator.telemetry.node_watch import KubeNode, NodeWatcher, kube_node_from, registry_matches
-from tests.kube_api import kube_api  # noqa: F401 - fixture
-from tests.telemetry_support import wait_for
+from tests.support.kube_api import kube_api  # noqa: F401 - fixture
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,7 @@ def test_an_empty_relist_removes_nothing(kube_api, core):
 
 
 def test_forbidden_list_is_retried(kube_api, core):
-    from tests.kube_api import forbidden
+    from tests.support.kube_api import forbidden
 
     core.create_node(node("gpu-1"))
     kube_api.emulator.refusals["GET"] = forbidden("list", user="system:serviceaccount:controllers:aios-aggregator")

@@ -4,7 +4,6 @@ the Kubernetes API (kmock), and the parser stand-in checking what it receives.""
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +15,9 @@ from aggregator.commands.onboard import main
 from proto.cluster.v1 import cluster_pb2, cluster_pb2_grpc
 from tests.integration.aggregator_standin import TOKEN, AggregatorStandIn
 from tests.integration.parser_standin import ParserStandIn
-from tests.kube_api import NODES, kube_api  # noqa: F401 - fixture
-from tests.onboarding_data import (
+from tests.support.kube_api import NODES, kube_api  # noqa: F401 - fixture
+from tests.support.net import free_port
+from tests.support.onboarding_data import (
     ENTRY_A,
     ENTRY_B,
     ENTRY_C,
@@ -67,12 +67,6 @@ def stored_document(address, cluster_id):
     return json.loads(answer.document_json)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_three_agents_onboarded_posted_wrapped_and_stored(tmp_path, config_file, parser, aggregator):
     code, out, err = onboard(config_file, "--onboard", "--api-url", parser.url, "--output", tmp_path / "out",
                              "--aggregator", aggregator.address, "--token", TOKEN, "--no-kubernetes")
@@ -104,7 +98,8 @@ def test_a_refusal_is_shown_verbatim_and_exits_non_zero(tmp_path, config_file, p
     code, out, err = onboard(config_file, "--onboard", "--api-url", parser.url, "--output", tmp_path,
                              "--aggregator", aggregator.address, "--token", TOKEN, "--no-kubernetes")
     assert code == 1
-    assert "the parser refused the cluster (HTTP 400):\nadd_cluster pre-check: region eu-west-9 is closed to new clusters\n" in err
+    refusal = "add_cluster pre-check: region eu-west-9 is closed to new clusters"
+    assert f"the parser refused the cluster (HTTP 400):\n{refusal}\n" in err
     assert aggregator.store.ids() == []  # not onboarded: nothing to enroll into
     assert parser.problems == []
 

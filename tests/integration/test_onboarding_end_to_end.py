@@ -19,10 +19,11 @@ from aggregator.commands.onboard import main as onboard_main
 from proto.cluster.v1 import cluster_pb2, cluster_pb2_grpc
 from tests.fakenvml import FakeNvml
 from tests.fakenvml.presets import h100_sxm, t4
-from tests.hostfs import Counters, _disk, _nic, write_host_tree
 from tests.integration.parser_standin import ParserStandIn
-from tests.onboarding_data import SAMPLE_CONFIG_TEXT, expected_document
-from tests.telemetry_support import TOKEN, AgentProcess, AggregatorProcess, get_node, list_nodes, wait_for
+from tests.support.hostfs import Counters, _disk, _nic, write_host_tree
+from tests.support.onboarding_data import SAMPLE_CONFIG_TEXT, expected_document
+from tests.support.telemetry import TOKEN, AgentProcess, AggregatorProcess, get_node, list_nodes
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,9 @@ import pytest
 from aggregator.onboarding.errors import ParserFailed, ParserRefused, ParserUnreachable
 from aggregator.onboarding.parser_client import ParserClient
 from tests.integration.parser_standin import ParserStandIn
-from tests.onboarding_data import ENTRY_A, ENTRY_B, ENTRY_D, TOTALS_ABC, expected_document
-from tests.random_support import ScriptedRandom
+from tests.support.net import free_port
+from tests.support.onboarding_data import ENTRY_A, ENTRY_B, ENTRY_D, TOTALS_ABC, expected_document
+from tests.support.scripted_random import ScriptedRandom
 
 pytestmark = pytest.mark.integration
 
@@ -65,9 +66,7 @@ def test_a_server_failure_is_reported_and_not_retried(parser):
 
 
 def test_network_failure_is_retried_then_reported():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     sleeps = []
     with pytest.raises(ParserUnreachable) as caught:
         ParserClient(f"http://127.0.0.1:{port}", attempts=3, backoff_s=0.5, sleep=sleeps.append,

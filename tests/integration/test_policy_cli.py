@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.policy_packages import policy_source, write_package
+from tests.support.policy_packages import policy_source, write_package
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,6 @@ import functools
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -18,7 +17,8 @@ from aggregator.governance.prechecks import Governance
 from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
 from aggregator.policies.sidecar_server import HandleRegistry, create_sidecar_app
 from aggregator.web.app import start_http_in_thread
-from tests.policy_packages import StandIn, policy_source, write_package
+from tests.support.net import free_port
+from tests.support.policy_packages import StandIn, policy_source, write_package
 
 pytestmark = pytest.mark.integration
 
@@ -171,15 +171,9 @@ def test_bad_requests_name_the_field(sidecar):
     assert status == 400 and answer["message"].startswith("source:")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_sidecar_that_is_down_is_a_clear_policy_error(sidecar, package):
     with pytest.raises(PolicyError, match=r"^policy runner unreachable: .*Connection refused"):
-        open_policy(str(package), config=_client_config(f"http://127.0.0.1:{_free_port()}"))
+        open_policy(str(package), config=_client_config(f"http://127.0.0.1:{free_port()}"))
     handle = open_policy(str(package), config=_client_config(sidecar.url))
     assert len(sidecar.registry) == 1
     sidecar.stop()

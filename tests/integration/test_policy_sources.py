@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 from aggregator.policies import PolicyConfig, PolicyConfigError, PolicyError, PolicyLoadError, open_policy
-from tests.policy_packages import StandIn, policy_source, write_directory, write_package
+from tests.support.policy_packages import StandIn, policy_source, write_directory, write_package
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
-from tests.policy_packages import policy_source, write_directory, write_package
+from tests.support.policy_packages import policy_source, write_directory, write_package
 
 pytestmark = pytest.mark.integration
 
@@ -107,9 +107,11 @@ def eval(self, parameters, input_data, context):
     while True:
         time.sleep(0.05)
 """)
-    with open_policy(str(write_directory(tmp_path / "spawner", source)), config=config) as handle:
-        with pytest.raises(PolicyError, match="did not finish"):
-            handle.eval({})
+    with (
+        open_policy(str(write_directory(tmp_path / "spawner", source)), config=config) as handle,
+        pytest.raises(PolicyError, match="did not finish"),
+    ):
+        handle.eval({})
     child = int(marker.read_text())
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:

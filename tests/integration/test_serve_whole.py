@@ -33,10 +33,12 @@ from tests.integration.test_onboarding_end_to_end import stored_document
 from tests.integration.test_policy_sidecar import TOKEN as SIDECAR_TOKEN
 from tests.integration.test_policy_sidecar import _start_command as start_sidecar
 from tests.integration.test_policy_sidecar import _stop as stop_sidecar
-from tests.kube_api import kube_api  # noqa: F401 - fixture
-from tests.onboarding_data import SAMPLE_CONFIG_TEXT
-from tests.policy_packages import policy_source, write_directory
-from tests.telemetry_support import ROOT, TOKEN, AgentProcess, AggregatorProcess, base_env, free_port, list_nodes, wait_for
+from tests.support.kube_api import kube_api  # noqa: F401 - fixture
+from tests.support.net import free_port
+from tests.support.onboarding_data import SAMPLE_CONFIG_TEXT
+from tests.support.policy_packages import policy_source, write_directory
+from tests.support.telemetry import ROOT, TOKEN, AgentProcess, AggregatorProcess, base_env, list_nodes
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,9 @@ from aggregator.stability.checker import StabilityChecker, policy_opener
 from aggregator.stability.notify import NotificationDispatcher, WebhookSink
 from aggregator.stability.verdicts import VerdictStore
 from proto.telemetry.v1.readings import HealthEvent
-from tests.stability_support import InProcessRegistry, WebhookStandIn, node_state, wait_until, write_policy_package
+from tests.support.policy_packages import write_directory
+from tests.support.stability import InProcessRegistry, WebhookStandIn, node_state
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -59,12 +61,13 @@ def test_xid_event_makes_it_unstable_at_once_and_the_webhook_hears_each_transiti
     checker.on_transition(dispatcher.submit)
     try:
         checker.start()
-        first = wait_until(checker.latest)
-        assert (first.outcome, first.trigger, first.policy_uri, first.nodes) == ("stable", "schedule", "aios-default-stability", 2)
+        first = wait_for(checker.latest)
+        expected = ("stable", "schedule", "aios-default-stability", 2)
+        assert (first.outcome, first.trigger, first.policy_uri, first.nodes) == expected
 
         event = xid_event(1, 79)
         registry.put(node_state("node-b", events=(event,)), kind="health", health=event)
-        unstable = wait_until(lambda: (v := checker.latest()) and v.outcome == "unstable" and v)
+        unstable = wait_for(lambda: (v := checker.latest()) and v.outcome == "unstable" and v)
         assert unstable.trigger == "event"
         assert [(r["node_id"], r["gpu"], r["reason"], r.get("xid")) for r in unstable.stability_check_data["reasons"]] == [
             ("node-b", 1, "xid", 79)
@@ -116,7 +119,7 @@ class AIOSv1PolicyRule:
 
 def test_an_operators_policy_replaces_the_default_and_its_answer_comes_back_verbatim(parts):
     _, clusters, make, tmp_path = parts
-    package = write_policy_package(tmp_path / "operator-policy", OPERATOR_POLICY)
+    package = write_directory(tmp_path / "operator-policy", OPERATOR_POLICY)
     clusters.put(CLUSTER, {"id": CLUSTER, "config": {"stabilityChecker": {
         "policyRuleURI": str(package), "parameters": {"min_gpus": 16}}}})
     verdict = make().check()
@@ -138,7 +141,7 @@ def test_an_operators_policy_replaces_the_default_and_its_answer_comes_back_verb
 def test_a_policy_error_is_a_verdict_of_its_own_and_never_a_transition(parts, body, expected_error):
     _, clusters, make, tmp_path = parts
     source = "class AIOSv1PolicyRule:\n    def __init__(self, rule_id, settings, parameters):\n        pass\n" + body
-    package = write_policy_package(tmp_path / "broken", source)
+    package = write_directory(tmp_path / "broken", source)
     clusters.put(CLUSTER, {"id": CLUSTER, "config": {"stabilityChecker": {"policyRuleURI": str(package)}}})
     checker = make()
     transitions = []
@@ -186,15 +189,15 @@ def test_scheduled_checks_repeat_and_a_burst_of_changes_makes_one_check(parts):
     registry, _, make, _ = parts
     ticking = make(interval_s=0.2)
     ticking.start()
-    wait_until(lambda: sum(v.trigger == "schedule" for v in ticking.history()) >= 3)
+    wait_for(lambda: sum(v.trigger == "schedule" for v in ticking.history()) >= 3)
     ticking.close()
 
     quiet = make(interval_s=3600, debounce_s=0.3)
     quiet.start()
-    wait_until(lambda: any(v.trigger == "schedule" for v in quiet.history()))
+    wait_for(lambda: any(v.trigger == "schedule" for v in quiet.history()))
     for _ in range(20):  # a burst, well within the debounce
         event = xid_event(0, 79)
         registry.put(node_state("node-a", events=(event,)), kind="health", health=event)
-    wait_until(lambda: any(v.trigger == "event" for v in quiet.history()))
+    wait_for(lambda: any(v.trigger == "event" for v in quiet.history()))
     time.sleep(0.6)  # two debounces: a second event check would have been stored by now
     assert [v.trigger for v in quiet.history()].count("event") == 1

@@ -14,8 +14,11 @@ from aggregator.stability.http_routes import create_stability_router
 from aggregator.web.app import create_app
 from tests.fakenvml import FakeNvml
 from tests.fakenvml.presets import a100_80gb, h100_sxm
-from tests.stability_support import ServedApp, WebhookStandIn, wait_until, write_policy_package
-from tests.telemetry_support import TOKEN, AgentProcess, AggregatorThread
+from tests.support.policy_packages import write_directory
+from tests.support.served_app import ServedApp
+from tests.support.stability import WebhookStandIn
+from tests.support.telemetry import TOKEN, AgentProcess, AggregatorThread
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -70,7 +73,7 @@ def test_agents_xid_recovery_parameters_staleness_operator_policy_and_errors(clu
     agg, checker, http, webhook, dispatcher, nvml, agents, clusters, tmp_path = cluster
 
     # a healthy cluster is stable, from measured data
-    wait_until(lambda: sorted(s.node_id for s in agg.registry.snapshot() if s.latest and s.status == "healthy")
+    wait_for(lambda: sorted(s.node_id for s in agg.registry.snapshot() if s.latest and s.status == "healthy")
                == ["node-a", "node-b"], timeout_s=30)
     status, body = http.request("GET", "/check_stability")
     assert (status, body["is_stable"], body["stability_check_data"]["gpus_checked"]) == (200, True, 3)
@@ -82,7 +85,7 @@ def test_agents_xid_recovery_parameters_staleness_operator_policy_and_errors(clu
 
     # XID 79 on node-b's GPU 0: the health event alone triggers an unstable verdict
     nvml["node-b"].inject_xid(0, 79)
-    verdict = wait_until(lambda: (v := checker.latest()) and v.outcome == "unstable" and v, timeout_s=15)
+    verdict = wait_for(lambda: (v := checker.latest()) and v.outcome == "unstable" and v, timeout_s=15)
     assert verdict.trigger == "event"
     status, body = http.request("GET", "/check_stability")
     assert (status, body["is_stable"]) == (200, False)
@@ -99,7 +102,7 @@ def test_agents_xid_recovery_parameters_staleness_operator_policy_and_errors(clu
 
     # /mgmt changes a parameter and the next verdict follows it
     nvml["node-a"].inject_xid(1, 13)
-    wait_until(lambda: has_xid(agg, "node-a", 13))
+    wait_for(lambda: has_xid(agg, "node-a", 13))
     assert http.request("GET", "/check_stability")[1]["is_stable"] is True  # 13 is not fatal by default
     status, body = mgmt(http, "set_parameters", {"parameters": {"fatal_xids": [13, 79]}})
     assert status == 200 and body["data"]["parameters"]["fatal_xids"] == [13, 79]
@@ -112,14 +115,14 @@ def test_agents_xid_recovery_parameters_staleness_operator_policy_and_errors(clu
 
     # a stopped agent: its node goes stale and the cluster is unstable
     agents["node-a"].stop()
-    wait_until(lambda: (v := checker.latest()) and v.outcome == "unstable" and v, timeout_s=15)
+    wait_for(lambda: (v := checker.latest()) and v.outcome == "unstable" and v, timeout_s=15)
     status, body = http.request("GET", "/check_stability")
     assert [(r["node_id"], r["reason"]) for r in body["stability_check_data"]["reasons"]] == [("node-a", "stale")]
     assert http.request("GET", "/healthy_nodes")[1]["nodes"] == []  # node-b: XID 79 still in the registry's window
     webhook.wait_for_calls(5)
 
     # an operator's own policy replaces the default; its answer comes back verbatim
-    package = write_policy_package(tmp_path / "operator", (
+    package = write_directory(tmp_path / "operator", (
         "class AIOSv1PolicyRule:\n"
         "    def __init__(self, rule_id, settings, parameters):\n        pass\n"
         "    def eval(self, parameters, input_data, context):\n"

@@ -18,7 +18,7 @@ from aggregator.stability.verdicts import VerdictStore
 from proto.stability.v1 import stability_pb2 as pb
 from proto.stability.v1 import stability_pb2_grpc as pb_grpc
 from proto.telemetry.v1.readings import HealthEvent
-from tests.stability_support import InProcessRegistry, node_state
+from tests.support.stability import InProcessRegistry, node_state
 
 pytestmark = pytest.mark.integration
 

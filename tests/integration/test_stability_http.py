@@ -1,4 +1,4 @@
-"""The stability routes in the aggregator's app (aggregator.web.app) on a real uvicorn server (contracts.md §5)."""
+"""The stability routes in the aggregator's app (aggregator.web.app) on a real uvicorn server (docs/network-formats.md §5)."""
 
 import time
 
@@ -13,7 +13,9 @@ from aggregator.stability.http_routes import create_stability_router
 from aggregator.stability.verdicts import VerdictStore
 from aggregator.web.app import create_app
 from proto.telemetry.v1.readings import HealthEvent
-from tests.stability_support import InProcessRegistry, ServedApp, node_state, write_policy_package
+from tests.support.policy_packages import write_directory
+from tests.support.served_app import ServedApp
+from tests.support.stability import InProcessRegistry, node_state
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +116,11 @@ def test_mgmt_needs_the_token_and_changes_what_the_next_check_says(served):
         ({"block_id": "", "service": "inference", "mgmt_action": "get_state"}, None, "service: expected 'stability_checker'"),
         ({"block_id": "b-1", "service": "stability_checker", "mgmt_action": "get_state"}, None, "block_id"),
         ({"block_id": "", "service": "stability_checker"}, None, "mgmt_action: expected a non-empty string"),
-        ({"block_id": "", "service": "stability_checker", "mgmt_action": "x", "mgmt_data": [1]}, None, "mgmt_data: expected an object"),
+        (
+            {"block_id": "", "service": "stability_checker", "mgmt_action": "x", "mgmt_data": [1]},
+            None,
+            "mgmt_data: expected an object",
+        ),
         (None, b"{not json", "request body: invalid JSON"),
     ],
 )
@@ -130,7 +136,7 @@ def test_policy_failures_are_reported_as_errors(served):
                                                      "mgmt_action": "explode", "mgmt_data": {}}, token=TOKEN)
     assert status == 500 and body["success"] is False and "unknown management action 'explode'" in body["message"]
 
-    package = write_policy_package(tmp_path / "raising", (
+    package = write_directory(tmp_path / "raising", (
         "class AIOSv1PolicyRule:\n"
         "    def __init__(self, rule_id, settings, parameters):\n        pass\n"
         "    def eval(self, parameters, input_data, context):\n        raise ValueError('cannot judge')\n"))

@@ -23,17 +23,8 @@ from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from proto.telemetry.v1.readings import HealthEvent
 from tests.fakenvml.presets import a100_80gb, h100_sxm
-from tests.telemetry_support import (
-    TOKEN,
-    AgentProcess,
-    AggregatorProcess,
-    get_node,
-    inventory,
-    list_nodes,
-    query_stub,
-    sample,
-    wait_for,
-)
+from tests.support.telemetry import TOKEN, AgentProcess, AggregatorProcess, get_node, inventory, list_nodes, query_stub, sample
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +108,8 @@ def test_samples_arrive_in_order_acknowledged_and_queries_show_what_was_sent(agg
 
     # in order: a fresh agent instance sends 1..30, and the latest is the 30th
     raw = RawStream(aggregator.address)
-    replies, code, _ = raw.exchange([_hello("q", instance="inst-2")] + [_sample_msg(s, 100 + s).SerializeToString() for s in range(1, 31)])
+    samples = [_sample_msg(s, 100 + s).SerializeToString() for s in range(1, 31)]
+    replies, code, _ = raw.exchange([_hello("q", instance="inst-2"), *samples])
     raw.close()
     assert code == grpc.StatusCode.OK
     assert [r.ack.acked_seq for r in replies if r.WhichOneof("body") == "ack"][-1] == 30
@@ -157,7 +149,8 @@ def test_watch_nodes_streams_joins_and_health_events(aggregator):
     raw.close()
     stream = _stream(aggregator.address, "w")
     try:
-        stream.send_sample(sample(1, events=(HealthEvent("gpu_lost", 1_764_400_001.0, gpu_index=0, nvml_error="NVML_ERROR_GPU_IS_LOST"),)))
+        lost = HealthEvent("gpu_lost", 1_764_400_001.0, gpu_index=0, nvml_error="NVML_ERROR_GPU_IS_LOST")
+        stream.send_sample(sample(1, events=(lost,)))
         wait_for(lambda: any(c.kind == pb.NodeChange.KIND_HEALTH for c in changes), what="health change")
         kinds = [c.kind for c in changes if c.node.node_id == "w"]
         assert kinds[0] == pb.NodeChange.KIND_JOINED
@@ -339,7 +332,7 @@ def test_aggregator_sigkilled_under_load_loses_nothing_acknowledged(tmp_path, fa
         assert _samples_received(agg, "probe") == len(sent_samples)
         # the subprocess agents reconnected and report again; the GPU event survived
         for agent in agents:
-            wait_for(lambda: list_nodes(agg.address)[agent.node_id].last_seen > restarted_at + 0.5,
+            wait_for(lambda agent=agent: list_nodes(agg.address)[agent.node_id].last_seen > restarted_at + 0.5,
                      what=f"{agent.node_id} back")
         gpu_detail = get_node(agg.address, "gpu-node", 50)
         assert any(e.kind == "xid" and e.xid == 79 and e.gpu_index == 1 for e in gpu_detail.health_events)
@@ -392,9 +385,11 @@ def test_tls_with_a_given_certificate(tmp_path):
         assert stream.wait_acked(seq, 15)
         with QueryClient(agg.address, token=TOKEN, tls_ca=cert) as client:
             assert [n.node_id for n in client.list_nodes()] == ["tls-node"]
-        with QueryClient(agg.address, token=TOKEN, timeout_s=3) as plaintext:
-            with pytest.raises(QueryClientError, match="UNAVAILABLE"):
-                plaintext.list_nodes()
+        with (
+            QueryClient(agg.address, token=TOKEN, timeout_s=3) as plaintext,
+            pytest.raises(QueryClientError, match="UNAVAILABLE"),
+        ):
+            plaintext.list_nodes()
     finally:
         stream.stop()
         agg.stop()
@@ -420,7 +415,7 @@ def test_cli_nodes_and_node_print_through_the_query_service(aggregator):
     import subprocess
     import sys
 
-    from tests.telemetry_support import ROOT, base_env
+    from tests.support.telemetry import ROOT, base_env
 
     stream = _stream(aggregator.address, "cli-node", interval_s=60.0)
     try:

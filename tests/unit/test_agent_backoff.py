@@ -5,7 +5,7 @@ import random
 import pytest
 
 from agent.backoff import Backoff, backoff_delay
-from tests.random_support import ScriptedRandom
+from tests.support.scripted_random import ScriptedRandom
 
 
 @pytest.mark.parametrize("attempt, low, high", [(0, 0.5, 1.0), (1, 1.0, 2.0), (3, 4.0, 8.0), (6, 30.0, 60.0),

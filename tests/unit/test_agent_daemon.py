@@ -7,7 +7,7 @@ import pytest
 from agent.sampling.daemon import AgentDaemon, interval_from_env
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent
-from tests.telemetry_support import ScriptedReader, inventory
+from tests.support.telemetry import ScriptedReader, inventory
 
 
 class Sink:

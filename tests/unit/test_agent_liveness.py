@@ -9,8 +9,8 @@ from agent.metrics import AgentMetricsState
 from agent.sampling.daemon import AgentDaemon
 from proto.telemetry.v1.exposition import XidKey
 from proto.telemetry.v1.readings import HealthEvent
-from tests import readonly_guard
-from tests.telemetry_support import ScriptedReader
+from tests.support import readonly_guard
+from tests.support.telemetry import ScriptedReader
 
 STREAM_DOWN = SimpleNamespace(connected=False, buffered=40, acked_seq=7, dropped_samples=0)
 ANNOTATOR_FAILING = SimpleNamespace(in_sync=False, patches=0, consecutive_failures=4,

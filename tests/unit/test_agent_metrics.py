@@ -92,7 +92,8 @@ def test_host_gauges_and_counters(state):
 
 
 def test_agent_health_and_stream_state(state):
-    m = parse_exposition(_exposition(state, stream=lambda: StreamStatus(connected=False, reconnects_total=3, dropped_samples_total=7)))
+    stream = StreamStatus(connected=False, reconnects_total=3, dropped_samples_total=7)
+    m = parse_exposition(_exposition(state, stream=lambda: stream))
     # From the latest sample: host succeeded again.
     assert value(m, "aios_agent_collector_success", **NODE, collector="host") == 1
     assert value(m, "aios_agent_collector_duration_seconds", **NODE, collector="gpu") == 0.005

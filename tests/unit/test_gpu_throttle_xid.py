@@ -1,7 +1,7 @@
 """Pure decoders: clock-event reason bits and XID descriptions."""
 
 from agent.gpu.throttle import decode_clock_event_reasons
-from agent.gpu.xid import describe_xid
+from proto.health.xid_catalog import describe_xid
 
 
 def test_no_reason():
@@ -46,6 +46,6 @@ def test_unknown_bits_are_kept():
 
 def test_xid_descriptions():
     assert describe_xid(79) == "XID 79: GPU has fallen off the bus"
-    assert describe_xid(48) == "XID 48: double-bit ECC error"
-    assert describe_xid(94) == "XID 94: contained ECC error"
+    assert describe_xid(48) == "XID 48: uncorrectable (double-bit) ECC memory error"
+    assert describe_xid(94) == "XID 94: uncorrectable memory error contained to one application"
     assert describe_xid(4242) == "XID 4242"

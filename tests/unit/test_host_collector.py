@@ -11,7 +11,7 @@ import pytest
 
 from agent.host.collector import PsutilHostCollector
 from proto.telemetry.v1.readings import DiskInfo, NicInfo
-from tests.hostfs import NVME0_MB, NVME1_MB, Counters, DiskCount, write_counters, write_host_tree
+from tests.support.hostfs import NVME0_MB, NVME1_MB, Counters, DiskCount, write_counters, write_host_tree
 
 MB = 1024 * 1024
 

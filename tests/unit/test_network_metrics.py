@@ -1,4 +1,4 @@
-"""contracts §7: the flat node-metrics dict, checked against literal expected dicts."""
+"""docs/network-formats.md §7: the flat node-metrics dict, checked against literal expected dicts."""
 
 from agent.network_metrics import NETWORK_METRIC_KEYS, network_node_metrics
 from proto.telemetry.v1.readings import GpuSample, HostInventory, HostSample, NodeInventory, NodeSample

@@ -8,12 +8,13 @@ import pytest
 
 from aggregator.db import Database
 from aggregator.telemetry.ingest import IngestService
-from aggregator.telemetry.registry import NodeRegistry, SampleFigures, UnknownNode
+from aggregator.telemetry.model import SampleFigures
+from aggregator.telemetry.registry import NodeRegistry, UnknownNode
 from aggregator.telemetry.store import NodeStore
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent
-from tests.telemetry_support import inventory, sample
+from tests.support.telemetry import inventory, sample
 
 
 def decode(wire):

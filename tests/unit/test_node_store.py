@@ -1,12 +1,13 @@
 """NodeStore on a real SQLite file: what is written comes back, events are not duplicated."""
 
 from aggregator.db import Database
-from aggregator.telemetry.registry import NodeRegistry, SampleFigures
+from aggregator.telemetry.model import PendingWrite, SampleFigures, StoredEvent
+from aggregator.telemetry.registry import NodeRegistry
 from aggregator.telemetry.store import NodeStore
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent
-from tests.telemetry_support import inventory, sample
+from tests.support.telemetry import inventory, sample
 
 
 def decode(wire):
@@ -36,7 +37,7 @@ def test_write_then_load_rebuilds_the_registry(tmp_path):
     assert [e.event for e in events] == [event]
     assert NodeStore(db).health_events("n1") == [event]
     (rec,) = records
-    assert rec.inventory == inventory("n1") and rec.acked_seq == 3 and rec.samples_received == 2
+    assert rec.inventory == inventory("n1") and rec.seq == 3 and rec.samples_received == 2
     assert rec.dropped_samples == 3 and rec.figures.cpu_percent == 8.0
     again = NodeRegistry(clock=clock, decode_sample=decode)
     again.restore(records, events)
@@ -48,8 +49,6 @@ def test_write_then_load_rebuilds_the_registry(tmp_path):
 
 
 def test_pruning_keeps_each_nodes_most_recent_events(tmp_path):
-    from aggregator.telemetry.registry import PendingWrite, StoredEvent
-
     db = Database(tmp_path / "a.db")
     store = NodeStore(db)
     events = [StoredEvent(node, "i", seq, HealthEvent("xid", float(seq), xid=13))

@@ -14,7 +14,7 @@ from aggregator.onboarding.document import (
 )
 from aggregator.onboarding.validate import normalise_config
 from proto.telemetry.v1.readings import HostSample, NodeInventory, NodeSample
-from tests.onboarding_data import (
+from tests.support.onboarding_data import (
     ENTRY_A,
     ENTRY_B,
     ENTRY_C,

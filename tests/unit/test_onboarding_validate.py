@@ -6,7 +6,7 @@ import pytest
 
 from aggregator.onboarding.errors import ConfigInvalid
 from aggregator.onboarding.validate import load_config, normalise_config, parse_config_text, validate_config
-from tests.onboarding_data import SAMPLE_CONFIG_TEXT
+from tests.support.onboarding_data import SAMPLE_CONFIG_TEXT
 
 
 def messages(document):

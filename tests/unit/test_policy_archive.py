@@ -10,7 +10,7 @@ import pytest
 from aggregator.policies.archive import ArchiveError, extract_archive
 from aggregator.policies.errors import PolicyLoadError
 from aggregator.policies.fetch import FetchError, fetch_package
-from tests.policy_packages import policy_source, write_package, write_tar
+from tests.support.policy_packages import policy_source, write_package, write_tar
 
 GOOD = policy_source("""
 def __init__(self, rule_id, settings, parameters): pass

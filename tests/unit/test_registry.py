@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from aggregator.telemetry.model import NodeChange
-from aggregator.telemetry.registry import NodeRegistry, SampleFigures, ewma_update
+from aggregator.telemetry.model import NodeChange, SampleFigures
+from aggregator.telemetry.registry import NodeRegistry, ewma_update
 from proto.telemetry.v1.readings import HealthEvent, NodeSample
-from tests.telemetry_support import inventory
+from tests.support.telemetry import inventory
 
 
 class Clock:
@@ -130,8 +130,8 @@ def test_pending_writes_commit_and_restore(registry, clock):
     event = HealthEvent("xid", clock.now, gpu_index=0, xid=79)
     registry.record_health("n1", 2, event)
     pending = registry.take_pending()
-    assert [r.node_id for r in pending.nodes] == ["n1"] and pending.nodes[0].inventory_changed
-    assert pending.nodes[0].acked_seq == 2 and [e.event for e in pending.events] == [event]
+    assert [r.node_id for r in pending.nodes] == ["n1"] and pending.inventory_changed == {"n1"}
+    assert pending.nodes[0].seq == 2 and [e.event for e in pending.events] == [event]
     assert not registry.take_pending()  # nothing new
     assert registry.committed_seq("n1", "i1") == 0
     assert registry.mark_committed(pending) == {"n1": ("i1", 2)}
@@ -149,7 +149,7 @@ def test_a_failed_write_is_pending_again(registry):
     hello(registry)
     pending = registry.take_pending()
     registry.requeue(pending)
-    assert registry.take_pending().nodes[0].inventory_changed
+    assert registry.take_pending().inventory_changed == {"n1"}
 
 
 def test_a_failing_listener_does_not_stop_ingest(registry):
@@ -188,3 +188,17 @@ def test_snapshot_decodes_without_holding_up_ingest(clock):
     assert blocked == [False]
     assert states["n1"].latest == NodeSample(timestamp=1.0, host=None)
     assert reg.get("n2").samples_received == 1
+
+
+def test_a_nodes_fields_are_defined_once():
+    """NodeState shows record fields by name: each must exist on NodeRecord with the same type."""
+    from dataclasses import fields
+
+    from aggregator.telemetry.model import STATE_FIELDS_FROM_RECORD, NodeRecord, NodeState
+
+    record_types = {f.name: f.type for f in fields(NodeRecord)}
+    state_types = {f.name: f.type for f in fields(NodeState)}
+    assert set(state_types) - set(STATE_FIELDS_FROM_RECORD) == {"latest", "health_events"}
+    assert {name: state_types[name] for name in STATE_FIELDS_FROM_RECORD} == {
+        name: record_types[name] for name in STATE_FIELDS_FROM_RECORD
+    }

@@ -12,7 +12,7 @@ from aggregator.stability.checker import (
 )
 from aggregator.stability.notify import KubernetesEventSink, WebhookSink
 from aggregator.stability.wiring import build_stability
-from tests.stability_support import InProcessRegistry
+from tests.support.stability import InProcessRegistry
 
 # Written out (not the module's constant): verdicts and the API report this name.
 DEFAULT_URI = "aios-default-stability"

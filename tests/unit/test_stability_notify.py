@@ -3,7 +3,7 @@
 from aggregator.stability.checker import Transition
 from aggregator.stability.notify import NotificationDispatcher, NotifyError, transition_payload
 from aggregator.stability.verdicts import Verdict
-from tests.random_support import ScriptedRandom
+from tests.support.scripted_random import ScriptedRandom
 
 
 def verdict(vid, outcome):

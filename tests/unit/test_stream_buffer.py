@@ -5,7 +5,7 @@ import pytest
 from agent.backoff import backoff_delay
 from agent.stream.client import StreamConfig, TelemetryStream
 from proto.telemetry.v1.readings import HealthEvent
-from tests.telemetry_support import inventory, sample
+from tests.support.telemetry import inventory, sample
 
 
 def stream(limit=3):

@@ -8,7 +8,7 @@ from aggregator.telemetry import wire_checks
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent
-from tests.telemetry_support import inventory, sample
+from tests.support.telemetry import inventory, sample
 
 GPUS = frozenset({0, 1})
 
@@ -54,6 +54,9 @@ def test_sample_problems():
     msg.gpus[1].ecc_uncorrected_volatile = 2
     assert wire_checks.sample_figures(msg).gpu_problems == (
         "gpu 0 lost", "gpu 1 row_remap_failure", "gpu 1 ecc_uncorrectable")
+    # a GPU of the inventory missing from the sample is lost too
+    assert wire_checks.sample_figures(msg, frozenset({0, 1, 2, 5})).gpu_problems == (
+        "gpu 0 lost", "gpu 1 row_remap_failure", "gpu 1 ecc_uncorrectable", "gpu 2 lost", "gpu 5 lost")
 
 
 def test_hello_and_inventory_checks():

@@ -76,6 +76,11 @@ class _FieldPlan:
     kind: str  # "scalar", "optional", "message", "optional_message", "repeated_scalar", "repeated_message"
     cls: type | None = None  # the nested dataclass for message kinds
 
+    def nested(self) -> type:
+        if self.cls is None:
+            raise ConversionError(f"{self.name}: a {self.kind} field planned without its dataclass")
+        return self.cls
+
 
 def _plan(cls: type) -> tuple[_FieldPlan, ...]:
     hints = typing.get_type_hints(cls)
@@ -135,10 +140,10 @@ def _fill_pb(msg: Any, value: Any, cls: type) -> None:
         elif kind == "repeated_message":
             container = getattr(msg, plan.name)
             for item in v:
-                _fill_pb(container.add(), item, plan.cls)
+                _fill_pb(container.add(), item, plan.nested())
         else:  # message / optional_message
             if v is not None:
-                _fill_pb(getattr(msg, plan.name), v, plan.cls)
+                _fill_pb(getattr(msg, plan.name), v, plan.nested())
     if cls is r.GpuInventory and value.compute_capability is not None:
         msg.compute_capability_major, msg.compute_capability_minor = value.compute_capability
 
@@ -165,11 +170,11 @@ def _from_pb(msg: Any, cls: type) -> Any:
         elif kind == "repeated_scalar":
             kwargs[name] = tuple(getattr(msg, name))
         elif kind == "repeated_message":
-            kwargs[name] = tuple(_from_pb(item, plan.cls) for item in getattr(msg, name))
+            kwargs[name] = tuple(_from_pb(item, plan.nested()) for item in getattr(msg, name))
         elif kind == "message":
-            kwargs[name] = _from_pb(getattr(msg, name), plan.cls)
+            kwargs[name] = _from_pb(getattr(msg, name), plan.nested())
         else:  # optional_message
-            kwargs[name] = _from_pb(getattr(msg, name), plan.cls) if msg.HasField(name) else None
+            kwargs[name] = _from_pb(getattr(msg, name), plan.nested()) if msg.HasField(name) else None
     if cls is r.GpuInventory:
         if msg.HasField("compute_capability_major") and msg.HasField("compute_capability_minor"):
             kwargs["compute_capability"] = (

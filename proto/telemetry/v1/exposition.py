@@ -88,7 +88,7 @@ class _Families:
     """Builds families lazily so that a name with no readings is left out."""
 
     def __init__(self) -> None:
-        self._by_name: dict[str, Metric] = {}
+        self._by_name: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
 
     def gauge(self, name: str, doc: str, labels: Iterable[str], values: list[str], value: float | None) -> None:
         if value is None:
@@ -244,7 +244,8 @@ def _inventory_families(fam: _Families, inventory: NodeInventory, node: str, by_
 def _host_families(fam: _Families, host: HostSample, node: str) -> None:
     n = ("node",)
     v = [node]
-    fam.gauge("node_cpu_utilization_ratio", "Share of CPU time spent busy, all CPUs (0..1).", n, v, _pct_to_ratio(host.cpu_percent))
+    cpu_busy = _pct_to_ratio(host.cpu_percent)
+    fam.gauge("node_cpu_utilization_ratio", "Share of CPU time spent busy, all CPUs (0..1).", n, v, cpu_busy)
     fam.gauge("node_load1", "1-minute load average.", n, v, host.load1)
     fam.gauge("node_load5", "5-minute load average.", n, v, host.load5)
     fam.gauge("node_load15", "15-minute load average.", n, v, host.load15)
@@ -275,9 +276,9 @@ def _host_families(fam: _Families, host: HostSample, node: str) -> None:
         v,
         _pct_to_ratio(host.disk_busy_pct),
     )
-    fs = ("node", "mountpoint")
-    fam.gauge("node_filesystem_size_bytes", "Size of the host's root filesystem.", fs, [node, "/"], _mb_to_bytes(host.fs_total_mb))
-    fam.gauge("node_filesystem_used_bytes", "Used space of the host's root filesystem.", fs, [node, "/"], _mb_to_bytes(host.fs_used_mb))
+    fs, root = ("node", "mountpoint"), [node, "/"]
+    fam.gauge("node_filesystem_size_bytes", "Size of the host's root filesystem.", fs, root, _mb_to_bytes(host.fs_total_mb))
+    fam.gauge("node_filesystem_used_bytes", "Used space of the host's root filesystem.", fs, root, _mb_to_bytes(host.fs_used_mb))
     fam.gauge("node_processes", "Processes on the node.", n, v, host.processes_total)
     fam.gauge("node_processes_running", "Runnable tasks the kernel counts.", n, v, host.processes_running)
     fam.gauge("node_threads", "Threads on the node.", n, v, host.threads_total)
@@ -315,7 +316,8 @@ def _gpu_families(fam: _Families, gpu: GpuSample, labels: list[str]) -> None:
         labels,
         _bool(bool(gpu.error)),
     )
-    fam.gauge("gpu_utilization_ratio", "Share of time a kernel ran on the GPU (0..1).", g, labels, _pct_to_ratio(gpu.utilization_gpu_pct))
+    busy = _pct_to_ratio(gpu.utilization_gpu_pct)
+    fam.gauge("gpu_utilization_ratio", "Share of time a kernel ran on the GPU (0..1).", g, labels, busy)
     fam.gauge(
         "gpu_memory_utilization_ratio",
         "Share of time the GPU's memory was read or written (0..1).",
@@ -378,11 +380,16 @@ def _gpu_families(fam: _Families, gpu: GpuSample, labels: list[str]) -> None:
         "gpu_remapped_rows_pending", "1 when a row remap waits for a GPU reset.", g, labels, _bool(gpu.remapped_rows_pending)
     )
     fam.gauge(
-        "gpu_remapped_rows_failure", "1 when a row remap failed (the GPU needs service).", g, labels, _bool(gpu.remapped_rows_failure)
+        "gpu_remapped_rows_failure",
+        "1 when a row remap failed (the GPU needs service).",
+        g,
+        labels,
+        _bool(gpu.remapped_rows_failure),
     )
     fam.counter("gpu_pcie_replays", "PCIe replays (link-level retransmissions).", g, labels, gpu.pcie_replay_count)
     for link in gpu.nvlinks:
-        fam.gauge("gpu_nvlink_active", "1 when the NVLink is active.", (*g, "link"), [*labels, str(link.link)], _bool(link.active))
+        link_labels = [*labels, str(link.link)]
+        fam.gauge("gpu_nvlink_active", "1 when the NVLink is active.", (*g, "link"), link_labels, _bool(link.active))
 
 
 def _attribution_families(

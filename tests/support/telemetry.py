@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -29,31 +26,11 @@ from proto.telemetry.v1.readings import (
     NodeInventory,
     NodeSample,
 )
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 TOKEN = "test-token-6f1d"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float = 15.0, what: str = "condition", every_s: float = 0.05):
-    """Poll until `predicate()` is truthy; returns its value, fails naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception as e:  # noqa: BLE001 - a server still starting
-            last_error = e
-        else:
-            if value:
-                return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last error: {last_error})")
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -84,7 +61,7 @@ class AggregatorProcess:
         """`env`: the whole environment (default `base_env()`)."""
         ready = self.tmp / f"ready-{self.starts}.json"
         self.starts += 1
-        self.log = open(self.tmp / f"aggregator-{self.starts}.log", "w")
+        self.log = open(self.tmp / f"aggregator-{self.starts}.log", "w")  # noqa: SIM115 - the child's stdout; closed in stop()
         http = () if "--http-port" in self.extra_args else ("--http-port", "0")
         self.proc = subprocess.Popen(
             [
@@ -127,7 +104,7 @@ class AggregatorThread:
     """The aggregator (`aggregator.service.Aggregator`) in this process on its own loop,
     so a test can look at its registry and database directly; agents connect to `.address`."""
 
-    def __init__(self, tmp: Path, *, cluster_id: str = "test-cluster", env: dict | None = None):
+    def __init__(self, tmp: Path, *, cluster_id: str = "test-cluster", env: dict | None = None, http: bool = False):
         import asyncio
         import threading
 
@@ -135,7 +112,7 @@ class AggregatorThread:
 
         self.loop = asyncio.new_event_loop()
         self.aggregator = Aggregator(ServeConfig(
-            db_path=tmp / "aggregator.sqlite", tokens=(TOKEN,), grpc_port=0, http_port=None,
+            db_path=tmp / "aggregator.sqlite", tokens=(TOKEN,), grpc_port=0, http_port=0 if http else None,
             host="127.0.0.1", cluster_id=cluster_id, status_every_s=0.1, commit_interval_s=0.05,
             kubernetes=False, **({} if env is None else {"env": env}),
         ))
@@ -143,6 +120,8 @@ class AggregatorThread:
         self._thread.start()
         self._run(self.aggregator.start())
         self.address = f"127.0.0.1:{self.aggregator.grpc.port}"
+        # with http=True: serve's own HTTP app (stability routes, /metrics) on an ephemeral port
+        self.http_url = f"http://127.0.0.1:{self.aggregator.http.port}" if self.aggregator.http else ""
 
     def _run(self, coro):
         import asyncio
@@ -173,7 +152,7 @@ class AgentProcess:
             extra["AIOS_NVML_LIBRARY"] = str(tmp / "no-such-libnvidia-ml.so.1")  # host-only
         full_env = base_env(**extra)
         full_env.update(env or {})
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - the child's stdout; closed in stop()
         self.proc = subprocess.Popen(
             [
                 sys.executable, *launcher, "run", "--log-level", "INFO", "--stats-file", str(self.stats_file),

@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from aggregator.telemetry.model import NodeChange, NodeState
 from proto.telemetry.v1.readings import (
@@ -114,58 +113,3 @@ class WebhookStandIn:
     def close(self):
         self._server.shutdown()
         self._server.server_close()
-
-
-def write_policy_package(folder: Path, source: str) -> Path:
-    """A policy package directory holding code/function.py."""
-    (folder / "code").mkdir(parents=True, exist_ok=True)
-    (folder / "code" / "function.py").write_text(source)
-    return folder
-
-
-def wait_until(predicate, timeout_s: float = 10.0, interval_s: float = 0.02):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval_s)
-
-
-class ServedApp:
-    """A FastAPI app on uvicorn, on 127.0.0.1 and an ephemeral port, in a thread."""
-
-    def __init__(self, app):
-        import socket
-
-        import uvicorn
-
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
-        self._thread.start()
-        wait_until(lambda: self._server.started, timeout_s=10)
-
-    def request(self, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None):
-        import urllib.error
-        import urllib.request
-
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
-    def close(self):
-        self._server.should_exit = True
-        self._thread.join(10)
-        self._socket.close()

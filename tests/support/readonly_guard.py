@@ -1,7 +1,7 @@
 """Run `aios-agent` with Python's audit hooks reporting every write outside the temp dir.
 
 The agent's pod has a read-only root filesystem (only /tmp is writable). Tests
-start the agent as `python -m tests.readonly_guard run ...`: each attempt to
+start the agent as `python -m tests.support.readonly_guard run ...`: each attempt to
 open a file for writing, create, rename, remove or chmod a path outside
 `ALLOWED` prints one `READONLY-VIOLATION ...` line to stderr (the attempt
 itself goes ahead, so the agent behaves as it would without the guard).

@@ -8,7 +8,7 @@ with a Kubernetes error (the emulator applies writes before any user-defined
 reaction runs, so a plain `kmock[...] << 403` would still change the Node),
 delay answers (timeouts), and go down and come back on the same port.
 
-Use the `kube_api` fixture: `from tests.kube_api import kube_api  # noqa: F401`.
+Use the `kube_api` fixture: `from tests.support.kube_api import kube_api  # noqa: F401`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import asyncio
 import copy
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kmock import KubernetesEmulator, KubernetesError, Server, resource
+
+from tests.support.waiting import wait_for
 
 NODES = resource("v1/nodes")
 
@@ -148,11 +149,7 @@ class KubeApiServer:
         return [r for r in seen if method is None or r.method.value == method]
 
     def wait_for(self, predicate, timeout_s: float = 10.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-            time.sleep(0.02)
+        wait_for(predicate, timeout_s=timeout_s, what=what, every_s=0.02)
 
 
 @pytest.fixture

@@ -68,7 +68,10 @@ class Counters:
 def write_host_tree(root: Path, counters: Counters, *, processes: int = 5) -> Path:
     """Write the static files once, then the counters; returns root."""
     proc, sys = root / "proc", root / "sys"
-    _write(root / "etc/os-release", 'NAME="Ubuntu"\nVERSION="22.04.4 LTS (Jammy Jellyfish)"\nPRETTY_NAME="Ubuntu 22.04.4 LTS"\nID=ubuntu\n')
+    _write(
+        root / "etc/os-release",
+        'NAME="Ubuntu"\nVERSION="22.04.4 LTS (Jammy Jellyfish)"\nPRETTY_NAME="Ubuntu 22.04.4 LTS"\nID=ubuntu\n',
+    )
     _write(proc / "sys/kernel/hostname", "gpu-node-7\n")
     _write(proc / "sys/kernel/osrelease", "6.1.0-18-amd64\n")
     _write(proc / "meminfo", "".join(f"{k + ':':<16}{v:>10} kB\n" for k, v in MEMINFO_KB.items()))
@@ -114,7 +117,8 @@ def write_counters(root: Path, c: Counters) -> None:
     _write(proc / "diskstats", "\n".join(lines) + "\n")
     header = (
         "Inter-|   Receive                                                |  Transmit\n"
-        " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast"
+        "|bytes    packets errs drop fifo colls carrier compressed\n"
     )
     rows = "".join(
         f"{name:>6}: {rx} 10 0 0 0 0 0 0 {tx} 20 0 0 0 0 0 0\n" for name, (rx, tx) in c.net.items()
