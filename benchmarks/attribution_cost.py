@@ -145,11 +145,11 @@ def _refresh_costs(root: str, sample) -> dict:
 
 def _setup(workdir: Path):
     sys.path.insert(0, str(REPO))
-    from tests.attribution_fixtures import write_proc_cgroups
     from tests.fakenvml import FakeNvml, FakeProcess, build_fake_nvml
     from tests.fakenvml.presets import h100_sxm
-    from tests.hostfs import Counters, write_host_tree
-    from tests.kubelet_pod_resources import PodResourcesServer, container, devices, pod
+    from tests.support.cgroups import write_proc_cgroups
+    from tests.support.hostfs import Counters, write_host_tree
+    from tests.support.pod_resources import PodResourcesServer, container, devices, pod
 
     gpus, cgroups, pods = [], {}, []
     for i in range(GPUS):

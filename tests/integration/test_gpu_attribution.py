@@ -28,7 +28,10 @@ from proto.telemetry.v1.readings import (
     ProcessOwner,
     ResourceCount,
 )
-from tests.attribution_fixtures import (
+from tests.fakenvml import FakeProcess
+from tests.fakenvml.presets import a100_80gb, h100_sxm, l4, t4, with_mig
+from tests.fakenvml.probe import ProbeProcess
+from tests.support.cgroups import (
     CID_1,
     CID_2,
     CID_3,
@@ -45,11 +48,8 @@ from tests.attribution_fixtures import (
     UID_STATIC,
     write_proc_cgroups,
 )
-from tests.fakenvml import FakeProcess
-from tests.fakenvml.presets import a100_80gb, h100_sxm, l4, t4, with_mig
-from tests.fakenvml.probe import ProbeProcess
-from tests.hostfs import Counters, write_host_tree
-from tests.kubelet_pod_resources import PodResourcesServer, container, devices, dra, pod
+from tests.support.hostfs import Counters, write_host_tree
+from tests.support.pod_resources import PodResourcesServer, container, devices, dra, pod
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@
 import pytest
 
 from agent.attribution.cgroup import CgroupOwner, owner_from_cgroup
-from tests.attribution_fixtures import CGROUP_FILES, UID_A
+from tests.support.cgroups import CGROUP_FILES, UID_A
 
 
 @pytest.mark.parametrize("name", sorted(CGROUP_FILES))
