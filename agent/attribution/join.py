@@ -9,7 +9,8 @@ devices, by this rule:
   UID's processes run on (each a whole GPU or a MIG device), and no other
   UID is named P the same way;
 - within it, a container id is named container C when C is the only one of
-  P's containers holding every device that container's processes run on.
+  P's containers holding every device that container's processes run on,
+  and no other container id of the pod is named C the same way.
 
 Otherwise the owner keeps its UID and container id with empty names: a pod
 that runs on a GPU it was not allocated (a privileged pod, or one with
@@ -65,13 +66,23 @@ def name_owners(
                 devices_of_container.setdefault((owner.pod_uid, owner.container_id), set()).add(device)
 
     pod_of_uid = _pods_of_uids(devices_of_uid, holders)
+    container_of: dict[tuple[str, str], str] = {}
+    for (pod_uid, container_id), devices in devices_of_container.items():
+        named = pod_of_uid.get(pod_uid)
+        if named is not None:
+            container_of[(pod_uid, container_id)] = _container_name(named, devices, holders)
+    claimed: dict[tuple[str, str], int] = {}
+    for (pod_uid, _), name in container_of.items():
+        claimed[(pod_uid, name)] = claimed.get((pod_uid, name), 0) + 1
     found = []
     for (scope, pod_uid, container_id, runtime), pids in groups.items():
         namespace = pod = container = ""
         named = pod_of_uid.get(pod_uid) if scope == "pod" else None
         if named is not None:
             namespace, pod = named
-            container = _container_name(named, devices_of_container.get((pod_uid, container_id), set()), holders)
+            container = container_of.get((pod_uid, container_id), "")
+            if container and claimed[(pod_uid, container)] > 1:
+                container = ""  # two running containers cannot both be the one holding it
         found.append(
             ProcessOwner(
                 scope=scope,
