@@ -645,7 +645,7 @@ class GpuPodsRequest(_message.Message):
     def __init__(self, gpu_uuid: _Optional[str] = ..., node_id: _Optional[str] = ..., gpu_index: _Optional[int] = ...) -> None: ...
 
 class GpuUse(_message.Message):
-    __slots__ = ("node_id", "gpu_index", "gpu_uuid", "mig_uuid", "namespace", "pod", "container", "allocated", "pids", "used_memory_bytes", "resource", "claim")
+    __slots__ = ("node_id", "gpu_index", "gpu_uuid", "mig_uuid", "namespace", "pod", "container", "allocated", "pids", "used_memory_bytes", "resource", "claim", "pod_uid")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     GPU_INDEX_FIELD_NUMBER: _ClassVar[int]
     GPU_UUID_FIELD_NUMBER: _ClassVar[int]
@@ -658,6 +658,7 @@ class GpuUse(_message.Message):
     USED_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     CLAIM_FIELD_NUMBER: _ClassVar[int]
+    POD_UID_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     gpu_index: int
     gpu_uuid: str
@@ -670,7 +671,8 @@ class GpuUse(_message.Message):
     used_memory_bytes: int
     resource: str
     claim: str
-    def __init__(self, node_id: _Optional[str] = ..., gpu_index: _Optional[int] = ..., gpu_uuid: _Optional[str] = ..., mig_uuid: _Optional[str] = ..., namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., allocated: _Optional[bool] = ..., pids: _Optional[_Iterable[int]] = ..., used_memory_bytes: _Optional[int] = ..., resource: _Optional[str] = ..., claim: _Optional[str] = ...) -> None: ...
+    pod_uid: str
+    def __init__(self, node_id: _Optional[str] = ..., gpu_index: _Optional[int] = ..., gpu_uuid: _Optional[str] = ..., mig_uuid: _Optional[str] = ..., namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., allocated: _Optional[bool] = ..., pids: _Optional[_Iterable[int]] = ..., used_memory_bytes: _Optional[int] = ..., resource: _Optional[str] = ..., claim: _Optional[str] = ..., pod_uid: _Optional[str] = ...) -> None: ...
 
 class GpuUsesResponse(_message.Message):
     __slots__ = ("uses",)
