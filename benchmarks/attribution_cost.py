@@ -22,6 +22,11 @@ CPU time (`time.process_time`, every thread of the process):
     200 pods) and `cgroup_reads` (the 512 processes' cgroup files, what a GPU
     whose every process is new costs once).
 
+`--compare-with DIR` (another checkout, e.g. main before attribution) also
+times, in a worker running that checkout's code, the `/metrics` scrape of
+the very same sample (sent to it in its wire form, whose new fields it does
+not know): "today's" scrape beside ours.
+
 Prints a JSON line per worker and a Markdown table of medians and ratios.
 Figures, not assertions: compare side by side on a quiet machine.
 """
@@ -77,6 +82,27 @@ def _measure(reader, state, registry, samples: int) -> dict:
     }
 
 
+def scrape_worker(wire_dir: str, samples: int) -> None:
+    """Time the scrape of a recorded sample with whatever code is on sys.path (another checkout)."""
+    from prometheus_client import generate_latest
+
+    from agent.metrics import AgentMetricsProviders, AgentMetricsState, build_agent_registry
+    from proto.telemetry.v1 import convert
+    from proto.telemetry.v1 import telemetry_pb2 as pb
+
+    inventory = convert.inventory_from_pb(pb.NodeInventory.FromString(Path(wire_dir, "inventory.pb").read_bytes()))
+    sample = convert.sample_from_pb(pb.NodeSample.FromString(Path(wire_dir, "sample.pb").read_bytes()))
+    state = AgentMetricsState()
+    state.record(inventory, sample)
+    registry = build_agent_registry(AgentMetricsProviders(state.readings), process_metrics=False)
+    times = []
+    for _ in range(samples):
+        start = time.process_time()
+        text = generate_latest(registry)
+        times.append(time.process_time() - start)
+    print(json.dumps({"mode": "compare", "scrape_ms": _median_ms(times), "scrape_bytes": len(text)}))
+
+
 def worker(samples: int) -> None:
     """Both readers in one process, measured in alternating blocks, so both see the same load."""
     from agent.metrics import AgentMetricsProviders, AgentMetricsState, build_agent_registry
@@ -113,9 +139,20 @@ def worker(samples: int) -> None:
         }
         if mode == "on":
             result.update(_refresh_costs(root, sample))
+            _record_wire(reader, sample)
         print(json.dumps(result))
     for reader, _, _ in setups.values():
         reader.close()
+
+
+def _record_wire(reader, sample) -> None:
+    """The inventory and the attributed sample in their wire form, for --compare-with."""
+    from proto.telemetry.v1.convert import inventory_to_pb, sample_to_pb
+
+    wire_dir = os.environ.get("AIOS_BENCH_WIRE_DIR")
+    if wire_dir:
+        Path(wire_dir, "inventory.pb").write_bytes(inventory_to_pb(reader.inventory()).SerializeToString())
+        Path(wire_dir, "sample.pb").write_bytes(sample_to_pb(sample).SerializeToString())
 
 
 def _refresh_costs(root: str, sample) -> dict:
@@ -191,9 +228,24 @@ def run_worker(env: dict[str, str], samples: int) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.strip().splitlines()[-2:]]
 
 
+def run_compare(code: Path, wire_dir: Path, samples: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--scrape-worker", str(wire_dir), "--samples", str(samples)],
+        cwd=code,
+        env={**os.environ, "PYTHONPATH": str(code)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"compare worker failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def table(results: list[dict]) -> str:
     off = [r for r in results if r["mode"] == "off"]
     on = [r for r in results if r["mode"] == "on"]
+    compare = [r for r in results if r["mode"] == "compare"]
 
     def med(rows, key):
         return statistics.median(r[key] for r in rows)
@@ -210,6 +262,12 @@ def table(results: list[dict]) -> str:
         f"| on / off | {med(on, 'sample_ms') / med(off, 'sample_ms'):.2f}x "
         f"| {med(on, 'scrape_ms') / med(off, 'scrape_ms'):.2f}x | {med(on, 'wire_ms') / med(off, 'wire_ms'):.2f}x | | |",
     ]
+    if compare:
+        rows.append(
+            f"| the --compare-with checkout, the same sample | | {med(compare, 'scrape_ms'):.3f} "
+            f"({med(compare, 'scrape_bytes'):.0f}) | | | |"
+        )
+        rows.append(f"| on / the --compare-with checkout | | {med(on, 'scrape_ms') / med(compare, 'scrape_ms'):.2f}x | | | |")
     return "\n".join(rows)
 
 
@@ -217,18 +275,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare-with", type=Path, default=None, help="another checkout: time its scrape too")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scrape-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.samples)
         return
+    if args.scrape_worker:
+        scrape_worker(args.scrape_worker, args.samples)
+        return
     with tempfile.TemporaryDirectory(prefix="aios-attr-") as tmp:
         nvml_env, root, server = _setup(Path(tmp))
-        base = {**nvml_env, "AIOS_HOST_ROOT": str(root), "AIOS_POD_RESOURCES_SOCKET": server.socket_path}
+        base = {
+            **nvml_env,
+            "AIOS_HOST_ROOT": str(root),
+            "AIOS_POD_RESOURCES_SOCKET": server.socket_path,
+            "AIOS_BENCH_WIRE_DIR": tmp,
+        }
         results = []
         with server:
             for _ in range(args.rounds):
                 for result in run_worker(base, args.samples):
+                    print(json.dumps(result), flush=True)
+                    results.append(result)
+                if args.compare_with is not None:
+                    result = run_compare(args.compare_with.resolve(), Path(tmp), args.samples)
                     print(json.dumps(result), flush=True)
                     results.append(result)
     print()

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from proto.telemetry.v1.attribution import NO_HOLDER, holders, owners_by_pid, sole_holder
@@ -85,29 +85,31 @@ def gpu_labels(node: str, gpu_index: int, uuid: str, model: str, holder=NO_HOLDE
 
 
 class _Families:
-    """Builds families lazily so that a name with no readings is left out."""
+    """Builds families lazily so that a name with no readings is left out.
+
+    A label with an empty value is left out of its sample: to Prometheus the
+    two are the same series, and a GPU no pod holds then costs a scrape no
+    more than before the pod labels existed.
+    """
 
     def __init__(self) -> None:
-        self._by_name: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        self._by_name: dict[str, Metric] = {}
+
+    def _add(self, kind: str, name: str, doc: str, labels: Iterable[str], values: list[str], value: float) -> None:
+        family = self._by_name.get(name)
+        if family is None:
+            family = self._by_name[name] = Metric(f"{METRIC_PREFIX}_{name}", doc, kind)
+        # a counter's samples end in `_total`, as prometheus_client's CounterMetricFamily names them
+        sample_name = family.name + "_total" if kind == "counter" else family.name
+        family.add_sample(sample_name, {k: v for k, v in zip(labels, values) if v}, float(value))
 
     def gauge(self, name: str, doc: str, labels: Iterable[str], values: list[str], value: float | None) -> None:
-        if value is None:
-            return
-        family = self._by_name.get(name)
-        if family is None:
-            family = GaugeMetricFamily(f"{METRIC_PREFIX}_{name}", doc, labels=list(labels))
-            self._by_name[name] = family
-        family.add_metric(values, float(value))
+        if value is not None:
+            self._add("gauge", name, doc, labels, values, value)
 
     def counter(self, name: str, doc: str, labels: Iterable[str], values: list[str], value: float | None) -> None:
-        if value is None:
-            return
-        family = self._by_name.get(name)
-        if family is None:
-            # prometheus_client appends `_total` to a counter's samples.
-            family = CounterMetricFamily(f"{METRIC_PREFIX}_{name}", doc, labels=list(labels))
-            self._by_name[name] = family
-        family.add_metric(values, float(value))
+        if value is not None:
+            self._add("counter", name, doc, labels, values, value)
 
     def all(self) -> list[Metric]:
         return list(self._by_name.values())
