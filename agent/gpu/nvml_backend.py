@@ -23,6 +23,7 @@ costs more than the rest of a sample.
 from __future__ import annotations
 
 import ctypes
+import operator
 import os
 import struct
 import threading
@@ -41,6 +42,7 @@ __all__ = [
     "NvmlSession",
     "NvmlUnavailable",
     "ProcessEntry",
+    "UtilizationSample",
     "XidEvent",
     "open_nvml",
 ]
@@ -153,12 +155,15 @@ class MigHandle:
 # (pid, used memory bytes or None, GPU instance id, compute instance id); the
 # ids are 0xFFFFFFFF on a GPU without MIG.
 ProcessEntry = tuple[int, "int | None", int, int]
+# nvmlProcessUtilizationSample_t as a tuple: (pid, timestamp us, SM %, memory %, encoder %, decoder %)
+UtilizationSample = tuple[int, int, int, int, int, int]
 
 _NOT_AVAILABLE = 0xFFFFFFFFFFFFFFFF  # NVML_VALUE_NOT_AVAILABLE_ulonglong
 # nvmlProcessInfo_t (v2/v3) and nvmlProcessUtilizationSample_t, native layout
 # (checked against pynvml's ctypes structures in `_Lister.__init__`)
 _PROCESS_INFO = struct.Struct("=I4xQII")
 _UTIL_SAMPLE = struct.Struct("=I4xQIIII")
+_TIMESTAMP = operator.itemgetter(1)
 
 
 class _Lister:
@@ -406,15 +411,17 @@ class NvmlSession:
         """The device's compute (or graphics) processes: [(pid, used bytes or None, GI id, CI id)]."""
         function = "nvmlDeviceGetGraphicsRunningProcesses_v3" if graphics else "nvmlDeviceGetComputeRunningProcesses_v3"
         raw, n, _ = self._lister(function, "c_nvmlProcessInfo_v3_t", _PROCESS_INFO).fill(handle)
-        return [
-            (pid, None if used == _NOT_AVAILABLE else used, gi, ci)
-            for pid, used, gi, ci in _PROCESS_INFO.iter_unpack(raw[: n * _PROCESS_INFO.size])
-        ]
+        rows = list(_PROCESS_INFO.iter_unpack(raw[: n * _PROCESS_INFO.size]))
+        for row in rows:
+            if row[1] == _NOT_AVAILABLE:  # rare (NVML cannot tell): only then build new rows
+                return [(pid, None if used == _NOT_AVAILABLE else used, gi, ci) for pid, used, gi, ci in rows]
+        return rows
 
-    def process_utilization(self, handle: Any, since_us: int) -> tuple[dict[int, tuple[int, int]], int]:
-        """{pid: (SM %, memory %)} from NVML's per-process samples newer than `since_us` (NVML's
-        CPU timestamp, microseconds), and the newest sample's timestamp. NVML returns one sample
-        per process that ran since then; none is an empty dict, not an error."""
+    def process_utilization(self, handle: Any, since_us: int) -> tuple[dict[int, UtilizationSample], int]:
+        """{pid: (pid, timestamp, SM %, memory %, encoder %, decoder %)} from NVML's per-process
+        samples newer than `since_us` (NVML's CPU timestamp, microseconds), and the newest
+        sample's timestamp. NVML returns one sample per process that ran since then; none is an
+        empty dict, not an error."""
         lister = self._lister(
             "nvmlDeviceGetProcessUtilization", "c_nvmlProcessUtilizationSample_t", _UTIL_SAMPLE, _UtilizationLister
         )
@@ -422,8 +429,8 @@ class NvmlSession:
         if not n:
             return {}, since_us
         rows = list(_UTIL_SAMPLE.iter_unpack(raw[: n * _UTIL_SAMPLE.size]))
-        newest = max(since_us, max(row[1] for row in rows))
-        return {pid: (sm, mem) for pid, _stamp, sm, mem, _enc, _dec in rows}, newest
+        newest = max(since_us, max(map(_TIMESTAMP, rows)))
+        return {row[0]: row for row in rows}, newest
 
     def mig_handles(self, handle: Any) -> tuple[MigHandle, ...]:
         """Handles of the MIG devices that exist now, with their GPU instance ids."""

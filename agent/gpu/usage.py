@@ -25,7 +25,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.gpu.nvml_backend import MigHandle, NvmlError, NvmlGpuLost, NvmlNotSupported, NvmlSession
+from agent.gpu.nvml_backend import (
+    MigHandle,
+    NvmlError,
+    NvmlGpuLost,
+    NvmlNotSupported,
+    NvmlSession,
+    ProcessEntry,
+    UtilizationSample,
+)
 from proto.telemetry.v1.readings import GpuProcess, MigSample
 
 __all__ = ["GpuUsageReader"]
@@ -40,7 +48,7 @@ class GpuUsageReader:
         self._handle = handle
         self.unsupported: set[str] = set()  # GpuSample.unsupported names this reader found
         self._util_since_us = 0
-        self._memo: dict[tuple, GpuProcess] = {}
+        self._memo: dict[int, GpuProcess] = {}  # by pid: the previous sample's objects
         self._migs: tuple[MigHandle, ...] | None = None
         self._mig_by_instance: dict[int, str] = {}
         self._mig_unsupported: dict[int, set[str]] = {}
@@ -63,19 +71,15 @@ class GpuUsageReader:
                 graphics = self._nv.running_processes(self._handle, graphics=True)
             except NvmlNotSupported:
                 self.unsupported.add("graphics_processes")
-        # (pid, kind bits, used bytes, GPU instance id)
-        if graphics:
-            rows = _merge(compute, graphics)
-        else:
-            rows = [(pid, 1, used, gi) for pid, used, gi, _ci in compute]
+        rows, kinds = (compute, {}) if not graphics else _merge(compute, graphics)
         utilization = self._read_utilization(mig_enabled) if rows else {}
         return {
             "compute_processes": len(compute),
-            "processes": self._processes(rows, utilization),
+            "processes": self._processes(rows, kinds, utilization),
             "migs": migs,
         }
 
-    def _read_utilization(self, mig_enabled: bool) -> dict[int, tuple[int, int]]:
+    def _read_utilization(self, mig_enabled: bool) -> dict[int, UtilizationSample]:
         if "process_utilization" in self.unsupported:
             return {}
         if mig_enabled:  # nvml.h: not supported on MIG-enabled GPUs
@@ -88,30 +92,49 @@ class GpuUsageReader:
             return {}
         return utilization
 
-    def _processes(self, rows: list[tuple], utilization: dict[int, tuple[int, int]]) -> tuple[GpuProcess, ...]:
+    def _processes(
+        self, rows: list[ProcessEntry], kinds: dict[int, int], utilization: dict[int, UtilizationSample]
+    ) -> tuple[GpuProcess, ...]:
+        """One GpuProcess per row; a process whose reading did not change is the previous one.
+
+        Written for 8 GPUs x 64 processes a sample: no tuple, float or dict is
+        made for a process that did not change, and a changed one is built
+        without the frozen dataclass's `__init__` (which sets each field through
+        `object.__setattr__`: 1.3 us, against 0.5 us for filling the instance's
+        dict; the same immutable object; tests/unit/test_gpu_usage.py checks
+        the field names).
+        """
         memo = self._memo
-        fresh: dict[tuple, GpuProcess] = {}
+        fresh: dict[int, GpuProcess] = {}
         mig_of = self._mig_by_instance
         new = _new
-        for pid, bits, used, gi in rows:
+        for pid, used, gi, _ci in rows:
+            bits = kinds.get(pid, 1) if kinds else 1
             util = utilization.get(pid)
-            key = (pid, bits, used, gi, util)
-            process = memo.get(key)
-            if process is None:
-                # GpuProcess(...) without the frozen dataclass's __init__, which sets each
-                # field through object.__setattr__: 1.3 us a process, 0.6 ms of an 8 x 64
-                # process sample; filling the instance's dict gives the same immutable object
-                # in 0.5 us (tests/unit/test_gpu_usage.py checks the field names)
+            sm = mem = None
+            if util is not None:
+                sm, mem = util[2], util[3]  # whole percents: small ints, never allocated
+            kind = _KIND[bits]
+            mig_uuid = "" if gi == _NO_INSTANCE else mig_of.get(gi, "")
+            process = memo.get(pid)
+            if (
+                process is None
+                or process.used_memory_bytes != used
+                or process.sm_utilization_pct != sm
+                or process.memory_utilization_pct != mem
+                or process.kind != kind
+                or process.mig_uuid != mig_uuid
+            ):
                 process = new(GpuProcess)
                 process.__dict__.update(
                     pid=pid,
-                    kind=_KIND[bits],
+                    kind=kind,
                     used_memory_bytes=used,
-                    sm_utilization_pct=None if util is None else float(util[0]),
-                    memory_utilization_pct=None if util is None else float(util[1]),
-                    mig_uuid="" if gi == _NO_INSTANCE else mig_of.get(gi, ""),
+                    sm_utilization_pct=sm,
+                    memory_utilization_pct=mem,
+                    mig_uuid=mig_uuid,
                 )
-            fresh[key] = process
+            fresh[pid] = process
         self._memo = fresh
         return tuple(fresh.values())
 
@@ -155,18 +178,20 @@ class GpuUsageReader:
         return tuple(samples)
 
 
-def _merge(compute: list, graphics: list) -> list[tuple]:
-    """One row per pid: in both lists, "compute+graphics" with the larger memory figure."""
-    merged: dict[int, list] = {pid: [1, used, gi] for pid, used, gi, _ci in compute}
-    for pid, used, gi, _ci in graphics:
+def _merge(compute: list[ProcessEntry], graphics: list[ProcessEntry]) -> tuple[list[ProcessEntry], dict[int, int]]:
+    """One row per pid, and each pid's kind bits (1 compute, 2 graphics): a pid in both
+    lists is "compute+graphics", with the larger memory figure."""
+    merged: dict[int, list] = {pid: [1, used, gi, ci] for pid, used, gi, ci in compute}
+    for pid, used, gi, ci in graphics:
         entry = merged.get(pid)
         if entry is None:
-            merged[pid] = [2, used, gi]
+            merged[pid] = [2, used, gi, ci]
             continue
         entry[0] |= 2
         if used is not None and (entry[1] is None or used > entry[1]):
             entry[1] = used
-    return [(pid, bits, used, gi) for pid, (bits, used, gi) in merged.items()]
+    rows = [(pid, used, gi, ci) for pid, (_bits, used, gi, ci) in merged.items()]
+    return rows, {pid: entry[0] for pid, entry in merged.items()}
 
 
 _new = object.__new__

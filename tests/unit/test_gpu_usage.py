@@ -13,7 +13,7 @@ class Session:
     def __init__(self):
         self.compute = [(10, 100, NA, NA), (11, None, NA, NA)]
         self.graphics = [(11, 50, NA, NA), (12, 70, NA, NA)]
-        self.per_process = {10: (30, 4)}
+        self.per_process = {10: (10, 1_000_000, 30, 4, 0, 0)}  # (pid, timestamp, sm, mem, enc, dec)
         self.graphics_supported = True
         self.util_calls = 0
 
