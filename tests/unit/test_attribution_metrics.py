@@ -56,13 +56,11 @@ def test_mig_devices_have_their_memory_and_their_pod():
 
 def test_processes_by_memory_with_their_owners():
     m = parse_exposition(scrape())
-    process = {**GPU0, "pid": "4101", "kind": "compute", **TRAINER}
-    assert value(m, "aios_gpu_process_memory_used_bytes", **process) == 20 * GIB
-    assert value(m, "aios_gpu_process_sm_utilization_ratio", **process) == 0.8
-    host = {**GPU0, "pid": "7001", "kind": "compute+graphics"}
-    assert value(m, "aios_gpu_process_memory_used_bytes", **host) == 300 * 1024 * 1024
-    on_mig = {**GPU1, "pid": "5301", "kind": "compute", "mig_uuid": "MIG-2222", "namespace": "serve", "pod": "infer-1",
-              "container": "server"}  # fmt: skip
+    node0 = {"node": "node-d", "gpu": "0", "uuid": "GPU-dddd"}
+    assert value(m, "aios_gpu_process_memory_used_bytes", **node0, pid="4101", **TRAINER) == 20 * GIB
+    assert value(m, "aios_gpu_process_memory_used_bytes", **node0, pid="7001") == 300 * 1024 * 1024  # a host process
+    on_mig = {"node": "node-d", "gpu": "1", "uuid": "GPU-eeee", "pid": "5301", "mig_uuid": "MIG-2222",
+              "namespace": "serve", "pod": "infer-1", "container": "server"}  # fmt: skip
     assert value(m, "aios_gpu_process_memory_used_bytes", **on_mig) == 4 * GIB
     assert value(m, "aios_node_gpu_processes_not_exposed", node="node-d") == 0
 
@@ -94,7 +92,7 @@ def test_a_deleted_pod_s_labels_are_gone_from_the_next_scrape():
     m = parse_exposition(scrape(replace(ATTRIBUTED_SAMPLE, attribution=without)))
     assert not [(name, labels) for name, labels in m if dict(labels).get("pod") == "train-0"]
     assert value(m, "aios_gpu_utilization_ratio", **GPU0) == 0.93
-    assert value(m, "aios_gpu_process_memory_used_bytes", **GPU0, pid="4101", kind="compute") == 20 * GIB
+    assert value(m, "aios_gpu_process_memory_used_bytes", node="node-d", gpu="0", uuid="GPU-dddd", pid="4101") == 20 * GIB
 
 
 def test_the_exposition_is_promtool_clean():

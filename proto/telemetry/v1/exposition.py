@@ -18,8 +18,8 @@ none or several hold it (a time-sliced GPU, a GPU split into MIG devices;
 `aios_gpu_pod_info` lists every holder). Empty labels are the same series as
 no label to Prometheus, so an unassigned GPU keeps the identity it had.
 
-Per-process series (`aios_gpu_process_*`, labelled `pid`, `kind`, `mig_uuid`
-and the owner's `namespace`/`pod`/`container`) are capped: the
+The per-process series `aios_gpu_process_memory_used_bytes` (labelled `pid`,
+`mig_uuid` and the owner's `namespace`/`pod`/`container`) is capped: the
 `max_process_series` processes using the most GPU memory on the node (default
 MAX_PROCESS_SERIES), the count left out in `aios_node_gpu_processes_not_exposed`.
 """
@@ -451,39 +451,31 @@ def _attribution_families(
                 labels,
                 _pct_to_ratio(mig.utilization_gpu_pct),
             )
-    _process_families(fam, sample, attribution, node, models, max_process_series)
+    _process_families(fam, sample, attribution, node, max_process_series)
 
 
-def _process_families(
-    fam: _Families, sample: NodeSample, attribution: Attribution, node: str, models: Mapping[str, str], cap: int
-) -> None:
+def _process_families(fam: _Families, sample: NodeSample, attribution: Attribution, node: str, cap: int) -> None:
     ranked = sorted(
         ((p.used_memory_bytes or 0, gpu.index, p.pid, gpu, p) for gpu in sample.gpus for p in gpu.processes),
         key=lambda row: (-row[0], row[1], row[2]),
     )
     shown = ranked[: max(0, cap)]
     owners = owners_by_pid(attribution) if shown else {}
-    labels_of = (*GPU_LABELS[:4], "pid", "kind", "mig_uuid", "namespace", "pod", "container")
+    # few labels on purpose: a scrape's cost is mostly per label (per-process utilization and
+    # the process's kind are in the sample, nodes_data and the queries)
+    labels_of = ("node", "gpu", "uuid", "pid", "mig_uuid", "namespace", "pod", "container")
     for _, _, _, gpu, process in shown:
         owner = owners.get(process.pid)
         labels = [
-            node, str(gpu.index), gpu.uuid, models.get(gpu.uuid, ""),
-            str(process.pid), process.kind, process.mig_uuid,
+            node, str(gpu.index), gpu.uuid, str(process.pid), process.mig_uuid,
             owner.namespace if owner else "", owner.pod if owner else "", owner.container if owner else "",
-        ]
+        ]  # fmt: skip
         fam.gauge(
             "gpu_process_memory_used_bytes",
             "GPU memory a process uses (the processes using the most, see aios_node_gpu_processes_not_exposed).",
             labels_of,
             labels,
             process.used_memory_bytes,
-        )
-        fam.gauge(
-            "gpu_process_sm_utilization_ratio",
-            "Share of time the process ran kernels on the GPU over the last interval (0..1), where NVML reports it.",
-            labels_of,
-            labels,
-            _pct_to_ratio(process.sm_utilization_pct),
         )
     fam.gauge(
         "node_gpu_processes_not_exposed",
