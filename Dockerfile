@@ -13,7 +13,9 @@ FROM python:3.11-slim
 # libnvidia-ml.so.1 into the agent's container (NVIDIA_DRIVER_CAPABILITIES=utility).
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir /wheels/*.whl
-ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# The add-ons' kustomize bases, so `aios-aggregator addons ...` also works from inside the pod.
+COPY deploy/addons /opt/aios/addons
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 AIOS_ADDONS_DIR=/opt/aios/addons
 USER 65534:65534
 ENTRYPOINT []
 CMD ["aios-agent", "run"]

@@ -1,49 +1,17 @@
-"""Capped exponential backoff with jitter: the agent's one implementation.
+"""The agent's retry counter: consecutive failures in, the next delay out.
 
-Every agent retries the same central servers (the Kubernetes API server, the
-aggregator); after an outage they all fail at once, so each delay is
-randomised (jitter) or the whole fleet would come back in lockstep.
-
-Two kinds of jitter, chosen by the caller:
-- "full": uniform in [0, ceiling]: spreads a reconnect storm the most
-  (the telemetry stream, whose reconnect is cheap and must be prompt);
-- "equal": uniform in [ceiling/2, ceiling]: keeps a floor, so a caller that
-  failed for a reason of its own does not hammer the server (the annotator).
+The delay itself is the rule both programs share (`proto/common/backoff.py`:
+capped exponential with "full" or "equal" jitter); the telemetry stream uses
+full jitter (a cheap, prompt reconnect), the annotator equal jitter.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from typing import Literal
 
-__all__ = ["Backoff", "Jitter", "backoff_delay"]
+from proto.common.backoff import Jitter, backoff_delay
 
-Jitter = Literal["full", "equal"]
-
-_MAX_EXPONENT = 64  # past the cap long before; keeps factor ** n a finite float
-
-
-def backoff_delay(
-    attempt: int,
-    initial_s: float,
-    cap_s: float,
-    *,
-    jitter: Jitter = "full",
-    factor: float = 2.0,
-    rand: Callable[[], float] = random.random,
-) -> float:
-    """The delay after `attempt` earlier failures (0 for the first retry).
-
-    `rand` returns a float in [0, 1) like `random.random`; its value places the
-    delay inside the jitter range of the ceiling `min(cap_s, initial_s * factor**attempt)`.
-    """
-    ceiling = min(cap_s, initial_s * factor ** min(max(attempt, 0), _MAX_EXPONENT))
-    if jitter == "full":
-        return ceiling * rand()
-    if jitter == "equal":
-        return ceiling / 2 + ceiling / 2 * rand()
-    raise ValueError(f"unknown jitter {jitter!r} (expected 'full' or 'equal')")
+__all__ = ["Backoff"]
 
 
 class Backoff:

@@ -1,4 +1,8 @@
-"""`aios-aggregator`: one subcommand per job, each body in its own module, registered here in one line."""
+"""`aios-aggregator`: one subcommand per job, each body in its own module, registered here in one line.
+
+Each module's `register(subparsers)` adds its subparser and sets `run`, the
+function `main` calls with the parsed arguments (the same convention as `aios-agent`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from aggregator.commands import nodes, onboard, policy, policy_sidecar, serve
+from aggregator.commands import addons, nodes, onboard, policy, policy_sidecar, serve
 
 __all__ = ["build_parser", "main"]
 
@@ -16,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ... (default INFO)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (same as --log-level DEBUG)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (serve, nodes, policy, policy_sidecar, onboard):
+    for command in (serve, nodes, policy, policy_sidecar, onboard, addons):
         command.register(sub)
     return parser
 
@@ -28,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # subcommands set `run` (telemetry's convention) or `handler` (policies')
-    command = getattr(args, "run", None) or args.handler
-    return command(args)
+    return int(args.run(args))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 `Aggregator` owns the pieces and their order of start and stop:
 the SQLite database, the node registry and its store, gRPC (ingest, queries,
 cluster documents, stability), the HTTP API (pre-check map, cluster data,
-stability and the nodes service, enrollment records, `/metrics`, `/healthz`),
+stability and the nodes service, enrollment records, `/addons`, `/metrics`, `/healthz`),
 the stability checker's schedule, and, with a Kubernetes API configured, the
 Node watch (a deleted Node leaves the registry, the store and the stored
 cluster document) and the stability Events.
@@ -28,13 +28,14 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from aggregator.addons.http_routes import addons_router_for
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.db import Database
 from aggregator.governance.failure_count import PolicyErrorCounter
 from aggregator.governance.prechecks import Governance, GovernanceError
 from aggregator.kube_client import KubeUnavailable, load_kube_client, pod_namespace
 from aggregator.onboarding.http_routes import enrollment_router
-from aggregator.onboarding.wiring import OnboardingParts, add_onboarding
+from aggregator.onboarding.wiring import OnboardingParts, build_onboarding
 from aggregator.policies import PolicyConfig, open_policy
 from aggregator.rpc.server import GrpcServer, TlsFiles, build_grpc_server
 from aggregator.stability.grpc_service import add_stability_service
@@ -45,8 +46,9 @@ from aggregator.telemetry.node_watch import KubeNode, NodeWatcher, registry_matc
 from aggregator.telemetry.query_service import QueryService
 from aggregator.telemetry.registry import NodeRegistry
 from aggregator.telemetry.store import NodeStore
-from aggregator.web.app import HttpServer, create_app
+from aggregator.web.app import create_app
 from aggregator.web.healthz import healthz_router
+from aggregator.web.serving import HttpServer
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import NodeSample
@@ -81,7 +83,6 @@ class ServeConfig:
     kubernetes: bool = True  # False: no Kubernetes client at all (no Node watch, no Events)
     per_node_metrics: bool = False  # /metrics also carries every node's latest series
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)  # POLICY_*, CLUSTER_STABILITY_*, ...
-    extra: dict = field(default_factory=dict)
 
 
 class Aggregator:
@@ -134,10 +135,12 @@ class Aggregator:
         governance = self.governance = Governance(db, self._open_governance_policy, clock=self.clock)
         self._seed_policy_map(cfg.cluster_id)
         core_v1 = self._core_v1()
+        # one ClusterStore for everything that reads or writes cluster documents
         stability = self.stability = build_stability(
             cluster_id=cfg.cluster_id,
             registry=registry,
             db=db,
+            cluster_store=cluster_store,
             policy_config=self.policy_config,
             env=cfg.env,
             core_v1=core_v1,
@@ -145,20 +148,18 @@ class Aggregator:
             clock=self.clock,
         )
         stability.checker.on_verdict(self.policy_errors.count_verdict)
+        onboarding = self.onboarding = build_onboarding(
+            cluster_store, registry=registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
+            governance=governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
+        )
         query = QueryService(registry, cluster_id=cfg.cluster_id)
-
-        def add_onboarding_service(server: Any) -> None:
-            self.onboarding = add_onboarding(
-                server, db=db, registry=registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
-                governance=governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
-            )
 
         def add_stability_servicer(server: Any) -> None:
             add_stability_service(server, stability.checker)
 
         self.grpc = await build_grpc_server(
             self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
-            add_services=[add_onboarding_service, add_stability_servicer],
+            add_services=[onboarding.add_services, add_stability_servicer],
         )
         log.info("gRPC listening on %s:%d", cfg.host, self.grpc.port)
         self._tasks = [
@@ -167,6 +168,7 @@ class Aggregator:
             asyncio.ensure_future(self.ingest.run_event_pruner()),
         ]
         stability.start()
+        onboarding.start()
         http_port = None
         if cfg.http_port is not None:
             self.http = HttpServer(self._http_app(registry, stability, governance, cluster_store), cfg.host, cfg.http_port)
@@ -251,6 +253,7 @@ class Aggregator:
                 stability.router,
                 enrollment_router(self.onboarding.enrollment if self.onboarding else None),
                 metrics_router(metrics),
+                addons_router_for(cluster_store=cluster_store, cluster_id=cfg.cluster_id, api_client=self._kube_client),
             ],
         )
 

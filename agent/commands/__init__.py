@@ -1,1 +1,1 @@
-"""One module per `aios-agent` subcommand; each exposes `register(subparsers, common)`."""
+"""The `aios-agent` subcommands, one module each; each exposes `register(subparsers)` and sets `run` (see agent/cli.py)."""

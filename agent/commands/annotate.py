@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+from agent.commands.common import common_parser
 from agent.kube.annotator import GpusUnknown, NodeAnnotator, desired_metadata, metadata_patch
 from agent.kube.client import KubeApiError, KubeConfigError, NodeApi, load_api_client, node_id_from, read_node_identity
 from agent.kube.identity import local_node_identity
@@ -46,14 +47,14 @@ def _env_float(env: Mapping[str, str], key: str, default: float) -> float:
         raise SystemExit(f"aios-agent annotate: env {key}={raw!r} is not a number of seconds") from exc
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "annotate",
-        parents=[common],
+        parents=[common_parser()],
         help="keep the Node's gpu.aios/info annotation and gpu.aios/* labels true (--once, --dry-run)",
     )
     add_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:

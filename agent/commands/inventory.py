@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from agent.commands.common import open_reader_from_args, print_json, to_jsonable
+from agent.commands.common import common_parser, open_reader_from_args, print_json, to_jsonable
 from agent.kube.annotation import ANNOTATION_KEY, gpu_annotation_value
 from proto.telemetry.v1.readings import NodeInventory
 
 __all__ = ["inventory_document", "register"]
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "inventory",
-        parents=[common],
+        parents=[common_parser()],
         help="print the node's GPUs and host as JSON, with the gpu.aios/info annotation value",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(run=run)
 
 
 def inventory_document(inventory: NodeInventory) -> dict:

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 
-from agent.commands.common import interval_seconds, open_reader_from_args, port_number
+from agent.commands.common import common_parser, interval_seconds, open_reader_from_args, port_number
 from agent.metrics import AgentMetricsProviders, AgentMetricsState, metrics_port_from_env, serve_agent_metrics
 
 __all__ = ["register", "run"]
@@ -28,10 +28,10 @@ INVENTORY_REFRESH_S = 300.0  # GPUs and disks change rarely; the annotator watch
 
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "metrics",
-        parents=[common],
+        parents=[common_parser()],
         help="sample the node every --interval and serve Prometheus metrics on --port (no aggregator)",
     )
     parser.add_argument(
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
         default=os.environ.get("AIOS_INTERVAL_S", "10"),
         help="seconds between samples (env AIOS_INTERVAL_S, default 10)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, stop: threading.Event | None = None, clock=time.monotonic) -> int:

@@ -29,7 +29,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from agent.commands.common import interval_seconds, port_number
+from agent.commands.common import common_parser, interval_seconds, port_number
 from agent.kube.annotator import NodeAnnotator, open_node_annotator
 from agent.kube.client import KubeApiError, NodeIdentity, node_id_from, read_node_identity
 from agent.kube.identity import local_node_identity
@@ -67,8 +67,8 @@ def load_token(env=os.environ) -> str | None:
 
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("run", parents=[common], help="run the agent: sample and stream to the aggregator")
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("run", parents=[common_parser()], help="run the agent: sample and stream to the aggregator")
     p.add_argument("--interval", type=interval_seconds, default=None,
                    help=f"seconds between samples (env AIOS_INTERVAL_S or COLLECT_INTERVAL, default {DEFAULT_INTERVAL_S:g})")
     p.add_argument("--aggregator", default=os.environ.get("AIOS_AGGREGATOR_ADDR"),
@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
     p.add_argument("--no-annotate", action="store_true",
                    help="do not keep the Node's annotation (a development machine whose kubeconfig is not its cluster)")
     p.add_argument("--stats-file", type=Path, help="on exit, write the stream's counters here as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(run=run)
 
 
 
@@ -177,8 +177,7 @@ def run(args: argparse.Namespace) -> int:
                              f"{metrics_port}: {e.strerror or e} (set AIOS_METRICS_PORT or --metrics-port)") from e
         daemon.initial_inventory(inventory)  # tells the inventory observers (the annotator, the metrics)
         # XIDs go out as they arrive, not with the next sample (up to one interval later)
-        if not reader.set_health_listener(daemon.push_health):
-            log.info("GPU health events travel with the samples")
+        reader.set_health_listener(daemon.push_health)
         stream.start()
         if annotator is not None:
             annotator.start()

@@ -5,21 +5,21 @@ from __future__ import annotations
 import argparse
 import time
 
-from agent.commands.common import interval_seconds, open_reader_from_args, print_json, to_jsonable
+from agent.commands.common import common_parser, interval_seconds, open_reader_from_args, print_json, to_jsonable
 
 __all__ = ["register"]
 
 
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "sample",
-        parents=[common],
+        parents=[common_parser()],
         help="print one sample of the node as JSON (two readings --interval apart, so rates are known)",
     )
     parser.add_argument("--interval", type=interval_seconds, default=1.0, help="seconds between the two readings (default 1)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, sleep=time.sleep) -> int:

@@ -1,12 +1,14 @@
 """The GPU collector: inventory, samples and health of the node's GPUs via NVML.
 
-`open_gpu_collector` is the entry point. It returns a collector that:
+`open_gpu_collector` is the entry point. It returns a started collector
+(`close()` it when done) that:
 - reports no GPUs, with `nvml_status` saying why, when NVML cannot start (no
   library, no driver, no GPUs: a CPU node), and tries NVML again every
   `retry_interval_s` (a driver can come up after the agent);
 - otherwise reads every GPU through `agent.gpu.nvml_backend`.
 
-Health: a daemon thread waits on NVML's event API for critical XID errors.
+Health: a daemon thread (started by `start()`, stopped by `close()`) waits
+on NVML's event API for critical XID errors.
 With an event listener set (`set_event_listener`, or `on_event` when opening),
 each XID goes to the listener the moment it arrives (the agent pushes it to
 the aggregator at once) and is NOT repeated in the next `sample()`; without
@@ -104,6 +106,9 @@ class NullGpuCollector:
 
     def sample(self) -> tuple[tuple[GpuSample, ...], tuple[HealthEvent, ...]]:
         return (), ()
+
+    def start(self) -> None:
+        pass  # nothing to watch
 
     def set_event_listener(self, listener: EventListener | None) -> None:
         pass  # no GPUs, no events
@@ -256,13 +261,19 @@ class NvmlGpuCollector:
         self._report: GpuReport | None = None
         self._report_at = 0.0
         self._stop = threading.Event()
+        self._event_wait_ms = event_wait_ms
         self._waiter: NvmlEventWaiter | None = None
         self._thread: threading.Thread | None = None
         self._by_key: dict[int, _GpuState] = {}
         self._gpus = [_GpuState(i) for i in range(session.device_count())]
         for gpu in self._gpus:
             self._attach(gpu)
-        self._start_event_thread(event_wait_ms)
+
+    def start(self) -> None:
+        """Start watching NVML events (XIDs) on a thread of its own; once."""
+        with self._lock:
+            if self._thread is None and self._waiter is None and not self._stop.is_set():
+                self._start_event_thread(self._event_wait_ms)
 
     # ------------------------------------------------------------ inventory
 
@@ -615,12 +626,18 @@ class RetryingGpuCollector:
         self._current: GpuCollector = NullGpuCollector("not started")
         self._live = False
         self._next_try = clock()
+        self._started = False
         self._closed = False
+
+    def start(self) -> None:
+        """Open NVML now (and again every `retry_interval_s` while it is unavailable)."""
+        with self._lock:
+            self._started = True
         self._try_open()
 
     def _try_open(self) -> None:
         with self._lock:
-            if self._live or self._closed or self._clock() < self._next_try:
+            if not self._started or self._live or self._closed or self._clock() < self._next_try:
                 return
             self._next_try = self._clock() + self._retry_interval_s
             try:
@@ -632,13 +649,14 @@ class RetryingGpuCollector:
                 return
             self._live = not isinstance(self._current, NullGpuCollector)
             if self._listener is not None:
-                _set_listener(self._current, self._listener)
+                self._current.set_event_listener(self._listener)
+            self._current.start()
 
     def set_event_listener(self, listener: EventListener | None) -> None:
         """Applies to the live collector now and to one opened later."""
         with self._lock:
             self._listener = listener
-            _set_listener(self._current, listener)
+            self._current.set_event_listener(listener)
 
     def inventory(self) -> GpuReport:
         self._try_open()
@@ -653,12 +671,6 @@ class RetryingGpuCollector:
             self._closed = True
             self._current.close()
             self._current = NullGpuCollector("closed")
-
-
-def _set_listener(collector: GpuCollector, listener: EventListener | None) -> None:
-    set_listener = getattr(collector, "set_event_listener", None)
-    if set_listener is not None:
-        set_listener(listener)
 
 
 def _open_live(library_path: str | None, clock: Clock, usage: bool = True) -> GpuCollector:
@@ -693,12 +705,14 @@ def open_gpu_collector(
         library_path = os.environ.get(LIBRARY_ENV) or None
     if usage is None:
         usage = usage_from_env(os.environ)
-    return RetryingGpuCollector(
+    collector = RetryingGpuCollector(
         lambda: _open_live(library_path, clock, usage),
         clock=clock,
         retry_interval_s=retry_interval_s,
         on_event=on_event,
     )
+    collector.start()
+    return collector
 
 
 def usage_from_env(env) -> bool:

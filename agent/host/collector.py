@@ -41,7 +41,6 @@ from agent.host.parse import (
     SECTOR_BYTES,
     CpuTimes,
     DiskCounters,
-    Ewma,
     NetCounters,
     cpu_busy_percent,
     is_virtual_nic_name,
@@ -56,11 +55,10 @@ from agent.host.parse import (
     parse_proc_stat,
     per_second,
 )
+from proto.common.ewma import NO_AVERAGES, Averages, ewma_update, ewma_weights
 from proto.telemetry.v1.readings import DiskInfo, HostInventory, HostSample, NicInfo, NicRate
 
-__all__ = ["EWMA_WINDOWS_S", "PsutilHostCollector"]
-
-EWMA_WINDOWS_S = (60.0, 300.0, 900.0)
+__all__ = ["PsutilHostCollector"]
 _MB = 1024 * 1024
 _VMSTAT_KEYS = frozenset({"pgfault"})
 _SWAP_KEYS = frozenset({"SwapTotal", "SwapFree"})
@@ -123,8 +121,9 @@ class PsutilHostCollector:
         self._fds: dict[str, int] = {}
         self._process_count_every_s = process_count_every_s
         self._process_count: tuple[float, int] | None = None  # (when, count)
-        self._tx_avg = tuple(Ewma(w) for w in EWMA_WINDOWS_S)
-        self._rx_avg = tuple(Ewma(w) for w in EWMA_WINDOWS_S)
+        # network rates over 1/5/15 minutes (proto/common/ewma.py), None until known
+        self._tx_avg: Averages = NO_AVERAGES
+        self._rx_avg: Averages = NO_AVERAGES
 
     # ------------------------------------------------------------ inventory
 
@@ -269,8 +268,9 @@ class PsutilHostCollector:
         tx_rate, rx_rate = _sum_rates(nic_rates)
         if known is None:
             tx_rate = rx_rate = None
-        tx_avgs = self._update_averages(self._tx_avg, tx_rate, dt)
-        rx_avgs = self._update_averages(self._rx_avg, rx_rate, dt)
+        weights = ewma_weights(dt)
+        tx_avgs = self._tx_avg = ewma_update(self._tx_avg, tx_rate, dt, weights)
+        rx_avgs = self._rx_avg = ewma_update(self._rx_avg, rx_rate, dt, weights)
         disk_rates = _disk_rates(known, current, dt)
 
         return HostSample(
@@ -323,12 +323,6 @@ class PsutilHostCollector:
                 )
             )
         return tuple(rates)
-
-    @staticmethod
-    def _update_averages(averages: tuple[Ewma, ...], rate: float | None, dt: float) -> tuple[float | None, ...]:
-        if rate is None:
-            return tuple(a.value for a in averages)
-        return tuple(a.update(rate, dt) for a in averages)
 
     def _count_processes(self, now: float) -> int:
         """Processes = numeric names in /proc, listed at most every `process_count_every_s`.
@@ -430,11 +424,11 @@ def _disk_rates(previous: _Counters | None, current: _Counters, dt: float) -> _D
 
 
 def _sum_rates(rates: tuple[NicRate, ...]) -> tuple[float | None, float | None]:
-    tx = [r.tx_bytes_per_s for r in rates]
-    rx = [r.rx_bytes_per_s for r in rates]
-    if any(v is None for v in tx + rx):
+    tx = [r.tx_bytes_per_s for r in rates if r.tx_bytes_per_s is not None]
+    rx = [r.rx_bytes_per_s for r in rates if r.rx_bytes_per_s is not None]
+    if len(tx) != len(rates) or len(rx) != len(rates):  # one NIC's rate unknown: the node's is too
         return None, None
-    return float(sum(tx)), float(sum(rx))  # type: ignore[arg-type]
+    return float(sum(tx)), float(sum(rx))
 
 
 def _swap_kb(meminfo: str) -> tuple[int, int]:

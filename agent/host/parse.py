@@ -7,7 +7,6 @@ hardware, happens here so it can be tested on literal text.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -15,7 +14,6 @@ __all__ = [
     "SECTOR_BYTES",
     "CpuTimes",
     "DiskCounters",
-    "Ewma",
     "HostParseError",
     "LoadAvg",
     "NetCounters",
@@ -263,23 +261,3 @@ def per_second(previous: int, current: int, seconds: float) -> float | None:
         return None
     return (current - previous) / seconds
 
-
-class Ewma:
-    """Exponentially weighted average over a time window, as the kernel's load average.
-
-    Each update with a rate observed over `dt` seconds moves the average by
-    1 - exp(-dt/window); the first observation starts it (so it is not pulled
-    toward zero before the window has filled).
-    """
-
-    def __init__(self, window_s: float):
-        self.window_s = window_s
-        self.value: float | None = None
-
-    def update(self, rate: float, dt: float) -> float:
-        if self.value is None:
-            self.value = rate
-        else:
-            alpha = 1.0 - math.exp(-dt / self.window_s)
-            self.value += alpha * (rate - self.value)
-        return self.value

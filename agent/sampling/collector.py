@@ -46,11 +46,16 @@ class GpuCollector(Protocol):
         """One reading of every GPU, and the health events seen since the last call."""
         ...
 
-    def close(self) -> None: ...
+    def start(self) -> None:
+        """Open what the readings need and start what runs in the background (an event thread)."""
+        ...
 
-    # Optional (the NVML collectors have it; `NodeReader.set_health_listener` checks):
-    # `set_event_listener(listener)`: asynchronous events (XIDs) go to `listener`
-    # as they arrive instead of with the next `sample()`.
+    def set_event_listener(self, listener: Callable[[HealthEvent], None] | None) -> None:
+        """Asynchronous events (XIDs) go to `listener` as they arrive instead of with the next
+        `sample()`; None: back to the samples."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class HostCollector(Protocol):

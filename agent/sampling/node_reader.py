@@ -95,15 +95,10 @@ class NodeReader:
             attribution=attribution,
         )
 
-    def set_health_listener(self, listener: Callable[[HealthEvent], None] | None) -> bool:
+    def set_health_listener(self, listener: Callable[[HealthEvent], None] | None) -> None:
         """Deliver the GPU collector's asynchronous health events (XIDs) to `listener`
-        as they arrive, from the collector's event thread. False when the
-        collector cannot (its events then arrive with the samples)."""
-        set_listener = getattr(self._gpu, "set_event_listener", None)
-        if set_listener is None:
-            return False
-        set_listener(listener)
-        return True
+        as they arrive, from the collector's event thread (None: with the samples)."""
+        self._gpu.set_event_listener(listener)
 
     def close(self) -> None:
         for collector in (self._gpu, self._host, self._attributor):

@@ -1,1 +1,1 @@
-"""The `aios-aggregator` subcommands, one module each; each exposes `register(subparsers)`."""
+"""The `aios-aggregator` subcommands, one module each: `register(subparsers)` sets `run` (see aggregator/cli.py)."""

@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run_parser.add_argument("--memory-mb", type=int, help="worker memory limit (default AIOS_POLICY_MEMORY_MB or 1024)")
     run_parser.add_argument("--no-install", action="store_true", help="do not pip-install requirements.txt")
     run_parser.add_argument("--cache-dir", type=Path, help="where packages are extracted (AIOS_POLICY_CACHE_DIR)")
-    run_parser.set_defaults(run=run, handler=run)  # `run`: the cli convention; `handler`: kept for early merges
+    run_parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 from aggregator.auth import AuthError, load_tokens
 from aggregator.policies import PolicyConfig, PolicyError, open_policy
 from aggregator.policies.sidecar_server import DEFAULT_IDLE_CLOSE_S, HandleRegistry, create_sidecar_app
-from aggregator.web.app import serve_http
+from aggregator.web.serving import serve_http
 
 __all__ = ["register", "run"]
 

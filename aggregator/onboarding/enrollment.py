@@ -19,7 +19,8 @@ Subscribed to the registry's changes (`NodeChange`):
   same way (the aggregator may have restarted while the node changed).
 
 The registry calls listeners on its own thread, so `on_change` only queues;
-one worker thread does the work. The latest change per node wins (a
+one worker thread, started by `start()` and stopped by `close()`, does the
+work (changes queued before `start()` wait for it). The latest change per node wins (a
 "removed" replaces a pending "joined"; an "inventory" only refreshes the
 state a pending "joined" carries, never replaces it), a repeated hello adds nothing twice
 (the stored document is re-checked inside the store's transaction), and
@@ -39,11 +40,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aggregator.backoff import retry_delay
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.onboarding.document import document_node_ids, node_entry, with_node, without_node
 from aggregator.onboarding.errors import ParserFailed, ParserRefused, ParserUnreachable
 from aggregator.telemetry.model import NodeChange, NodeState
+from proto.common.backoff import backoff_delay
 
 __all__ = ["OUTCOMES", "Enrollment", "EnrollmentRecord"]
 
@@ -122,10 +123,17 @@ class Enrollment:
         self._busy = False
         self._stopped = False
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="enrollment", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ public
+
+    def start(self) -> None:
+        """Start the worker thread (once)."""
+        with self._cond:
+            if self._thread is not None or self._stopped:
+                return
+            self._thread = threading.Thread(target=self._run, name="enrollment", daemon=True)
+            self._thread.start()
 
     def subscribe_to(self, registry: Any) -> None:
         registry.subscribe(self.on_change)
@@ -188,7 +196,9 @@ class Enrollment:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-        self._thread.join(timeout_s)
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
 
     # ------------------------------------------------------------ worker
 
@@ -235,7 +245,9 @@ class Enrollment:
             if job.attempt >= self._max_attempts:
                 self._record(node_id, action, "failed", f"gave up after {job.attempt} attempts: {e}")
                 return
-            delay = retry_delay(job.attempt, self._retry_initial_s, self._retry_max_s, self._rng.random)
+            delay = backoff_delay(
+                job.attempt - 1, self._retry_initial_s, self._retry_max_s, jitter="equal", rand=self._rng.random
+            )
             log.warning("%s %s: %s; retry %d in %.1f s", action, node_id, e, job.attempt, delay)
             with self._cond:
                 # a newer change for this node replaces the retry

@@ -21,8 +21,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aggregator.backoff import retry_delay
 from aggregator.onboarding.errors import ParserFailed, ParserRefused, ParserUnreachable
+from proto.common.backoff import backoff_delay
 
 __all__ = ["TEMPLATE_URI", "ParserAnswer", "ParserClient", "wrap_spec"]
 
@@ -99,7 +99,8 @@ class ParserClient:
                 last_error = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
                 log.warning("POST %s: attempt %d/%d failed: %s", url, attempt, self._attempts, last_error)
                 if attempt < self._attempts:
-                    self._sleep(retry_delay(attempt, self._backoff_s, self._max_backoff_s, self._rng.random))
+                    rand = self._rng.random
+                    self._sleep(backoff_delay(attempt - 1, self._backoff_s, self._max_backoff_s, jitter="equal", rand=rand))
         raise ParserUnreachable(f"POST {url}: no answer after {self._attempts} attempts ({last_error})")
 
     @staticmethod

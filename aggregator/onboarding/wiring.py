@@ -1,9 +1,16 @@
 """Onboarding inside `aios-aggregator serve`: the ClusterDocuments gRPC service and enrollment.
 
-`add_onboarding(server, ...)` is called while the gRPC server is built
-(before it starts). With a cluster id configured, enrollment follows the
-registry from then on, and catches up whenever the document is stored (the
-nodes that said hello before the operator onboarded the cluster).
+    onboarding = build_onboarding(cluster_store, registry=..., cluster_id=..., tokens=...)
+    build_grpc_server(..., add_services=[onboarding.add_services])   # before the server starts
+    onboarding.start()                                               # the enrollment worker
+    ...
+    onboarding.close()
+
+Built before the gRPC server (so before any agent's hello): with a cluster id
+configured, enrollment follows the registry from then on, queues the nodes
+restored from the database that the stored document lacks, and catches up
+whenever the document is stored over gRPC (the nodes that said hello before
+the operator onboarded the cluster).
 """
 
 from __future__ import annotations
@@ -15,12 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aggregator.cluster.store import ClusterStore
-from aggregator.db import Database
 from aggregator.onboarding.cluster_service import add_cluster_documents_servicer
 from aggregator.onboarding.enrollment import Enrollment
 from aggregator.onboarding.parser_client import ParserClient
 
-__all__ = ["OnboardingParts", "add_onboarding"]
+__all__ = ["OnboardingParts", "build_onboarding"]
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +35,35 @@ log = logging.getLogger(__name__)
 class OnboardingParts:
     store: ClusterStore
     enrollment: Enrollment | None
+    cluster_id: str
+    tokens: Sequence[str]
+    registry: Any
+    on_stored: Callable[[str], None] | None = None
+
+    def add_services(self, server: Any) -> None:
+        """Add the ClusterDocuments service to a gRPC server that is not started yet."""
+        add_cluster_documents_servicer(
+            server, self.store, tokens=lambda: self.tokens, cluster_id=self.cluster_id, on_stored=self._caught_up
+        )
+
+    def start(self) -> None:
+        if self.enrollment is not None:
+            self.enrollment.start()
 
     def close(self) -> None:
         if self.enrollment is not None:
             self.enrollment.close()
 
+    def _caught_up(self, stored_id: str) -> None:
+        if self.on_stored is not None:
+            self.on_stored(stored_id)
+        if self.enrollment is not None and stored_id == self.cluster_id:
+            self.enrollment.enroll_missing(self.registry.snapshot())
 
-def add_onboarding(
-    server: Any,
+
+def build_onboarding(
+    store: ClusterStore,
     *,
-    db: Database,
     registry: Any,
     cluster_id: str,
     tokens: Sequence[str],
@@ -48,7 +73,6 @@ def add_onboarding(
     on_stored: Callable[[str], None] | None = None,
 ) -> OnboardingParts:
     """`on_stored(cluster_id)`: called after a document was stored over gRPC (e.g. to seed the pre-check map)."""
-    store = ClusterStore(db, clock)
     enrollment = None
     if cluster_id:
         parser = ParserClient(api_url) if api_url else None
@@ -59,12 +83,4 @@ def add_onboarding(
                  f"parser {api_url}" if parser else "no parser URL: the stored document only")
     else:
         log.warning("no cluster id configured: nodes that join later are not enrolled")
-
-    def caught_up(stored_id: str) -> None:
-        if on_stored is not None:
-            on_stored(stored_id)
-        if enrollment is not None and stored_id == cluster_id:
-            enrollment.enroll_missing(registry.snapshot())
-
-    add_cluster_documents_servicer(server, store, tokens=lambda: tokens, cluster_id=cluster_id, on_stored=caught_up)
-    return OnboardingParts(store, enrollment)
+    return OnboardingParts(store, enrollment, cluster_id, tokens, registry, on_stored)

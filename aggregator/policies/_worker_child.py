@@ -130,8 +130,7 @@ def main():
                            "missing_module": getattr(exc, "name", None) if isinstance(exc, ImportError) else None,
                            "replace": True}
                 else:
-                    out = {"ok": True, "management": callable(getattr(policy.instance, "management", None)),
-                           "pid": os.getpid()}
+                    out = {"ok": True, "pid": os.getpid()}
                 proto_out.write(_encode(out))
                 proto_out.flush()
                 continue

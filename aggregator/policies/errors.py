@@ -11,9 +11,10 @@ class PolicyError(Exception):
     `reason` is the text shown to the operator (also `str(error)`).
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, missing_module: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.missing_module = missing_module  # the module an import lacked, when that was the reason
 
 
 class PolicyLoadError(PolicyError):

@@ -37,16 +37,10 @@ class LocalPolicy(PolicyHandle):
         self._lock = threading.Lock()
         self._worker: WorkerProcess | None = None
         self._closed = False
-        self.workers_started = 0
 
     @property
     def parameters(self) -> dict:
         return dict(self.spec.parameters)
-
-    @property
-    def worker_pid(self) -> int | None:
-        """The current worker's pid (None until a call starts one after a failure)."""
-        return self._worker.pid if self._worker else None
 
     def start(self) -> None:
         """Start the worker now so a package that cannot load fails at open time."""
@@ -58,13 +52,12 @@ class LocalPolicy(PolicyHandle):
             raise PolicyError(f"policy {self.label}: handle is closed")
         if self._worker is None:
             worker = WorkerProcess(self.spec)
-            self.workers_started += 1
             try:
                 worker.start()
             except PolicyError as exc:
                 worker.kill()
                 reason = exc.reason
-                if getattr(exc, "missing_module", None) and self._load_hint:
+                if exc.missing_module and self._load_hint:
                     reason = f"{reason} ({self._load_hint})"
                 raise PolicyLoadError(reason) from exc
             self._worker = worker

@@ -42,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from aggregator.policies.config import PolicyConfig
 from aggregator.policies.errors import PolicyConfigError, PolicyError, PolicyLoadError
 from aggregator.policies.handle import PolicyHandle
-from aggregator.web.app import ApiError, Tokens, install_error_handlers, read_json_body, require_token
+from aggregator.web.base import ApiError, Tokens, install_error_handlers, read_json_body, require_token
 
 __all__ = ["DEFAULT_IDLE_CLOSE_S", "HandleRegistry", "PolicyKey", "create_sidecar_app", "error_kind"]
 

@@ -115,7 +115,6 @@ class WorkerProcess:
         self.spec = spec
         self._buffer = bytearray()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
-        self.has_management = False
         self._started: _Child | None = None
 
     @property
@@ -123,10 +122,6 @@ class WorkerProcess:
         if self._started is None:
             raise WorkerFailure(f"policy {self.spec.label}: the worker was not started")
         return self._started
-
-    @property
-    def pid(self) -> int:
-        return self._child.proc.pid
 
     def start(self) -> None:
         """Spawn the worker, import the policy and build its instance; WorkerFailure/PolicyError if that fails."""
@@ -153,10 +148,11 @@ class WorkerProcess:
         )
         if not reply.get("ok"):
             self.kill()
-            error = PolicyError(f"policy {self.spec.label}: cannot load: {reply.get('error')}")
-            error.missing_module = reply.get("missing_module")  # type: ignore[attr-defined]
-            raise error
-        self.has_management = bool(reply.get("management"))
+            missing = reply.get("missing_module")
+            raise PolicyError(
+                f"policy {self.spec.label}: cannot load: {reply.get('error')}",
+                missing_module=missing if isinstance(missing, str) else None,
+            )
 
     def request(self, message: dict, *, timeout_s: float, what: str) -> dict:
         """Send one message, wait for its reply; WorkerFailure on timeout/crash/garbage."""
@@ -244,9 +240,6 @@ class WorkerProcess:
             self._stderr_tail.append(line)
             log.info("policy %s [pid %d]: %s", self.spec.label, proc.pid, line)
         stream.close()
-
-    def alive(self) -> bool:
-        return self._started is not None and self._started.proc.poll() is None
 
     def kill(self) -> None:
         child = self._started

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Protocol
 
-from aggregator.backoff import retry_delay
 from aggregator.stability.checker import Transition
+from proto.common.backoff import backoff_delay
 
 __all__ = [
     "KubernetesEventSink",
@@ -165,8 +165,13 @@ class NotificationDispatcher:
         self._sleep = sleep or self._stop.wait
         self.delivered = 0
         self.failed = 0
-        self._thread = threading.Thread(target=self._run, name="stability-notify", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the delivery thread (once); transitions submitted before wait for it."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="stability-notify", daemon=True)
+            self._thread.start()
 
     def submit(self, transition: Transition) -> None:
         """Queue a transition (returns at once; safe to pass to `checker.on_transition`)."""
@@ -203,15 +208,16 @@ class NotificationDispatcher:
             except Exception as e:  # noqa: BLE001 - any sink failure is retried, then counted as failed
                 log.warning("%s notification attempt %d/%d failed: %s", sink.name, attempt, self.attempts, e)
             if attempt < self.attempts and not self._stop.is_set():
-                self._sleep(retry_delay(attempt, self.backoff_s, self.max_backoff_s, self._rng.random))
+                self._sleep(backoff_delay(attempt - 1, self.backoff_s, self.max_backoff_s, jitter="equal", rand=self._rng.random))
         self.failed += 1
         log.error("%s notification for verdict %s given up", sink.name, transition.verdict.id)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Deliver what is queued (no more waiting between retries) and stop the thread."""
         self._stop.set()
-        self._queue.put(None)
-        self._thread.join(timeout_s)
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout_s)
 
 
 def dispatcher_from_env(

@@ -1,8 +1,8 @@
 """Putting the stability checker together for `aios-aggregator serve` (one call for the wiring).
 
-    stability = build_stability(cluster_id=..., registry=aggregator.telemetry.registry, db=aggregator.db,
+    stability = build_stability(cluster_id=..., registry=registry, db=db, cluster_store=cluster_store,
                                 policy_config=lambda: PolicyConfig.from_env(...))
-    stability.start()                                   # schedule + subscribe
+    stability.start()                                   # schedule + subscribe, notifications
     create_app(..., routers=[stability.router])         # HTTP
     add_stability_service(grpc_server, stability.checker)  # gRPC
     ...
@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -34,7 +35,9 @@ class StabilityParts:
     dispatcher: NotificationDispatcher | None
     router: APIRouter
 
-    def start(self, scheduler=None) -> None:
+    def start(self, scheduler: Any = None) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.start()
         self.checker.start(scheduler)
 
     def close(self) -> None:
@@ -48,9 +51,10 @@ def build_stability(
     cluster_id: str,
     registry: RegistryLike,
     db: Database,
-    policy_config,  # PolicyConfig, or a callable returning one at each policy load
+    cluster_store: ClusterStore,
+    policy_config: Any,  # PolicyConfig, or a callable returning one at each policy load
     env: Mapping[str, str] | None = None,
-    core_v1=None,  # kubernetes.client.CoreV1Api for Events; None: no Events
+    core_v1: Any = None,  # kubernetes.client.CoreV1Api for Events; None: no Events
     events_namespace: str = "controllers",
     clock: Callable[[], float] = time.time,
     history_limit: int = 1000,
@@ -60,7 +64,7 @@ def build_stability(
     checker = StabilityChecker(
         cluster_id=cluster_id,
         registry=registry,
-        cluster_store=ClusterStore(db, clock=clock),
+        cluster_store=cluster_store,
         verdicts=VerdictStore(db, history_limit=history_limit),
         open_policy=policy_opener(policy_config),
         clock=clock,

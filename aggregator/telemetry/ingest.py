@@ -340,9 +340,6 @@ class IngestService:
             if removed:
                 log.info("pruned %d old health event(s)", removed)
 
-    def open_streams(self) -> int:
-        return len(self._sessions)
-
 
 def _with_node_id(inventory: NodeInventory, node_id: str) -> NodeInventory:
     return replace(inventory, node_id=node_id)

@@ -34,7 +34,7 @@ from typing import Any
 
 from urllib3.exceptions import ReadTimeoutError
 
-from aggregator.backoff import retry_delay
+from proto.common.backoff import backoff_delay
 
 __all__ = ["NODE_ID_LABEL", "KubeNode", "NodeWatcher", "kube_node_from", "registry_matches"]
 
@@ -131,7 +131,9 @@ class NodeWatcher:
                 if self._stop.is_set():
                     return
                 failures += 1
-                delay = retry_delay(failures, self.backoff_initial_s, self.backoff_max_s, self._rng.random)
+                delay = backoff_delay(
+                    failures - 1, self.backoff_initial_s, self.backoff_max_s, jitter="equal", rand=self._rng.random
+                )
                 log.warning("watching Kubernetes Nodes failed (%s); re-listing in %.1f s", _describe(e), delay)
                 self._stop.wait(delay)
 

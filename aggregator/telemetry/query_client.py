@@ -57,9 +57,6 @@ class QueryClient:
     def get_node(self, node: str, max_health_events: int = 0) -> pb.NodeDetail:
         return self._call(self._stub.GetNode, pb.GetNodeRequest(node_id=node, max_health_events=max_health_events))
 
-    def cluster_summary(self) -> pb.ClusterSummary:
-        return self._call(self._stub.GetClusterSummary, pb.ClusterSummaryRequest())
-
     def pod_gpus(self, namespace: str, pod: str) -> list[pb.GpuUse]:
         return list(self._call(self._stub.GetPodGpus, pb.PodGpusRequest(namespace=namespace, pod=pod)).uses)
 

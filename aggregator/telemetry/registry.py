@@ -22,7 +22,6 @@ Status rule:
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -38,6 +37,7 @@ from aggregator.telemetry.model import (
     SampleFigures,
     StoredEvent,
 )
+from proto.common.ewma import LOAD_AVERAGE_WINDOWS_S, ewma_update, ewma_weights
 from proto.health.gpu_rule import HealthRule, gpu_problem_labels
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
@@ -50,34 +50,11 @@ __all__ = [
     "SampleFigures",
     "StoredEvent",
     "UnknownNode",
-    "ewma_update",
-    "ewma_weights",
 ]
 
 log = logging.getLogger(__name__)
 
-ROLLING_WINDOWS_S = (60.0, 300.0, 900.0)
-
-Triple = tuple  # (1m, 5m, 15m), each float | None
-
-
-def ewma_weights(dt: float) -> Triple:
-    """How much a new value counts in each window after `dt` seconds (1 - e^(-dt/T))."""
-    return tuple(1.0 - math.exp(-max(dt, 0.0) / window) for window in ROLLING_WINDOWS_S)
-
-
-def ewma_update(prev: Triple, value: float | None, dt: float, weights: Triple | None = None) -> Triple:
-    """One step of the load-average style 1/5/15-minute averages.
-
-    The weight of the new value grows with the time since the previous one,
-    so irregular intervals (a missed sample) are weighted right. `weights`
-    (from `ewma_weights(dt)`) saves recomputing them for several series.
-    """
-    if value is None:
-        return prev
-    if weights is None:
-        weights = ewma_weights(dt)
-    return tuple(value if old is None else old + alpha * (value - old) for old, alpha in zip(prev, weights))
+ROLLING_WINDOWS_S = LOAD_AVERAGE_WINDOWS_S  # the 1/5/15-minute figures (proto/common/ewma.py)
 
 
 class UnknownNode(KeyError):

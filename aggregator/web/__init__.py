@@ -1,1 +1,2 @@
-"""The HTTP side: the FastAPI app, body parsing and the aggregator's /healthz."""
+"""The HTTP side: `base` (errors, token rule, bodies; shared by every app), `serving` (uvicorn),
+`app` (the aggregator's API), `json_body`, `healthz`."""

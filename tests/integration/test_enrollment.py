@@ -101,6 +101,7 @@ def make_enrollment():
     def make(store, governance, parser_client, **kw):
         kw.setdefault("retry_initial_s", 0.05)
         enrollment = Enrollment(store, CLUSTER, governance, parser_client, clock=lambda: 1234.0, **kw)
+        enrollment.start()
         made.append(enrollment)
         return enrollment
 
@@ -126,6 +127,19 @@ def test_a_fourth_node_is_enrolled_once_even_when_its_hello_repeats(onboarded, p
     assert onboarded.get(CLUSTER) == expected_document([ENTRY_A, ENTRY_B, ENTRY_C, ENTRY_D], TOTALS_ABCD)
     assert governance.calls == [("add_node", {"node_data": ENTRY_D, "cluster_data": before, "cluster_metrics": {}})]
     assert [(r.node_id, r.action, r.outcome) for r in enrollment.records()] == [("node-d", "add_node", "enrolled")]
+
+
+def test_changes_wait_for_start_and_nothing_runs_before(onboarded, governance):
+    enrollment = Enrollment(onboarded, CLUSTER, governance, None, clock=lambda: 1234.0, retry_initial_s=0.05)
+    try:
+        enrollment.on_change(change("joined", gpu_node_d()))
+        assert not enrollment.wait_idle(0)  # queued, no worker yet
+        assert governance.calls == [] and "node-d" not in [e["id"] for e in onboarded.get(CLUSTER)["nodes"]["nodeData"]]
+        enrollment.start()
+        assert enrollment.wait_idle(10)
+        assert [(r.node_id, r.outcome) for r in enrollment.records()] == [("node-d", "enrolled")]
+    finally:
+        enrollment.close()
 
 
 def test_the_policys_node_data_is_the_one_used(onboarded, parser, governance, make_enrollment):
@@ -320,7 +334,8 @@ def test_the_document_and_the_records_are_read_over_http(tmp_path, onboarded, go
 
     from aggregator.governance.prechecks import Governance
     from aggregator.onboarding.http_routes import enrollment_router
-    from aggregator.web.app import create_app, start_http_in_thread
+    from aggregator.web.app import create_app
+    from aggregator.web.serving import start_http_in_thread
 
     governance.answer = lambda action, data: (Verdict(False, "no 8-GPU nodes") if data["node_data"]["gpus"]["count"] == 8
                                               else Verdict(True, data))

@@ -12,7 +12,8 @@ from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
 from aggregator.policies import PolicyConfig, open_policy
-from aggregator.web.app import create_app, start_http_in_thread
+from aggregator.web.app import create_app
+from aggregator.web.serving import start_http_in_thread
 from tests.support.policy_packages import StandIn, policy_source, write_package
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,8 @@ import pytest
 from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
-from aggregator.web.app import create_app, serve_http
+from aggregator.web.app import create_app
+from aggregator.web.serving import serve_http
 
 pytestmark = pytest.mark.integration
 

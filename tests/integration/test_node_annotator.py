@@ -260,6 +260,12 @@ class _CrashingGpuCollector:
     def sample(self):
         raise RuntimeError("NVML call crashed")
 
+    def start(self):
+        pass
+
+    def set_event_listener(self, listener):
+        pass
+
     def close(self):
         pass
 

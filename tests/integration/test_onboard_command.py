@@ -235,7 +235,7 @@ def test_console_entry_exit_code_on_refusal(tmp_path, config_file, parser, aggre
     parser.mode = "refuse"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AIOS_TOKEN": TOKEN, "AIOS_API_URL": parser.url}
     result = subprocess.run(
-        [sys.executable, "-m", "aggregator.onboarding", str(config_file), "--onboard", "--output", str(tmp_path),
+        [sys.executable, "-m", "aggregator.cli", "onboard", str(config_file), "--onboard", "--output", str(tmp_path),
          "--aggregator", aggregator.address, "--no-kubernetes"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )

@@ -16,7 +16,7 @@ from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
 from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
 from aggregator.policies.sidecar_server import HandleRegistry, create_sidecar_app
-from aggregator.web.app import start_http_in_thread
+from aggregator.web.serving import start_http_in_thread
 from tests.support.net import free_port
 from tests.support.policy_packages import StandIn, policy_source, write_package
 

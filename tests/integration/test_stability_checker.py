@@ -57,6 +57,7 @@ def test_xid_event_makes_it_unstable_at_once_and_the_webhook_hears_each_transiti
     registry, _, make, _ = parts
     webhook = WebhookStandIn(fail_first=1)  # the first delivery fails: retried, still one call
     dispatcher = NotificationDispatcher([WebhookSink(webhook.url)], backoff_s=0.05)
+    dispatcher.start()
     checker = make(interval_s=3600, debounce_s=0.05)
     checker.on_transition(dispatcher.submit)
     try:
@@ -199,5 +200,15 @@ def test_scheduled_checks_repeat_and_a_burst_of_changes_makes_one_check(parts):
         event = xid_event(0, 79)
         registry.put(node_state("node-a", events=(event,)), kind="health", health=event)
     wait_for(lambda: any(v.trigger == "event" for v in quiet.history()))
-    time.sleep(0.6)  # two debounces: a second event check would have been stored by now
-    assert [v.trigger for v in quiet.history()].count("event") == 1
+    # A marker: one change on another node, made after the burst's check. Its own check comes a
+    # debounce later, after any second check the burst could have caused; once the marker's check
+    # is stored, every check of the burst is too, and there must have been exactly one.
+    marker = xid_event(1, 79)
+    registry.put(node_state("node-b", events=(marker,)), kind="health", health=marker)
+
+    def sees_marker(v) -> bool:
+        return v.trigger == "event" and any(r["node_id"] == "node-b" for r in (v.stability_check_data or {}).get("reasons", []))
+
+    wait_for(lambda: any(sees_marker(v) for v in quiet.history()), what="the marker's event check")
+    events = [v for v in reversed(quiet.history()) if v.trigger == "event"]  # oldest first
+    assert [sees_marker(v) for v in events] == [False, True]  # the burst's one check, then the marker's

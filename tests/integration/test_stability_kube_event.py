@@ -61,6 +61,7 @@ def test_one_event_per_transition_naming_node_and_gpu(core_v1):
         clock=lambda: 1_700_000_000.0,
     )
     dispatcher = NotificationDispatcher([sink], backoff_s=0.05)
+    dispatcher.start()
     stable, unstable = verdict(1, "stable"), verdict(2, "unstable", [{"node_id": "node-b", "gpu": 3, "reason": "xid"}])
     dispatcher.submit(Transition(unstable, stable))
     dispatcher.submit(Transition(verdict(3, "stable"), unstable))

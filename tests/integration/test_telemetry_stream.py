@@ -23,7 +23,17 @@ from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from proto.telemetry.v1.readings import HealthEvent
 from tests.fakenvml.presets import a100_80gb, h100_sxm
-from tests.support.telemetry import TOKEN, AgentProcess, AggregatorProcess, get_node, inventory, list_nodes, query_stub, sample
+from tests.support.telemetry import (
+    TOKEN,
+    AgentProcess,
+    AggregatorProcess,
+    AggregatorThread,
+    get_node,
+    inventory,
+    list_nodes,
+    query_stub,
+    sample,
+)
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -125,6 +135,30 @@ def test_samples_arrive_in_order_acknowledged_and_queries_show_what_was_sent(agg
     assert (summary.cluster_id, summary.nodes_total, summary.gpus_total, summary.gpu_memory_total_mb) == (
         "test-cluster", 1, 2, 2 * 81920)
     assert (summary.vcpus_total, summary.memory_total_mb, summary.samples_received) == (32, 257_000, 5 + 30)
+
+
+def test_dropped_samples_are_counted_from_every_kind_of_message(tmp_path):
+    # the agent reports samples it dropped on whatever it sends next: a sample, a health event or an inventory
+    server = AggregatorThread(tmp_path)
+    try:
+        event = HealthEvent("xid", 1_764_400_005.0, gpu_index=1, gpu_uuid="GPU-d-1", xid=31)
+        sent = [
+            pb.AgentMessage(seq=1, sample=convert.sample_to_pb(sample(1)), dropped_samples=1),
+            pb.AgentMessage(seq=2, health=convert.health_to_pb(event), dropped_samples=2),
+            pb.AgentMessage(seq=3, inventory=convert.inventory_to_pb(inventory("d", gpus=3)), dropped_samples=4),
+        ]
+        raw = RawStream(server.address)
+        replies, code, _ = raw.exchange([_hello("d"), *(m.SerializeToString() for m in sent)])
+        raw.close()
+        assert code == grpc.StatusCode.OK
+        assert [r.ack.acked_seq for r in replies if r.WhichOneof("body") == "ack"][-1] == 3
+        assert not [r for r in replies if r.WhichOneof("body") == "refusal"]
+        state = server.aggregator.registry.get("d")
+        # 1 + 2 + 4: a missing count names the message kind that lost it (5: inventory, 3: health, 6: sample)
+        assert state is not None and state.dropped_samples == 7
+        assert len(state.inventory.gpus) == 3 and [e.xid for e in state.health_events] == [31]
+    finally:
+        server.close()
 
 
 def test_watch_nodes_streams_joins_and_health_events(aggregator):

@@ -6,6 +6,7 @@
 - `policy_packages`: policy packages written as folders, zips and tars; an HTTP stand-in
 - `telemetry`: the aggregator (thread or process) and agent processes, readings builders
 - `kube_api`: kmock as the Kubernetes API server
+- `addons_kube`: kmock taught server-side apply and dry runs (the add-on tests)
 - `hostfs`: a fake host root (/proc, /sys) for the host collector
 - `cgroups`: literal /proc/<pid>/cgroup files of pod containers (each runtime, cgroup v1 and v2)
 - `pod_resources`: a kubelet pod-resources v1 server on a unix socket

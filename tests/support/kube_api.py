@@ -65,11 +65,11 @@ def forbidden(verb: str, resource: str = "nodes", name: str = "", user: str = "s
 class KubeApiServer:
     """kmock's Kubernetes emulator served on 127.0.0.1 from a background thread."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, emulator: RefusingEmulator | None = None):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kmock", daemon=True)
         self._thread.start()
-        self.emulator = RefusingEmulator()
+        self.emulator = emulator if emulator is not None else RefusingEmulator()
         self._call(self.emulator.__aenter__())
         self._server: Server | None = None
         self.port = 0

@@ -1,29 +1,14 @@
-"""agent.backoff: the agent's one capped exponential backoff (full and equal jitter)."""
+"""agent.backoff.Backoff: counts failures, hands out the shared rule's delays, starts over on reset."""
 
 import random
 
 import pytest
 
-from agent.backoff import Backoff, backoff_delay
+from agent.backoff import Backoff
 from tests.support.scripted_random import ScriptedRandom
 
 
-@pytest.mark.parametrize("attempt, low, high", [(0, 0.5, 1.0), (1, 1.0, 2.0), (3, 4.0, 8.0), (6, 30.0, 60.0),
-                                                (10_000, 30.0, 60.0), (-1, 0.5, 1.0)])
-def test_equal_jitter_lies_between_half_the_ceiling_and_the_ceiling(attempt, low, high):
-    assert backoff_delay(attempt, 1.0, 60.0, jitter="equal", rand=lambda: 0.0) == low
-    assert backoff_delay(attempt, 1.0, 60.0, jitter="equal", rand=lambda: 1.0) == high
-
-
-def test_full_jitter_reaches_zero_and_the_factor_is_the_callers():
-    assert backoff_delay(2, 1.0, 60.0, factor=3.0, rand=lambda: 1.0) == 9.0
-    assert backoff_delay(2, 1.0, 60.0, factor=3.0, rand=lambda: 0.0) == 0.0
-    assert backoff_delay(2, 1.0, 60.0, factor=3.0, rand=lambda: 0.25) == 2.25
-
-
 def test_unknown_jitter_is_refused():
-    with pytest.raises(ValueError, match="unknown jitter 'none'"):
-        backoff_delay(0, 1.0, 2.0, jitter="none")
     with pytest.raises(ValueError, match="unknown jitter 'none'"):
         Backoff(jitter="none")
 

@@ -10,6 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+ADDONS = DEPLOY / "addons"
 # Read by the NVIDIA container runtime, not by our code (it mounts the driver's
 # libnvidia-ml.so.1 and the device nodes into the agent's container).
 RUNTIME_VARIABLES = {"NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES"}
@@ -29,6 +30,8 @@ def string_constants(packages: tuple[str, ...]) -> set[str]:
 def manifests(kind: str) -> list[dict]:
     docs = []
     for path in sorted(DEPLOY.rglob("*.yaml")):
+        if ADDONS in path.parents:  # other images' variables (tests/unit/test_addons_manifests.py)
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") == kind:
                 docs.append(doc)

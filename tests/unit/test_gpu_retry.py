@@ -31,6 +31,7 @@ def test_retries_only_after_the_interval_and_then_stays_live():
     clock = Clock()
     live_opener = Opener(["driver not loaded", "driver not loaded"], then=_Live())
     collector = RetryingGpuCollector(live_opener, clock=clock, retry_interval_s=60.0)
+    collector.start()
     assert live_opener.calls == 1
     assert collector.inventory().nvml_status == "driver not loaded"
     clock.now += 59.0
@@ -48,10 +49,20 @@ def test_retries_only_after_the_interval_and_then_stays_live():
     assert live_opener.calls == 3  # live: no more opening
 
 
+def test_nothing_is_opened_before_start_and_the_live_collector_is_started():
+    live = _Live()
+    opener = Opener([], then=live)
+    collector = RetryingGpuCollector(opener, clock=Clock(), retry_interval_s=60.0)
+    assert opener.calls == 0 and collector.inventory().nvml_status == "not started"
+    collector.start()
+    assert opener.calls == 1 and live.started and collector.inventory().nvml_status == "ok"
+
+
 def test_no_gpus_is_retried_too():
     clock = Clock()
     opener = Opener([], then=NullGpuCollector("no GPUs", "550.54.15", "12.4"))
     collector = RetryingGpuCollector(opener, clock=clock, retry_interval_s=10.0)
+    collector.start()
     report = collector.inventory()
     assert (report.nvml_status, report.driver_version, report.gpus) == ("no GPUs", "550.54.15", ())
     clock.now += 10.0
@@ -62,6 +73,7 @@ def test_no_gpus_is_retried_too():
 def test_close_closes_the_live_collector_and_reports_closed():
     live = _Live()
     collector = RetryingGpuCollector(Opener([], then=live), clock=Clock(), retry_interval_s=10.0)
+    collector.start()
     collector.close()
     assert live.closed
     assert collector.inventory().nvml_status == "closed"
@@ -73,6 +85,8 @@ class _Live:
 
     def __init__(self):
         self.closed = False
+        self.started = False
+        self.listener = None
 
     def inventory(self):
         from agent.sampling.collector import GpuReport
@@ -82,23 +96,21 @@ class _Live:
     def sample(self):
         return (), ()
 
-    def close(self):
-        self.closed = True
-
-
-class _LiveWithEvents(_Live):
-    def __init__(self):
-        super().__init__()
-        self.listener = None
+    def start(self):
+        self.started = True
 
     def set_event_listener(self, listener):
         self.listener = listener
 
+    def close(self):
+        self.closed = True
+
 
 def test_an_event_listener_set_before_nvml_comes_up_reaches_the_live_collector():
     clock = Clock()
-    live = _LiveWithEvents()
+    live = _Live()
     collector = RetryingGpuCollector(Opener(["driver not loaded"], then=live), clock=clock, retry_interval_s=60.0)
+    collector.start()
     heard = []
     collector.set_event_listener(heard.append)  # the null collector ignores it meanwhile
     clock.now += 60.0
@@ -109,8 +121,8 @@ def test_an_event_listener_set_before_nvml_comes_up_reaches_the_live_collector()
 
 
 def test_an_event_listener_given_when_opening_reaches_the_live_collector():
-    live = _LiveWithEvents()
-    RetryingGpuCollector(Opener([], then=live), clock=Clock(), retry_interval_s=60.0, on_event=print)
+    live = _Live()
+    RetryingGpuCollector(Opener([], then=live), clock=Clock(), retry_interval_s=60.0, on_event=print).start()
     assert live.listener is print
 
 

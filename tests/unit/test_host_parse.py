@@ -4,7 +4,6 @@ import pytest
 
 from agent.host.parse import (
     CpuTimes,
-    Ewma,
     HostParseError,
     cpu_busy_percent,
     is_virtual_nic_name,
@@ -118,9 +117,3 @@ def test_cpu_percent_and_rates_refuse_nonsense():
     assert per_second(100, 300, 2.0) == 100.0
     assert per_second(300, 100, 2.0) is None  # counter reset
     assert per_second(100, 300, 0.0) is None
-
-
-def test_ewma_starts_at_first_rate_then_moves_by_window_share():
-    avg = Ewma(60.0)
-    assert avg.update(100.0, 1.0) == 100.0
-    assert avg.update(0.0, 60.0) == pytest.approx(100.0 * 0.36787944117144233)

@@ -34,6 +34,12 @@ class InTestGpus:
             HealthEvent(kind="xid", timestamp=5.0, gpu_index=0, gpu_uuid="GPU-1", xid=79),
         )
 
+    def start(self) -> None:
+        pass
+
+    def set_event_listener(self, listener) -> None:
+        self.listener = listener
+
     def close(self) -> None:
         self.closed = True
         if self.fail:
@@ -98,3 +104,13 @@ def test_close_closes_every_collector_even_when_one_fails(host):
         reader.sample()
     assert gpus.closed
     assert host._fds == {}
+
+
+def test_the_health_listener_reaches_the_gpu_collector(host):
+    gpus = InTestGpus()
+    reader = NodeReader("node-a", "gpu-node-7", gpus, host)
+    heard: list[HealthEvent] = []
+    reader.set_health_listener(heard.append)
+    assert gpus.listener == heard.append
+    reader.set_health_listener(None)
+    assert gpus.listener is None

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from aggregator.telemetry.model import NodeChange, SampleFigures
-from aggregator.telemetry.registry import NodeRegistry, ewma_update
+from aggregator.telemetry.registry import NodeRegistry
 from proto.telemetry.v1.readings import HealthEvent, NodeSample
 from tests.support.telemetry import inventory
 
@@ -40,16 +40,6 @@ def hello(registry, node="n1", instance="i1", gpus=2, interval=10.0):
 def figures(ts, cpu=None, gpu=None, mem=None, problems=()):
     return SampleFigures(timestamp=ts, cpu_percent=cpu, gpu_utilization_pct=gpu, memory_used_pct=mem,
                          gpu_problems=problems)
-
-
-def test_ewma_first_value_then_weighted_by_elapsed_time():
-    first = ewma_update((None, None, None), 50.0, 0.0)
-    assert first == (50.0, 50.0, 50.0)
-    after = ewma_update(first, 100.0, 60.0)
-    assert after[0] == pytest.approx(50 + 50 * (1 - math.exp(-1)))
-    assert after[1] == pytest.approx(50 + 50 * (1 - math.exp(-60 / 300)))
-    assert after[2] == pytest.approx(50 + 50 * (1 - math.exp(-60 / 900)))
-    assert ewma_update(after, None, 10.0) == after  # an unknown value changes nothing
 
 
 def test_join_sample_and_snapshot(registry, clock):

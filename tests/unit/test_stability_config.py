@@ -2,6 +2,7 @@
 
 import pytest
 
+from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.policies import PolicyConfig
 from aggregator.stability.checker import (
@@ -58,7 +59,8 @@ def test_interval_from_env():
 def test_build_stability_reads_the_environment(tmp_path):
     db = Database(tmp_path / "a.sqlite")
     parts = build_stability(
-        cluster_id="c9", registry=InProcessRegistry(), db=db, policy_config=PolicyConfig(cache_dir=tmp_path),
+        cluster_id="c9", registry=InProcessRegistry(), db=db, cluster_store=ClusterStore(db),
+        policy_config=PolicyConfig(cache_dir=tmp_path),
         env={"CLUSTER_STABILITY_CHECK_INTERVAL": "5", "AIOS_STABILITY_WEBHOOK_URL": "http://127.0.0.1:9/hook"},
         core_v1=object(),
     )
@@ -73,9 +75,11 @@ def test_build_stability_reads_the_environment(tmp_path):
     finally:
         parts.close()
         db.close()
-    quiet = build_stability(cluster_id="c9", registry=InProcessRegistry(), db=Database(tmp_path / "b.sqlite"),
+    quiet_db = Database(tmp_path / "b.sqlite")
+    quiet = build_stability(cluster_id="c9", registry=InProcessRegistry(), db=quiet_db, cluster_store=ClusterStore(quiet_db),
                             policy_config=PolicyConfig(cache_dir=tmp_path), env={})
     assert quiet.dispatcher is None and quiet.checker.interval_s == 60.0
     with pytest.raises(ValueError, match="AIOS_STABILITY_WEBHOOK_URL"):
-        build_stability(cluster_id="c9", registry=InProcessRegistry(), db=Database(tmp_path / "c.sqlite"),
+        bad_db = Database(tmp_path / "c.sqlite")
+        build_stability(cluster_id="c9", registry=InProcessRegistry(), db=bad_db, cluster_store=ClusterStore(bad_db),
                         policy_config=PolicyConfig(cache_dir=tmp_path), env={"AIOS_STABILITY_WEBHOOK_URL": "ftp://x"})

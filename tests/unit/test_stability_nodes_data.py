@@ -1,5 +1,7 @@
 """build_nodes_data on literal NodeStates, against literal expected entries."""
 
+import dataclasses
+
 from aggregator.stability.nodes_data import ThrottleTracker, build_nodes_data, healthy_node_ids
 from aggregator.telemetry.model import NodeState
 from proto.telemetry.v1.readings import (
@@ -241,3 +243,14 @@ def test_the_documented_examples_are_what_the_builder_gives():
     example_input = json.loads((docs / "stability_input.json").read_text())
     assert example_input["nodes_data"] == built
     assert example_input["cluster"] == example_input["cluster_data"]
+
+
+def test_a_pending_page_retirement_reaches_the_policy_input():
+    # pre-Ampere GPUs retire pages instead of remapping rows; a pending one waits for a GPU reset
+    node = gpu_node()
+    retiring = dataclasses.replace(node.latest.gpus[0], retired_pages_count=3, retired_pages_pending=True)
+    quiet = dataclasses.replace(node.latest.gpus[0], index=1, uuid="GPU-1111", retired_pages_pending=False)
+    sample = dataclasses.replace(node.latest, gpus=(retiring, quiet))
+    state = dataclasses.replace(node, latest=sample, health_events=())
+    entry = build_nodes_data([state], NOW)[0]
+    assert [(g["id"], g["health"]["retired_pages_pending"]) for g in entry["gpus"]] == [(0, True), (1, False)]

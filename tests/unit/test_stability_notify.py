@@ -37,6 +37,7 @@ def test_retries_with_growing_backoff_then_gives_up_and_moves_on():
     flaky, healthy = FlakySink(failures=4), FlakySink(failures=0)
     dispatcher = NotificationDispatcher([flaky, healthy], attempts=3, backoff_s=1.0, max_backoff_s=1.5, sleep=sleeps.append,
                                         rng=ScriptedRandom(1.0))  # jitter at its top: the plain steps
+    dispatcher.start()
     dispatcher.submit(Transition(verdict(2, "unstable"), verdict(1, "stable")))
     dispatcher.submit(Transition(verdict(3, "stable"), verdict(2, "unstable")))
     assert dispatcher.flush(10)

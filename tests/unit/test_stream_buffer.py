@@ -2,8 +2,8 @@
 
 import pytest
 
-from agent.backoff import backoff_delay
 from agent.stream.client import StreamConfig, TelemetryStream
+from proto.common.backoff import backoff_delay
 from proto.telemetry.v1.readings import HealthEvent
 from tests.support.telemetry import inventory, sample
 
