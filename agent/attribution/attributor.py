@@ -81,7 +81,6 @@ class GpuAttributor:
         refresh_s: float = 30.0,
         min_refresh_s: float = 0.0,
         cgroup_reader: Callable[[int], CgroupOwner | None] | None = None,
-        unavailable_reason: str = "",
     ):
         self._kubelet = kubelet
         self._clock = clock
@@ -89,7 +88,7 @@ class GpuAttributor:
         self._min_refresh_s = min_refresh_s
         self._read_cgroup = cgroup_reader or (lambda pid: read_cgroup(host_root, pid))
         self._snapshot: KubeletSnapshot | None = None
-        self._reason = unavailable_reason or ("" if kubelet is not None else "no kubelet socket configured")
+        self._reason = "" if kubelet is not None else "no kubelet socket configured"
         self._read_at: float | None = None
         self._tried_at: float | None = None
         self._read_wanted = False  # the process set changed since the last read
@@ -97,7 +96,6 @@ class GpuAttributor:
         self._pids_by_device: dict[str, list[int]] = {}
         self._targets_key: tuple = ()
         self._allocations: tuple[DeviceAllocation, ...] = ()
-        self._allocations_of: tuple = (None, ())
         self._result: Attribution | None = None
 
     def attribute(self, gpus: tuple[GpuSample, ...]) -> Attribution:
@@ -139,8 +137,9 @@ class GpuAttributor:
         )
         return self._result
 
-    def _update_cgroups(self, pids_by_device: dict[str, list[int]]) -> bool:
-        """Read the cgroups of new pids, forget those of pids gone; True when a pid is new."""
+    def _update_cgroups(self, pids_by_device: dict[str, list[int]]) -> None:
+        """Read the cgroups of new pids, forget those of pids gone (a pid seen again may be
+        another process: it is read again)."""
         present = {pid for pids in pids_by_device.values() for pid in pids}
         cgroups = self._cgroups
         for pid in [p for p in cgroups if p not in present]:
@@ -148,7 +147,6 @@ class GpuAttributor:
         new = [pid for pid in present if pid not in cgroups]
         for pid in new:
             cgroups[pid] = self._read_cgroup(pid)
-        return bool(new)
 
     def _maybe_read_kubelet(self, now: float, changed_processes: bool) -> bool:
         """Read the kubelet when it is due; True when what it says (or whether it answers) changed."""
