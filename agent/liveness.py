@@ -2,9 +2,12 @@
 
 What makes the agent unhealthy is a stuck sampler, and only that: the
 sampling job has not finished within `STUCK_AFTER_INTERVALS` intervals (at
-least `MIN_LIMIT_S`). An unreachable aggregator or API server is reported in
-the body but answers 200: the agent keeps sampling and buffering, and a
-restart would only throw the buffer away.
+least `MIN_LIMIT_S`), plus the NVML call bound (a sample that waited the bound
+for a hung GPU is slow, not stuck). An unreachable aggregator or API server is
+reported in the body but answers 200: the agent keeps sampling and buffering,
+and a restart would only throw the buffer away. So is a GPU whose NVML call
+hangs (`agent.gpu.bounded`): the sampler reports it and goes on, and a
+restart would only bring the agent back into the same hang.
 
 `health_document` is pure (everything passed in); `healthz_app` is the WSGI
 route the metrics server mounts at `/healthz`.
@@ -40,6 +43,7 @@ class SamplerView:
     last_run_at: float | None  # None: no run finished yet
     samples: int
     sample_failures: int
+    call_bound_s: float = 0.0  # the NVML call bound: the longest one sample may wait on a hung GPU
 
 
 def health_document(
@@ -50,14 +54,18 @@ def health_document(
     stream: Any | None = None,
     annotator: Any | None = None,
     annotator_enabled: bool = False,
+    conditions: Any | None = None,
+    unresponsive_gpus: Any = (),
 ) -> tuple[bool, dict]:
     """Pure: (healthy, the JSON body) for `/healthz`.
 
     `stream` is the stream client's `StreamStats` (None: no stream);
     `annotator` the annotator's `AnnotatorStatus` (None with
-    `annotator_enabled=False`: no cluster configured).
+    `annotator_enabled=False`: no cluster configured); `conditions` the Node
+    condition writer's `ConditionWriterStatus` (None: not writing);
+    `unresponsive_gpus` the GPU indexes whose NVML call hangs (reported, healthy).
     """
-    limit_s = max(STUCK_AFTER_INTERVALS * sampler.interval_s, MIN_LIMIT_S)
+    limit_s = max(STUCK_AFTER_INTERVALS * sampler.interval_s, MIN_LIMIT_S) + sampler.call_bound_s
     reference = sampler.last_run_at if sampler.last_run_at is not None else sampler.started_at
     age = None if reference is None else max(0.0, now - reference)
     healthy = age is not None and age <= limit_s
@@ -78,6 +86,9 @@ def health_document(
             "dropped_samples": stream.dropped_samples,
         }
     body["annotator"] = _annotator_state(annotator, annotator_enabled)
+    body["conditions"] = _annotator_state(conditions, conditions is not None)
+    if unresponsive_gpus:
+        body["unresponsive_gpus"] = sorted(unresponsive_gpus)
     return healthy, body
 
 

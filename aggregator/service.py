@@ -6,7 +6,9 @@ cluster documents, stability), the HTTP API (pre-check map, cluster data,
 stability and the nodes service, enrollment records, `/addons`, `/metrics`, `/healthz`),
 the stability checker's schedule, and, with a Kubernetes API configured, the
 Node watch (a deleted Node leaves the registry, the store and the stored
-cluster document) and the stability Events.
+cluster document) and the stability Events; the quarantine
+(aggregator/quarantine/, `AIOS_QUARANTINE`, default dry-run) and the
+operators' acknowledgements of GPU problems (recorded, sent to the agents).
 
 Policies run through `open_policy` with a `PolicyConfig` read at each load
 from the environment and the stored cluster document's `config`; with
@@ -29,6 +31,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from aggregator.addons.http_routes import addons_router_for
+from aggregator.auth import AccessTokens
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.db import Database
 from aggregator.governance.failure_count import PolicyErrorCounter
@@ -37,7 +40,12 @@ from aggregator.kube_client import KubeUnavailable, load_kube_client, pod_namesp
 from aggregator.onboarding.http_routes import enrollment_router
 from aggregator.onboarding.wiring import OnboardingParts, build_onboarding
 from aggregator.policies import PolicyConfig, open_policy
+from aggregator.quarantine.metrics import QuarantineCollector
+from aggregator.quarantine.wiring import QuarantineWiring, build_quarantine
+from aggregator.rpc.agent_auth import AgentAuthConfigError, KubernetesAgentAuth, ServiceAccountRef
+from aggregator.rpc.auth import INGEST_METHOD
 from aggregator.rpc.server import GrpcServer, TlsFiles, build_grpc_server
+from aggregator.stability.acknowledgements import AcknowledgementBook, acknowledgements_from
 from aggregator.stability.grpc_service import add_stability_service
 from aggregator.stability.wiring import StabilityParts, build_stability
 from aggregator.telemetry.ingest import IngestService
@@ -65,7 +73,12 @@ def decode_sample(data: bytes) -> NodeSample:
 @dataclass
 class ServeConfig:
     db_path: Path
-    tokens: tuple[str, ...]
+    tokens: tuple[str, ...]  # write tokens (AIOS_TOKEN / AIOS_TOKEN_FILE)
+    read_tokens: tuple[str, ...] = ()  # read-only tokens (AIOS_READ_TOKEN / AIOS_READ_TOKEN_FILE)
+    # how agents authenticate: "kubernetes" (ServiceAccount token + TokenReview, bound to the node),
+    # "token" (the shared token), "auto": kubernetes when a Kubernetes API is configured
+    agent_auth: str = "auto"
+    agent_service_account: str = "aios-agent"  # NAME or NAMESPACE:NAME (default namespace: the pod's)
     grpc_port: int = 50051
     http_port: int | None = 8080
     host: str = "0.0.0.0"
@@ -101,6 +114,8 @@ class Aggregator:
         self.stability: StabilityParts | None = None
         self.onboarding: OnboardingParts | None = None
         self.node_watcher: NodeWatcher | None = None
+        self.quarantine: QuarantineWiring | None = None
+        self.acknowledgements: AcknowledgementBook | None = None
         self.policy_errors = PolicyErrorCounter()
         self._kube_client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,17 +139,19 @@ class Aggregator:
         records, events = store.load()
         registry.restore(records, events)
         log.info("registry restored: %d node(s), %d health event(s) from %s", len(records), len(events), cfg.db_path)
+        core_v1 = self._core_v1()
+        agent_auth = self._agent_auth()
         self.ingest = IngestService(
             registry,
             store,
             max_message_bytes=cfg.max_message_bytes,
             commit_interval_s=cfg.commit_interval_s,
             agent_interval_s=cfg.agent_interval_s,
+            agent_auth=agent_auth,
         )
         cluster_store = self.cluster_store = ClusterStore(db, clock=self.clock)
         governance = self.governance = Governance(db, self._open_governance_policy, clock=self.clock)
         self._seed_policy_map(cfg.cluster_id)
-        core_v1 = self._core_v1()
         # one ClusterStore for everything that reads or writes cluster documents
         stability = self.stability = build_stability(
             cluster_id=cfg.cluster_id,
@@ -152,14 +169,16 @@ class Aggregator:
             cluster_store, registry=registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
             governance=governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
         )
-        query = QueryService(registry, cluster_id=cfg.cluster_id)
+        quarantine = self.quarantine = self._add_quarantine(core_v1, db, registry, stability, governance, self.ingest)
+        query = QueryService(registry, cluster_id=cfg.cluster_id, quarantine=quarantine.summary_pb)
 
         def add_stability_servicer(server: Any) -> None:
             add_stability_service(server, stability.checker)
 
         self.grpc = await build_grpc_server(
-            self.ingest, query, tokens=cfg.tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
+            self.ingest, query, tokens=self.access_tokens, host=cfg.host, port=cfg.grpc_port, tls=cfg.tls,
             add_services=[onboarding.add_services, add_stability_servicer],
+            self_authenticating=frozenset({INGEST_METHOD}) if agent_auth is not None else frozenset(),
         )
         log.info("gRPC listening on %s:%d", cfg.host, self.grpc.port)
         self._tasks = [
@@ -171,17 +190,43 @@ class Aggregator:
         onboarding.start()
         http_port = None
         if cfg.http_port is not None:
-            self.http = HttpServer(self._http_app(registry, stability, governance, cluster_store), cfg.host, cfg.http_port)
+            self.http = HttpServer(self._http_app(registry, stability, governance, cluster_store, quarantine),
+                                   cfg.host, cfg.http_port)
             http_port = await self.http.start()
             log.info("HTTP API listening on %s:%d", cfg.host, http_port)
         if core_v1 is not None:
             self.node_watcher = NodeWatcher(core_v1, on_deleted=self._node_deleted, on_listed=self._nodes_listed).start()
             log.info("watching Kubernetes Nodes: a deleted Node leaves the registry and the cluster document")
+        quarantine.controller.start()
         if cfg.ready_file is not None:
             _write_atomically(
                 cfg.ready_file,
                 json.dumps({"grpc_port": self.grpc.port, "http_port": http_port, "pid": os.getpid()}),
             )
+
+    @property
+    def access_tokens(self) -> AccessTokens:
+        return AccessTokens(write=self.config.tokens, read=self.config.read_tokens)
+
+    def _agent_auth(self) -> KubernetesAgentAuth | None:
+        """How agents prove their node (`ServeConfig.agent_auth`); None: the shared token."""
+        cfg = self.config
+        mode = (cfg.agent_auth or "auto").strip().lower()
+        if mode not in ("auto", "kubernetes", "token"):
+            raise AgentAuthConfigError(f"AIOS_AGENT_AUTH={cfg.agent_auth!r}: expected kubernetes or token")
+        if mode == "token" or (mode == "auto" and self._kube_client is None):
+            log.info("agents authenticate with the shared token (AIOS_AGENT_AUTH=token): a holder may speak for any node")
+            return None
+        if self._kube_client is None:
+            raise AgentAuthConfigError(
+                "AIOS_AGENT_AUTH=kubernetes needs a Kubernetes API (in-cluster, --kubeconfig or KUBECONFIG)")
+        try:
+            account = ServiceAccountRef.parse(cfg.agent_service_account, default_namespace=pod_namespace(cfg.env))
+        except ValueError as e:
+            raise AgentAuthConfigError(str(e)) from e
+        log.info("agents authenticate as ServiceAccount %s (TokenReview, audience aios-aggregator), "
+                 "each bound to its node", account.username)
+        return KubernetesAgentAuth(self._kube_client, service_account=account, clock=self.clock)
 
     def policy_config(self) -> PolicyConfig:
         """Read at each policy load: env (the sidecar URL, POLICY_*) over the cluster document's `config`."""
@@ -229,8 +274,55 @@ class Aggregator:
 
         return client.CoreV1Api(self._kube_client)
 
+    def _add_quarantine(
+        self, core_v1: Any, db: Database, registry: NodeRegistry, stability: StabilityParts, governance: Governance,
+        ingest: IngestService,
+    ) -> QuarantineWiring:
+        """The quarantine and the acknowledgements: an operator's `acknowledge` (POST /mgmt) is recorded,
+        sent to the node's agent (now, and after each hello), and the quarantine judges with it."""
+        cfg = self.config
+        book = self.acknowledgements = AcknowledgementBook(db, clock=self.clock)
+        checker = stability.checker
+
+        def acknowledged(action: str, data: dict, result: Any) -> None:
+            if action != "acknowledge":
+                return
+            node_ids = [o.state.node_id for o in registry.overview()]
+            book.record(acknowledgements_from(result, data, node_ids, self.clock(),
+                                              reason=f"stability policy acknowledge {json.dumps(data)[:200]}"))
+
+        def to_agent(node_id: str, ack: Any) -> None:
+            ingest.send_to_node(node_id, pb.AggregatorMessage(acknowledgement=convert.acknowledgement_to_pb(ack)))
+
+        checker.on_management(acknowledged)
+        book.on_acknowledged(to_agent)
+        ingest.hello_messages = lambda node_id: [
+            pb.AggregatorMessage(acknowledgement=convert.acknowledgement_to_pb(a)) for a in book.for_node(node_id)[-20:]
+        ]
+        quarantine = build_quarantine(
+            env=cfg.env, db=db, registry=registry, precheck=governance.precheck, cluster_data=self._cluster_document,
+            kube_nodes=lambda: self.node_watcher.known() if self.node_watcher is not None else [],
+            note_written=lambda node: self.node_watcher.note_written(node) if self.node_watcher is not None else None,
+            core_v1=core_v1, namespace=pod_namespace(cfg.env), acknowledgements=book.by_node,
+            latest_verdict=checker.latest, clock=self.clock,
+        )
+        controller = quarantine.controller
+        checker.on_verdict(controller.on_verdict)
+        book.on_acknowledged(lambda node_id, ack: controller.request())
+        checker.add_node_field("quarantine", quarantine.nodes_field)
+        return quarantine
+
+    def _cluster_document(self) -> dict:
+        if self.cluster_store is None or not self.config.cluster_id:
+            return {}
+        try:
+            return self.cluster_store.get(self.config.cluster_id)
+        except UnknownCluster:
+            return {}
+
     def _http_app(
-        self, registry: NodeRegistry, stability: StabilityParts, governance: Governance, cluster_store: ClusterStore
+        self, registry: NodeRegistry, stability: StabilityParts, governance: Governance, cluster_store: ClusterStore,
+        quarantine: QuarantineWiring,
     ) -> FastAPI:
         cfg = self.config
         metrics = build_aggregator_registry(
@@ -244,16 +336,22 @@ class Aggregator:
                 health_rule=registry.health_rule,
             )
         )
+        metrics.register(QuarantineCollector(
+            quarantine.controller, cluster_id=cfg.cluster_id,
+            cluster_size=lambda: max(len(registry.overview()),
+                                     len(self.node_watcher.known()) if self.node_watcher is not None else 0),
+        ))
         return create_app(
             governance=governance,
             cluster_store=cluster_store,
-            tokens=cfg.tokens,
+            tokens=self.access_tokens,
             routers=[
                 healthz_router({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up}),
                 stability.router,
                 enrollment_router(self.onboarding.enrollment if self.onboarding else None),
                 metrics_router(metrics),
                 addons_router_for(cluster_store=cluster_store, cluster_id=cfg.cluster_id, api_client=self._kube_client),
+                quarantine.router,
             ],
         )
 
@@ -305,6 +403,8 @@ class Aggregator:
             await self.http.stop()
         if self.grpc is not None:
             await self.grpc.stop(grace_s=1.0)
+        if self.quarantine is not None:
+            await asyncio.to_thread(self.quarantine.controller.close)
         if self.stability is not None:
             await asyncio.to_thread(self.stability.close)
         if self.onboarding is not None:

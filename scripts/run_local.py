@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     var.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    env = {**os.environ, "AIOS_TOKEN": _token(var), "AIOS_AGGREGATOR_ADDR": address, "AIOS_CLUSTER_ID": "local"}
+    env = {**os.environ, "AIOS_TOKEN": _token(var), "AIOS_AGGREGATOR_ADDR": address, "AIOS_CLUSTER_ID": "local",
+           # this machine's agent is no pod with a ServiceAccount token, even where a kubeconfig is set
+           "AIOS_AGENT_AUTH": "token"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     ready = var / "aggregator.ready.json"
     ready.unlink(missing_ok=True)

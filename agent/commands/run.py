@@ -3,13 +3,18 @@
 Sampling every interval (`agent.sampling.daemon`), streamed to the aggregator
 (`agent.stream.client`), XID events pushed as they arrive; the Node's
 `gpu.aios/info` annotation and labels kept true (`agent.kube.annotator`, off when
-no Kubernetes API is configured); `/metrics` and `/healthz` on the metrics
-port (`agent.metrics`, `agent.liveness`). SIGTERM/SIGINT stop it all and exit 0.
+no Kubernetes API is configured); the GPU health judged by the shared rule
+(`agent.gpu.health_tracker`) and kept on the Node's status as conditions
+(`agent.kube.condition_writer`; off with `--no-conditions` or
+AIOS_NODE_CONDITIONS=off), cleared too by operator acknowledgements coming over
+the stream; `/metrics` and `/healthz` on the metrics port (`agent.metrics`,
+`agent.liveness`). SIGTERM/SIGINT stop it all and exit 0.
 
 Settings (flag, else env): `--aggregator` AIOS_AGGREGATOR_ADDR,
 `--cluster-id` AIOS_CLUSTER_ID, `--interval` AIOS_INTERVAL_S,
-`--metrics-port` AIOS_METRICS_PORT, `--host-root` AIOS_HOST_ROOT, the token
-AIOS_TOKEN or AIOS_TOKEN_FILE, the Node's name NODE_NAME (downward API), the
+`--metrics-port` AIOS_METRICS_PORT, `--host-root` AIOS_HOST_ROOT, the credential
+(`agent.stream.credentials`: the projected ServiceAccount token AIOS_SA_TOKEN_FILE in a
+cluster, else the shared AIOS_TOKEN or AIOS_TOKEN_FILE), the Node's name NODE_NAME (downward API), the
 node id the Node's `nodeID` label, else NODE_ID, else the Node's name.
 Who is on the GPUs (docs/attribution.md): AIOS_ATTRIBUTION (on|off),
 AIOS_POD_RESOURCES_SOCKET, AIOS_POD_RESOURCES_REFRESH_S, AIOS_METRICS_MAX_PROCESSES.
@@ -30,16 +35,22 @@ from importlib import metadata
 from pathlib import Path
 
 from agent.commands.common import common_parser, interval_seconds, port_number
+from agent.gpu.bounded import bound_from_env
+from agent.gpu.health_tracker import GpuHealthTracker, agent_rule_from_env
 from agent.kube.annotator import NodeAnnotator, open_node_annotator
 from agent.kube.client import KubeApiError, NodeIdentity, node_id_from, read_node_identity
+from agent.kube.condition_writer import NodeConditionWriter, condition_writer_from_env
 from agent.kube.identity import local_node_identity
 from agent.liveness import SamplerView, health_document, healthz_app
 from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, max_process_series_from_env, metrics_port_from_env
 from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.sampling.node_reader import open_node_reader
 from agent.stream.client import StreamConfig, TelemetryStream
+from agent.stream.credentials import AgentCredentials, TokenFileError, credentials_from_env
+from proto.common.hardening import set_not_dumpable
+from proto.health.conditions import CONDITION_TYPES
 
-__all__ = ["agent_version", "identity_mismatch", "load_token", "register", "resolve_node_identity", "run"]
+__all__ = ["agent_version", "identity_mismatch", "load_credentials", "register", "resolve_node_identity", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +62,18 @@ def agent_version() -> str:
         return "0+unknown"
 
 
-def load_token(env=os.environ) -> str | None:
-    """`AIOS_TOKEN`, else the first line of `AIOS_TOKEN_FILE` (a mounted Secret)."""
-    if env.get("AIOS_TOKEN"):
-        return env["AIOS_TOKEN"].strip()
-    path = env.get("AIOS_TOKEN_FILE")
-    if path:
-        try:
-            lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-        except OSError as e:
-            raise SystemExit(f"aios-agent: AIOS_TOKEN_FILE={path}: cannot read: {e.strerror}") from e
-        return lines[0] if lines else None
-    return None
+def load_credentials(env=os.environ) -> AgentCredentials:
+    """The ServiceAccount token file or the shared token (`agent.stream.credentials`),
+    read once now so a wrong setting stops the start, saying which."""
+    credentials = credentials_from_env(env)
+    try:
+        credentials.current()
+    except TokenFileError as e:
+        if credentials.sa_token_file is None:
+            raise SystemExit(f"aios-agent: {e}") from e
+        # the kubelet writes the projected token before the container starts; say so, keep trying
+        log.error("%s; retrying at each connect", e)
+    return credentials
 
 
 
@@ -85,6 +96,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "none found: the agent runs without annotating)")
     p.add_argument("--no-annotate", action="store_true",
                    help="do not keep the Node's annotation (a development machine whose kubeconfig is not its cluster)")
+    p.add_argument("--no-conditions", action="store_true",
+                   default=os.environ.get("AIOS_NODE_CONDITIONS", "").strip().lower() in ("off", "false", "0"),
+                   help="do not keep the GPU conditions on the Node's status (env AIOS_NODE_CONDITIONS=off)")
     p.add_argument("--stats-file", type=Path, help="on exit, write the stream's counters here as JSON")
     p.set_defaults(run=run)
 
@@ -117,7 +131,13 @@ def run(args: argparse.Namespace) -> int:
         max_process_series = max_process_series_from_env()
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
-    token = load_token()
+    try:
+        call_bound_s = bound_from_env()
+        rule = agent_rule_from_env()
+    except ValueError as e:
+        raise SystemExit(f"aios-agent run: {e}") from e
+    credentials = load_credentials()
+    set_not_dumpable()  # it holds its ServiceAccount token: no other process of its uid reads its memory
     # APScheduler logs every job run at INFO: one line per sample is noise
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     stopping = threading.Event()
@@ -136,6 +156,13 @@ def run(args: argparse.Namespace) -> int:
         if annotator is None:
             log.warning("no Kubernetes API configured: the Node's gpu.aios/info annotation is not kept; running on")
     identity = resolve_node_identity(annotator, node_name)
+    tracker = GpuHealthTracker(rule, call_bound_s=call_bound_s)
+    writer: NodeConditionWriter | None = None
+    if annotator is not None and not args.no_conditions:
+        try:
+            writer = condition_writer_from_env(annotator.api, node_name, CONDITION_TYPES)
+        except ValueError as e:
+            raise SystemExit(f"aios-agent run: {e}") from e
 
     try:
         reader = open_node_reader(node_id=identity.node_id, node_name=node_name, host_root=args.host_root,
@@ -148,25 +175,31 @@ def run(args: argparse.Namespace) -> int:
             node_id=identity.node_id,
             cluster_id=args.cluster_id,
             agent_version=agent_version(),
-            token=token,
+            credentials=credentials,
             tls_ca=args.tls_ca,
             buffer_limit=args.buffer_limit,
             interval_s=interval,
         )
         inventory = reader.inventory()
         stream = TelemetryStream(
-            config, inventory, on_instruction=lambda instruction: daemon.on_instruction(instruction)
+            config, inventory, on_instruction=lambda instruction: daemon.on_instruction(instruction),
+            on_acknowledgement=tracker.acknowledge,
         )
         daemon = AgentDaemon(reader, stream, interval_s=interval)
         if annotator is not None:
             daemon.inventory_observers.append(annotator.observe)
+        daemon.inventory_observers.append(tracker.observe_inventory)
+        daemon.sample_observers.append(tracker.observe_sample)
+        daemon.health_observers.append(tracker.observe_event)
 
         def healthz() -> tuple[bool, dict]:
             sampler = SamplerView(daemon.interval_s, daemon.started_at, daemon.last_run_at,
-                                  daemon.counters.samples, daemon.counters.sample_failures)
+                                  daemon.counters.samples, daemon.counters.sample_failures, call_bound_s)
             return health_document(time.monotonic(), identity.node_id, sampler, stream=stream.stats(),
                                    annotator=annotator.status() if annotator is not None else None,
-                                   annotator_enabled=annotator is not None)
+                                   annotator_enabled=annotator is not None,
+                                   conditions=writer.status() if writer is not None else None,
+                                   unresponsive_gpus=tracker.unresponsive_gpus())
 
         try:
             metrics = attach_agent_metrics(daemon, port=metrics_port, addr=args.metrics_addr, inventory=inventory,
@@ -175,15 +208,20 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise SystemExit(f"aios-agent run: cannot serve /metrics and /healthz on {args.metrics_addr}:"
                              f"{metrics_port}: {e.strerror or e} (set AIOS_METRICS_PORT or --metrics-port)") from e
-        daemon.initial_inventory(inventory)  # tells the inventory observers (the annotator, the metrics)
+        daemon.initial_inventory(inventory)  # tells the inventory observers (the annotator, the metrics, the tracker)
+        if writer is not None:
+            tracker.on_change(writer.observe)  # every type, False unless a problem shows already: written at start
         # XIDs go out as they arrive, not with the next sample (up to one interval later)
         reader.set_health_listener(daemon.push_health)
         stream.start()
         if annotator is not None:
             annotator.start()
+        if writer is not None:
+            writer.start()
         daemon.start()
-        log.info("agent %s for node %s (id %s, from %s) streaming to %s; metrics and /healthz on port %d",
-                 config.agent_version, node_name, identity.node_id, identity.id_source, args.aggregator, metrics.port)
+        log.info("agent %s for node %s (id %s, from %s) streaming to %s with its %s; metrics and /healthz on port %d",
+                 config.agent_version, node_name, identity.node_id, identity.id_source, args.aggregator,
+                 credentials.kind, metrics.port)
         try:
             _wait_for_stop(stopping, annotator, identity)
         finally:
@@ -191,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
             daemon.stop()
             if annotator is not None:
                 annotator.stop()
+            if writer is not None:
+                writer.stop()
             stream.stop(flush_timeout_s=2.0)
             metrics.close()
     if args.stats_file:

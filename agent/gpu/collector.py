@@ -20,6 +20,19 @@ Device failures become health events on change, not on every sample:
 "not supported"), `ecc_uncorrectable` (the volatile uncorrectable count rose),
 `row_remap_pending` / `row_remap_failure` (the flag turned on).
 
+Hung NVML: each GPU's reads run on a worker thread of its own
+(`agent.gpu.bounded`), and `sample()` / `inventory()` wait at most
+`call_bound_s` (5 s, `AIOS_NVML_CALL_TIMEOUT_S`) for them. A GPU whose call has
+not returned by then is reported with `error` naming the call ("nvmlDevice...
+did not return within 5 s") and a `gpu_unresponsive` event; it is not asked
+again until that call returns (then `gpu_responsive`), and it keeps its last
+inventory entry (it is unresponsive, not known to be gone). The other GPUs and
+the host keep being sampled, and a sample never takes much more than the bound.
+
+The driver's GPU recovery action (NVML field value, R570 and newer) is read
+with every sample into `recovery_action`; NotSupported (older drivers) is
+remembered like any other unsupported field.
+
 A lost GPU keeps appearing in samples with `lost=True` and `error` set, while
 the others keep reporting. It drops out of `inventory().gpus` until it answers
 again: the inventory is what the node can offer (it feeds the `gpu.aios/info`
@@ -49,6 +62,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.gpu.bounded import DEFAULT_BOUND_S, CallHung, GpuWorker, Job, bound_from_env
 from agent.gpu.features import describe_capability
 from agent.gpu.nvml_backend import (
     NvmlError,
@@ -200,6 +214,7 @@ _GROUPS: tuple[_Group, ...] = (
         ("compute_processes",),
         lambda nv, h: {"compute_processes": nv.compute_process_count(h)},
     ),
+    _Group("recovery_action", ("recovery_action",), lambda nv, h: {"recovery_action": nv.recovery_action(h)}),
 )
 
 
@@ -222,7 +237,10 @@ class _GpuState:
     remap_failure: bool = False
     mig_mode: tuple[bool, bool] | None = None
     registered_for_events: bool = False
-    usage: GpuUsageReader | None = None  # who is on the GPU; None until attached (or usage off)
+    unresponsive: str = ""  # "<call> did not return within N s" while an NVML call on it hangs
+    worker: GpuWorker | None = None
+    last_inventory: GpuInventory | None = None
+    usage: GpuUsageReader | None = None  # who is on the GPU; None until first read (or usage off)
 
     def forget_capabilities(self) -> None:
         self.unsupported_groups.clear()
@@ -233,7 +251,8 @@ class _GpuState:
 
 
 class NvmlGpuCollector:
-    """Reads the GPUs of an initialized NVML session."""
+    """Reads the GPUs of an initialized NVML session. `start()` attaches the GPUs and
+    starts the XID event thread (the `RetryingGpuCollector` of `open_gpu_collector` does it)."""
 
     name = "gpu"
 
@@ -245,6 +264,7 @@ class NvmlGpuCollector:
         inventory_refresh_s: float = 300.0,
         event_wait_ms: int = _EVENT_WAIT_MS,
         on_event: EventListener | None = None,
+        call_bound_s: float = DEFAULT_BOUND_S,
         usage: bool = True,
     ):
         self._nv = session
@@ -254,6 +274,7 @@ class NvmlGpuCollector:
         self._listener = on_event
         self._clock = clock
         self._inventory_refresh_s = inventory_refresh_s
+        self.call_bound_s = call_bound_s
         self._lock = threading.RLock()
         self._events: collections.deque[HealthEvent] = collections.deque(maxlen=_MAX_QUEUED_EVENTS)
         self._driver_version = session.driver_version()
@@ -266,14 +287,15 @@ class NvmlGpuCollector:
         self._thread: threading.Thread | None = None
         self._by_key: dict[int, _GpuState] = {}
         self._gpus = [_GpuState(i) for i in range(session.device_count())]
-        for gpu in self._gpus:
-            self._attach(gpu)
 
     def start(self) -> None:
-        """Start watching NVML events (XIDs) on a thread of its own; once."""
+        """Attach every GPU (bounded: a hung one is reported, not waited for) and watch NVML events
+        (XIDs) on a thread of its own; once."""
         with self._lock:
-            if self._thread is None and self._waiter is None and not self._stop.is_set():
-                self._start_event_thread(self._event_wait_ms)
+            if self._thread is not None or self._waiter is not None or self._stop.is_set():
+                return
+            self._for_each_gpu(self._attach, lambda gpu: False)
+            self._start_event_thread(self._event_wait_ms)
 
     # ------------------------------------------------------------ inventory
 
@@ -286,20 +308,25 @@ class NvmlGpuCollector:
             return self._report
 
     def _read_inventory(self) -> GpuReport:
-        gpus = []
-        for gpu in self._gpus:
-            if gpu.usage is not None:
-                gpu.usage.forget_migs()  # MIG instances may have been created or destroyed
-            if gpu.lost or gpu.handle is None:
-                continue
-            try:
-                gpus.append(self._read_gpu_inventory(gpu))
-            except NvmlGpuLost as exc:
-                self._mark_lost(gpu, exc)
-            except NvmlError as exc:
-                # Identity unreadable: report it, keep the GPU out of the inventory.
-                self._note_device_error(gpu, exc.name)
-        return GpuReport(tuple(gpus), self._driver_version, self._cuda_driver_version, "ok")
+        # a GPU whose NVML call hangs keeps its last entry: unresponsive is not known to be gone
+        found = self._for_each_gpu(self._inventory_entry, lambda gpu: None if gpu.lost else gpu.last_inventory)
+        gpus = tuple(entry for entry in found if entry is not None)
+        return GpuReport(gpus, self._driver_version, self._cuda_driver_version, "ok")
+
+    def _inventory_entry(self, gpu: _GpuState) -> GpuInventory | None:
+        if gpu.usage is not None:
+            gpu.usage.forget_migs()  # MIG instances may have been created or destroyed
+        if gpu.lost or gpu.handle is None:
+            return None
+        try:
+            gpu.last_inventory = self._read_gpu_inventory(gpu)
+            return gpu.last_inventory
+        except NvmlGpuLost as exc:
+            self._mark_lost(gpu, exc)
+        except NvmlError as exc:
+            # Identity unreadable: report it, keep the GPU out of the inventory.
+            self._note_device_error(gpu, exc.name)
+        return None
 
     def _read_gpu_inventory(self, gpu: _GpuState) -> GpuInventory:
         nv, h = self._nv, gpu.handle
@@ -348,11 +375,42 @@ class NvmlGpuCollector:
 
     def sample(self) -> tuple[tuple[GpuSample, ...], tuple[HealthEvent, ...]]:
         with self._lock:
-            samples = tuple(self._sample_gpu(gpu) for gpu in self._gpus)
+            samples = tuple(self._for_each_gpu(self._sample_gpu, self._unresponsive_sample))
             events = []
             while self._events:
                 events.append(self._events.popleft())
             return samples, tuple(events)
+
+    def _for_each_gpu(self, work: Callable[[_GpuState], Any], unanswered: Callable[[_GpuState], Any]) -> list:
+        """`work(gpu)` for every GPU, each on its GPU's worker, all at once; waits at most
+        `call_bound_s` in all. A GPU that does not answer in time gives `unanswered(gpu)`."""
+        jobs: dict[int, Job] = {}
+        for gpu in self._gpus:
+            if gpu.worker is None:
+                gpu.worker = GpuWorker(f"nvml-gpu-{gpu.index}")
+            try:
+                jobs[gpu.index] = gpu.worker.submit(functools.partial(work, gpu))
+            except CallHung as hung:  # an earlier call on it has still not returned
+                self._note_unresponsive(gpu, hung)
+        deadline = time.monotonic() + self.call_bound_s
+        results = []
+        for gpu in self._gpus:
+            job = jobs.get(gpu.index)
+            if job is None or gpu.worker is None:
+                results.append(unanswered(gpu))
+                continue
+            try:
+                value = gpu.worker.wait(job, deadline, self.call_bound_s)
+            except CallHung as hung:
+                self._note_unresponsive(gpu, hung)
+                results.append(unanswered(gpu))
+                continue
+            self._note_responsive(gpu)
+            results.append(value)
+        return results
+
+    def _unresponsive_sample(self, gpu: _GpuState) -> GpuSample:
+        return GpuSample(gpu.index, gpu.uuid, lost=gpu.lost, error=gpu.lost_error or gpu.unresponsive)
 
     def _sample_gpu(self, gpu: _GpuState) -> GpuSample:
         if gpu.handle is None and not self._attach(gpu):
@@ -468,6 +526,21 @@ class NvmlGpuCollector:
             message=message,
             nvml_error=nvml_error,
         )
+
+    def _note_unresponsive(self, gpu: _GpuState, hung: CallHung) -> None:
+        # the bound, not the time waited so far: the wording stays the same while it hangs
+        text = f"{hung.call} did not return within {self.call_bound_s:g} s"
+        if text != gpu.unresponsive:
+            if not gpu.unresponsive:
+                log.warning("GPU %d (%s): %s; sampling the other GPUs without it", gpu.index, gpu.uuid, text)
+            gpu.unresponsive = text
+            self._health("gpu_unresponsive", gpu, f"GPU {gpu.index} {gpu.uuid} stopped answering NVML: {text}")
+
+    def _note_responsive(self, gpu: _GpuState) -> None:
+        if gpu.unresponsive:
+            log.info("GPU %d (%s) answers NVML again", gpu.index, gpu.uuid)
+            gpu.unresponsive = ""
+            self._health("gpu_responsive", gpu, f"GPU {gpu.index} {gpu.uuid} answers NVML again")
 
     def _mark_lost(self, gpu: _GpuState, exc: NvmlError) -> None:
         if not gpu.lost:
@@ -600,6 +673,14 @@ class NvmlGpuCollector:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+        hung = [gpu.index for gpu in self._gpus if gpu.worker is not None and gpu.worker.busy_with() is not None]
+        for gpu in self._gpus:
+            if gpu.worker is not None:
+                gpu.worker.close()
+        if hung:
+            # nvmlShutdown would wait on the driver that never answered: leave it to the process exit
+            log.warning("GPU(s) %s still inside an NVML call: NVML is not shut down", hung)
+            return
         if self._waiter is not None:
             self._waiter.close()
         self._nv.close()
@@ -673,7 +754,9 @@ class RetryingGpuCollector:
             self._current = NullGpuCollector("closed")
 
 
-def _open_live(library_path: str | None, clock: Clock, usage: bool = True) -> GpuCollector:
+def _open_live(
+    library_path: str | None, clock: Clock, call_bound_s: float = DEFAULT_BOUND_S, usage: bool = True
+) -> GpuCollector:
     session = open_nvml(library_path)
     try:
         if session.device_count() == 0:
@@ -681,7 +764,7 @@ def _open_live(library_path: str | None, clock: Clock, usage: bool = True) -> Gp
             cuda = _or_empty(session.cuda_driver_version)
             session.close()
             return NullGpuCollector("no GPUs", driver, cuda)
-        return NvmlGpuCollector(session, clock=clock, usage=usage)
+        return NvmlGpuCollector(session, clock=clock, call_bound_s=call_bound_s, usage=usage)  # started by its wrapper
     except NvmlError as exc:
         session.close()
         raise NvmlUnavailable(exc.code, exc.name, f"nvml failed: {exc.name}") from exc
@@ -693,9 +776,11 @@ def open_gpu_collector(
     clock: Clock = time.time,
     retry_interval_s: float = 60.0,
     on_event: EventListener | None = None,
+    call_bound_s: float | None = None,
     usage: bool | None = None,
 ) -> GpuCollector:
-    """The node's GPU collector; library_path defaults to $AIOS_NVML_LIBRARY.
+    """The node's GPU collector; library_path defaults to $AIOS_NVML_LIBRARY, call_bound_s
+    to $AIOS_NVML_CALL_TIMEOUT_S (else 5 s).
 
     `on_event`: where XID events go as they arrive (see the module docstring);
     can also be set later with `.set_event_listener`. `usage`: read who is on
@@ -703,10 +788,11 @@ def open_gpu_collector(
     """
     if library_path is None:
         library_path = os.environ.get(LIBRARY_ENV) or None
+    bound = bound_from_env() if call_bound_s is None else call_bound_s
     if usage is None:
         usage = usage_from_env(os.environ)
     collector = RetryingGpuCollector(
-        lambda: _open_live(library_path, clock, usage),
+        lambda: _open_live(library_path, clock, bound, usage),
         clock=clock,
         retry_interval_s=retry_interval_s,
         on_event=on_event,

@@ -8,6 +8,10 @@ a small hierarchy the collector can act on:
   ├─ NvmlNotSupported    NVML cannot start; a field the device lacks;
   └─ NvmlGpuLost         the GPU fell off the bus / stopped answering.
 
+Every call through `_call` is noted as in flight for its thread while it runs
+(`call_in_flight`), so a caller that stopped waiting for a call that never
+returned can name it (`agent.gpu.bounded`).
+
 pynvml loads `libnvidia-ml.so.1` once per process and keeps it. A library at
 an explicit path (AIOS_NVML_LIBRARY) is preloaded with `ctypes` first; the
 dynamic loader then resolves pynvml's own `CDLL("libnvidia-ml.so.1")` to it
@@ -44,6 +48,7 @@ __all__ = [
     "ProcessEntry",
     "UtilizationSample",
     "XidEvent",
+    "call_in_flight",
     "open_nvml",
 ]
 
@@ -103,11 +108,24 @@ def _translate(exc: Exception) -> NvmlError:
     return NvmlError(code, name, f"{name}: {exc}")
 
 
+# thread ident -> the NVML function that thread is in (one dict write each way per call: ~0.1 us)
+_IN_FLIGHT: dict[int, str] = {}
+
+
+def call_in_flight(thread_ident: int | None) -> str | None:
+    """The NVML function the thread is inside now, or None."""
+    return None if thread_ident is None else _IN_FLIGHT.get(thread_ident)
+
+
 def _call(fn: Callable[..., T], *args: Any) -> T:
+    ident = threading.get_ident()
+    _IN_FLIGHT[ident] = getattr(fn, "__name__", "nvml")
     try:
         return fn(*args)
     except _nv.NVMLError as exc:
         raise _translate(exc) from exc
+    finally:
+        _IN_FLIGHT.pop(ident, None)
 
 
 # Init failures, in the words `nvml_status` uses.
@@ -391,10 +409,25 @@ class NvmlSession:
     def nvlink_active(self, handle: Any, links: tuple[int, ...]) -> tuple[bool, ...]:
         """Whether each of the given links is up, in the same order."""
         get_state = _nv.nvmlDeviceGetNvLinkState
+        ident = threading.get_ident()
+        _IN_FLIGHT[ident] = "nvmlDeviceGetNvLinkState"
         try:
             return tuple(bool(get_state(handle, link)) for link in links)
         except _nv.NVMLError as exc:
             raise _translate(exc) from exc
+        finally:
+            _IN_FLIGHT.pop(ident, None)
+
+    def recovery_action(self, handle: Any) -> int:
+        """The driver's GPU recovery action (nvmlDeviceGpuRecoveryAction_t: 0 none, 1 GPU reset,
+        2 node reboot, ...). NotSupported on drivers without the field (before R570): normal."""
+        field_id = getattr(_nv, "NVML_FI_DEV_GET_GPU_RECOVERY_ACTION", None)
+        if field_id is None:
+            raise NvmlNotSupported(-1, "NVML_ERROR_NOT_SUPPORTED", "pynvml has no recovery-action field")
+        (value,) = _call(_nv.nvmlDeviceGetFieldValues, handle, [field_id])
+        if value.nvmlReturn != 0:
+            raise _translate(_nv.NVMLError(value.nvmlReturn))
+        return int(value.value.uiVal)
 
     def compute_process_count(self, handle: Any) -> int:
         return len(self.running_processes(handle))

@@ -96,11 +96,12 @@ def load_api_client(
 
 
 class NodeApi:
-    """`read_node` and `patch_node` with `CoreV1Api`'s signatures and answers
-    (a `V1Node`; an `ApiException` for a non-2xx status), made through the
+    """`read_node`, `patch_node` and `patch_node_status` with `CoreV1Api`'s signatures and
+    answers (a `V1Node`; an `ApiException` for a non-2xx status), made through the
     official `ApiClient` without importing `CoreV1Api` (see the module doc)."""
 
     RESOURCE_PATH = "/api/v1/nodes/{name}"
+    STATUS_PATH = "/api/v1/nodes/{name}/status"  # the status subresource (Node conditions)
     RESPONSE_TYPES: ClassVar[Mapping[str, str | None]] = {"200": "V1Node", "201": "V1Node", "401": None}
 
     def __init__(self, api_client: Any):
@@ -113,13 +114,19 @@ class NodeApi:
                    _request_timeout: float | None = None) -> Any:
         return self._call("PATCH", name, body=body, content_type=_content_type, request_timeout=_request_timeout)
 
+    def patch_node_status(self, name: str, body: Any, *,
+                          _content_type: str = "application/strategic-merge-patch+json",
+                          _request_timeout: float | None = None) -> Any:
+        return self._call("PATCH", name, body=body, content_type=_content_type, request_timeout=_request_timeout,
+                          resource_path=self.STATUS_PATH)
+
     def _call(self, method: str, name: str, *, body: Any, content_type: str | None,
-              request_timeout: float | None) -> Any:
+              request_timeout: float | None, resource_path: str = RESOURCE_PATH) -> Any:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         request = self.api_client.param_serialize(
-            method=method, resource_path=self.RESOURCE_PATH, path_params={"name": name}, header_params=headers,
+            method=method, resource_path=resource_path, path_params={"name": name}, header_params=headers,
             body=body, auth_settings=["BearerToken"],
         )
         response = self.api_client.call_api(*request, _request_timeout=request_timeout)
@@ -168,17 +175,22 @@ def read_node_identity(
     return node_id_from(node.metadata.labels, node_name, env)
 
 
-def api_error(exc: BaseException, *, verb: str, node_name: str, timeout_s: float | None = None) -> KubeApiError:
+def api_error(exc: BaseException, *, verb: str, node_name: str, timeout_s: float | None = None,
+              resource: str = "nodes") -> KubeApiError:
     status = getattr(exc, "status", None)
     status = status if isinstance(status, int) and status > 0 else None
-    return KubeApiError(describe_api_error(exc, verb=verb, node_name=node_name, timeout_s=timeout_s), status=status)
+    return KubeApiError(
+        describe_api_error(exc, verb=verb, node_name=node_name, timeout_s=timeout_s, resource=resource), status=status
+    )
 
 
-def describe_api_error(exc: BaseException, *, verb: str, node_name: str, timeout_s: float | None = None) -> str:
-    """One sentence saying what failed, why, and what to do about it."""
+def describe_api_error(exc: BaseException, *, verb: str, node_name: str, timeout_s: float | None = None,
+                       resource: str = "nodes") -> str:
+    """One sentence saying what failed, why, and what to do about it. `resource`: "nodes", or
+    "nodes/status" for the status subresource (its own RBAC resource)."""
     from kubernetes.client.exceptions import ApiException
 
-    what = f"{verb} node {node_name!r}"
+    what = f"{verb} node {node_name!r}" + (" status" if resource.endswith("/status") else "")
     if isinstance(exc, ApiException) and exc.status:
         server_says = _status_message(exc)
         if exc.status == 401:
@@ -188,8 +200,8 @@ def describe_api_error(exc: BaseException, *, verb: str, node_name: str, timeout
             )
         if exc.status == 403:
             return (
-                f"{what}: forbidden (403): cannot {verb} resource nodes; grant the agent's service account "
-                f"the verb {verb!r} on resource 'nodes' (ClusterRole rule: apiGroups [''], resources [nodes], "
+                f"{what}: forbidden (403): cannot {verb} resource {resource}; grant the agent's service account "
+                f"the verb {verb!r} on resource '{resource}' (ClusterRole rule: apiGroups [''], resources [{resource}], "
                 f"verbs [{verb}]; see docs/rbac.md); {server_says}"
             )
         if exc.status == 404:

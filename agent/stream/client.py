@@ -16,12 +16,17 @@ number of samples dropped rides on the next message sent (`dropped_samples`).
 
 A Refusal from the aggregator names one message it will never accept: that
 message is dropped (and logged); the stream ends and is reopened.
+
+An Acknowledgement (an operator acknowledged GPU problems of this node) is
+checked and handed to `on_acknowledgement` (the GPU health tracker, which
+clears the Node conditions those problems caused).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 import uuid
@@ -33,12 +38,13 @@ from pathlib import Path
 import grpc
 
 from agent.backoff import Backoff
+from agent.stream.credentials import AgentCredentials, TokenFileError
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
-from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
+from proto.telemetry.v1.readings import Acknowledgement, HealthEvent, NodeInventory, NodeSample
 
-__all__ = ["CHANNEL_OPTIONS", "StreamConfig", "StreamStats", "TelemetryStream"]
+__all__ = ["CHANNEL_OPTIONS", "StreamConfig", "StreamStats", "TelemetryStream", "acknowledgement_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +65,8 @@ class StreamConfig:
     node_id: str
     cluster_id: str = ""
     agent_version: str = ""
-    token: str | None = None
+    token: str | None = None  # a fixed token; `credentials` (read at each connect) wins when given
+    credentials: AgentCredentials | None = None
     tls_ca: Path | None = None  # None: plaintext
     buffer_limit: int = 1000  # messages waiting for an ack (~2.7 h of samples at 10 s)
     backoff_initial_s: float = 0.5
@@ -98,10 +105,12 @@ class TelemetryStream:
         *,
         on_instruction: Callable[[pb.Instruction], None] | None = None,
         agent_instance: str | None = None,
+        on_acknowledgement: Callable[[Acknowledgement], None] | None = None,
     ) -> None:
         self.config = config
         self.agent_instance = agent_instance or uuid.uuid4().hex
         self._on_instruction = on_instruction
+        self._on_acknowledgement = on_acknowledgement
         self._lock = threading.Lock()
         self._inventory = inventory
         self._interval_s = config.interval_s
@@ -279,8 +288,11 @@ class TelemetryStream:
             try:
                 await self._connect_once(stop, wakeup)
             except grpc.aio.AioRpcError as e:
-                level = logging.ERROR if e.code() == grpc.StatusCode.UNAUTHENTICATED else logging.WARNING
+                refused = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+                level = logging.ERROR if e.code() in refused else logging.WARNING
                 log.log(level, "stream to %s ended: %s: %s", self.config.address, e.code().name, e.details())
+            except TokenFileError as e:
+                log.error("not connecting to %s: %s", self.config.address, e)
             except asyncio.InvalidStateError:  # grpc.aio: a write after the call had already ended
                 log.warning("stream to %s ended before a message could be written", self.config.address)
             except Exception:
@@ -305,8 +317,15 @@ class TelemetryStream:
             return grpc.aio.secure_channel(self.config.address, creds, options=CHANNEL_OPTIONS)
         return grpc.aio.insecure_channel(self.config.address, options=CHANNEL_OPTIONS)
 
+    def _token(self) -> str | None:
+        """Read at each connect: the kubelet rotates the projected token in place."""
+        if self.config.credentials is not None:
+            return self.config.credentials.current()
+        return self.config.token
+
     async def _connect_once(self, stop: asyncio.Event, wakeup: asyncio.Event) -> None:
-        metadata = (("authorization", f"Bearer {self.config.token}"),) if self.config.token else ()
+        token = self._token()
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
         async with self._channel() as channel:
             call = pb_grpc.TelemetryIngestStub(channel).Stream(metadata=metadata)
             await call.write(self._hello())
@@ -343,8 +362,22 @@ class TelemetryStream:
                         self._on_instruction(reply.instruction)
                     except Exception:
                         log.exception("handling an instruction failed")
+            elif body == "acknowledgement":
+                self._acknowledgement(reply.acknowledgement)
         # (a non-OK status raises AioRpcError out of the loop above)
         log.info("aggregator closed the stream")
+
+    def _acknowledgement(self, msg: pb.Acknowledgement) -> None:
+        problem = acknowledgement_problem(msg)
+        if problem:
+            log.warning("ignored an acknowledgement from the aggregator: %s", problem)
+            return
+        if self._on_acknowledgement is None:
+            return
+        try:
+            self._on_acknowledgement(convert.acknowledgement_from_pb(msg))
+        except Exception:
+            log.exception("handling an acknowledgement failed")
 
     async def _write(self, call, wakeup: asyncio.Event) -> None:
         sent = 0
@@ -354,3 +387,20 @@ class TelemetryStream:
                 await call.write(msg)
                 sent = msg.seq
             await wakeup.wait()
+
+
+_MAX_ACK_XIDS = 256
+_MAX_ACK_REASON = 1024
+
+
+def acknowledgement_problem(msg: pb.Acknowledgement) -> str | None:
+    """What is wrong with an Acknowledgement from the aggregator, or None (pure)."""
+    if not math.isfinite(msg.up_to) or msg.up_to <= 0:
+        return f"acknowledgement.up_to: {msg.up_to} is not a positive finite time"
+    if msg.HasField("gpu_index") and msg.gpu_index > 1023:
+        return f"acknowledgement.gpu_index: {msg.gpu_index} is not a GPU index"
+    if len(msg.xids) > _MAX_ACK_XIDS:
+        return f"acknowledgement.xids: {len(msg.xids)} codes, at most {_MAX_ACK_XIDS}"
+    if len(msg.reason) > _MAX_ACK_REASON:
+        return f"acknowledgement.reason: {len(msg.reason)} characters, at most {_MAX_ACK_REASON}"
+    return None

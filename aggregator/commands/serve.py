@@ -1,7 +1,10 @@
 """`aios-aggregator serve`: run the aggregator (gRPC ingest and queries; HTTP for the network).
 
 Environment (an empty value counts as unset; a flag wins over its variable):
-`AIOS_TOKEN` / `AIOS_TOKEN_FILE` (required), `AIOS_CLUSTER_ID`, `AIOS_GRPC_PORT` (50051),
+`AIOS_TOKEN` / `AIOS_TOKEN_FILE` (required: the write token), `AIOS_READ_TOKEN` /
+`AIOS_READ_TOKEN_FILE` (read-only tokens), `AIOS_AGENT_AUTH` (`kubernetes` or `token`;
+default kubernetes when a Kubernetes API is configured), `AIOS_AGENT_SERVICE_ACCOUNT`
+(the agents' ServiceAccount, default `aios-agent` in the pod's namespace), `AIOS_CLUSTER_ID`, `AIOS_GRPC_PORT` (50051),
 `AIOS_HTTP_PORT` (8080), `AIOS_DB_PATH`, `AIOS_API_URL`, `KUBECONFIG`; read by the parts:
 `CLUSTER_STABILITY_CHECK_INTERVAL`, `AIOS_STABILITY_WEBHOOK_URL` (stability),
 `POLICY_DB_URL`, `POLICY_EXECUTOR_HOST_URL`, `POLICY_EXECUTION_MODE`,
@@ -13,19 +16,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
 
-from aggregator.auth import AuthError, load_tokens
+from aggregator.auth import AuthError, load_read_tokens, load_tokens
 from aggregator.policies import PolicyConfigError
+from aggregator.rpc.agent_auth import AgentAuthConfigError
 from aggregator.rpc.server import TlsFiles
 from aggregator.service import ServeConfig, serve
 from aggregator.stability.checker import ConfigError as StabilityConfigError
+from proto.common.hardening import set_not_dumpable
 
 __all__ = ["register", "run"]
 
 DEFAULT_DB = "/var/lib/aios/aggregator.db"
+
+log = logging.getLogger(__name__)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -68,8 +76,15 @@ def _env(name: str) -> str | None:
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    env = {k: v for k, v in os.environ.items() if v.strip()}
     try:
-        tokens = load_tokens({k: v for k, v in os.environ.items() if v.strip()})
+        tokens = load_tokens(env)
+        read_path = env.get("AIOS_READ_TOKEN_FILE", "").strip()
+        if read_path and not Path(read_path).exists():
+            # the Secret's optional key `read-token` is not there (yet): only the write token works
+            log.warning("AIOS_READ_TOKEN_FILE=%s does not exist: no read-only token is accepted", read_path)
+            env.pop("AIOS_READ_TOKEN_FILE")
+        read_tokens = load_read_tokens(env)
     except AuthError as e:
         raise SystemExit(f"aios-aggregator: {e}") from e
     if not tokens:
@@ -79,6 +94,9 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(
         db_path=Path(args.db or _env("AIOS_DB_PATH") or DEFAULT_DB),
         tokens=tokens,
+        read_tokens=read_tokens,
+        agent_auth=_env("AIOS_AGENT_AUTH") or "auto",
+        agent_service_account=_env("AIOS_AGENT_SERVICE_ACCOUNT") or "aios-agent",
         grpc_port=args.grpc_port if args.grpc_port is not None else _env_int("AIOS_GRPC_PORT", 50051),
         http_port=args.http_port if args.http_port is not None else _env_int("AIOS_HTTP_PORT", 8080),
         host=args.host,
@@ -98,9 +116,10 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    set_not_dumpable()  # this process holds the tokens: no same-uid process may read its memory or environ
     try:
         asyncio.run(serve(config))
-    except (OSError, PolicyConfigError, StabilityConfigError) as e:
+    except (OSError, PolicyConfigError, StabilityConfigError, AgentAuthConfigError) as e:
         print(f"aios-aggregator: {e}", file=sys.stderr)
         return 1
     except SystemExit as e:  # uvicorn exits when the HTTP port cannot be bound (its error is logged)

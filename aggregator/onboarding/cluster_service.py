@@ -1,8 +1,9 @@
 """gRPC service `aios.cluster.v1.ClusterDocuments`: read and store the cluster document.
 
 The onboarding CLI stores the document here once the parser accepted it;
-from then on enrollment keeps it current. Reads are open like the HTTP
-`GET /clusters/read/<id>`; a write needs a bearer token. The servicer is
+from then on enrollment keeps it current. The gRPC interceptor lets a read
+token read (like the HTTP `GET /clusters/read/<id>`); a write needs a write
+token, checked here again. The servicer is
 asyncio (`grpc.aio`), the store is SQLite, so store calls run in a thread.
 
 Register with `add_cluster_documents_servicer(server, store, tokens=..., cluster_id=..., on_stored=...)`:

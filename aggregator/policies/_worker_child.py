@@ -1,6 +1,9 @@
 """The program a policy worker process runs (standard library only).
 
-Started by `worker.py` as `python -I _worker_child.py <memory_limit_mb>`.
+Started by `worker.py` as `python -I _worker_child.py <sandbox plan JSON>`; before it
+reads a request it confines itself as the plan says (`sandbox/confine.py`: limits,
+its own uid, no network, reads and writes only where allowed) and tells what took
+effect in its answer to init (`"sandbox"`).
 Requests arrive on the original stdin as length-prefixed pickles (8-byte
 big-endian length, then the pickle: the aggregator is trusted, and pickle is
 several times cheaper than JSON for large inputs); replies go back on the
@@ -22,13 +25,16 @@ import sys
 import traceback
 
 
-def _limit_memory(limit_mb):
-    import resource
+def _confine(plan_json):
+    """Load `sandbox/confine.py` by its path (nothing of the aggregator is importable here) and apply it."""
+    import importlib.util
 
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if limit_mb > 0:
-        limit = limit_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox", "confine.py")
+    spec = importlib.util.spec_from_file_location("_aios_confine", path)
+    assert spec is not None and spec.loader is not None
+    confine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(confine)
+    return confine.apply(json.loads(plan_json))
 
 
 def _private_pipes():
@@ -100,8 +106,7 @@ def _encode(reply):
 
 
 def main():
-    limit_mb = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    _limit_memory(limit_mb)
+    sandbox = _confine(sys.argv[1] if len(sys.argv) > 1 else "{}")
     proto_in, proto_out = _private_pipes()
     policy = None
     while True:
@@ -131,6 +136,7 @@ def main():
                            "replace": True}
                 else:
                     out = {"ok": True, "pid": os.getpid()}
+                out["sandbox"] = sandbox
                 proto_out.write(_encode(out))
                 proto_out.flush()
                 continue

@@ -13,8 +13,9 @@ Our own knobs (limits, cache) use `AIOS_POLICY_*` variables.
 `AIOS_POLICY_SIDECAR_URL` (set on the aggregator's container only) sends every
 policy call to the pod's policy-runner container instead of running it here;
 that container's own env then decides local or remote. Its token is the
-aggregator's (`AIOS_TOKEN_FILE`, re-read per call so a rotated Secret is
-followed, or `AIOS_TOKEN`).
+runner's own, never the aggregator's (`AIOS_POLICY_SIDECAR_TOKEN_FILE`, a file
+both containers of the pod share and either creates, re-read per call; or
+`AIOS_POLICY_SIDECAR_TOKEN`): it grants policy calls only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aggregator.policies.errors import PolicyConfigError
+from aggregator.policies.sandbox.plan import SandboxLimits, parse_uid_range
 
 __all__ = ["EXECUTION_MODES", "PolicyConfig"]
 
@@ -52,6 +54,7 @@ class PolicyConfig:
     sidecar_url: str = ""  # non-empty: run every policy through the policy-runner sidecar
     sidecar_token: str = field(default="", repr=False)
     sidecar_token_file: str = ""
+    sandbox_limits: SandboxLimits = field(default_factory=SandboxLimits)  # docs/policy-sandbox.md
 
     def __post_init__(self) -> None:
         if self.mode not in EXECUTION_MODES:
@@ -107,8 +110,10 @@ class PolicyConfig:
             "policy_db_url": env.get("POLICY_DB_URL", "").strip().rstrip("/"),
             "executor_host_url": env.get("POLICY_EXECUTOR_HOST_URL", "").strip().rstrip("/"),
             "sidecar_url": env.get("AIOS_POLICY_SIDECAR_URL", "").strip().rstrip("/"),
-            "sidecar_token": env.get("AIOS_TOKEN", "").strip(),
-            "sidecar_token_file": env.get("AIOS_TOKEN_FILE", "").strip(),
+            # the runner's own token (never the aggregator's): AIOS_POLICY_SIDECAR_TOKEN_FILE, shared in the pod
+            "sidecar_token": env.get("AIOS_POLICY_SIDECAR_TOKEN", "").strip(),
+            "sidecar_token_file": env.get("AIOS_POLICY_SIDECAR_TOKEN_FILE", "").strip(),
+            "sandbox_limits": _sandbox_limits(env),
         }
         if env.get("AIOS_POLICY_CACHE_DIR"):
             values["cache_dir"] = Path(env["AIOS_POLICY_CACHE_DIR"])
@@ -134,3 +139,37 @@ class PolicyConfig:
             values["install_requirements"] = raw_install in ("1", "true", "yes", "on")
         values.update(overrides)
         return cls(**values)
+
+
+_SANDBOX_NUMBERS = {
+    "AIOS_POLICY_CPU_S": "cpu_s",
+    "AIOS_POLICY_MAX_PROCESSES": "max_processes",
+    "AIOS_POLICY_MAX_OPEN_FILES": "max_open_files",
+    "AIOS_POLICY_MAX_FILE_MB": "max_file_mb",
+}
+
+
+def _sandbox_limits(env: Mapping[str, str]) -> SandboxLimits:
+    """`AIOS_POLICY_CPU_S`, `_MAX_PROCESSES`, `_MAX_OPEN_FILES`, `_MAX_FILE_MB` (0: no limit),
+    `AIOS_POLICY_ALLOW_NETWORK` (comma-separated policy URIs/locations, glob patterns, or *),
+    `AIOS_POLICY_WORKER_UIDS` (FIRST-LAST, or off)."""
+    values: dict = {}
+    for name, field_name in _SANDBOX_NUMBERS.items():
+        raw = env.get(name, "").strip()
+        if raw:
+            try:
+                values[field_name] = int(raw)
+            except ValueError as exc:
+                raise PolicyConfigError(f"{name}={raw!r} is not a whole number") from exc
+            if values[field_name] < 0:
+                raise PolicyConfigError(f"{name}={raw!r} must be 0 (no limit) or more")
+    allowed = [item.strip() for item in env.get("AIOS_POLICY_ALLOW_NETWORK", "").split(",") if item.strip()]
+    if allowed:
+        values["network_allowed"] = tuple(allowed)
+    raw_uids = env.get("AIOS_POLICY_WORKER_UIDS", "").strip()
+    if raw_uids:
+        try:
+            values["worker_uids"] = parse_uid_range(raw_uids)
+        except ValueError as exc:
+            raise PolicyConfigError(str(exc)) from exc
+    return SandboxLimits(**values)

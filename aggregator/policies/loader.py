@@ -69,6 +69,7 @@ def open_policy(
         package.work_dir,
         enabled=config.install_requirements,
         timeout_s=config.pip_timeout_s,
+        limits=config.sandbox_limits,
     )
     hint = ""
     if not config.install_requirements and (package.code_dir / REQUIREMENTS_FILE).is_file():
@@ -87,6 +88,8 @@ def open_policy(
             memory_limit_mb=config.memory_limit_mb,
             load_timeout_s=config.load_timeout_s,
             max_result_bytes=config.max_result_bytes,
+            limits=config.sandbox_limits,
+            scratch_root=config.cache_dir / "scratch",
         ),
         uri=resolved.uri,
         call_timeout_s=config.call_timeout_s,

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import threading
 import uuid
+from pathlib import Path
 
-from aggregator.auth import AuthError, load_tokens
+from aggregator.auth import AuthError, ensure_token_file
 from aggregator.policies.config import PolicyConfig
 from aggregator.policies.errors import PolicyConfigError, PolicyError, PolicyLoadError
 from aggregator.policies.handle import PolicyHandle
@@ -97,18 +98,18 @@ class SidecarPolicy(PolicyHandle):
     # --- the wire ----------------------------------------------------------
 
     def _current_token(self) -> str:
-        # the file first: the sidecar reads the same mounted Secret, so its first
-        # line is a token the sidecar accepts even in the middle of a rotation
-        env = {"AIOS_TOKEN_FILE": self._token_file} if self._token_file else {"AIOS_TOKEN": self._token}
-        try:
-            tokens = load_tokens(env)
-        except AuthError as exc:
-            raise PolicyError(f"policy {self.label}: cannot authenticate to the policy runner: {exc}") from exc
-        if not tokens:
+        """The runner's own token: its shared file (created when the runner has not yet),
+        re-read per call, else `AIOS_POLICY_SIDECAR_TOKEN`."""
+        if self._token_file:
+            try:
+                return ensure_token_file(Path(self._token_file))
+            except (OSError, AuthError) as exc:
+                raise PolicyError(f"policy {self.label}: cannot read the policy runner's token: {exc}") from exc
+        if not self._token:
             raise PolicyError(
-                f"policy {self.label}: no token for the policy runner (set AIOS_TOKEN_FILE or AIOS_TOKEN)"
-            )
-        return tokens[0]
+                f"policy {self.label}: no token for the policy runner "
+                "(set AIOS_POLICY_SIDECAR_TOKEN_FILE or AIOS_POLICY_SIDECAR_TOKEN)")
+        return self._token
 
     def _post(self, path: str, extra: dict, *, timeout_s: float, what: str, closing: bool = False):
         if self._closed and not closing:

@@ -5,8 +5,9 @@ patch` rewrites, so its `PolicyConfig.from_env()` is where
 `POLICY_EXECUTION_MODE` / `POLICY_SYSTEM_EXECUTOR_ID` take effect. The
 aggregator's container reaches it through `SidecarPolicy`.
 
-Routes (all but `/healthz` need the bearer token; the port is reachable from
-the pod network because the kubelet probes it):
+Routes (all but `/healthz` need the runner's own bearer token, which grants
+nothing on the aggregator; the port is reachable from the pod network because
+the kubelet probes it):
 
     GET  /healthz
     POST /policies/open        {handle_id?, source, settings?, parameters?}
@@ -212,8 +213,10 @@ def _describe(handle: PolicyHandle) -> dict:
 # --- the app -------------------------------------------------------------------
 
 
-def create_sidecar_app(*, registry: HandleRegistry, tokens: Tokens, config: PolicyConfig) -> FastAPI:
-    """The policy runner's app; `config` is only shown on /healthz (the registry's opener uses it)."""
+def create_sidecar_app(*, registry: HandleRegistry, tokens: Tokens, config: PolicyConfig,
+                       sandbox: dict | None = None) -> FastAPI:
+    """The policy runner's app; `config` and `sandbox` (what the policy sandbox enforces here,
+    `aggregator.policies.sandbox.probe`) are only shown on /healthz."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -244,10 +247,12 @@ def create_sidecar_app(*, registry: HandleRegistry, tokens: Tokens, config: Poli
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {
-            "success": True,
-            "data": {"mode": config.mode, "executor_id": config.executor_id, "open_policies": len(registry)},
-        }
+        data: dict[str, Any] = {"mode": config.mode, "executor_id": config.executor_id, "open_policies": len(registry)}
+        if sandbox is not None:
+            # what an operator must know: which protections this machine does not give the policies
+            data["sandbox"] = sandbox
+            data["not_enforced"] = list(sandbox.get("not_enforced", ()))
+        return {"success": True, "data": data}
 
     @app.post("/policies/open")
     async def open_(request: Request) -> dict:

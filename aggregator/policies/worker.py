@@ -4,8 +4,10 @@ The policy's code never runs in the aggregator: a child process
 (`_worker_child.py`, isolated interpreter, its own session) imports it,
 keeps the `AIOSv1PolicyRule` instance and answers JSON lines. This side
 enforces the time limit of every call, caps the reply size, and on any
-failure kills the whole process group and says why in a `WorkerFailure`.
-The child sets its own memory limit (RLIMIT_AS) before importing anything.
+failure kills the worker and everything it started (`sandbox.WorkerSandbox`)
+and says why in a `WorkerFailure`. Before importing anything of the policy
+the child confines itself as its sandbox plan says (limits, its own uid, no
+network, reads and writes only where allowed: `sandbox/confine.py`).
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ from pathlib import Path
 from typing import IO
 
 from aggregator.policies.errors import PolicyError
+from aggregator.policies.sandbox import SandboxLimits, WorkerSandbox
 
 __all__ = ["WorkerFailure", "WorkerProcess", "WorkerSpec"]
 
 log = logging.getLogger(__name__)
 
 _CHILD = Path(__file__).with_name("_worker_child.py")
-# never hand the aggregator's own secrets to operator code
-_SECRET_ENV = ("AIOS_TOKEN", "AIOS_TOKEN_FILE")
+# never hand the aggregator's own secrets (or where they are) to operator code
+_SECRET_ENV = frozenset({"AIOS_TOKEN", "AIOS_TOKEN_FILE", "AIOS_READ_TOKEN", "AIOS_READ_TOKEN_FILE",
+                         "AIOS_POLICY_SIDECAR_TOKEN", "AIOS_POLICY_SIDECAR_TOKEN_FILE", "KUBECONFIG"})
 
 
 class _JsonDataPickler(pickle.Pickler):
@@ -82,6 +86,8 @@ class WorkerSpec:
     memory_limit_mb: int = 1024
     load_timeout_s: float = 60.0
     max_result_bytes: int = 64 * 1024 * 1024
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    scratch_root: Path | None = None  # where its scratch folder is made (default: under the temp folder)
 
 
 @dataclass(frozen=True)
@@ -95,10 +101,10 @@ class _Child:
     stderr_thread: threading.Thread
 
 
-def _spawn(spec: WorkerSpec) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+def _spawn(spec: WorkerSpec, sandbox: WorkerSandbox) -> subprocess.Popen[bytes]:
+    env = sandbox.env({k: v for k, v in os.environ.items() if k not in _SECRET_ENV})
     return subprocess.Popen(
-        [sys.executable, "-I", str(_CHILD), str(int(spec.memory_limit_mb))],
+        [sys.executable, "-I", str(_CHILD), sandbox.plan_json()],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -116,6 +122,9 @@ class WorkerProcess:
         self._buffer = bytearray()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._started: _Child | None = None
+        self._sandbox: WorkerSandbox | None = None
+        self._killed = False
+        self.sandbox_report: dict = {}  # what the worker's confinement achieved (its answer to init)
 
     @property
     def _child(self) -> _Child:
@@ -125,7 +134,16 @@ class WorkerProcess:
 
     def start(self) -> None:
         """Spawn the worker, import the policy and build its instance; WorkerFailure/PolicyError if that fails."""
-        proc = _spawn(self.spec)
+        spec = self.spec
+        sandbox = self._sandbox = WorkerSandbox.prepare(
+            label=spec.label, memory_mb=int(spec.memory_limit_mb), limits=spec.limits,
+            code_dir=spec.code_dir, site_dir=spec.site_dir, scratch_root=spec.scratch_root)
+        try:
+            proc = _spawn(spec, sandbox)
+        except BaseException:
+            sandbox.release()
+            raise
+        sandbox.started(proc.pid)  # into its cgroup before it is told to import anything
         if proc.stdin is None or proc.stdout is None or proc.stderr is None:  # pragma: no cover - PIPE always gives them
             proc.kill()
             raise WorkerFailure(f"policy {self.spec.label}: the worker's pipes are missing")
@@ -146,6 +164,8 @@ class WorkerProcess:
             timeout_s=self.spec.load_timeout_s,
             what="loading the policy",
         )
+        report = reply.get("sandbox")
+        self.sandbox_report = report if isinstance(report, dict) else {}
         if not reply.get("ok"):
             self.kill()
             missing = reply.get("missing_module")
@@ -229,6 +249,8 @@ class WorkerProcess:
             except ValueError:
                 name = str(-code)
             text = f"the worker was killed by {name}"
+            if -code == signal.SIGXCPU:
+                text += f" (its CPU time limit of {self.spec.limits.cpu_s} s, AIOS_POLICY_CPU_S)"
         else:
             text = f"the worker exited with code {code}"
         last = next((line for line in reversed(self._stderr_tail) if line.strip()), "")
@@ -242,14 +264,15 @@ class WorkerProcess:
         stream.close()
 
     def kill(self) -> None:
-        child = self._started
-        if child is None:
+        """The worker and everything it started (its group, its tree, its uid, its cgroup)."""
+        child, sandbox = self._started, self._sandbox
+        if child is None or sandbox is None or self._killed:
             return
-        # the group too: a policy's own children die with it, even if the worker already exited
-        try:
-            os.killpg(child.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        self._killed = True
+        # once reaped, its pid may be another process's: then only the uid and the cgroup are swept
+        killed = sandbox.kill(child.proc.pid, tree=child.proc.returncode is None)
+        if killed:
+            log.info("policy %s: killed %d process(es) its worker had started", self.spec.label, killed)
         try:
             child.proc.wait(timeout=5.0)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
@@ -259,6 +282,7 @@ class WorkerProcess:
                 stream.close()
             except OSError:
                 pass
+        sandbox.release()
 
     def stop(self) -> None:
         """Ask politely (close its input), then make sure."""

@@ -1,7 +1,9 @@
 """The aggregator's gRPC server: ingest, queries, health and reflection.
 
 Authentication is a bearer token checked by an interceptor on every service
-but health (probes). TLS is optional, from a certificate and key file.
+but health (probes): a read token for the reading methods, a write token for
+all (`aggregator.rpc.auth`); with Kubernetes agent authentication the ingest
+checks its agents itself (`aggregator.rpc.agent_auth`). TLS is optional, from a certificate and key file.
 Message size: messages up to `max_message_bytes` are accepted; larger ones
 up to a hard cap are refused by the ingest with INVALID_ARGUMENT (naming the
 size); beyond the cap gRPC itself answers RESOURCE_EXHAUSTED without reading
@@ -18,6 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from aggregator.auth import AccessTokens
 from aggregator.rpc.auth import BearerTokenInterceptor
 from aggregator.telemetry.ingest import INGEST_SERVICE_NAME, IngestService
 from aggregator.telemetry.query_service import QueryService
@@ -75,19 +78,21 @@ async def build_grpc_server(
     ingest: IngestService,
     query: QueryService,
     *,
-    tokens: Sequence[str],
+    tokens: AccessTokens | Sequence[str],
     host: str = "0.0.0.0",
     port: int = 0,
     tls: TlsFiles | None = None,
     add_services: Sequence[Callable[[grpc.aio.Server], None]] = (),
+    self_authenticating: frozenset[str] = frozenset(),
 ) -> GrpcServer:
     """A started server; `port=0` picks a free one (see `.port`).
 
     `add_services`: more servicers (e.g. onboarding's ClusterDocuments), added before the start.
+    `self_authenticating`: methods the interceptor passes through (the ingest with Kubernetes agent auth).
     """
     hard_cap = max(4 * ingest.max_message_bytes, 4 * 1024 * 1024)
     server = grpc.aio.server(
-        interceptors=[BearerTokenInterceptor(tokens)],
+        interceptors=[BearerTokenInterceptor(tokens, self_authenticating=self_authenticating)],
         options=[
             ("grpc.max_receive_message_length", hard_cap),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),

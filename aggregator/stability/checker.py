@@ -180,6 +180,8 @@ class StabilityChecker:
         self._handle_key: tuple[str, str] | None = None
         self._listeners: list[Callable[[Verdict], None]] = []
         self._transition_listeners: list[Callable[[Transition], None]] = []
+        self._management_listeners: list[Callable[[str, dict, Any], None]] = []
+        self._node_fields: dict[str, Callable[[], Mapping[str, Any]]] = {}
         self._listeners_lock = threading.Lock()
         self._scheduler = None
         self._own_scheduler = False
@@ -195,6 +197,18 @@ class StabilityChecker:
         with self._listeners_lock:
             self._listeners.append(callback)
         return lambda: self._remove(self._listeners, callback)
+
+    def on_management(self, callback: Callable[[str, dict, Any], None]) -> Callable[[], None]:
+        """`callback(action, data, result)` after each management call the policy answered
+        (e.g. `acknowledge`: the aggregator records it and tells the node's agent)."""
+        with self._listeners_lock:
+            self._management_listeners.append(callback)
+        return lambda: self._remove(self._management_listeners, callback)
+
+    def add_node_field(self, name: str, values: Callable[[], Mapping[str, Any]]) -> None:
+        """Every `nodes_data` entry (the policy's input, `/nodes_status`) gets `name`: `values()[node_id]`,
+        or None for a node it does not name (e.g. `quarantine`, from aggregator/quarantine/)."""
+        self._node_fields[name] = values
 
     def on_transition(self, callback: Callable[[Transition], None]) -> Callable[[], None]:
         with self._listeners_lock:
@@ -218,7 +232,16 @@ class StabilityChecker:
         with self._throttle_lock:
             self._throttle.observe(states)
             since = dict(self._throttle.since)
-        return build_nodes_data(states, self._clock(), since)
+        data = build_nodes_data(states, self._clock(), since)
+        for name, values in self._node_fields.items():
+            try:
+                found = values()
+            except Exception:  # a failing extra must not take nodes_data down
+                log.exception("nodes_data field %s failed", name)
+                found = {}
+            for entry in data:
+                entry[name] = found.get(entry["node_id"])
+        return data
 
     def latest(self) -> Verdict | None:
         return self._verdicts.latest(self.cluster_id)
@@ -273,7 +296,15 @@ class StabilityChecker:
             raise ConfigError("mgmt_action: expected a non-empty string")
         with self._check_lock:
             selection = select_policy(self._document(), self._default_source)
-            return self._handle_for(selection).management(action, data)
+            result = self._handle_for(selection).management(action, data)
+        with self._listeners_lock:
+            listeners = list(self._management_listeners)
+        for callback in listeners:
+            try:
+                callback(action, data, result)
+            except Exception:
+                log.exception("a stability management listener failed")
+        return result
 
     def _document(self) -> dict:
         try:

@@ -14,6 +14,12 @@ applied again but is acknowledged (once it is on disk), so re-sending after a
 reconnect is safe. A message that fails validation gets a Refusal naming the
 field, and the stream ends with INVALID_ARGUMENT; the agent drops that one
 message and reconnects. Nothing of a refused message reaches the registry.
+
+Besides acks, the aggregator sends an agent what it must know:
+`send_to_node(node_id, msg)` from any thread (an operator's acknowledgement
+of GPU problems, `Acknowledgement`), and at each hello whatever
+`hello_messages(node_id)` returns (the node's acknowledgements, so an agent
+that restarted or was away learns them too).
 """
 
 from __future__ import annotations
@@ -26,6 +32,14 @@ from typing import Any
 
 import grpc
 
+from aggregator.auth import bearer_token
+from aggregator.rpc.agent_auth import (
+    AgentAuthUnavailable,
+    AgentForbidden,
+    AgentIdentity,
+    AgentUnauthenticated,
+    KubernetesAgentAuth,
+)
 from aggregator.telemetry import wire_checks
 from aggregator.telemetry.registry import NodeRegistry, UnknownNode
 from aggregator.telemetry.store import NodeStore
@@ -115,8 +129,12 @@ class IngestService:
         max_message_bytes: int = 256 * 1024,
         commit_interval_s: float = 0.1,
         agent_interval_s: float | None = None,
+        agent_auth: KubernetesAgentAuth | None = None,
     ) -> None:
+        """`agent_auth`: agents prove their node with a ServiceAccount token (None: the gRPC
+        interceptor's shared token is enough, and any holder may speak for any node)."""
         self.registry = registry
+        self.agent_auth = agent_auth
         self.store = store
         self.max_message_bytes = max_message_bytes
         self.commit_interval_s = commit_interval_s
@@ -124,6 +142,23 @@ class IngestService:
         self._sessions: dict[str, _Session] = {}
         self._commit_lock = asyncio.Lock()
         self.refusals = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # node id -> messages every new stream of that node gets after its hello
+        self.hello_messages: Callable[[str], list[pb.AggregatorMessage]] | None = None
+
+    def send_to_node(self, node_id: str, msg: pb.AggregatorMessage) -> None:
+        """Send `msg` on the node's open stream, if it has one (any thread; a node that is not
+        connected gets what `hello_messages` gives it when it comes back)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def send() -> None:
+            session = self._sessions.get(node_id)
+            if session is not None:
+                session.send(msg)
+
+        loop.call_soon_threadsafe(send)
 
     # ------------------------------------------------------------ gRPC wiring
 
@@ -139,13 +174,50 @@ class IngestService:
             },
         )
 
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> AgentIdentity | None:
+        """The agent's Kubernetes identity (None without `agent_auth`); aborts the call when refused."""
+        if self.agent_auth is None:
+            return None
+        header = dict(context.invocation_metadata() or ()).get("authorization")
+        try:
+            return await asyncio.to_thread(self.agent_auth.authenticate, bearer_token(header))
+        except AgentUnauthenticated as e:
+            code, reason = grpc.StatusCode.UNAUTHENTICATED, str(e)
+        except AgentForbidden as e:
+            code, reason = grpc.StatusCode.PERMISSION_DENIED, str(e)
+        except AgentAuthUnavailable as e:
+            code, reason = grpc.StatusCode.UNAVAILABLE, f"cannot verify the agent's token now: {e}; retry later"
+        log.warning("refused a stream from %s: %s", context.peer(), reason)
+        await context.abort(code, reason)
+        return None  # not reached: abort raises
+
+    async def _authorize(self, identity: AgentIdentity, node_id: str) -> tuple[grpc.StatusCode, str] | None:
+        """None when the token's node is `node_id`, else the status to end the stream with."""
+        assert self.agent_auth is not None
+        try:
+            await asyncio.to_thread(self.agent_auth.authorize, identity, node_id)
+        except AgentForbidden as e:
+            return grpc.StatusCode.PERMISSION_DENIED, str(e)
+        except AgentAuthUnavailable as e:
+            return grpc.StatusCode.UNAVAILABLE, f"cannot verify the agent's node now: {e}; retry later"
+        return None
+
     async def stream(self, requests, context: grpc.aio.ServicerContext) -> None:
+        self._loop = asyncio.get_running_loop()
+        identity = await self._authenticate(context)
         session = _Session(context)
         writer = asyncio.ensure_future(session.write_loop())
         refusal: _Refused | None = None
+        denied: tuple[grpc.StatusCode, str] | None = None
         removed = False
         try:
             async for msg in requests:
+                if (identity is not None and not session.node_id and not isinstance(msg, Rejected)
+                        and msg.WhichOneof("body") == "hello"):
+                    denied = await self._authorize(identity, msg.hello.node_id)
+                    if denied is not None:
+                        log.warning("refused the hello of node %r from %s: %s", msg.hello.node_id, context.peer(), denied[1])
+                        break
                 try:
                     self._handle(session, msg)
                 except _Refused as e:
@@ -176,6 +248,8 @@ class IngestService:
                 writer.cancel()
         if refusal is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refusal.reason)
+        if denied is not None:
+            await context.abort(*denied)
         if removed:
             # not INVALID_ARGUMENT: the agent keeps its message and re-sends it after a new hello
             await context.abort(
@@ -268,6 +342,12 @@ class IngestService:
             session.send(
                 pb.AggregatorMessage(instruction=pb.Instruction(interval_s=self.agent_interval_s))
             )
+        if self.hello_messages is not None:
+            try:
+                for extra in self.hello_messages(hello.node_id):
+                    session.send(extra)
+            except Exception:  # what the agent is told after its hello must not end its stream
+                log.exception("messages for node %s after its hello failed", hello.node_id)
         log.info(
             "node %s connected from %s (agent %s, instance %s, %d GPUs)",
             hello.node_id,

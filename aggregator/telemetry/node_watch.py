@@ -36,7 +36,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from proto.common.backoff import backoff_delay
 
-__all__ = ["NODE_ID_LABEL", "KubeNode", "NodeWatcher", "kube_node_from", "registry_matches"]
+__all__ = ["NODE_ID_LABEL", "KubeNode", "NodeTaint", "NodeWatcher", "kube_node_from", "registry_matches"]
 
 log = logging.getLogger(__name__)
 
@@ -44,24 +44,68 @@ NODE_ID_LABEL = "nodeID"  # docs/network-formats.md §1
 
 
 @dataclass(frozen=True)
+class NodeTaint:
+    key: str
+    value: str = ""
+    effect: str = ""
+    time_added: str = ""  # RFC 3339, as the API gives it ("" when unset)
+
+    def to_json(self) -> dict:
+        taint = {"key": self.key, "effect": self.effect}
+        if self.value:
+            taint["value"] = self.value
+        if self.time_added:
+            taint["timeAdded"] = self.time_added
+        return taint
+
+
+@dataclass(frozen=True)
 class KubeNode:
     name: str
     node_id: str  # the `nodeID` label, else the name
+    # what the quarantine reads before it rewrites the (atomic) taint list
+    taints: tuple[NodeTaint, ...] = ()
+    unschedulable: bool = False
+    resource_version: str = ""
+    uid: str = ""
+
+
+def _get(obj: Any, json_key: str, attr: str | None = None) -> Any:
+    if obj is None:
+        return None
+    return obj.get(json_key) if isinstance(obj, dict) else getattr(obj, attr or json_key, None)
+
+
+def _time_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
 
 
 def kube_node_from(obj: Any) -> KubeNode | None:
     """A `V1Node` (or its JSON dict) as a `KubeNode`; None when it has no name (pure)."""
-    metadata = obj.get("metadata") if isinstance(obj, dict) else getattr(obj, "metadata", None)
+    metadata = _get(obj, "metadata")
     if metadata is None:
         return None
-    if isinstance(metadata, dict):
-        name, labels = metadata.get("name"), metadata.get("labels")
-    else:
-        name, labels = metadata.name, metadata.labels
+    name, labels = _get(metadata, "name"), _get(metadata, "labels")
     if not name:
         return None
     label = str((labels or {}).get(NODE_ID_LABEL) or "").strip()
-    return KubeNode(name=name, node_id=label or name)
+    spec = _get(obj, "spec")
+    taints = tuple(
+        NodeTaint(
+            key=str(_get(t, "key") or ""), value=str(_get(t, "value") or ""), effect=str(_get(t, "effect") or ""),
+            time_added=_time_text(_get(t, "timeAdded", "time_added")),
+        )
+        for t in (_get(spec, "taints") or ())
+    )
+    return KubeNode(
+        name=name, node_id=label or name, taints=taints, unschedulable=bool(_get(spec, "unschedulable")),
+        resource_version=str(_get(metadata, "resourceVersion", "resource_version") or ""),
+        uid=str(_get(metadata, "uid") or ""),
+    )
 
 
 class NodeWatcher:
@@ -117,6 +161,12 @@ class NodeWatcher:
 
     def known(self) -> list[KubeNode]:
         return list(self._known.values())
+
+    def note_written(self, node: KubeNode) -> None:
+        """What we just wrote to a Node (the quarantine), until the watch shows it: a second
+        write before the watch event must start from it, not from the older state."""
+        if node.name in self._known:
+            self._known[node.name] = node
 
     # ------------------------------------------------------------ the loop
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import grpc
 
@@ -144,12 +144,28 @@ def gpu_uses_pb(uses: list[GpuUse]) -> pb.GpuUsesResponse:
 
 
 class QueryService(pb_grpc.TelemetryQueryServicer):
-    def __init__(self, registry: NodeRegistry, *, cluster_id: str = "") -> None:
+    def __init__(
+        self,
+        registry: NodeRegistry,
+        *,
+        cluster_id: str = "",
+        quarantine: Callable[[str], pb.NodeQuarantine | None] | None = None,
+    ) -> None:
+        """`quarantine(node_id)`: what the quarantine says about a node (aggregator/quarantine/), or None."""
         self.registry = registry
         self.cluster_id = cluster_id
+        self._quarantine = quarantine
+
+    def _summary(self, view: NodeOverview) -> pb.NodeSummary:
+        msg = summary_pb(view)
+        if self._quarantine is not None:
+            found = self._quarantine(view.state.node_id)
+            if found is not None:
+                msg.quarantine.CopyFrom(found)
+        return msg
 
     async def ListNodes(self, request, context):
-        return pb.ListNodesResponse(nodes=[summary_pb(v) for v in self.registry.overview()])
+        return pb.ListNodesResponse(nodes=[self._summary(v) for v in self.registry.overview()])
 
     async def GetNode(self, request, context):
         node_id = request.node_id
@@ -162,7 +178,9 @@ class QueryService(pb_grpc.TelemetryQueryServicer):
                     view, state = candidate, self.registry.get(candidate.state.node_id)
                     break
         if view is not None and state is not None:
-            return detail_pb(view, state, request.max_health_events or DEFAULT_HEALTH_EVENTS)
+            detail = detail_pb(view, state, request.max_health_events or DEFAULT_HEALTH_EVENTS)
+            detail.summary.CopyFrom(self._summary(view))
+            return detail
         await context.abort(grpc.StatusCode.NOT_FOUND, f"no node with id or name {node_id!r}")
 
     async def GetClusterSummary(self, request, context):
@@ -205,7 +223,7 @@ class QueryService(pb_grpc.TelemetryQueryServicer):
                     continue
                 msg = pb.NodeChange(
                     kind=_CHANGE_TO_PB[change.kind],
-                    node=summary_pb(view),
+                    node=self._summary(view),
                     timestamp=change.timestamp,
                 )
                 msg.node.status = STATUS_TO_PB.get(change.node.status, pb.NODE_STATUS_UNSPECIFIED)

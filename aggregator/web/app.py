@@ -1,8 +1,10 @@
 """The aggregator's HTTP API: the FastAPI app factory and its own routes.
 
-Every writing request (POST, PUT, PATCH, DELETE), on these routes and on
-every router other components register, needs `Authorization: Bearer <token>`
-with one of the aggregator's tokens (`aggregator/auth.py`); reads are open.
+Every request, on these routes and on every router other components register,
+needs `Authorization: Bearer <token>` (`aggregator/auth.py`, `web/base.require_token`),
+except `OPEN_PATHS` (`/healthz`, `/metrics`, the OpenAPI document and its pages).
+Reads (GET, HEAD) take a read token or a write token; everything else only a
+write token (a read token there answers 403).
 Errors, validation errors and unknown paths answer `{"success": false, "message": ...}`
 (the shared pieces are in `web/base.py`; serving is `web/serving.py`).
 
@@ -23,7 +25,7 @@ from aggregator.cluster.patch import ClusterPatchError, InvalidClusterDocument
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.cluster.update import ClusterUpdater, PolicyBrokeDocument, UpdateConflict, UpdateRefused
 from aggregator.governance.prechecks import Governance, GovernanceError
-from aggregator.web.base import ApiError, Tokens, install_error_handlers, read_json_body, require_token_for_writes
+from aggregator.web.base import ApiError, Tokens, install_error_handlers, read_json_body, require_token
 
 __all__ = ["create_app"]
 
@@ -104,7 +106,7 @@ def create_app(
     title: str = "AIOS aggregator",
 ) -> FastAPI:
     """The aggregator's app. `routers` are other components' routes; the token rule covers them too."""
-    app = FastAPI(title=title, dependencies=[Depends(require_token_for_writes(tokens))])
+    app = FastAPI(title=title, dependencies=[Depends(require_token(tokens))])
     app.state.governance = governance
     app.state.cluster_store = cluster_store
 

@@ -2,7 +2,7 @@
 
 `ApiError` and the `{"success": false, "message": ...}` answers for it, for
 validation errors and for unknown paths (`install_error_handlers`); the bearer
-token rule (`require_token`, `require_token_for_writes`); size-limited JSON
+token rule (`require_token`: every request but `OPEN_PATHS`, a read token for reads only); size-limited JSON
 bodies (`read_json_body`). Imports nothing of the aggregator above `auth` and
 `web.json_body`, so any package may serve an app with it.
 """
@@ -18,25 +18,28 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aggregator.auth import bearer_token, token_matches
+from aggregator.auth import AccessTokens, Role, bearer_token
 from aggregator.web.json_body import BodyError, parse_json_body
 
 __all__ = [
     "MAX_BODY_BYTES",
-    "WRITE_METHODS",
+    "OPEN_PATHS",
+    "READ_METHODS",
     "ApiError",
     "Tokens",
+    "access_tokens",
     "install_error_handlers",
     "read_json_body",
     "require_token",
-    "require_token_for_writes",
 ]
 
 log = logging.getLogger(__name__)
 
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# what a probe or a scraper reads without a token: health, metrics, and the API's own description
+OPEN_PATHS = frozenset({"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
-Tokens = Sequence[str] | Callable[[], Sequence[str]]
+Tokens = AccessTokens | Sequence[str] | Callable[[], AccessTokens | Sequence[str]]
 
 
 class ApiError(Exception):
@@ -53,20 +56,23 @@ def _failure(status: int, message: str, headers: dict[str, str] | None = None) -
     return JSONResponse({"success": False, "message": message}, status_code=status, headers=headers)
 
 
-def require_token(
-    tokens: Tokens, *, methods: frozenset[str] | None = None, open_paths: frozenset[str] = frozenset()
-) -> Callable[[Request], None]:
-    """A FastAPI dependency: requests need a valid bearer token.
+def access_tokens(tokens: Tokens) -> AccessTokens:
+    """`tokens` as `AccessTokens`: a plain sequence is write tokens (read at each call when callable)."""
+    value = tokens() if callable(tokens) else tokens
+    return value if isinstance(value, AccessTokens) else AccessTokens(write=tuple(value))
 
-    `methods`: only these methods need it (None: all); `open_paths`: paths that never do.
+
+def require_token(tokens: Tokens, *, open_paths: frozenset[str] = OPEN_PATHS) -> Callable[[Request], None]:
+    """A FastAPI dependency: every request needs a valid bearer token, except on `open_paths`.
+
+    A read token (`AIOS_READ_TOKEN`) is enough for `READ_METHODS`; anything else needs a
+    write token, and a read token there is 403 (known, but not allowed), not 401.
     """
 
     def check(request: Request) -> None:
-        if methods is not None and request.method not in methods:
-            return
         if request.url.path in open_paths:
             return
-        accepted = tokens() if callable(tokens) else tokens
+        accepted = access_tokens(tokens)
         challenge = {"WWW-Authenticate": "Bearer"}
         if not accepted:
             raise ApiError(
@@ -75,15 +81,14 @@ def require_token(
         presented = bearer_token(request.headers.get("authorization"))
         if presented is None:
             raise ApiError(401, "this request needs 'Authorization: Bearer <token>'", challenge)
-        if not token_matches(presented, accepted):
+        role = accepted.role_of(presented)
+        if role is None:
             raise ApiError(401, "the bearer token is not valid", challenge)
+        if role is Role.READ and request.method not in READ_METHODS:
+            raise ApiError(403, f"a read-only token cannot {request.method} {request.url.path}: "
+                                "this needs the write token (AIOS_TOKEN)")
 
     return check
-
-
-def require_token_for_writes(tokens: Tokens) -> Callable[[Request], None]:
-    """A FastAPI dependency: writing requests need a valid bearer token; reads are open."""
-    return require_token(tokens, methods=WRITE_METHODS)
 
 
 MAX_BODY_BYTES = 16 * 1024 * 1024

@@ -11,6 +11,9 @@ A GPU is unhealthy while it has a `GpuProblem`. The problems, by class
 - `xid_critical` (GPUXidCritical): an XID from `HealthRule.fatal_xids`
   (default: the catalogue's unhealthy buckets, `default_fatal_xids()`) within
   the last `event_window_s`; the action is the XID's catalogue resolution.
+  Also (cause `recovery_action`) a GPU whose driver's recovery action, in the
+  latest sample, asks for a reset, a reboot or support
+  (`proto.health.recovery_action`): the driver knows, XID or not.
 - `memory_errors` (GPUMemoryErrors): a non-zero volatile uncorrectable ECC
   count in the latest sample (cleared by a GPU reset), or an
   `ecc_uncorrectable` event within the window: reset the GPU; a row-remap
@@ -42,7 +45,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from proto.health.xid_catalog import Resolution, default_fatal_xids, lookup_xid, recovery_action_text
+from proto.health.recovery_action import recovery_action_name, resolution_of_recovery_action
+from proto.health.xid_catalog import UNHEALTHY_RESOLUTIONS, Resolution, default_fatal_xids, lookup_xid, recovery_action_text
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
 __all__ = [
@@ -96,6 +100,7 @@ class ProblemCause(str, enum.Enum):
     RETIRED_PAGES_PENDING = "retired_pages_pending"
     READ_ERROR = "read_error"
     THROTTLE = "throttle"
+    RECOVERY_ACTION = "recovery_action"  # the driver's GPU recovery action (NVML field) asks for one
 
 
 # Slowdowns that mean cooling or power-supply trouble. `sw_power_cap` is left
@@ -220,6 +225,14 @@ def _gpu_sample_problems(gpu: GpuReading, rule: HealthRule, since: float | None)
     if gpu.lost:
         return [_lost(index, uuid, gpu.error or "the GPU stopped answering", since)]
     problems = []
+    # the readings' dataclass has None when unset; the protobuf has 0 (NONE) for an unset optional
+    action_code = getattr(gpu, "recovery_action", None)
+    action = resolution_of_recovery_action(action_code)
+    if action_code is not None and action in UNHEALTHY_RESOLUTIONS:
+        problems.append(GpuProblem(
+            ProblemKind.XID_CRITICAL, ProblemCause.RECOVERY_ACTION, index, uuid,
+            f"the driver's recovery action is {recovery_action_name(action_code)}", action, since=since,
+        ))
     if gpu.remapped_rows_failure:
         problems.append(GpuProblem(
             ProblemKind.MEMORY_ERRORS, ProblemCause.ROW_REMAP_FAILURE, index, uuid,

@@ -24,6 +24,9 @@ Config file format (one `key=value` per line, read by fake_nvml.c):
   gpu.I.util_jitter=1               (benchmarks) each query moves per-process SM % by 0..2
   gpu.I.unsupported=temperature,ecc fields answering NVML_ERROR_NOT_SUPPORTED
   gpu.I.error=GPU_IS_LOST           every call on the device returns this error
+  gpu.I.hang=nvmlDeviceGetTemperature  that call on the device blocks (a stuck driver) until removed
+  gpu.I.recovery_action=2           nvmlDeviceGetFieldValues' NVML_FI_DEV_GET_GPU_RECOVERY_ACTION
+                                    (declare `recovery_action` unsupported for an older driver)
   event.SEQ=I,XID                   an XID event on GPU I; SEQ increases
 Memory values are bytes, power milliwatts, as in NVML.
 
@@ -172,6 +175,8 @@ class FakeGpu:
     util_jitter: bool = False  # benchmarks: per-process utilization changes at every query
     unsupported: tuple[str, ...] = ()  # names from fake_nvml.c FIELD_NAMES
     error: str | None = None  # NVML error name every call on the device returns
+    recovery_action: int = 0  # nvmlDeviceGpuRecoveryAction_t (0 none, 1 GPU reset, 2 node reboot, ...)
+    hang: str | None = None  # an NVML function name: that call on this GPU blocks until cleared
 
     @property
     def memory_free_mb(self) -> int:
@@ -220,6 +225,9 @@ class FakeGpu:
         }
         if self.error:
             values["error"] = self.error
+        values["recovery_action"] = self.recovery_action
+        if self.hang:
+            values["hang"] = self.hang
         lines = [f"gpu.{index}.{key}={value}" for key, value in values.items()]
         for m, mig in enumerate(self.mig_devices):
             lines += [
@@ -305,6 +313,13 @@ class FakeNvml:
 
     def restore_gpu(self, index: int) -> None:
         self.set(index, error=None)
+
+    def hang_call(self, index: int, function: str) -> None:
+        """Make `function` (an NVML C name, e.g. "nvmlDeviceGetTemperature") block on GPU `index`."""
+        self.set(index, hang=function)
+
+    def release_hang(self, index: int) -> None:
+        self.set(index, hang=None)
 
     def inject_xid(self, index: int, xid: int) -> None:
         self._events.append((index, xid))

@@ -57,8 +57,9 @@ enum field_bit {
     F_PCI = 1 << 16,
     F_MEMORY_V2 = 1 << 17,
     F_EVENTS = 1 << 18,
-    F_GRAPHICS = 1 << 19,
-    F_PROCESS_UTIL = 1 << 20,
+    F_RECOVERY_ACTION = 1 << 19,
+    F_GRAPHICS = 1 << 20,
+    F_PROCESS_UTIL = 1 << 21,
 };
 
 static const struct {
@@ -84,6 +85,7 @@ static const struct {
     {"pci", F_PCI},
     {"memory_v2", F_MEMORY_V2},
     {"events", F_EVENTS},
+    {"recovery_action", F_RECOVERY_ACTION},
     {"graphics_processes", F_GRAPHICS},
     {"process_utilization", F_PROCESS_UTIL},
 };
@@ -129,6 +131,8 @@ struct gpu_spec {
     unsigned util_jitter; /* benchmarks: per-process utilization moves by 0..2 % per query */
     unsigned unsupported; /* field_bit mask */
     nvmlReturn_t error;   /* every call on the device returns this when set */
+    unsigned recovery_action;
+    char hang[STR_LEN];   /* the NVML function that blocks on this device until the key is removed */
 };
 
 struct event_spec {
@@ -310,6 +314,8 @@ static void set_gpu_key(struct gpu_spec *g, const char *key, const char *value)
     else if (!strcmp(key, "util_jitter")) g->util_jitter = (unsigned)num(value);
     else if (!strcmp(key, "unsupported")) g->unsupported = parse_fields(value);
     else if (!strcmp(key, "error")) g->error = parse_error(value);
+    else if (!strcmp(key, "recovery_action")) g->recovery_action = (unsigned)num(value);
+    else if (!strcmp(key, "hang")) copy_str(g->hang, sizeof g->hang, value);
     else if (!strcmp(key, "nvlink")) {
         /* comma-separated 0/1 per link; links past the list do not exist */
         g->nvlink_count = 0;
@@ -456,9 +462,26 @@ static nvmlReturn_t device_of(nvmlDevice_t device, struct gpu_spec **out)
     return NVML_SUCCESS;
 }
 
+/* A call named in gpu.I.hang blocks, like a driver stuck in the kernel, until
+ * the key is removed from the config. It lets go of the lock meanwhile, so the
+ * other GPUs (and other calls on this one) still answer. Lock held on entry
+ * and on return. */
+static void hang_while_named(nvmlDevice_t device, const char *function)
+{
+    while (device->gpu >= 0 && device->gpu < cfg.gpu_count && strcmp(cfg.gpu[device->gpu].hang, function) == 0) {
+        pthread_mutex_unlock(&lock);
+        struct timespec nap = {0, 10 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+        pthread_mutex_lock(&lock);
+        reload();
+    }
+}
+
 #define DEVICE(device, g, field)                                 \
     struct gpu_spec *g = NULL;                                   \
     {                                                            \
+        if (device)                                              \
+            hang_while_named(device, __func__);                  \
         nvmlReturn_t e_ = device_of(device, &g);                 \
         if (e_ != NVML_SUCCESS)                                  \
             RETURN(e_);                                          \
@@ -999,6 +1022,28 @@ nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int *id)
     if (device->mig < 0)
         RETURN(NVML_ERROR_INVALID_ARGUMENT);
     *id = mig_gi(g, device->mig);
+    RETURN(NVML_SUCCESS);
+}
+
+/* ---------------------------------------------------------- field values */
+
+nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCount, nvmlFieldValue_t *values)
+{
+    ENTER();
+    DEVICE(device, g, 0);
+    NEED(values && valuesCount > 0);
+    for (int i = 0; i < valuesCount; i++) {
+        nvmlFieldValue_t *v = &values[i];
+        v->timestamp = 0;
+        v->latencyUsec = 0;
+        if (v->fieldId == NVML_FI_DEV_GET_GPU_RECOVERY_ACTION && !(g->unsupported & F_RECOVERY_ACTION)) {
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+            v->value.uiVal = g->recovery_action;
+            v->nvmlReturn = NVML_SUCCESS;
+        } else {
+            v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+        }
+    }
     RETURN(NVML_SUCCESS);
 }
 

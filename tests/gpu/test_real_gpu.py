@@ -126,3 +126,19 @@ def test_inventory_matches_nvidia_smi(reading):
         smi.append((int(index), uuid, name, int(memory)))
     ours = [(g.index, g.uuid, g.name, g.memory_mb) for g in reading["inventory"].gpus]
     assert ours == smi
+
+
+def test_recovery_action_and_health_on_a_real_driver(reading):
+    """The driver's recovery action (R570+: a value; older: NotSupported, listed) and a healthy GPU judged healthy."""
+    from proto.health.gpu_rule import HealthRule, sample_problems
+
+    gpus, _ = reading["samples"][-1]
+    for gpu in gpus:
+        assert gpu.error == "", gpu  # every GPU answered within the NVML call bound
+        if gpu.recovery_action is None:
+            assert "recovery_action" in gpu.unsupported, gpu
+        else:
+            assert 0 <= gpu.recovery_action <= 7, gpu
+    # a machine lent for tests is expected healthy: nothing the rule would put on a Node condition
+    expected = {g.index: g.uuid for g in reading["inventory"].gpus}
+    assert sample_problems(gpus, expected, HealthRule(unresponsive=True)) == ()

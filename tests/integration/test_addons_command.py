@@ -86,7 +86,8 @@ def aggregator(tmp_path, addons_kube):
         url = f"http://127.0.0.1:{server.port}"
 
         def get(self, path: str) -> dict:
-            with urllib.request.urlopen(self.url + path, timeout=30) as answer:
+            request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+            with urllib.request.urlopen(request, timeout=30) as answer:
                 return json.loads(answer.read())
 
         def document(self) -> dict:
@@ -430,7 +431,9 @@ def test_the_whole_serve_answers_get_addons_with_its_own_kubernetes_client(tmp_p
                                         kubeconfig=str(addons_kube.kubeconfig), env={}))
     try:
         asyncio.run_coroutine_threadsafe(aggregator.start(), loop).result(30)
-        with urllib.request.urlopen(f"http://127.0.0.1:{aggregator.http.port}/addons", timeout=30) as answer:
+        request = urllib.request.Request(f"http://127.0.0.1:{aggregator.http.port}/addons",
+                                         headers={"Authorization": f"Bearer {TOKEN}"})  # reads need a token too
+        with urllib.request.urlopen(request, timeout=30) as answer:
             entries = {e["name"]: e for e in json.loads(answer.read())["addons"]}
         assert (entries["container-registry"]["installed"], entries["container-registry"]["ready"]) == (True, True)
         assert entries["container-registry"]["url"] is None  # no cluster document stored in this aggregator

@@ -179,7 +179,9 @@ def _daemonset_env_names() -> set[str]:
 
 def test_run_takes_every_setting_from_the_environment_the_daemonset_gives(tmp_path):
     host_root = write_host_tree(tmp_path / "host", Counters())
-    token_file = tmp_path / "secret" / "token"
+    # the projected ServiceAccount token's file (this aggregator has no Kubernetes API, so it takes the
+    # shared token: the file holds that; tests/integration/test_agent_identity.py checks real reviews)
+    token_file = tmp_path / "identity" / "token"
     token_file.parent.mkdir()
     token_file.write_text(TOKEN + "\n")
     port = free_port()
@@ -187,7 +189,7 @@ def test_run_takes_every_setting_from_the_environment_the_daemonset_gives(tmp_pa
     env = {
         "NODE_NAME": "node-a", "AIOS_CLUSTER_ID": "cluster-42", "AIOS_AGGREGATOR_ADDR": aggregator.address,
         "AIOS_INTERVAL_S": "0.2", "AIOS_METRICS_PORT": str(port), "AIOS_HOST_ROOT": str(host_root),
-        "AIOS_TOKEN_FILE": str(token_file), "NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "utility",
+        "AIOS_SA_TOKEN_FILE": str(token_file), "NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "utility",
         "AIOS_POD_RESOURCES_SOCKET": str(tmp_path / "kubelet.sock"),  # no GPU here: never read
     }
     assert set(env) == _daemonset_env_names()  # a new variable in the manifests needs a line here

@@ -349,7 +349,8 @@ def test_the_document_and_the_records_are_read_over_http(tmp_path, onboarded, go
                                              tokens=["t"], routers=[enrollment_router(enrollment)]))
 
     def get(path):
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as answer:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", headers={"Authorization": "Bearer t"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
             return json.loads(answer.read())
 
     try:

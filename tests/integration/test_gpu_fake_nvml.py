@@ -143,6 +143,7 @@ def test_one_t4_inventory_and_sample_exactly_as_configured(fake_nvml):
                 "remapped_rows_pending",
                 "remapped_rows_uncorrectable",
             ],
+            "recovery_action": 0,  # the fake's driver offers the field: no action needed
             # the fake's two synthetic compute processes: pid 1000 + i, 1 GiB each,
             # no per-process utilization sample
             "processes": [
@@ -414,3 +415,43 @@ def test_other_init_failures_are_named(fake_nvml, init_error, status):
     fake_nvml.configure(gpus=[t4(0)], init_error=init_error)
     with ProbeProcess(fake_nvml.env) as probe:
         assert probe.inventory()["nvml_status"] == status
+
+
+def test_a_hung_nvml_call_makes_that_gpu_unresponsive_and_the_others_keep_reporting(fake_nvml):
+    gpus = [h100_sxm(0), h100_sxm(1), h100_sxm(2)]
+    fake_nvml.configure(gpus=gpus)
+    env = {**fake_nvml.env, "AIOS_NVML_CALL_TIMEOUT_S": "0.5"}
+    with ProbeProcess(env) as probe:
+        probe.inventory()  # the agent reads it at start
+        probe.sample()
+        fake_nvml.hang_call(1, "nvmlDeviceGetTemperature")
+        fake_nvml.set(0, temperature_c=71)
+        fake_nvml.set(2, temperature_c=72)
+        hung = [probe.sample(), probe.sample(), probe.sample()]
+        inventory_while_hung = probe.inventory()
+        fake_nvml.release_hang(1)
+        back = probe.sample_until(lambda seen: seen[-1]["gpus"][1]["error"] == "")
+
+    for sample in hung:
+        gpu0, gpu1, gpu2 = sample["gpus"]
+        assert gpu1["error"] == "nvmlDeviceGetTemperature did not return within 0.5 s"
+        assert gpu1["lost"] is False and gpu1["uuid"] == gpus[1].uuid and gpu1["temperature_c"] is None
+        assert (gpu0["temperature_c"], gpu2["temperature_c"]) == (71.0, 72.0)
+    unresponsive = events_of(hung, "gpu_unresponsive")
+    assert len(unresponsive) == 1  # on change, not every sample
+    assert unresponsive[0]["gpu_index"] == 1 and unresponsive[0]["gpu_uuid"] == gpus[1].uuid
+    assert "nvmlDeviceGetTemperature did not return within 0.5 s" in unresponsive[0]["message"]
+    # unresponsive is not gone: it keeps its place in the inventory
+    assert [g["index"] for g in inventory_while_hung["gpus"]] == [0, 1, 2]
+    assert back[-1]["gpus"][1]["temperature_c"] == 30.0
+    responsive = events_of(back, "gpu_responsive")
+    assert [(e["gpu_index"], e["gpu_uuid"]) for e in responsive] == [(1, gpus[1].uuid)]
+
+
+def test_the_drivers_recovery_action_is_read_where_it_is_offered(fake_nvml):
+    fake_nvml.configure(gpus=[replace(h100_sxm(0), recovery_action=2), replace(a100_80gb(1), unsupported=("recovery_action",))])
+    with ProbeProcess(fake_nvml.env) as probe:
+        gpus = probe.sample()["gpus"]
+    assert gpus[0]["recovery_action"] == 2  # NVML_GPU_RECOVERY_ACTION_NODE_REBOOT
+    assert gpus[1]["recovery_action"] is None  # an older driver: not supported, which is normal
+    assert "recovery_action" in gpus[1]["unsupported"] and "recovery_action" not in gpus[0]["unsupported"]

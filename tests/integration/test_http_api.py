@@ -8,6 +8,7 @@ import urllib.request
 import pytest
 from fastapi import APIRouter
 
+from aggregator.auth import AccessTokens
 from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
@@ -19,6 +20,7 @@ from tests.support.policy_packages import StandIn, policy_source, write_package
 pytestmark = pytest.mark.integration
 
 TOKEN = "t0k-for-tests"
+READ_TOKEN = "read-t0k-for-tests"
 ADD_NODE = "aiosv1.policies.cluster-controller-gateway.add-node:v0.0.12-stable"
 REMOVE_NODE = "aiosv1.policies.cluster-controller-gateway.remove-node:v0.0.1-stable"
 ADD_CLUSTER = "aiosv1.policies.cluster-controller-gateway.add-cluster:v0.0.2-stable"
@@ -100,8 +102,8 @@ def api(tmp_path, policy_db):
         return {"success": True, "data": count}
 
     extra.add_api_route("/extra/typed", typed, methods=["GET"])
-    server = start_http_in_thread(create_app(governance=governance, cluster_store=store, tokens=[TOKEN],
-                                             routers=[extra]))
+    server = start_http_in_thread(create_app(governance=governance, cluster_store=store,
+                                             tokens=AccessTokens(write=(TOKEN,), read=(READ_TOKEN,)), routers=[extra]))
 
     class Api:
         def call(self, method, path, body=None, *, token=TOKEN, raw=None):
@@ -151,7 +153,7 @@ def test_guide_precheck_policy_update_sets_removes_and_keeps(api):
     expected = {"add_node": ADD_NODE, "remove_node": REMOVE_NODE, "add_cluster": ADD_CLUSTER,
                 "update_cluster": UPDATE_GUARD}
     assert body == {"success": True, "data": expected}
-    assert api.call("GET", "/pre-check-policies", token=None)[:2] == (200, {"success": True, "data": expected})
+    assert api.call("GET", "/pre-check-policies", token=READ_TOKEN)[:2] == (200, {"success": True, "data": expected})
 
 
 def test_guide_cluster_update_applies_the_fields(api):
@@ -161,7 +163,7 @@ def test_guide_cluster_update_applies_the_fields(api):
                     clusterMetadata={"name": "lab", "creator": "[email protected]"})
     assert body == {"success": True, "data": expected}
     assert api.store.get("cluster-123") == expected
-    assert api.call("GET", "/clusters/read/cluster-123", token=None)[:2] == (200, {"success": True, "data": expected})
+    assert api.call("GET", "/clusters/read/cluster-123", token=READ_TOKEN)[:2] == (200, {"success": True, "data": expected})
 
 
 def test_update_cluster_policy_refusal_leaves_the_document_unchanged(api):
@@ -225,14 +227,40 @@ def test_writing_without_the_token_is_refused(api, method, path, body, token):
 
 
 def test_openapi_document_describes_the_bodies(api):
-    status, document, _ = api.call("GET", "/openapi.json", token=None)
+    status, document, _ = api.call("GET", "/openapi.json", token=None)  # open, like /healthz and /metrics
     assert status == 200
     patch = document["paths"]["/clusters/update/{cluster_id}"]["patch"]
     assert patch["requestBody"]["content"]["application/json"]["schema"] == {"type": "object"}
 
 
-def test_reads_need_no_token_and_other_routers_are_served(api):
-    assert api.call("GET", "/extra", token=None)[:2] == (200, {"success": True, "data": "read"})
+@pytest.mark.parametrize("path", ["/pre-check-policies", "/clusters/read/cluster-123", "/extra"])
+def test_reads_need_a_token_and_the_read_token_is_enough(api, path):
+    for token in (None, "wrong-token"):
+        status, answer, headers = api.call("GET", path, token=token)
+        assert status == 401 and answer["success"] is False and headers["www-authenticate"] == "Bearer"
+    assert api.call("GET", path, token=READ_TOKEN)[0] == 200
+    assert api.call("GET", path, token=TOKEN)[0] == 200  # the write token also reads
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", "/pre-check-policies/update", {"add_node": ""}),
+        ("PATCH", "/clusters/update/cluster-123", {"regionId": "x"}),
+        ("POST", "/pre-check/add_node", {}),
+        ("POST", "/extra", {}),
+    ],
+)
+def test_the_read_token_on_a_write_is_forbidden(api, method, path, body):
+    status, answer, _ = api.call(method, path, body, token=READ_TOKEN)
+    assert status == 403
+    assert "read-only token" in answer["message"]
+    assert api.store.get("cluster-123") == CLUSTER
+    assert api.governance.policy_map() == {}
+
+
+def test_other_routers_are_served_under_the_same_rule(api):
+    assert api.call("GET", "/extra", token=READ_TOKEN)[:2] == (200, {"success": True, "data": "read"})
     assert api.call("POST", "/extra", {})[:2] == (200, {"success": True, "data": "written"})
 
 

@@ -27,7 +27,8 @@ def test_serve_http_in_a_running_loop_and_cancel(tmp_path):
         port = await asyncio.wait_for(started, 10)
 
         def fetch():
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/clusters/read/c1", timeout=10) as response:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/clusters/read/c1", headers={"Authorization": "Bearer t"})
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return json.loads(response.read())
 
         answer = await asyncio.to_thread(fetch)  # the loop keeps serving while we wait

@@ -19,6 +19,7 @@ from aggregator.telemetry.metrics import (
     serve_aggregator_metrics,
 )
 from tests.metrics_fixtures.dashboard import expressions, load_dashboard
+from tests.metrics_fixtures.quarantine import quarantine_collector
 from tests.metrics_fixtures.readings import (
     ATTRIBUTED_INVENTORY,
     ATTRIBUTED_SAMPLE,
@@ -58,7 +59,9 @@ def prom(tmp_path_factory):
     pods_agent = serve_agent_metrics(0, AgentMetricsProviders(pods_state.readings), addr="127.0.0.1")
     # The aggregator's FastAPI app with the metrics router, served by uvicorn ...
     app = FastAPI()
-    app.include_router(metrics_router(build_aggregator_registry(_aggregator_providers(per_node=True))))
+    registry = build_aggregator_registry(_aggregator_providers(per_node=True))
+    registry.register(quarantine_collector("cluster-7"))  # served beside it by `serve` (aggregator/service.py)
+    app.include_router(metrics_router(registry))
     aggregator_app = ServedApp(app)
     # ... and the standalone server, without per-node series.
     standalone = serve_aggregator_metrics(0, _aggregator_providers(), addr="127.0.0.1")

@@ -236,7 +236,8 @@ def test_the_patched_env_of_the_runner_decides_the_mode(tmp_path, services, mode
                                              "POLICY_EXECUTOR_HOST_URL": services.url})
     try:
         # the aggregator's side: its own env says nothing about the mode, only where the runner is
-        client = PolicyConfig.from_env({"AIOS_POLICY_SIDECAR_URL": url, "AIOS_TOKEN_FILE": str(tmp_path / "token")})
+        client = PolicyConfig.from_env({"AIOS_POLICY_SIDECAR_URL": url,
+                                        "AIOS_POLICY_SIDECAR_TOKEN_FILE": str(tmp_path / "token")})
         with open_policy(URI, parameters={"limit": 5}, config=client) as handle:
             assert handle.mode == mode
             result = handle.eval({"cluster_data": {"id": "c1"}})
@@ -276,7 +277,7 @@ def eval(self, parameters, input_data, context):
     return {"allowed": True, "input_data": dict(input_data, checked=True)}
 """))
     # how the service wires it: the config read from the aggregator container's env
-    config = PolicyConfig.from_env({"AIOS_POLICY_SIDECAR_URL": sidecar.url, "AIOS_TOKEN": TOKEN})
+    config = PolicyConfig.from_env({"AIOS_POLICY_SIDECAR_URL": sidecar.url, "AIOS_POLICY_SIDECAR_TOKEN": TOKEN})
     db = Database(tmp_path / "g.db")
     governance = Governance(db, functools.partial(open_policy, config=config))
     try:

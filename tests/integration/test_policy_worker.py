@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
-from tests.support.policy_packages import policy_source, write_directory, write_package
+from tests.support.policy_packages import live_processes_with_argv, policy_source, write_directory, write_package
 
 pytestmark = pytest.mark.integration
 
@@ -97,33 +97,19 @@ def test_prints_do_not_corrupt_the_protocol(hostile):
 
 
 def test_a_hung_policy_takes_its_own_children_down_with_it(tmp_path, config):
-    marker = tmp_path / "child.pid"
+    seconds = f"{60 + os.getpid() % 1000 / 1000:.3f}"  # a command line no other test runs
     source = policy_source(f"""
 def __init__(self, rule_id, settings, parameters): pass
 def eval(self, parameters, input_data, context):
     import subprocess, time
-    child = subprocess.Popen(["sleep", "60"])
-    open({str(marker)!r}, "w").write(str(child.pid))
+    child = subprocess.Popen(["sleep", {seconds!r}])
     while True:
         time.sleep(0.05)
 """)
-    with (
-        open_policy(str(write_directory(tmp_path / "spawner", source)), config=config) as handle,
-        pytest.raises(PolicyError, match="did not finish"),
-    ):
-        handle.eval({})
-    child = int(marker.read_text())
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{child}/stat").read_text().split()[2]
-        except FileNotFoundError:
-            break
-        if state == "Z":
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail(f"the policy's child {child} survived its worker")
+    with open_policy(str(write_directory(tmp_path / "spawner", source)), config=config) as handle:
+        with pytest.raises(PolicyError, match="did not finish"):
+            handle.eval({})
+        assert live_processes_with_argv("sleep", seconds) == [], "the policy's child survived its worker"
 
 
 def test_settings_parameters_and_per_call_parameters(tmp_path, config):

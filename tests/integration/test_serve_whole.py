@@ -42,6 +42,8 @@ from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
+READ_TOKEN = "read-only-token-for-the-network"
+
 
 def http(method: str, url: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict | str]:
     headers = {"Content-Type": "application/json"}
@@ -82,6 +84,10 @@ def sidecar(tmp_path):
 def test_serve_configured_like_the_deployment(tmp_path, sidecar, fake_nvml_lib):
     sidecar_url, token_file = sidecar
     grpc_port, http_port = free_port(), free_port()
+    secret = tmp_path / "secret"  # the aios-token Secret: keys token and read-token
+    secret.mkdir()
+    (secret / "token").write_text(TOKEN + "\n")
+    (secret / "read-token").write_text(READ_TOKEN + "\n")
     env = base_env(
         # aios-cluster + aios-aggregator-config ConfigMaps, then the container's own env
         AIOS_CLUSTER_ID="deploy-cluster",
@@ -92,10 +98,12 @@ def test_serve_configured_like_the_deployment(tmp_path, sidecar, fake_nvml_lib):
         AIOS_API_URL="",
         POLICY_DB_URL="",
         POLICY_EXECUTOR_HOST_URL="",
-        AIOS_TOKEN_FILE=str(token_file),
+        AIOS_TOKEN_FILE=str(secret / "token"),
+        AIOS_READ_TOKEN_FILE=str(secret / "read-token"),
         AIOS_POLICY_SIDECAR_URL=sidecar_url,
+        AIOS_POLICY_SIDECAR_TOKEN_FILE=str(token_file),  # the runner's own, shared in the pod (an emptyDir)
     )
-    del env["AIOS_TOKEN"]  # the Secret's file is the only token, as in the pod
+    del env["AIOS_TOKEN"]  # the Secret's files are the only tokens, as in the pod
     env.pop("KUBECONFIG", None)
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log:
@@ -111,19 +119,19 @@ def test_serve_configured_like_the_deployment(tmp_path, sidecar, fake_nvml_lib):
 
         nvml = FakeNvml(fake_nvml_lib, tmp_path / "nvml.conf").configure(
             gpus=[replace(a100_80gb(0), util_gpu_pct=37, memory_used_mb=20480)])
-        agent = AgentProcess(tmp_path, "node-a", f"127.0.0.1:{grpc_port}", env=nvml.env, token=SIDECAR_TOKEN)
+        agent = AgentProcess(tmp_path, "node-a", f"127.0.0.1:{grpc_port}", env=nvml.env, token=TOKEN)
 
         def node_a_status():
-            status, body = http("GET", f"{base}/nodes_status")
+            status, body = http("GET", f"{base}/nodes_status", token=READ_TOKEN)
             entries = [n for n in body["nodes_status"] if n["node_id"] == "node-a"] if status == 200 else []
             return entries[0] if entries and entries[0]["gpus"] and entries[0]["gpus"][0]["utilization"] is not None else None
 
         entry = wait_for(node_a_status, what="node-a in /nodes_status with a GPU reading")
         assert entry["status"] == "healthy"
         assert [(g["utilization"], g["memory"]["total"], g["memory"]["used"]) for g in entry["gpus"]] == [(37.0, 81920, 20480)]
-        assert http("GET", f"{base}/healthy_nodes") == (200, {"success": True, "nodes": ["node-a"]})
+        assert http("GET", f"{base}/healthy_nodes", token=READ_TOKEN) == (200, {"success": True, "nodes": ["node-a"]})
 
-        status, verdict = http("GET", f"{base}/check_stability")
+        status, verdict = http("GET", f"{base}/check_stability", token=READ_TOKEN)
         assert status == 200, verdict
         assert (verdict["success"], verdict["is_stable"], verdict["policy_uri"], verdict["nodes"]) == (
             True, True, "aios-default-stability", 1)
@@ -134,19 +142,23 @@ def test_serve_configured_like_the_deployment(tmp_path, sidecar, fake_nvml_lib):
         policy_map = {"add_node": "gate:1.0-stable"}
         status, refused = http("POST", f"{base}/pre-check-policies/update", policy_map)
         assert status == 401 and refused["success"] is False
-        assert http("GET", f"{base}/pre-check-policies") == (200, {"success": True, "data": {}})
-        assert http("POST", f"{base}/pre-check-policies/update", policy_map, token=SIDECAR_TOKEN) == (
+        # the runner's loopback token grants policy calls only, never the aggregator's endpoints
+        assert http("POST", f"{base}/pre-check-policies/update", policy_map, token=SIDECAR_TOKEN)[0] == 401
+        assert http("GET", f"{base}/pre-check-policies", token=SIDECAR_TOKEN)[0] == 401
+        assert http("POST", f"{base}/pre-check-policies/update", policy_map, token=READ_TOKEN)[0] == 403
+        assert http("GET", f"{base}/pre-check-policies", token=READ_TOKEN) == (200, {"success": True, "data": {}})
+        assert http("POST", f"{base}/pre-check-policies/update", policy_map, token=TOKEN) == (
             200, {"success": True, "data": policy_map})
-        assert http("GET", f"{base}/pre-check-policies") == (200, {"success": True, "data": policy_map})
+        assert http("GET", f"{base}/pre-check-policies", token=TOKEN) == (200, {"success": True, "data": policy_map})
 
-        status, metrics = http("GET", f"{base}/metrics")
+        status, metrics = http("GET", f"{base}/metrics")  # open, like /healthz
         assert status == 200
         assert 'aios_cluster_nodes{cluster="deploy-cluster",status="healthy"} 1.0' in metrics.splitlines()
         assert 'aios_cluster_gpus{cluster="deploy-cluster"} 1.0' in metrics.splitlines()
 
         nodes_cli = subprocess.run(
             [sys.executable, "-m", "aggregator.cli", "nodes", "--aggregator", f"127.0.0.1:{grpc_port}"],
-            cwd=ROOT, env={**env, "AIOS_TOKEN": SIDECAR_TOKEN}, capture_output=True, text=True, timeout=30)
+            cwd=ROOT, env={**env, "AIOS_TOKEN": READ_TOKEN}, capture_output=True, text=True, timeout=30)
         assert nodes_cli.returncode == 0, nodes_cli.stderr
         rows = [line.split() for line in nodes_cli.stdout.splitlines()]
         assert rows[0][0] == "NODE" and rows[1][:4] == ["node-a", "node-a-name", "healthy", "1"]
@@ -215,7 +227,7 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
         core.create_node({"apiVersion": "v1", "kind": "Node",
                           "metadata": {"name": "node-a-name", "labels": {"nodeID": "node-a"}}})
         core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-b-name"}})
-        aggregator.start()
+        aggregator.start(base_env(AIOS_AGENT_AUTH="token"))
         agents = {n: AgentProcess(tmp_path, n, aggregator.address, interval_s=0.2) for n in ("node-a", "node-b", "node-c")}
         wait_for(lambda: len(list_nodes(aggregator.address)) == 3, what="three agents known")
         config = tmp_path / "config.json"
@@ -229,12 +241,12 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
                             out=io.StringIO(), err=err) == 0, err.getvalue()
         assert document_ids(aggregator) == {"node-a", "node-b", "node-c"}
         # the stored document's config.actionsPolicyMap seeds the pre-check map
-        assert http("GET", f"{aggregator.http_url}/pre-check-policies") == (
+        assert http("GET", f"{aggregator.http_url}/pre-check-policies", token=TOKEN) == (
             200, {"success": True, "data": {"scale_block": "scale-gate:1.0-stable"}})
 
         # restarted, the registry holds node-c (from its store) and Kubernetes lists no such Node: kept
         aggregator.stop()
-        aggregator.start()
+        aggregator.start(base_env(AIOS_AGENT_AUTH="token"))
         wait_for(lambda: "node-c is in the registry but Kubernetes lists no such Node" in aggregator.log_text(),
                  what="the first list reporting node-c")
         assert set(list_nodes(aggregator.address)) == {"node-a", "node-b", "node-c"}
@@ -259,7 +271,7 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
         wait_for(lambda: stored_node_ids(aggregator.db) == {"node-c"}, what="the store forgetting both")
         wait_for(lambda: document_ids(aggregator) == {"node-b", "node-c"}, what="node-a leaving the stored document")
         assert stored_document(aggregator.address, "cluster-eu-1")["nodes"]["count"] == 2
-        status, records = http("GET", f"{aggregator.http_url}/enrollment/records")
+        status, records = http("GET", f"{aggregator.http_url}/enrollment/records", token=TOKEN)
         outcomes = {(r["node_id"], r["action"], r["outcome"]) for r in records["records"]}
         assert {("node-a", "remove_node", "removed"), ("node-b", "remove_node", "refused")} <= outcomes
 
@@ -284,8 +296,13 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
         verb = {"POST": "create"}.get(request.method.value) or ("watch" if request.url.query.get("watch") else "list")
         used.add((verb, resource, namespace))
     assert test_calls >= 2
-    assert used - {("create", "nodes", None)} == granted_rbac() == {
+    # patch nodes is the quarantine's, which in its default mode (dry-run) writes nothing; agents
+    # authenticate with the shared token here (node-c has no Node): tests/integration/
+    # test_agent_identity.py checks the TokenReview, node and pod reads of Kubernetes agent auth
+    assert used - {("create", "nodes", None)} == {
         ("list", "nodes", None), ("watch", "nodes", None), ("create", "events", "controllers")}
+    assert granted_rbac() == used - {("create", "nodes", None)} | {
+        ("get", "nodes", None), ("create", "tokenreviews", None), ("get", "pods", "controllers"), ("patch", "nodes", None)}
 
 
 RBAC = ROOT / "deploy" / "aggregator" / "aggregator-rbac.yaml"

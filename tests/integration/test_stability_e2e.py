@@ -39,7 +39,7 @@ def cluster(tmp_path, fake_nvml_lib):
     checker, dispatcher = agg.stability.checker, agg.stability.dispatcher
     app = create_app(governance=Governance(agg.db, lambda uri: policy_opener(config)(uri, None)),
                      cluster_store=clusters, tokens=[TOKEN], routers=[create_stability_router(checker)])
-    http = ServedApp(app)
+    http = ServedApp(app, read_token=TOKEN)  # the write token also reads
     nvml = {
         "node-a": FakeNvml(fake_nvml_lib, tmp_path / "nvml-a.conf").configure(gpus=[a100_80gb(0), a100_80gb(1)]),
         "node-b": FakeNvml(fake_nvml_lib, tmp_path / "nvml-b.conf").configure(gpus=[h100_sxm(0)]),

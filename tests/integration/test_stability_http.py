@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from aggregator.auth import AccessTokens
 from aggregator.cluster.store import ClusterStore
 from aggregator.db import Database
 from aggregator.governance.prechecks import Governance
@@ -20,6 +21,7 @@ from tests.support.stability import InProcessRegistry, node_state
 pytestmark = pytest.mark.integration
 
 TOKEN = "s3cret-token"
+READ_TOKEN = "r3ad-only-token"
 CLUSTER = "cluster-http"
 
 
@@ -36,10 +38,10 @@ def served(tmp_path):
     app = create_app(
         governance=Governance(db, lambda uri: policy_opener(config)(uri, None)),
         cluster_store=clusters,
-        tokens=[TOKEN],
+        tokens=AccessTokens(write=(TOKEN,), read=(READ_TOKEN,)),
         routers=[create_stability_router(checker)],
     )
-    server = ServedApp(app)
+    server = ServedApp(app, read_token=READ_TOKEN)
     yield server, registry, clusters, tmp_path
     server.close()
     checker.close()

@@ -143,3 +143,22 @@ class StandIn:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+def live_processes_with_argv(*argv: str) -> list[int]:
+    """Pids of the processes (zombies aside) whose command line is exactly `argv`: how a test
+    finds what a policy started without the policy having to tell it."""
+    wanted = "\0".join(argv).encode() + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "cmdline").read_bytes() != wanted:
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            found.append(int(entry.name))
+    return found

@@ -15,9 +15,12 @@ from tests.support.waiting import wait_for
 
 
 class ServedApp:
-    """`ServedApp(app)` serves at once; `.url`, `.port`, `.request(...)`, `.close()`."""
+    """`ServedApp(app)` serves at once; `.url`, `.port`, `.request(...)`, `.close()`.
 
-    def __init__(self, app: Any) -> None:
+    `read_token`: sent with the GET requests that name no token (every read needs one)."""
+
+    def __init__(self, app: Any, read_token: str | None = None) -> None:
+        self.read_token = read_token
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
@@ -39,6 +42,8 @@ class ServedApp:
         """One JSON request; (status, decoded body), error statuses included."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         headers = {"Content-Type": "application/json"}
+        if token is None and method == "GET":
+            token = self.read_token
         if token:
             headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)

@@ -35,6 +35,19 @@ def test_a_sampler_that_has_not_run_for_three_intervals_is_stuck():
     assert body["annotator"] == {"state": "off"}
 
 
+def test_a_gpu_whose_nvml_call_hangs_is_reported_and_the_agent_stays_healthy():
+    # a sample that waited the 5 s bound for the hung GPU is slow, not stuck
+    view = SamplerView(interval_s=1.0, started_at=100.0, last_run_at=100.0, samples=3, sample_failures=0,
+                       call_bound_s=5.0)
+    healthy, body = health_document(109.9, "node-7", view, unresponsive_gpus=[3, 1])
+    assert healthy and body["status"] == "ok"
+    assert body["stuck_after_s"] == 10.0 and body["unresponsive_gpus"] == [1, 3]
+    assert not health_document(110.1, "node-7", view)[0]  # the whole sampler stuck: that fails
+    conditions = SimpleNamespace(in_sync=True, patches=13, consecutive_failures=0, last_error="")
+    assert health_document(109.9, "n", view, conditions=conditions)[1]["conditions"] == {
+        "state": "in sync", "patches": 13, "consecutive_failures": 0}
+
+
 def test_before_the_first_run_the_start_counts_and_short_intervals_get_a_floor():
     starting = SamplerView(interval_s=0.2, started_at=100.0, last_run_at=None, samples=0, sample_failures=0)
     assert health_document(100.0 + MIN_LIMIT_S - 0.1, "n", starting)[0]

@@ -199,3 +199,44 @@ def test_the_no_attribution_component_restores_nobody(tmp_path):
     assert "hostPID" not in pod
     assert (agent["securityContext"]["runAsUser"], agent["securityContext"]["runAsNonRoot"]) == (65534, True)
     assert {e["name"]: e.get("value") for e in agent["env"]}["AIOS_ATTRIBUTION"] == "off"
+
+
+def _mounted_volume(pod: dict, container: dict, path: str) -> dict:
+    """The volume of `pod` that `container` mounts at the folder holding `path`."""
+    mounts = sorted(container["volumeMounts"], key=lambda m: -len(m["mountPath"]))
+    mount = next(m for m in mounts if path.startswith(m["mountPath"].rstrip("/") + "/"))
+    return next(v for v in pod["volumes"] if v["name"] == mount["name"])
+
+
+def test_agents_prove_their_node_with_a_projected_token_and_hold_no_shared_one(rendered):
+    pod = find(rendered, "DaemonSet", "aios-agent")["spec"]["template"]["spec"]
+    (agent,) = pod["containers"]
+    path = _env(agent)["AIOS_SA_TOKEN_FILE"]
+    volume = _mounted_volume(pod, agent, path)
+    (source,) = volume["projected"]["sources"]
+    token = source["serviceAccountToken"]
+    assert token["audience"] == "aios-aggregator" and path.endswith("/" + token["path"])
+    assert 600 <= token["expirationSeconds"] <= 86400  # the kubelet rotates it at 80 %
+    assert "AIOS_TOKEN_FILE" not in _env(agent) and "AIOS_TOKEN" not in _env(agent)
+    assert not any(v.get("secret", {}).get("secretName") == "aios-token" for v in pod["volumes"])
+
+
+def test_the_policy_runner_has_its_own_token_and_none_of_the_aggregators(rendered):
+    pod = find(rendered, "Deployment")["spec"]["template"]["spec"]
+    aggregator, runner = pod["containers"]
+    runner_token = runner["args"][runner["args"].index("--token-file") + 1]
+    assert _env(aggregator)["AIOS_POLICY_SIDECAR_TOKEN_FILE"] == runner_token
+    assert "emptyDir" in _mounted_volume(pod, runner, runner_token)
+    assert _mounted_volume(pod, aggregator, runner_token)["name"] == _mounted_volume(pod, runner, runner_token)["name"]
+    secret_volumes = {v["name"] for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "aios-token"}
+    assert secret_volumes and not secret_volumes & {m["name"] for m in runner["volumeMounts"]}
+    assert {"AIOS_TOKEN", "AIOS_TOKEN_FILE"}.isdisjoint(_env(runner))
+    # the pod's API token is masked in the runner, which needs no API
+    masked = _mounted_volume(pod, runner, "/var/run/secrets/kubernetes.io/serviceaccount/token")
+    assert "emptyDir" in masked
+    # root only for starting workers under their own uids, with just those capabilities
+    context = runner["securityContext"]
+    assert context["runAsUser"] == 0 and context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert set(context["capabilities"]["add"]) <= {"SETUID", "SETGID", "KILL", "CHOWN", "DAC_OVERRIDE", "FOWNER"}
+    assert aggregator["securityContext"].get("runAsUser", pod["securityContext"]["runAsUser"]) != 0

@@ -25,6 +25,8 @@ from proto.telemetry.v1 import telemetry_pb2 as pb
 
 __all__ = [
     "ConversionError",
+    "acknowledgement_from_pb",
+    "acknowledgement_to_pb",
     "from_pb",
     "health_from_pb",
     "health_to_pb",
@@ -61,6 +63,7 @@ _PB_CLASS: dict[type, Any] = {
     r.ProcessOwner: pb.ProcessOwner,
     r.ResourceCount: pb.ResourceCount,
     r.Attribution: pb.Attribution,
+    r.Acknowledgement: pb.Acknowledgement,
 }
 
 # fields handled by hand (see the module docstring)
@@ -209,3 +212,11 @@ def health_to_pb(event: r.HealthEvent) -> pb.HealthEvent:
 
 def health_from_pb(msg: pb.HealthEvent) -> r.HealthEvent:
     return _from_pb(msg, r.HealthEvent)
+
+
+def acknowledgement_to_pb(ack: r.Acknowledgement) -> pb.Acknowledgement:
+    return to_pb(ack)
+
+
+def acknowledgement_from_pb(msg: pb.Acknowledgement) -> r.Acknowledgement:
+    return _from_pb(msg, r.Acknowledgement)

@@ -20,6 +20,7 @@ __all__ = [
     "OWNER_SCOPES",
     "PROCESS_KINDS",
     "THROTTLE_REASONS",
+    "Acknowledgement",
     "Attribution",
     "CollectorStatus",
     "DeviceAllocation",
@@ -198,10 +199,11 @@ class GpuSample:
     nvlinks: tuple[NvLinkState, ...] = ()
     compute_processes: int | None = None
     lost: bool = False  # the GPU stopped answering (fell off the bus, ...)
-    error: str = ""  # the NVML error when the device as a whole could not be read
+    error: str = ""  # the NVML error when the device as a whole could not be read (or the call that hung)
     unsupported: tuple[str, ...] = ()
     processes: tuple[GpuProcess, ...] = ()  # empty where attribution is off
     migs: tuple[MigSample, ...] = ()
+    recovery_action: int | None = None  # the driver's nvmlDeviceGpuRecoveryAction_t, where it offers one
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,8 @@ HEALTH_KINDS = (
     "row_remap_pending",  # a remap is pending (needs a GPU reset)
     "nvml_error",  # a device-level NVML failure that is not "lost"
     "collector_error",  # a collector failed as a whole
+    "gpu_unresponsive",  # an NVML call on the GPU did not return within the bound (message names the call)
+    "gpu_responsive",  # an unresponsive GPU answers NVML again
 )
 
 
@@ -345,3 +349,16 @@ class NodeSample:
     collectors: tuple[CollectorStatus, ...] = ()
     health_events: tuple[HealthEvent, ...] = field(default=())
     attribution: Attribution | None = None  # None where the agent does not attribute
+
+
+# ---------------------------------------------------------------- from the aggregator
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """An operator acknowledged a node's GPU problems (see `proto.health.acknowledgements`)."""
+
+    up_to: float  # unix seconds, the events' clock: events at or before it no longer count
+    gpu_index: int | None = None  # None: every GPU of the node
+    xids: tuple[int, ...] = ()  # (): every kind of event; else only XID events with these codes
+    reason: str = ""

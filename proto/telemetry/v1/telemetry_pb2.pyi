@@ -133,7 +133,7 @@ class NvLinkState(_message.Message):
     def __init__(self, link: _Optional[int] = ..., active: _Optional[bool] = ...) -> None: ...
 
 class GpuSample(_message.Message):
-    __slots__ = ("index", "uuid", "utilization_gpu_pct", "utilization_memory_pct", "memory_total_mb", "memory_used_mb", "memory_free_mb", "memory_reserved_mb", "temperature_c", "power_draw_w", "power_limit_w", "sm_clock_mhz", "memory_clock_mhz", "throttle_reasons", "ecc_corrected_volatile", "ecc_uncorrected_volatile", "ecc_corrected_aggregate", "ecc_uncorrected_aggregate", "retired_pages_pending", "retired_pages_count", "remapped_rows_pending", "remapped_rows_failure", "remapped_rows_correctable", "remapped_rows_uncorrectable", "pcie_replay_count", "nvlinks", "compute_processes", "lost", "error", "unsupported", "processes", "migs")
+    __slots__ = ("index", "uuid", "utilization_gpu_pct", "utilization_memory_pct", "memory_total_mb", "memory_used_mb", "memory_free_mb", "memory_reserved_mb", "temperature_c", "power_draw_w", "power_limit_w", "sm_clock_mhz", "memory_clock_mhz", "throttle_reasons", "ecc_corrected_volatile", "ecc_uncorrected_volatile", "ecc_corrected_aggregate", "ecc_uncorrected_aggregate", "retired_pages_pending", "retired_pages_count", "remapped_rows_pending", "remapped_rows_failure", "remapped_rows_correctable", "remapped_rows_uncorrectable", "pcie_replay_count", "nvlinks", "compute_processes", "lost", "error", "unsupported", "processes", "migs", "recovery_action")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     UTILIZATION_GPU_PCT_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +166,7 @@ class GpuSample(_message.Message):
     UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
     MIGS_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_ACTION_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     utilization_gpu_pct: float
@@ -198,7 +199,8 @@ class GpuSample(_message.Message):
     unsupported: _containers.RepeatedScalarFieldContainer[str]
     processes: _containers.RepeatedCompositeFieldContainer[GpuProcess]
     migs: _containers.RepeatedCompositeFieldContainer[MigSample]
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., utilization_gpu_pct: _Optional[float] = ..., utilization_memory_pct: _Optional[float] = ..., memory_total_mb: _Optional[int] = ..., memory_used_mb: _Optional[int] = ..., memory_free_mb: _Optional[int] = ..., memory_reserved_mb: _Optional[int] = ..., temperature_c: _Optional[float] = ..., power_draw_w: _Optional[float] = ..., power_limit_w: _Optional[float] = ..., sm_clock_mhz: _Optional[int] = ..., memory_clock_mhz: _Optional[int] = ..., throttle_reasons: _Optional[_Iterable[str]] = ..., ecc_corrected_volatile: _Optional[int] = ..., ecc_uncorrected_volatile: _Optional[int] = ..., ecc_corrected_aggregate: _Optional[int] = ..., ecc_uncorrected_aggregate: _Optional[int] = ..., retired_pages_pending: _Optional[bool] = ..., retired_pages_count: _Optional[int] = ..., remapped_rows_pending: _Optional[bool] = ..., remapped_rows_failure: _Optional[bool] = ..., remapped_rows_correctable: _Optional[int] = ..., remapped_rows_uncorrectable: _Optional[int] = ..., pcie_replay_count: _Optional[int] = ..., nvlinks: _Optional[_Iterable[_Union[NvLinkState, _Mapping]]] = ..., compute_processes: _Optional[int] = ..., lost: _Optional[bool] = ..., error: _Optional[str] = ..., unsupported: _Optional[_Iterable[str]] = ..., processes: _Optional[_Iterable[_Union[GpuProcess, _Mapping]]] = ..., migs: _Optional[_Iterable[_Union[MigSample, _Mapping]]] = ...) -> None: ...
+    recovery_action: int
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., utilization_gpu_pct: _Optional[float] = ..., utilization_memory_pct: _Optional[float] = ..., memory_total_mb: _Optional[int] = ..., memory_used_mb: _Optional[int] = ..., memory_free_mb: _Optional[int] = ..., memory_reserved_mb: _Optional[int] = ..., temperature_c: _Optional[float] = ..., power_draw_w: _Optional[float] = ..., power_limit_w: _Optional[float] = ..., sm_clock_mhz: _Optional[int] = ..., memory_clock_mhz: _Optional[int] = ..., throttle_reasons: _Optional[_Iterable[str]] = ..., ecc_corrected_volatile: _Optional[int] = ..., ecc_uncorrected_volatile: _Optional[int] = ..., ecc_corrected_aggregate: _Optional[int] = ..., ecc_uncorrected_aggregate: _Optional[int] = ..., retired_pages_pending: _Optional[bool] = ..., retired_pages_count: _Optional[int] = ..., remapped_rows_pending: _Optional[bool] = ..., remapped_rows_failure: _Optional[bool] = ..., remapped_rows_correctable: _Optional[int] = ..., remapped_rows_uncorrectable: _Optional[int] = ..., pcie_replay_count: _Optional[int] = ..., nvlinks: _Optional[_Iterable[_Union[NvLinkState, _Mapping]]] = ..., compute_processes: _Optional[int] = ..., lost: _Optional[bool] = ..., error: _Optional[str] = ..., unsupported: _Optional[_Iterable[str]] = ..., processes: _Optional[_Iterable[_Union[GpuProcess, _Mapping]]] = ..., migs: _Optional[_Iterable[_Union[MigSample, _Mapping]]] = ..., recovery_action: _Optional[int] = ...) -> None: ...
 
 class GpuProcess(_message.Message):
     __slots__ = ("pid", "kind", "used_memory_bytes", "sm_utilization_pct", "memory_utilization_pct", "mig_uuid")
@@ -474,15 +476,29 @@ class Refusal(_message.Message):
     reason: str
     def __init__(self, seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class Acknowledgement(_message.Message):
+    __slots__ = ("gpu_index", "up_to", "xids", "reason")
+    GPU_INDEX_FIELD_NUMBER: _ClassVar[int]
+    UP_TO_FIELD_NUMBER: _ClassVar[int]
+    XIDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    gpu_index: int
+    up_to: float
+    xids: _containers.RepeatedScalarFieldContainer[int]
+    reason: str
+    def __init__(self, gpu_index: _Optional[int] = ..., up_to: _Optional[float] = ..., xids: _Optional[_Iterable[int]] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class AggregatorMessage(_message.Message):
-    __slots__ = ("ack", "instruction", "refusal")
+    __slots__ = ("ack", "instruction", "refusal", "acknowledgement")
     ACK_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGEMENT_FIELD_NUMBER: _ClassVar[int]
     ack: Ack
     instruction: Instruction
     refusal: Refusal
-    def __init__(self, ack: _Optional[_Union[Ack, _Mapping]] = ..., instruction: _Optional[_Union[Instruction, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ...) -> None: ...
+    acknowledgement: Acknowledgement
+    def __init__(self, ack: _Optional[_Union[Ack, _Mapping]] = ..., instruction: _Optional[_Union[Instruction, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ..., acknowledgement: _Optional[_Union[Acknowledgement, _Mapping]] = ...) -> None: ...
 
 class RollingFigures(_message.Message):
     __slots__ = ("cpu_percent_1m", "cpu_percent_5m", "cpu_percent_15m", "gpu_utilization_pct_1m", "gpu_utilization_pct_5m", "gpu_utilization_pct_15m", "memory_used_pct_1m", "memory_used_pct_5m", "memory_used_pct_15m")
@@ -507,7 +523,7 @@ class RollingFigures(_message.Message):
     def __init__(self, cpu_percent_1m: _Optional[float] = ..., cpu_percent_5m: _Optional[float] = ..., cpu_percent_15m: _Optional[float] = ..., gpu_utilization_pct_1m: _Optional[float] = ..., gpu_utilization_pct_5m: _Optional[float] = ..., gpu_utilization_pct_15m: _Optional[float] = ..., memory_used_pct_1m: _Optional[float] = ..., memory_used_pct_5m: _Optional[float] = ..., memory_used_pct_15m: _Optional[float] = ...) -> None: ...
 
 class NodeSummary(_message.Message):
-    __slots__ = ("node_id", "node_name", "status", "last_seen", "gpu_count", "gpu_memory_mb", "cpu_percent", "gpu_utilization_pct", "agent_version", "open_health_events")
+    __slots__ = ("node_id", "node_name", "status", "last_seen", "gpu_count", "gpu_memory_mb", "cpu_percent", "gpu_utilization_pct", "agent_version", "open_health_events", "quarantine")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -518,6 +534,7 @@ class NodeSummary(_message.Message):
     GPU_UTILIZATION_PCT_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     OPEN_HEALTH_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     node_name: str
     status: NodeStatus
@@ -528,7 +545,24 @@ class NodeSummary(_message.Message):
     gpu_utilization_pct: float
     agent_version: str
     open_health_events: int
-    def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., status: _Optional[_Union[NodeStatus, str]] = ..., last_seen: _Optional[float] = ..., gpu_count: _Optional[int] = ..., gpu_memory_mb: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., gpu_utilization_pct: _Optional[float] = ..., agent_version: _Optional[str] = ..., open_health_events: _Optional[int] = ...) -> None: ...
+    quarantine: NodeQuarantine
+    def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., status: _Optional[_Union[NodeStatus, str]] = ..., last_seen: _Optional[float] = ..., gpu_count: _Optional[int] = ..., gpu_memory_mb: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., gpu_utilization_pct: _Optional[float] = ..., agent_version: _Optional[str] = ..., open_health_events: _Optional[int] = ..., quarantine: _Optional[_Union[NodeQuarantine, _Mapping]] = ...) -> None: ...
+
+class NodeQuarantine(_message.Message):
+    __slots__ = ("state", "reason", "detail", "since", "mode", "gpus")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    reason: str
+    detail: str
+    since: float
+    mode: str
+    gpus: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, state: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., since: _Optional[float] = ..., mode: _Optional[str] = ..., gpus: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()
