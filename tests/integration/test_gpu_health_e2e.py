@@ -62,9 +62,12 @@ def cluster(tmp_path, kube_api, fake_nvml):
         CLUSTER_STABILITY_CHECK_INTERVAL="3600",
     ))
     port = free_port()
+    # the agent proves it is e2e-name's with a projected ServiceAccount token, as in a cluster
+    sa_token = tmp_path / "sa-token"
+    sa_token.write_text(kube_api.emulator.token_issuer.issue(node="e2e-name"))
     agent = AgentProcess(tmp_path, "e2e", aggregator.address, interval_s=0.5, env={
         **fake_nvml.env, "KUBECONFIG": str(kube_api.kubeconfig), "AIOS_METRICS_PORT": str(port),
-        "AIOS_NVML_CALL_TIMEOUT_S": "1",
+        "AIOS_NVML_CALL_TIMEOUT_S": "1", "AIOS_SA_TOKEN_FILE": str(sa_token),
     })
     try:
         yield kube_api, fake_nvml, aggregator, agent, port
@@ -120,9 +123,15 @@ def test_xid_79_condition_then_taint_then_acknowledged_both_cleared(cluster):
     assert [(a["action"], a["outcome"]) for a in reversed(body["actions"])] == [
         ("quarantine", "applied"), ("release", "applied")]
     # the whole time, only these calls: the agent's (its Node, its status) and the aggregator's
-    verbs = {(r.method.value, r.url.path.rsplit("/", 1)[-1] if r.url.path.endswith("/status") else r.url.path.split("/")[3])
-             for r in kube_api.requests()}
-    assert verbs <= {("GET", "nodes"), ("PATCH", "nodes"), ("PATCH", "status"), ("POST", "namespaces")}
+    # (and the aggregator's TokenReview of the agent's ServiceAccount token)
+    def resource(path: str) -> str:
+        if path.endswith("/status"):
+            return "status"
+        parts = path.split("/")
+        return parts[4] if parts[1] == "apis" else parts[3]  # /apis/<group>/<version>/<resource>, /api/v1/<resource>
+    verbs = {(r.method.value, resource(r.url.path)) for r in kube_api.requests()}
+    assert verbs <= {("GET", "nodes"), ("PATCH", "nodes"), ("PATCH", "status"), ("POST", "namespaces"),
+                     ("POST", "tokenreviews")}
 
 
 def test_a_hung_nvml_call_is_gpu_unresponsive_and_the_agent_stays_live(cluster):
