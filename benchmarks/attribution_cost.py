@@ -7,11 +7,12 @@ The driver builds the fake NVML (the test suite's `libnvidia-ml.so.1`, 8 H100s,
 at every query), a kubelet pod-resources stand-in on a unix socket (real
 gRPC) listing 200 pods (8 of them hold one GPU each, the others none), and a
 fixture host root whose /proc/<pid>/cgroup files put each GPU's processes in
-its pod's container (cgroup v2, containerd). Each of `--rounds` worker
-subprocesses opens two readers as `aios-agent run` does (`open_node_reader`),
-one with `AIOS_ATTRIBUTION=off` and one with it on, warms both up, and
-measures them in alternating blocks (so both see the same machine load), in
-CPU time (`time.process_time`, every thread of the process):
+its pod's container (cgroup v2, containerd). Then, `--rounds` times, a
+worker subprocess with `AIOS_ATTRIBUTION=off` and one with it on, one after
+the other; each opens the reader as `aios-agent run` does
+(`open_node_reader`), warms up, and measures in CPU time
+(`time.process_time`, every thread of the process: the GPU collector's
+per-GPU workers too):
 
   - `sample`: one full `NodeReader.sample()` (host + 8 GPUs [+ attribution]);
   - `scrape`: one `/metrics` exposition of that sample (`generate_latest` of
@@ -108,46 +109,38 @@ def scrape_worker(wire_dir: str, samples: int) -> None:
     print(json.dumps({"mode": "compare", "scrape_ms": _median_ms(times), "scrape_bytes": len(text)}))
 
 
-def worker(samples: int) -> None:
-    """Both readers in one process, measured in alternating blocks, so both see the same load."""
+def worker(samples: int, mode: str) -> None:
+    """One reader, as the agent has it (the GPU collector's per-GPU worker threads included:
+    two readers in one process would contend for the GIL and inflate both)."""
     from agent.metrics import AgentMetricsProviders, AgentMetricsState, build_agent_registry
     from agent.sampling.node_reader import open_node_reader
 
     root = os.environ["AIOS_HOST_ROOT"]
-    setups = {}
-    for mode in ("off", "on"):
-        env = {**os.environ, "AIOS_ATTRIBUTION": mode}
-        reader = open_node_reader(node_id="bench", node_name="bench", host_root=root, environ=env)
-        state = AgentMetricsState()
-        state.set_inventory(reader.inventory())
-        registry = build_agent_registry(AgentMetricsProviders(state.readings), process_metrics=False)
-        for _ in range(20):  # warm-up: rates known, caches filled, the kubelet read once
-            state.observe_sample(reader.sample())
-        setups[mode] = (reader, state, registry)
-    runs: dict[str, list[dict]] = {"off": [], "on": []}
-    block = max(1, samples // 10)
-    for _ in range(10):
-        for mode, (reader, state, registry) in setups.items():
-            runs[mode].append(_measure(reader, state, registry, block))
-    for mode, measured in runs.items():
-        sample = measured[-1]["sample"]
-        result = {
-            "mode": mode,
-            "processes": sum(len(g.processes) for g in sample.gpus),
-            "owners_named": sum(1 for o in sample.attribution.owners if o.pod) if sample.attribution else 0,
-            "collectors_ok": all(c.success for c in sample.collectors),
-            "sample_ms": _median_ms([v for m in measured for v in m["sample_s"]]),
-            "scrape_ms": _median_ms([v for m in measured for v in m["scrape_s"]]),
-            "scrape_bytes": measured[-1]["scrape_bytes"],
-            "wire_ms": _median_ms([v for m in measured for v in m["wire_s"]]),
-            "wire_bytes": measured[-1]["wire_bytes"],
-        }
-        if mode == "on":
-            result.update(_refresh_costs(root, sample))
-            _record_wire(reader, sample)
-        print(json.dumps(result))
-    for reader, _, _ in setups.values():
-        reader.close()
+    env = {**os.environ, "AIOS_ATTRIBUTION": mode}
+    reader = open_node_reader(node_id="bench", node_name="bench", host_root=root, environ=env)
+    state = AgentMetricsState()
+    state.set_inventory(reader.inventory())
+    registry = build_agent_registry(AgentMetricsProviders(state.readings), process_metrics=False)
+    for _ in range(20):  # warm-up: rates known, caches filled, the kubelet read once
+        state.observe_sample(reader.sample())
+    measured = _measure(reader, state, registry, samples)
+    sample = measured["sample"]
+    result = {
+        "mode": mode,
+        "processes": sum(len(g.processes) for g in sample.gpus),
+        "owners_named": sum(1 for o in sample.attribution.owners if o.pod) if sample.attribution else 0,
+        "collectors_ok": all(c.success for c in sample.collectors),
+        "sample_ms": _median_ms(measured["sample_s"]),
+        "scrape_ms": _median_ms(measured["scrape_s"]),
+        "scrape_bytes": measured["scrape_bytes"],
+        "wire_ms": _median_ms(measured["wire_s"]),
+        "wire_bytes": measured["wire_bytes"],
+    }
+    if mode == "on":
+        result.update(_refresh_costs(root, sample))
+        _record_wire(reader, sample)
+    print(json.dumps(result))
+    reader.close()
 
 
 def _record_wire(reader, sample) -> None:
@@ -219,9 +212,9 @@ def _setup(workdir: Path):
     return fake.env, root, server
 
 
-def run_worker(env: dict[str, str], samples: int) -> list[dict]:
+def run_worker(env: dict[str, str], samples: int, mode: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", "--samples", str(samples)],
+        [sys.executable, __file__, "--worker", mode, "--samples", str(samples)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
         capture_output=True,
@@ -230,7 +223,7 @@ def run_worker(env: dict[str, str], samples: int) -> list[dict]:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"worker failed:\n{proc.stderr}")
-    return [json.loads(line) for line in proc.stdout.strip().splitlines()[-2:]]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_compare(code: Path, wire_dir: Path, samples: int) -> dict:
@@ -281,11 +274,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compare-with", type=Path, default=None, help="another checkout: time its scrape too")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("off", "on"), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--scrape-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.samples)
+        worker(args.samples, args.worker)
         return
     if args.scrape_worker:
         scrape_worker(args.scrape_worker, args.samples)
@@ -301,7 +294,8 @@ def main() -> None:
         results = []
         with server:
             for _ in range(args.rounds):
-                for result in run_worker(base, args.samples):
+                for mode in ("off", "on"):
+                    result = run_worker(base, args.samples, mode)
                     print(json.dumps(result), flush=True)
                     results.append(result)
                 if args.compare_with is not None:

@@ -38,7 +38,6 @@ from proto.telemetry.v1.readings import GpuProcess, MigSample
 
 __all__ = ["GpuUsageReader"]
 
-_NO_INSTANCE = 0xFFFFFFFF
 _KIND = {1: "compute", 2: "graphics", 3: "compute+graphics"}
 
 
@@ -109,13 +108,12 @@ class GpuUsageReader:
         mig_of = self._mig_by_instance
         new = _new
         for pid, used, gi, _ci in rows:
-            bits = kinds.get(pid, 1) if kinds else 1
             util = utilization.get(pid)
             sm = mem = None
             if util is not None:
                 sm, mem = util[2], util[3]  # whole percents: small ints, never allocated
-            kind = _KIND[bits]
-            mig_uuid = "" if gi == _NO_INSTANCE else mig_of.get(gi, "")
+            kind = _KIND[kinds.get(pid, 1)] if kinds else "compute"
+            mig_uuid = mig_of.get(gi, "") if mig_of else ""  # (no MIG: the id is 0xFFFFFFFF)
             process = memo.get(pid)
             if (
                 process is None
