@@ -17,6 +17,8 @@ Settings (flag, else env): `--aggregator` AIOS_AGGREGATOR_ADDR,
 cluster, else the shared AIOS_TOKEN or AIOS_TOKEN_FILE; read at each connect, waited for
 while its file is missing), the Node's name NODE_NAME (downward API), the
 node id the Node's `nodeID` label, else NODE_ID, else the Node's name.
+Who is on the GPUs (docs/attribution.md): AIOS_ATTRIBUTION (on|off),
+AIOS_POD_RESOURCES_SOCKET, AIOS_POD_RESOURCES_REFRESH_S, AIOS_METRICS_MAX_PROCESSES.
 Nothing is written to disk except `--stats-file` when asked (the pod's root
 filesystem is read-only).
 """
@@ -42,7 +44,7 @@ from agent.kube.client import KubeApiError, NodeIdentity, node_id_from, read_nod
 from agent.kube.condition_writer import NodeConditionWriter, condition_writer_from_env
 from agent.kube.identity import local_node_identity
 from agent.liveness import SamplerView, health_document, healthz_app
-from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, metrics_port_from_env
+from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, max_process_series_from_env, metrics_port_from_env
 from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.sampling.node_reader import open_node_reader
 from agent.stream.client import StreamConfig, TelemetryStream
@@ -138,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         interval = args.interval or interval_from_env(os.environ) or DEFAULT_INTERVAL_S
         metrics_port = args.metrics_port if args.metrics_port is not None else metrics_port_from_env()
+        max_process_series = max_process_series_from_env()
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
     try:
@@ -175,8 +178,11 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise SystemExit(f"aios-agent run: {e}") from e
 
-    reader = open_node_reader(node_id=identity.node_id, node_name=node_name, host_root=args.host_root,
-                              nvml_library=args.nvml_library)
+    try:
+        reader = open_node_reader(node_id=identity.node_id, node_name=node_name, host_root=args.host_root,
+                                  nvml_library=args.nvml_library)
+    except ValueError as e:  # a bad AIOS_ATTRIBUTION
+        raise SystemExit(f"aios-agent run: {e}") from e
     with reader:
         config = StreamConfig(
             address=args.aggregator,
@@ -211,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             metrics = attach_agent_metrics(daemon, port=metrics_port, addr=args.metrics_addr, inventory=inventory,
-                                           stream_stats=stream.stats, routes={"/healthz": healthz_app(healthz)})
+                                           stream_stats=stream.stats, routes={"/healthz": healthz_app(healthz)},
+                                           max_process_series=max_process_series)
         except OSError as e:
             raise SystemExit(f"aios-agent run: cannot serve /metrics and /healthz on {args.metrics_addr}:"
                              f"{metrics_port}: {e.strerror or e} (set AIOS_METRICS_PORT or --metrics-port)") from e

@@ -38,6 +38,11 @@ the others keep reporting. It drops out of `inventory().gpus` until it answers
 again: the inventory is what the node can offer (it feeds the `gpu.aios/info`
 annotation), so a GPU that fell off the bus must not be advertised.
 
+Who is on each GPU (`usage=True`, the default): its processes with their
+memory and utilization, and its MIG instances' use (`agent.gpu.usage`), in
+the sample's `processes` and `migs`; the compute process count then comes
+from the same NVML call. Off (`usage=False`), only the count is read.
+
 Cost: a field NVML reports as not supported is remembered and not asked again
 (until the GPU is lost and recovers); NVLink links are discovered once;
 identity (name, PCI id, capability, MIG devices) is read for the inventory
@@ -69,6 +74,7 @@ from agent.gpu.nvml_backend import (
     open_nvml,
 )
 from agent.gpu.throttle import decode_clock_event_reasons
+from agent.gpu.usage import GpuUsageReader
 from agent.sampling.collector import GpuCollector, GpuReport
 from proto.health.xid_catalog import describe_xid
 from proto.telemetry.v1.readings import (
@@ -81,14 +87,17 @@ from proto.telemetry.v1.readings import (
 
 __all__ = [
     "LIBRARY_ENV",
+    "USAGE_ENV",
     "NullGpuCollector",
     "NvmlGpuCollector",
     "RetryingGpuCollector",
     "open_gpu_collector",
+    "usage_from_env",
 ]
 
 log = logging.getLogger(__name__)
 LIBRARY_ENV = "AIOS_NVML_LIBRARY"
+USAGE_ENV = "AIOS_ATTRIBUTION"  # "off": no process lists or MIG use (and no pod attribution)
 _EVENT_WAIT_MS = 200
 _MAX_QUEUED_EVENTS = 1000
 
@@ -230,12 +239,14 @@ class _GpuState:
     unresponsive: str = ""  # "<call> did not return within N s" while an NVML call on it hangs
     worker: GpuWorker | None = None
     last_inventory: GpuInventory | None = None
+    usage: GpuUsageReader | None = None  # who is on the GPU; None until first read (or usage off)
 
     def forget_capabilities(self) -> None:
         self.unsupported_groups.clear()
         self.unsupported_fields = ()
         self.nvlinks = None
         self.field_errors.clear()
+        self.usage = None
 
 
 class NvmlGpuCollector:
@@ -253,8 +264,12 @@ class NvmlGpuCollector:
         event_wait_ms: int = _EVENT_WAIT_MS,
         on_event: EventListener | None = None,
         call_bound_s: float = DEFAULT_BOUND_S,
+        usage: bool = True,
     ):
         self._nv = session
+        self._usage = usage
+        # with usage on, the process list gives the compute process count too
+        self._groups = tuple(g for g in _GROUPS if not (usage and g.name == "compute_processes"))
         self._listener = on_event
         self._clock = clock
         self._inventory_refresh_s = inventory_refresh_s
@@ -298,6 +313,8 @@ class NvmlGpuCollector:
         return GpuReport(gpus, self._driver_version, self._cuda_driver_version, "ok")
 
     def _inventory_entry(self, gpu: _GpuState) -> GpuInventory | None:
+        if gpu.usage is not None:
+            gpu.usage.forget_migs()  # MIG instances may have been created or destroyed
         if gpu.lost or gpu.handle is None:
             return None
         try:
@@ -402,7 +419,7 @@ class NvmlGpuCollector:
         errors: dict[str, str] = {}
         attempted = 0
         try:
-            for group in _GROUPS:
+            for group in self._groups:
                 if group.name in gpu.unsupported_groups:
                     continue
                 attempted += 1
@@ -428,6 +445,16 @@ class NvmlGpuCollector:
                 # The driver has only the v1 memory call, which has no reserved figure.
                 self._mark_unsupported(gpu, "memory_reserved", ("memory_reserved_bytes",))
             self._check_mig_mode(gpu)
+            if self._usage and "processes" not in gpu.unsupported_groups:
+                attempted += 1  # after the MIG mode check: the usage reader needs the current mode
+                try:
+                    values.update(self._read_usage(gpu))
+                except NvmlNotSupported:
+                    self._mark_unsupported(gpu, "processes", ("compute_processes", "processes"))
+                except NvmlGpuLost:
+                    raise
+                except NvmlError as exc:
+                    errors["processes"] = exc.name
         except NvmlGpuLost as exc:
             self._mark_lost(gpu, exc)
             return GpuSample(gpu.index, gpu.uuid, lost=True, error=gpu.lost_error)
@@ -444,6 +471,15 @@ class NvmlGpuCollector:
         return GpuSample(
             gpu.index, gpu.uuid, unsupported=gpu.unsupported_fields, error=gpu.device_error, **values
         )
+
+    def _read_usage(self, gpu: _GpuState) -> dict:
+        if gpu.usage is None:
+            gpu.usage = GpuUsageReader(self._nv, gpu.handle)
+        values = gpu.usage.read(bool(gpu.mig_mode and gpu.mig_mode[0]))
+        new = gpu.usage.unsupported - set(gpu.unsupported_fields)
+        if new:
+            gpu.unsupported_fields = tuple(sorted(set(gpu.unsupported_fields) | new))
+        return values
 
     def _read_nvlinks(self, gpu: _GpuState) -> tuple[NvLinkState, ...]:
         if gpu.nvlinks is None:
@@ -465,6 +501,8 @@ class NvmlGpuCollector:
             return  # the identity read will report it
         if mode != gpu.mig_mode:
             gpu.mig_mode = mode
+            if gpu.usage is not None:
+                gpu.usage.forget_migs()
             self._invalidate_inventory()
 
     def _mark_unsupported(self, gpu: _GpuState, group: str, fields: tuple[str, ...]) -> None:
@@ -715,7 +753,9 @@ class RetryingGpuCollector:
             self._current = NullGpuCollector("closed")
 
 
-def _open_live(library_path: str | None, clock: Clock, call_bound_s: float = DEFAULT_BOUND_S) -> GpuCollector:
+def _open_live(
+    library_path: str | None, clock: Clock, call_bound_s: float = DEFAULT_BOUND_S, usage: bool = True
+) -> GpuCollector:
     session = open_nvml(library_path)
     try:
         if session.device_count() == 0:
@@ -723,7 +763,7 @@ def _open_live(library_path: str | None, clock: Clock, call_bound_s: float = DEF
             cuda = _or_empty(session.cuda_driver_version)
             session.close()
             return NullGpuCollector("no GPUs", driver, cuda)
-        return NvmlGpuCollector(session, clock=clock, call_bound_s=call_bound_s)  # started by its wrapper
+        return NvmlGpuCollector(session, clock=clock, call_bound_s=call_bound_s, usage=usage)  # started by its wrapper
     except NvmlError as exc:
         session.close()
         raise NvmlUnavailable(exc.code, exc.name, f"nvml failed: {exc.name}") from exc
@@ -736,24 +776,36 @@ def open_gpu_collector(
     retry_interval_s: float = 60.0,
     on_event: EventListener | None = None,
     call_bound_s: float | None = None,
+    usage: bool | None = None,
 ) -> GpuCollector:
     """The node's GPU collector; library_path defaults to $AIOS_NVML_LIBRARY, call_bound_s
     to $AIOS_NVML_CALL_TIMEOUT_S (else 5 s).
 
     `on_event`: where XID events go as they arrive (see the module docstring);
-    can also be set later with `.set_event_listener`.
+    can also be set later with `.set_event_listener`. `usage`: read who is on
+    each GPU (processes, MIG use); default on unless $AIOS_ATTRIBUTION is "off".
     """
     if library_path is None:
         library_path = os.environ.get(LIBRARY_ENV) or None
     bound = bound_from_env() if call_bound_s is None else call_bound_s
+    if usage is None:
+        usage = usage_from_env(os.environ)
     collector = RetryingGpuCollector(
-        lambda: _open_live(library_path, clock, bound),
+        lambda: _open_live(library_path, clock, bound, usage),
         clock=clock,
         retry_interval_s=retry_interval_s,
         on_event=on_event,
     )
     collector.start()
     return collector
+
+
+def usage_from_env(env) -> bool:
+    """$AIOS_ATTRIBUTION: "on" (the default) or "off"."""
+    value = (env.get(USAGE_ENV) or "on").strip().lower()
+    if value not in ("on", "off", "true", "false", "1", "0"):
+        raise ValueError(f"{USAGE_ENV}={value!r}: expected on or off")
+    return value in ("on", "true", "1")
 
 
 @functools.lru_cache(maxsize=256)

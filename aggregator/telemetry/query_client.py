@@ -61,6 +61,15 @@ class QueryClient:
     def get_node(self, node: str, max_health_events: int = 0) -> pb.NodeDetail:
         return self._call(self._stub.GetNode, pb.GetNodeRequest(node_id=node, max_health_events=max_health_events))
 
+    def pod_gpus(self, namespace: str, pod: str) -> list[pb.GpuUse]:
+        return list(self._call(self._stub.GetPodGpus, pb.PodGpusRequest(namespace=namespace, pod=pod)).uses)
+
+    def gpu_pods(self, gpu_uuid: str = "", *, node: str = "", gpu_index: int | None = None) -> list[pb.GpuUse]:
+        request = pb.GpuPodsRequest(gpu_uuid=gpu_uuid, node_id=node)
+        if gpu_index is not None:
+            request.gpu_index = gpu_index
+        return list(self._call(self._stub.GetGpuPods, request).uses)
+
     def close(self) -> None:
         self._channel.close()
 

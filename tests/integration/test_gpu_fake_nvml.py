@@ -144,6 +144,15 @@ def test_one_t4_inventory_and_sample_exactly_as_configured(fake_nvml):
                 "remapped_rows_uncorrectable",
             ],
             "recovery_action": 0,  # the fake's driver offers the field: no action needed
+            # the fake's two synthetic compute processes: pid 1000 + i, 1 GiB each,
+            # no per-process utilization sample
+            "processes": [
+                {"pid": 1000, "kind": "compute", "used_memory_bytes": 1024 * MIB, "sm_utilization_pct": None,
+                 "memory_utilization_pct": None, "mig_uuid": ""},
+                {"pid": 1001, "kind": "compute", "used_memory_bytes": 1024 * MIB, "sm_utilization_pct": None,
+                 "memory_utilization_pct": None, "mig_uuid": ""},
+            ],
+            "migs": [],
         }
     ]
 

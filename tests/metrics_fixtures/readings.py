@@ -2,18 +2,25 @@
 
 from proto.telemetry.v1.readings import (
     MIB,
+    Attribution,
     CollectorStatus,
+    DeviceAllocation,
     DiskInfo,
     GpuInventory,
+    GpuProcess,
     GpuSample,
     HealthEvent,
     HostInventory,
     HostSample,
+    MigDevice,
+    MigSample,
     NicInfo,
     NicRate,
     NodeInventory,
     NodeSample,
     NvLinkState,
+    ProcessOwner,
+    ResourceCount,
 )
 
 NODE_ID = "node-a"
@@ -162,3 +169,68 @@ def node_states():
         NodeState("node-c", "stale", stale_inventory, None, 1_789_999_000.0, 1_789_990_000.0,
                   cluster_id="cluster-7", samples_received=5, dropped_samples=1),
     ]
+
+
+# A node whose GPUs carry pods: GPU 0 whole to ml/train-0 (two processes and a
+# host process), GPU 1 split into two MIG devices held by two inference pods.
+GIB = 1024 * 1024 * 1024
+ATTRIBUTED_INVENTORY = NodeInventory(
+    node_id="node-d",
+    node_name="worker-4",
+    host=INVENTORY.host,
+    gpus=(
+        GpuInventory(0, "GPU-dddd", "NVIDIA H100 80GB HBM3", 81_559, "00000000:07:00.0", (9, 0), "hopper"),
+        GpuInventory(
+            1, "GPU-eeee", "NVIDIA A100-SXM4-80GB", 81_920, "00000000:0F:00.0", (8, 0), "ampere", mig_enabled=True,
+            mig_devices=(MigDevice(0, "MIG-1111", 40_960, "3g.40gb"), MigDevice(1, "MIG-2222", 10_240, "1g.10gb")),
+        ),
+    ),
+)  # fmt: skip
+ATTRIBUTED_SAMPLE = NodeSample(
+    timestamp=1_790_000_020.0,
+    host=HOST,
+    gpus=(
+        GpuSample(
+            0, "GPU-dddd", utilization_gpu_pct=93.0, memory_total_mb=81_559, memory_used_mb=30_000,
+            temperature_c=64.0, compute_processes=2,
+            processes=(
+                GpuProcess(4101, "compute", 20 * GIB, 80.0, 40.0),
+                GpuProcess(4102, "compute", 2 * GIB, 5.0, 1.0),
+                GpuProcess(7001, "compute+graphics", 300 * 1024 * 1024),
+            ),
+        ),
+        GpuSample(
+            1, "GPU-eeee", utilization_gpu_pct=20.0, temperature_c=40.0, compute_processes=2,
+            unsupported=("process_utilization",),
+            processes=(
+                GpuProcess(5201, "compute", 8 * GIB, mig_uuid="MIG-1111"),
+                GpuProcess(5301, "compute", 4 * GIB, mig_uuid="MIG-2222"),
+            ),
+            migs=(
+                MigSample(0, "MIG-1111", 40 * GIB, 8 * GIB, None, ("utilization_gpu_pct",)),
+                MigSample(1, "MIG-2222", 10 * GIB, 4 * GIB, None, ("utilization_gpu_pct",)),
+            ),
+        ),
+    ),
+    collectors=(
+        CollectorStatus("gpu", True, 0.004), CollectorStatus("host", True, 0.002), CollectorStatus("attribution", True, 0.0001),
+    ),
+    attribution=Attribution(
+        available=True,
+        refreshed_at=1_790_000_015.0,
+        pods=12,
+        allocations=(
+            DeviceAllocation("ml", "train-0", "trainer", "nvidia.com/gpu", "GPU-dddd", "GPU-dddd"),
+            DeviceAllocation("serve", "infer-0", "server", "nvidia.com/mig-3g.40gb", "MIG-1111", "GPU-eeee", "MIG-1111"),
+            DeviceAllocation("serve", "infer-1", "server", "nvidia.com/mig-1g.10gb", "MIG-2222", "GPU-eeee", "MIG-2222"),
+        ),
+        owners=(
+            ProcessOwner("host", (7001,)),
+            ProcessOwner("pod", (4101, 4102), "ml", "train-0", "trainer", "uid-train", "c" * 64, "containerd"),
+            ProcessOwner("pod", (5201,), "serve", "infer-0", "server", "uid-i0", "d" * 64, "containerd"),
+            ProcessOwner("pod", (5301,), "serve", "infer-1", "server", "uid-i1", "e" * 64, "containerd"),
+        ),
+        allocatable=(ResourceCount("nvidia.com/gpu", 1), ResourceCount("nvidia.com/mig-1g.10gb", 1),
+                     ResourceCount("nvidia.com/mig-3g.40gb", 1)),
+    ),
+)  # fmt: skip

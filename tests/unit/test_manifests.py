@@ -218,6 +218,43 @@ def test_agent_daemonset_runs_everywhere_without_claiming_gpus(rendered):
     assert ds["spec"]["updateStrategy"]["type"] == "RollingUpdate"
 
 
+def test_agent_reads_the_kubelet_socket_read_only_with_no_capability(rendered):
+    """Who is on the GPU (docs/rbac.md): the pod-resources directory read-only, the host's PIDs,
+    and uid 0 without any capability (the socket is root's)."""
+    pod = find(rendered, "DaemonSet", "aios-agent")["spec"]["template"]["spec"]
+    (agent,) = pod["containers"]
+    mount = next(m for m in agent["volumeMounts"] if m["name"] == "pod-resources")
+    assert mount == {"name": "pod-resources", "mountPath": "/var/lib/kubelet/pod-resources", "readOnly": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "pod-resources")
+    assert volume["hostPath"]["path"] == "/var/lib/kubelet/pod-resources"
+    env = {e["name"]: e.get("value") for e in agent["env"]}
+    assert env["AIOS_POD_RESOURCES_SOCKET"] == "/var/lib/kubelet/pod-resources/kubelet.sock"
+    assert pod["hostPID"] is True
+    context = agent["securityContext"]
+    assert (context["runAsUser"], context["runAsNonRoot"], context["allowPrivilegeEscalation"]) == (0, False, False)
+    assert context["capabilities"] == {"drop": ["ALL"]} and "add" not in context["capabilities"]
+    # nothing else of the host is writable
+    assert all(m.get("readOnly") for m in agent["volumeMounts"] if m["mountPath"] != "/tmp")
+
+
+def test_the_no_attribution_component_restores_nobody(tmp_path):
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with kustomize) is not installed")
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    (tmp_path / "deploy" / "token").write_text("0123456789abcdef\n")
+    kustomization = tmp_path / "deploy" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + "\ncomponents:\n  - components/no-gpu-attribution\n")
+    out = subprocess.run([kubectl, "kustomize", str(tmp_path / "deploy")], capture_output=True, text=True, check=True).stdout
+    ds = find([d for d in yaml.safe_load_all(out) if d], "DaemonSet", "aios-agent")
+    kubernetes_validate.validate(ds, K8S_VERSIONS[-1], strict=True)
+    pod = ds["spec"]["template"]["spec"]
+    (agent,) = pod["containers"]
+    assert "hostPID" not in pod
+    assert (agent["securityContext"]["runAsUser"], agent["securityContext"]["runAsNonRoot"]) == (65534, True)
+    assert {e["name"]: e.get("value") for e in agent["env"]}["AIOS_ATTRIBUTION"] == "off"
+
+
 def _mounted_volume(pod: dict, container: dict, path: str) -> dict:
     """The volume of `pod` that `container` mounts at the folder holding `path`."""
     mounts = sorted(container["volumeMounts"], key=lambda m: -len(m["mountPath"]))

@@ -61,6 +61,12 @@ _PB_CLASS: dict[type, Any] = {
     r.CollectorStatus: pb.CollectorStatus,
     r.HealthEvent: pb.HealthEvent,
     r.NodeSample: pb.NodeSample,
+    r.GpuProcess: pb.GpuProcess,
+    r.MigSample: pb.MigSample,
+    r.DeviceAllocation: pb.DeviceAllocation,
+    r.ProcessOwner: pb.ProcessOwner,
+    r.ResourceCount: pb.ResourceCount,
+    r.Attribution: pb.Attribution,
     r.Acknowledgement: pb.Acknowledgement,
 }
 

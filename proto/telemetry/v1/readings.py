@@ -32,21 +32,29 @@ def to_mb(size_bytes: int | None) -> int | None:
 __all__ = [
     "HEALTH_KINDS",
     "MIB",
+    "OWNER_SCOPES",
+    "PROCESS_KINDS",
     "THROTTLE_REASONS",
     "Acknowledgement",
+    "Attribution",
     "CollectorStatus",
+    "DeviceAllocation",
     "DiskInfo",
     "GpuInventory",
+    "GpuProcess",
     "GpuSample",
     "HealthEvent",
     "HostInventory",
     "HostSample",
     "MigDevice",
+    "MigSample",
     "NicInfo",
     "NicRate",
     "NodeInventory",
     "NodeSample",
     "NvLinkState",
+    "ProcessOwner",
+    "ResourceCount",
     "to_mb",
 ]
 
@@ -172,6 +180,35 @@ class NvLinkState:
     active: bool
 
 
+PROCESS_KINDS = ("compute", "graphics", "compute+graphics")
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    """A process with a context on the GPU, as NVML lists it (its owner: `Attribution.owners`)."""
+
+    pid: int  # in the host's PID namespace
+    kind: str = "compute"  # one of PROCESS_KINDS
+    used_memory_bytes: int | None = None  # None where NVML cannot tell
+    # Over the last interval; None where NVML has no per-process figure (not
+    # supported, a MIG instance, or no sample of this process in the interval).
+    sm_utilization_pct: float | None = None
+    memory_utilization_pct: float | None = None
+    mig_uuid: str = ""  # the MIG device it runs on; "" for the whole GPU
+
+
+@dataclass(frozen=True)
+class MigSample:
+    """One MIG instance's use, where NVML reports it (`unsupported` names the rest)."""
+
+    index: int
+    uuid: str
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    utilization_gpu_pct: float | None = None
+    unsupported: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class GpuSample:
     index: int
@@ -204,6 +241,8 @@ class GpuSample:
     lost: bool = False  # the GPU stopped answering (fell off the bus, ...)
     error: str = ""  # the NVML error when the device as a whole could not be read (or the call that hung)
     unsupported: tuple[str, ...] = ()
+    processes: tuple[GpuProcess, ...] = ()  # empty where attribution is off
+    migs: tuple[MigSample, ...] = ()
     recovery_action: int | None = None  # the driver's nvmlDeviceGpuRecoveryAction_t, where it offers one
 
     @property
@@ -328,6 +367,64 @@ class HealthEvent:
     nvml_error: str = ""  # NVML's error name, e.g. "NVML_ERROR_GPU_IS_LOST"
 
 
+# ---------------------------------------------------------------- attribution
+# Who is on the node's GPUs: devices the kubelet assigned (pod-resources API),
+# and the owner of every GPU process (from the host's /proc/<pid>/cgroup).
+
+
+@dataclass(frozen=True)
+class DeviceAllocation:
+    """One device the kubelet assigned to a container."""
+
+    namespace: str
+    pod: str
+    container: str
+    resource: str  # "nvidia.com/gpu", "nvidia.com/mig-1g.10gb", ...; for DRA the driver ("gpu.nvidia.com")
+    device_id: str  # as the kubelet names it: a UUID (time-sliced "<uuid>::<n>"), an index, a DRA device name
+    gpu_uuid: str = ""  # the GPU it resolves to; "" when it did not resolve
+    mig_uuid: str = ""  # the MIG device it resolves to, if any
+    claim: str = ""  # DRA: "<namespace>/<name>" of the ResourceClaim
+
+
+OWNER_SCOPES = (
+    "pod",  # a container of a Kubernetes pod (names where they could be told, see docs/attribution.md)
+    "container",  # a container Kubernetes does not run (plain docker, ...)
+    "host",  # not in a container
+    "unknown",  # the process was gone, or its cgroup unreadable
+)
+
+
+@dataclass(frozen=True)
+class ProcessOwner:
+    """The GPU processes (by pid) that share one owner."""
+
+    scope: str  # one of OWNER_SCOPES
+    pids: tuple[int, ...]
+    namespace: str = ""
+    pod: str = ""
+    container: str = ""
+    pod_uid: str = ""
+    container_id: str = ""
+    runtime: str = ""  # "containerd", "cri-o", "docker", where the cgroup path tells
+
+
+@dataclass(frozen=True)
+class ResourceCount:
+    resource: str  # e.g. "nvidia.com/gpu"
+    allocatable: int  # devices of it the kubelet can hand out
+
+
+@dataclass(frozen=True)
+class Attribution:
+    available: bool  # the kubelet's pod-resources API answered
+    reason: str = ""  # why not, when unavailable
+    refreshed_at: float | None = None  # unix seconds of the last good read of the kubelet
+    pods: int = 0  # pods the kubelet listed on the node
+    allocations: tuple[DeviceAllocation, ...] = ()
+    owners: tuple[ProcessOwner, ...] = ()
+    allocatable: tuple[ResourceCount, ...] = ()
+
+
 @dataclass(frozen=True)
 class NodeSample:
     timestamp: float  # unix seconds
@@ -335,6 +432,7 @@ class NodeSample:
     gpus: tuple[GpuSample, ...] = ()
     collectors: tuple[CollectorStatus, ...] = ()
     health_events: tuple[HealthEvent, ...] = field(default=())
+    attribution: Attribution | None = None  # None where the agent does not attribute
 
 
 # ---------------------------------------------------------------- from the aggregator
