@@ -179,10 +179,10 @@ ATTRIBUTED_INVENTORY = NodeInventory(
     node_name="worker-4",
     host=INVENTORY.host,
     gpus=(
-        GpuInventory(0, "GPU-dddd", "NVIDIA H100 80GB HBM3", 81_559, "00000000:07:00.0", (9, 0), "hopper"),
+        GpuInventory(0, "GPU-dddd", "NVIDIA H100 80GB HBM3", 81_559 * MIB, "00000000:07:00.0", (9, 0), "hopper"),
         GpuInventory(
-            1, "GPU-eeee", "NVIDIA A100-SXM4-80GB", 81_920, "00000000:0F:00.0", (8, 0), "ampere", mig_enabled=True,
-            mig_devices=(MigDevice(0, "MIG-1111", 40_960, "3g.40gb"), MigDevice(1, "MIG-2222", 10_240, "1g.10gb")),
+            1, "GPU-eeee", "NVIDIA A100-SXM4-80GB", 81_920 * MIB, "00000000:0F:00.0", (8, 0), "ampere", mig_enabled=True,
+            mig_devices=(MigDevice(0, "MIG-1111", 40_960 * MIB, "3g.40gb"), MigDevice(1, "MIG-2222", 10_240 * MIB, "1g.10gb")),
         ),
     ),
 )  # fmt: skip
@@ -191,7 +191,7 @@ ATTRIBUTED_SAMPLE = NodeSample(
     host=HOST,
     gpus=(
         GpuSample(
-            0, "GPU-dddd", utilization_gpu_pct=93.0, memory_total_mb=81_559, memory_used_mb=30_000,
+            0, "GPU-dddd", utilization_gpu_pct=93.0, memory_total_bytes=81_559 * MIB, memory_used_bytes=30_000 * MIB,
             temperature_c=64.0, compute_processes=2,
             processes=(
                 GpuProcess(4101, "compute", 20 * GIB, 80.0, 40.0),
