@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint test run proto clean
+.PHONY: install lint test run run-keep proto clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: lint
 
 run: install
 	$(BIN)/python scripts/run_local.py
+
+run-keep: install
+	$(BIN)/python scripts/run_local.py --keep
 
 proto: install
 	$(BIN)/python scripts/gen_proto.py

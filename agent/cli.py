@@ -15,6 +15,7 @@ import os
 import sys
 
 from agent.commands import annotate, inventory, metrics, run, sample
+from agent.commands.common import log_level
 
 __all__ = ["build_parser", "main"]
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level(args), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.run(args))
     except BrokenPipeError:

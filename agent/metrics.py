@@ -19,6 +19,10 @@ agent's own health:
 - `aios_agent_health_events_total{kind}`;
 - `aios_agent_dropped_samples_total`, `aios_agent_stream_connected` 0/1,
   `aios_agent_stream_reconnects_total` when a stream status provider is given.
+
+Per-process GPU series are capped per node (`AIOS_METRICS_MAX_PROCESSES`,
+default 64: the processes using the most GPU memory; see
+`proto.telemetry.v1.exposition`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from proto.telemetry.v1.exposition import (
+    MAX_PROCESS_SERIES,
     METRIC_PREFIX,
     MetricsServer,
     XidKey,
@@ -54,6 +59,7 @@ __all__ = [
     "agent_metric_families",
     "attach_agent_metrics",
     "build_agent_registry",
+    "max_process_series_from_env",
     "metrics_port_from_env",
     "serve_agent_metrics",
 ]
@@ -153,10 +159,15 @@ class AgentMetricsProviders:
     readings: Callable[[], AgentReadings]
     node_id: Callable[[], str] | None = None  # defaults to the inventory's node id
     stream: Callable[[], StreamStatus] | None = None  # None: the agent runs without a stream
+    max_process_series: int = MAX_PROCESS_SERIES  # per-process GPU series, at most (AIOS_METRICS_MAX_PROCESSES)
 
 
 def agent_metric_families(
-    readings: AgentReadings, stream: StreamStatus | None, *, node: str | None = None
+    readings: AgentReadings,
+    stream: StreamStatus | None,
+    *,
+    node: str | None = None,
+    max_process_series: int = MAX_PROCESS_SERIES,
 ) -> list[Metric]:
     """Every series the agent serves, from one view of its state. Pure."""
     if node is None:
@@ -167,6 +178,7 @@ def agent_metric_families(
         node=node,
         xid_counts=readings.xid_counts,
         gpu_models=readings.gpu_models,
+        max_process_series=max_process_series,
     )
     name = f"{METRIC_PREFIX}_agent"
     sample = readings.sample
@@ -238,7 +250,7 @@ class AgentCollector(Collector):
         readings = self._providers.readings()
         node = self._providers.node_id() if self._providers.node_id else None
         stream = self._providers.stream() if self._providers.stream else None
-        return agent_metric_families(readings, stream, node=node)
+        return agent_metric_families(readings, stream, node=node, max_process_series=self._providers.max_process_series)
 
 
 def build_agent_registry(providers: AgentMetricsProviders, *, process_metrics: bool = True) -> CollectorRegistry:
@@ -274,6 +286,7 @@ def attach_agent_metrics(
     stream_stats: Callable[[], object] | None = None,
     addr: str = "0.0.0.0",
     routes: dict[str, Callable] | None = None,
+    max_process_series: int | None = None,
 ) -> MetricsServer:
     """Serve the metrics of a running agent daemon: one call where the daemon is built.
 
@@ -283,7 +296,10 @@ def attach_agent_metrics(
     Health events the daemon delivers outside samples (its `health_observers`,
     when it has them: XIDs pushed as they arrive) are counted too, once each.
     `routes`: extra WSGI apps by path on the same port (the agent's `/healthz`).
+    `max_process_series`: the cap on per-process GPU series (default: $AIOS_METRICS_MAX_PROCESSES, else 64).
     """
+    if max_process_series is None:
+        max_process_series = max_process_series_from_env()
     state = AgentMetricsState()
     if inventory is not None:
         state.set_inventory(inventory)
@@ -293,8 +309,23 @@ def attach_agent_metrics(
     if health_observers is not None:
         health_observers.append(state.observe_health)
     stream = (lambda: StreamStatus.from_stream_stats(stream_stats())) if stream_stats is not None else None
-    providers = AgentMetricsProviders(state.readings, stream=stream)
+    providers = AgentMetricsProviders(state.readings, stream=stream, max_process_series=max_process_series)
     return serve_agent_metrics(port, providers, addr=addr, routes=routes)
+
+
+def max_process_series_from_env(environ: dict[str, str] | None = None) -> int:
+    """`AIOS_METRICS_MAX_PROCESSES`: per-process GPU series at most (default 64; 0: none)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("AIOS_METRICS_MAX_PROCESSES", "").strip()
+    if not raw:
+        return MAX_PROCESS_SERIES
+    try:
+        cap = int(raw)
+    except ValueError as e:
+        raise MetricsConfigError(f"AIOS_METRICS_MAX_PROCESSES: {raw!r} is not a whole number") from e
+    if not 0 <= cap <= 10_000:
+        raise MetricsConfigError(f"AIOS_METRICS_MAX_PROCESSES: {cap} is outside 0..10000")
+    return cap
 
 
 def metrics_port_from_env(environ: dict[str, str] | None = None) -> int:

@@ -1,9 +1,12 @@
-"""The aggregator's Kubernetes API client (optional): for stability Events and the Node watch.
+"""The aggregator's Kubernetes API client (optional): for stability Events, the Node watch, onboarding.
 
 Where from, in this order: `--kubeconfig`, `KUBECONFIG`, the pod's service
-account (in-cluster). No fallback to `~/.kube/config`: a developer's default
-context must not be picked up by accident. Without any of them the features
-that need the API are off, which the caller logs once.
+account (in-cluster); `serve` stops there: a developer's default context must
+not be picked up by accident, and without any of them the features that need
+the API are off, which the caller logs once. `onboard`, a command operators
+run from their own machine as they run kubectl, then also tries
+`~/.kube/config` (`home_fallback`). `kubeconfig_search` says the same order in
+words for the `--help` texts.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SERVICE_ACCOUNT_DIR", "KubeUnavailable", "load_kube_client", "pod_namespace"]
+__all__ = ["SERVICE_ACCOUNT_DIR", "KubeUnavailable", "kubeconfig_search", "load_kube_client", "pod_namespace"]
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -22,13 +25,24 @@ class KubeUnavailable(Exception):
     """No usable Kubernetes API configuration."""
 
 
-def load_kube_client(kubeconfig: str | None = None, *, env: Mapping[str, str] | None = None) -> Any:
+def kubeconfig_search(*, home_fallback: bool = False) -> str:
+    """Where the client comes from when `--kubeconfig` is not given, in words (for --help)."""
+    steps = ["KUBECONFIG", "the pod's service account (in-cluster)"] + (["~/.kube/config"] if home_fallback else [])
+    return ", then ".join(steps)
+
+
+def load_kube_client(
+    kubeconfig: str | None = None, *, env: Mapping[str, str] | None = None, home_fallback: bool = False
+) -> Any:
     """A `kubernetes.client.ApiClient`; raises `KubeUnavailable` saying why there is none."""
     env = os.environ if env is None else env
     path = kubeconfig or env.get("KUBECONFIG", "").split(os.pathsep)[0].strip() or None
     in_cluster = bool(env.get("KUBERNETES_SERVICE_HOST")) and (SERVICE_ACCOUNT_DIR / "token").is_file()
+    if not path and not in_cluster and home_fallback and (Path.home() / ".kube" / "config").is_file():
+        path = str(Path.home() / ".kube" / "config")
     if not path and not in_cluster:
-        raise KubeUnavailable("not in a pod (no service account) and no kubeconfig (--kubeconfig, KUBECONFIG)")
+        tried = "--kubeconfig, " + kubeconfig_search(home_fallback=home_fallback)
+        raise KubeUnavailable(f"not in a pod (no service account) and no kubeconfig (tried {tried})")
     from kubernetes import client, config  # late: ~24 MiB, only loaded when configured
 
     configuration = client.Configuration()

@@ -55,6 +55,7 @@ from aggregator.telemetry.node_watch import KubeNode, NodeWatcher, registry_matc
 from aggregator.telemetry.query_service import QueryService
 from aggregator.telemetry.registry import NodeRegistry
 from aggregator.telemetry.store import NodeStore
+from aggregator.token_secret import TokenSecret, ensure_token_secret
 from aggregator.web.app import create_app
 from aggregator.web.healthz import HealthChecks, HealthListener, healthz_router
 from aggregator.web.lanes import WorkLane
@@ -63,9 +64,13 @@ from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import NodeSample
 
-__all__ = ["Aggregator", "ServeConfig", "decode_sample", "serve"]
+__all__ = ["Aggregator", "NoToken", "ServeConfig", "decode_sample", "serve"]
 
 log = logging.getLogger(__name__)
+
+
+class NoToken(Exception):
+    """No token configured and none to be had from the cluster: nothing is served unauthenticated."""
 
 
 def decode_sample(data: bytes) -> NodeSample:
@@ -75,8 +80,9 @@ def decode_sample(data: bytes) -> NodeSample:
 @dataclass
 class ServeConfig:
     db_path: Path
-    tokens: tuple[str, ...]  # write tokens (AIOS_TOKEN / AIOS_TOKEN_FILE)
+    tokens: tuple[str, ...]  # write tokens (AIOS_TOKEN / AIOS_TOKEN_FILE); empty: `token_secret`'s, at start
     read_tokens: tuple[str, ...] = ()  # read-only tokens (AIOS_READ_TOKEN / AIOS_READ_TOKEN_FILE)
+    token_secret: str | None = None  # the Secret holding both, read or created at start (aggregator.token_secret)
     # how agents authenticate: "kubernetes" (ServiceAccount token + TokenReview, bound to the node),
     # "token" (the shared token), "auto": kubernetes when a Kubernetes API is configured
     agent_auth: str = "auto"
@@ -104,10 +110,13 @@ class ServeConfig:
 
 class Aggregator:
     def __init__(self, config: ServeConfig, *, clock: Callable[[], float] = time.time) -> None:
-        if not config.tokens:
+        if not config.tokens and not config.token_secret:
             raise ValueError("no token configured: set AIOS_TOKEN or AIOS_TOKEN_FILE")
         self.config = replace(config, env=_with_absolute_cache_dir(config.env))
         self.clock = clock
+        self.tokens: tuple[str, ...] = tuple(config.tokens)
+        self.read_tokens: tuple[str, ...] = tuple(config.read_tokens)
+        self.token_secret: TokenSecret | None = None
         self.db: Database | None = None
         self.registry: NodeRegistry | None = None
         self.ingest: IngestService | None = None
@@ -148,6 +157,8 @@ class Aggregator:
         registry.restore(records, events)
         log.info("registry restored: %d node(s), %d health event(s) from %s", len(records), len(events), cfg.db_path)
         core_v1 = self._core_v1()
+        if not self.tokens:
+            await self._tokens_from_secret(core_v1)
         agent_auth = self._agent_auth()
         ingest = self.ingest = IngestService(
             registry,
@@ -175,7 +186,7 @@ class Aggregator:
         )
         stability.checker.on_verdict(self.policy_errors.count_verdict)
         onboarding = self.onboarding = build_onboarding(
-            cluster_store, registry=registry, cluster_id=cfg.cluster_id, tokens=cfg.tokens,
+            cluster_store, registry=registry, cluster_id=cfg.cluster_id, tokens=self.tokens,
             governance=governance, api_url=cfg.api_url, clock=self.clock, on_stored=self._seed_policy_map,
         )
         quarantine = self.quarantine = self._add_quarantine(core_v1, db, registry, stability, governance, self.ingest)
@@ -224,7 +235,7 @@ class Aggregator:
 
     @property
     def access_tokens(self) -> AccessTokens:
-        return AccessTokens(write=self.config.tokens, read=self.config.read_tokens)
+        return AccessTokens(write=self.tokens, read=self.read_tokens)
 
     def _agent_auth(self) -> KubernetesAgentAuth | None:
         """How agents prove their node (`ServeConfig.agent_auth`); None: the shared token."""
@@ -257,6 +268,19 @@ class Aggregator:
         return PolicyConfig.from_env(
             self.config.env, cluster_config=cluster_config if isinstance(cluster_config, Mapping) else None
         )
+
+    async def _tokens_from_secret(self, core_v1) -> None:
+        """No token configured (its mounted file is not there yet): the Secret's, created if missing."""
+        name = self.config.token_secret
+        namespace = pod_namespace(self.config.env)
+        if core_v1 is None or not name:
+            raise NoToken(f"no token: AIOS_TOKEN / AIOS_TOKEN_FILE give none, and without a Kubernetes API the "
+                          f"Secret {namespace}/{name} (AIOS_TOKEN_SECRET) cannot be read or created")
+        self.token_secret = await asyncio.to_thread(ensure_token_secret, core_v1, namespace, name)
+        self.tokens = self.token_secret.tokens
+        self.read_tokens = self.read_tokens or self.token_secret.read_tokens
+        log.info("tokens: %d from Secret %s/%s (%s)", len(self.tokens), namespace, name,
+                 "created now" if self.token_secret.created else "it existed")
 
     def _open_governance_policy(self, source: str):
         return self.policy_errors.counting(open_policy)(source, config=self.policy_config())

@@ -32,12 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent.kube.annotator import NodeAnnotator  # noqa: E402
-from proto.telemetry.v1.readings import GpuInventory, MigDevice, NodeInventory  # noqa: E402
+from proto.telemetry.v1.readings import MIB, GpuInventory, MigDevice, NodeInventory  # noqa: E402
 
 
 def _gpu(i: int, mig: bool) -> GpuInventory:
-    migs = tuple(MigDevice(m, f"MIG-{i}-{m}", 9856, "1g.10gb") for m in range(7)) if mig else ()
-    return GpuInventory(i, f"GPU-{i}", "NVIDIA A100-SXM4-80GB", 81920, compute_capability=(8, 0),
+    migs = tuple(MigDevice(m, f"MIG-{i}-{m}", 9856 * MIB, "1g.10gb") for m in range(7)) if mig else ()
+    return GpuInventory(i, f"GPU-{i}", "NVIDIA A100-SXM4-80GB", 81920 * MIB, compute_capability=(8, 0),
                         architecture="ampere", features=("fp16", "bf16", "tf32"), mig_enabled=mig, mig_devices=migs)
 
 

@@ -50,8 +50,9 @@ def _sample_bytes(n_gpus: int = 8) -> bytes:
     gpus = tuple(
         r.GpuSample(
             index=i, uuid=f"GPU-{i:08x}-aaaa-bbbb-cccc-{i:012x}", utilization_gpu_pct=87.0 + i,
-            utilization_memory_pct=41.0, memory_total_mb=81920, memory_used_mb=40000 + i, memory_free_mb=41920 - i,
-            memory_reserved_mb=512, temperature_c=61.0, power_draw_w=350.5, power_limit_w=400.0, sm_clock_mhz=1410,
+            utilization_memory_pct=41.0, memory_total_bytes=81920 * r.MIB, memory_used_bytes=(40000 + i) * r.MIB,
+            memory_free_bytes=(41920 - i) * r.MIB, memory_reserved_bytes=512 * r.MIB, temperature_c=61.0,
+            power_draw_w=350.5, power_limit_w=400.0, sm_clock_mhz=1410,
             memory_clock_mhz=1593, throttle_reasons=("sw_power_cap",), ecc_corrected_volatile=0,
             ecc_uncorrected_volatile=0, ecc_corrected_aggregate=3, ecc_uncorrected_aggregate=0,
             retired_pages_pending=False, retired_pages_count=0, remapped_rows_pending=False,
@@ -61,10 +62,11 @@ def _sample_bytes(n_gpus: int = 8) -> bytes:
         for i in range(n_gpus)
     )
     host = r.HostSample(
-        cpu_percent=35.5, load1=12.0, load5=11.0, load15=10.0, memory_total_mb=1_031_891, memory_used_mb=200_000,
-        memory_available_mb=800_000, swap_total_mb=0, swap_used_mb=0, page_faults_per_s=1200.0,
+        cpu_percent=35.5, load1=12.0, load5=11.0, load15=10.0, memory_total_bytes=1_031_891 * r.MIB,
+        memory_used_bytes=200_000 * r.MIB, memory_available_bytes=800_000 * r.MIB, swap_total_bytes=0, swap_used_bytes=0,
+        page_faults_per_s=1200.0,
         disk_read_bytes_per_s=1e6, disk_write_bytes_per_s=2e6, disk_read_iops=100.0, disk_write_iops=200.0,
-        disk_busy_pct=3.0, fs_total_mb=3_000_000, fs_used_mb=1_000_000,
+        disk_busy_pct=3.0, fs_total_bytes=3_000_000 * r.MIB, fs_used_bytes=1_000_000 * r.MIB,
         nics=(r.NicRate("eth0", 10**12, 2 * 10**12, 1e8, 2e8),), tx_bytes_total=10**12, rx_bytes_total=2 * 10**12,
         tx_bytes_per_s=1e8, rx_bytes_per_s=2e8, processes_total=900, processes_running=3, threads_total=5000,
     )
@@ -80,8 +82,8 @@ def _hello_bytes(node_id: str, instance: str, interval: float) -> bytes:
 
     inv = r.NodeInventory(
         node_id=node_id, node_name=node_id,
-        host=r.HostInventory(node_id, "6.1.0", "Debian 12", 128, 64, 1_031_891, 0),
-        gpus=tuple(r.GpuInventory(i, f"GPU-{i}", "NVIDIA H100 80GB HBM3", 81559, compute_capability=(9, 0))
+        host=r.HostInventory(node_id, "6.1.0", "Debian 12", 128, 64, 1_031_891 * r.MIB, 0),
+        gpus=tuple(r.GpuInventory(i, f"GPU-{i}", "NVIDIA H100 80GB HBM3", 81559 * r.MIB, compute_capability=(9, 0))
                    for i in range(8)),
         driver_version="550.54.15", cuda_driver_version="12.4",
     )

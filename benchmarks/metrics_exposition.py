@@ -26,7 +26,7 @@ from prometheus_client import generate_latest
 from agent.metrics import AgentMetricsProviders, AgentMetricsState, StreamStatus, build_agent_registry
 from aggregator.telemetry.metrics import AggregatorMetricsProviders, StabilityVerdict, build_aggregator_registry
 from aggregator.telemetry.model import NodeState
-from proto.telemetry.v1.readings import GpuInventory, NodeInventory, NodeSample
+from proto.telemetry.v1.readings import MIB, GpuInventory, NodeInventory, NodeSample
 from tests.metrics_fixtures.readings import GPU0, HOST, INVENTORY, SAMPLE_1
 
 NODE_COUNTS = (10, 100, 1000)
@@ -34,7 +34,7 @@ NODE_COUNTS = (10, 100, 1000)
 
 def eight_gpu_node(node_id: str) -> tuple[NodeInventory, NodeSample]:
     gpus_inv = tuple(
-        GpuInventory(i, f"GPU-{node_id}-{i}", "NVIDIA H100 80GB HBM3", 81_559, f"00000000:{i:02X}:00.0", (9, 0), "hopper")
+        GpuInventory(i, f"GPU-{node_id}-{i}", "NVIDIA H100 80GB HBM3", 81_559 * MIB, f"00000000:{i:02X}:00.0", (9, 0), "hopper")
         for i in range(8)
     )
     inventory = replace(INVENTORY, node_id=node_id, node_name=node_id, gpus=gpus_inv)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aggregator.commands.onboard import write_document
 from aggregator.onboarding.document import node_entry, populate_document, with_node
 from aggregator.onboarding.validate import normalise_config, validate_config
-from proto.telemetry.v1.readings import DiskInfo, GpuInventory, HostInventory, NicInfo, NodeInventory
+from proto.telemetry.v1.readings import MIB, DiskInfo, GpuInventory, HostInventory, NicInfo, NodeInventory
 
 FEATURES = ("bf16", "fp16", "fp8", "int8", "tensor_cores", "tf32")
 CONFIG = {"id": "bench-cluster", "regionId": "r1", "config": {"useGateway": True},
@@ -35,14 +35,14 @@ CONFIG = {"id": "bench-cluster", "regionId": "r1", "config": {"useGateway": True
 
 def inventory(i: int) -> NodeInventory:
     gpus = tuple(
-        GpuInventory(index=g, uuid=f"GPU-{i}-{g}", name="NVIDIA H100 80GB HBM3", memory_mb=81559,
+        GpuInventory(index=g, uuid=f"GPU-{i}-{g}", name="NVIDIA H100 80GB HBM3", memory_bytes=81559 * MIB,
                      compute_capability=(9, 0), features=FEATURES)
         for g in range((0, 2, 8)[i % 3])
     )
     host = HostInventory(
         hostname=f"node-{i}", kernel="6.1", os="Debian 12", cpu_logical=64, cpu_physical=32,
-        memory_total_mb=515890, swap_total_mb=4095,
-        disks=tuple(DiskInfo(f"nvme{d}n1", 3662830) for d in range(1 + i % 4)),
+        memory_total_bytes=515890 * MIB, swap_total_bytes=4095 * MIB,
+        disks=tuple(DiskInfo(f"nvme{d}n1", 3662830 * MIB) for d in range(1 + i % 4)),
         nics=tuple(NicInfo(f"eth{n}", 100000) for n in range(1 + i % 3)),
     )
     return NodeInventory(node_id=f"node-{i:05d}", node_name=f"node-{i}", host=host, gpus=gpus)

@@ -6,11 +6,16 @@ What `make run` runs (after `pip install -e .`):
   - waits until the node shows up, prints `aios-aggregator nodes` and the
     `gpu.aios/info` annotation the agent would write on its Node,
   - stops both (or keeps them running with --keep, until Ctrl-C).
+
+Any interrupt (Ctrl-C, SIGTERM, SIGHUP), at any point, stops both and ends
+with the "stopped" line. The two run in sessions of their own, so a Ctrl-C at
+the terminal reaches only this script, which stops them in order.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -19,7 +24,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,16 +57,75 @@ def _wait(predicate, timeout_s: float, what: str, procs: list[subprocess.Popen])
     raise SystemExit(f"run_local: timed out waiting for {what}")
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
+class _Interrupts:
+    """SIGINT/SIGTERM/SIGHUP as KeyboardInterrupt, held back while a child is being started: a
+    child forked but not yet recorded would be left running."""
+
+    def __init__(self) -> None:
+        self._holding = 0
+        self._pending = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._arrived)
+
+    def _arrived(self, signum: int, frame: object) -> None:
+        if self._holding:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self._holding += 1
         try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            yield
+        finally:
+            self._holding -= 1
+        if not self._holding and self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
+
+
+class _Children:
+    """Every process this script starts, each in a session of its own (the terminal's Ctrl-C
+    reaches only this script, which stops them in order)."""
+
+    def __init__(self, interrupts: _Interrupts, **popen: Any) -> None:
+        self._interrupts = interrupts
+        self._popen = popen
+        self.daemons: list[subprocess.Popen] = []  # the aggregator and the agent
+        self._helpers: list[subprocess.Popen] = []  # short commands (nodes, inventory)
+
+    def start(self, args: list[str], **popen: Any) -> subprocess.Popen:
+        with self._interrupts.held():
+            process = subprocess.Popen(args, start_new_session=True, **self._popen, **popen)
+            self.daemons.append(process)
+        return process
+
+    def run(self, args: list[str], *, capture: bool = True) -> subprocess.CompletedProcess:
+        with self._interrupts.held():
+            pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} if capture else {}
+            process = subprocess.Popen(args, start_new_session=True, text=True, **self._popen, **pipes)
+            self._helpers.append(process)
+        out, err = process.communicate()
+        return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+    def stop(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # stopping is bounded (15 s, then kill): let it finish
+        for p in self._helpers:
+            if p.poll() is None:
+                p.kill()
+        for p in self.daemons:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.daemons + self._helpers:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=1.0, help="agent sampling interval (1 s)")
     parser.add_argument("--keep", action="store_true", help="keep both running until Ctrl-C")
     args = parser.parse_args(argv)
+    interrupts = _Interrupts()
+    interrupts.install()  # every interrupt takes the Ctrl-C path
 
     var = args.var.resolve()
     var.mkdir(parents=True, exist_ok=True)
@@ -82,50 +150,65 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     # the children's stdout for their whole life; closed in the finally below
     logs = {name: open(var / f"{name}.log", "w") for name in ("aggregator", "agent")}  # noqa: SIM115
-    procs: list[subprocess.Popen] = []
+    children = _Children(interrupts, cwd=ROOT, env=env)
+    procs = children.daemons
+    interrupted = False
     try:
-        procs.append(subprocess.Popen(
+        children.start(
             [py, "-m", "aggregator.cli", "serve", "--host", "127.0.0.1", "--grpc-port", str(port),
              "--http-port", str(_free_port()), "--db", str(var / "aggregator.db"), "--ready-file", str(ready)],
-            cwd=ROOT, env=env, stdout=logs["aggregator"], stderr=subprocess.STDOUT))
+            stdout=logs["aggregator"], stderr=subprocess.STDOUT)
         _wait(ready.exists, 30, "the aggregator", procs)
-        print(f"aggregator: gRPC on {address}, database {var / 'aggregator.db'}, token in {var / 'token'}")
-        procs.append(subprocess.Popen(
+        print(f"aggregator: gRPC on {address}, database {var / 'aggregator.db'}, token in {var / 'token'}", flush=True)
+        children.start(
             [py, "-m", "agent.cli", "run", "--interval", str(args.interval), "--log-level", "INFO",
              # not a cluster node: leave any kubeconfig's cluster alone; metrics on a free local port
              "--no-annotate", "--metrics-addr", "127.0.0.1", "--metrics-port", "0"],
-            cwd=ROOT, env=env, stdout=logs["agent"], stderr=subprocess.STDOUT))
+            stdout=logs["agent"], stderr=subprocess.STDOUT)
 
         def node_listed() -> bool:
-            out = subprocess.run([py, "-m", "aggregator.cli", "--log-level", "WARNING", "nodes"],
-                                 cwd=ROOT, env=env, capture_output=True, text=True)
+            out = children.run([py, "-m", "aggregator.cli", "--log-level", "WARNING", "nodes"])
             return out.returncode == 0 and "(no nodes yet)" not in out.stdout
 
         _wait(node_listed, 60, "the agent's node to show", procs)
         time.sleep(args.interval + 0.5)  # a second sample, so rates such as CPU % are known
         print(f"agent: sampling every {args.interval:g} s (logs in {var}/agent.log)\n")
-        print("$ aios-aggregator nodes")
-        subprocess.run([py, "-m", "aggregator.cli", "--log-level", "WARNING", "nodes"], cwd=ROOT, env=env, check=True)
-        inventory = subprocess.run([py, "-m", "agent.cli", "inventory"], cwd=ROOT, env=env,
-                                   capture_output=True, text=True, check=True)
+        print("$ aios-aggregator nodes", flush=True)
+        children.run([py, "-m", "aggregator.cli", "--log-level", "WARNING", "nodes"], capture=False).check_returncode()
+        inventory = children.run([py, "-m", "agent.cli", "inventory"])
+        inventory.check_returncode()
         annotations = json.loads(inventory.stdout)["annotations"]
         print("\nannotation the agent would write on its Node (no Kubernetes here):")
         for key, value in annotations.items():
             print(f"  {key}: {value}")
         if args.keep:
-            print(f"\nrunning; try: AIOS_TOKEN=$(cat {var}/token) aios-aggregator nodes --aggregator {address}")
-            print("Ctrl-C stops both")
+            print(f"\nrunning; try: AIOS_TOKEN=$(cat {var}/token) {_command('aios-aggregator')} nodes "
+                  f"--aggregator {address}")
             try:
+                print("Ctrl-C stops both", flush=True)  # inside: a Ctrl-C right after it is the normal stop
                 while all(p.poll() is None for p in procs):
                     time.sleep(1)
             except KeyboardInterrupt:
-                pass
+                pass  # the way to stop a kept run: not an interruption
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
-        _stop(procs)
+        children.stop()
         for f in logs.values():
             f.close()
-    print("\nstopped the agent and the aggregator")
-    return 0
+        print(("\ninterrupted: " if interrupted else "\n") + "stopped the agent and the aggregator", flush=True)
+    return 130 if interrupted else 0
+
+
+def _command(name: str) -> str:
+    """How to type one of our commands here: the venv's bin/ is usually not on PATH."""
+    installed = Path(sys.executable).parent / name
+    if not installed.exists():
+        return name
+    try:
+        return str(installed.relative_to(Path.cwd()))
+    except ValueError:
+        return str(installed)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,18 @@ from typing import Any, TextIO
 from agent.kube.identity import local_node_identity
 from agent.sampling.node_reader import NodeReader, open_node_reader
 
-__all__ = ["common_parser", "interval_seconds", "open_reader_from_args", "port_number", "print_json", "to_jsonable"]
+__all__ = [
+    "LOG_LEVELS",
+    "common_parser",
+    "interval_seconds",
+    "log_level",
+    "open_reader_from_args",
+    "port_number",
+    "print_json",
+    "to_jsonable",
+]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def interval_seconds(text: str) -> float:
@@ -52,12 +63,23 @@ def common_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--log-level",
-        default=os.environ.get("AIOS_LOG_LEVEL", "WARNING"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=None,  # see log_level(): the default depends on the subcommand
+        choices=LOG_LEVELS,
         type=str.upper,
-        help="logging level, to stderr (default WARNING)",
+        help="logging level, to stderr (env AIOS_LOG_LEVEL; default WARNING, INFO for `run`)",
     )
     return common
+
+
+def log_level(args: argparse.Namespace, env=os.environ) -> str:
+    """`--log-level`, else AIOS_LOG_LEVEL, else the subcommand's default: a daemon (`run`) says
+    INFO what it found and does; the one-shot commands print JSON and log only problems."""
+    if args.log_level:
+        return args.log_level
+    from_env = env.get("AIOS_LOG_LEVEL", "").strip().upper()
+    if from_env and from_env not in LOG_LEVELS:
+        raise SystemExit(f"aios-agent: AIOS_LOG_LEVEL={from_env!r} is not one of {', '.join(LOG_LEVELS)}")
+    return from_env or getattr(args, "default_log_level", "WARNING")
 
 
 def open_reader_from_args(args: argparse.Namespace) -> NodeReader:

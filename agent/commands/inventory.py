@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def inventory_document(inventory: NodeInventory) -> dict:
     document = to_jsonable(inventory)
     if inventory.host is not None:
-        document["host"]["disk_total_mb"] = inventory.host.disk_total_mb
+        document["host"]["disk_total_bytes"] = inventory.host.disk_total_bytes
     document["gpu_count"] = len(inventory.gpus)
     # the exact string the annotator writes on the Node
     document["annotations"] = {ANNOTATION_KEY: gpu_annotation_value(inventory.gpus)}

@@ -14,8 +14,11 @@ Settings (flag, else env): `--aggregator` AIOS_AGGREGATOR_ADDR,
 `--cluster-id` AIOS_CLUSTER_ID, `--interval` AIOS_INTERVAL_S,
 `--metrics-port` AIOS_METRICS_PORT, `--host-root` AIOS_HOST_ROOT, the credential
 (`agent.stream.credentials`: the projected ServiceAccount token AIOS_SA_TOKEN_FILE in a
-cluster, else the shared AIOS_TOKEN or AIOS_TOKEN_FILE), the Node's name NODE_NAME (downward API), the
+cluster, else the shared AIOS_TOKEN or AIOS_TOKEN_FILE; read at each connect, waited for
+while its file is missing), the Node's name NODE_NAME (downward API), the
 node id the Node's `nodeID` label, else NODE_ID, else the Node's name.
+Who is on the GPUs (docs/attribution.md): AIOS_ATTRIBUTION (on|off),
+AIOS_POD_RESOURCES_SOCKET, AIOS_POD_RESOURCES_REFRESH_S, AIOS_METRICS_MAX_PROCESSES.
 Nothing is written to disk except `--stats-file` when asked (the pod's root
 filesystem is read-only).
 """
@@ -29,6 +32,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
@@ -40,15 +44,24 @@ from agent.kube.client import KubeApiError, NodeIdentity, node_id_from, read_nod
 from agent.kube.condition_writer import NodeConditionWriter, condition_writer_from_env
 from agent.kube.identity import local_node_identity
 from agent.liveness import SamplerView, health_document, healthz_app
-from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, metrics_port_from_env
+from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, max_process_series_from_env, metrics_port_from_env
 from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.sampling.node_reader import open_node_reader
 from agent.stream.client import StreamConfig, TelemetryStream
 from agent.stream.credentials import AgentCredentials, TokenFileError, credentials_from_env
 from proto.common.hardening import set_not_dumpable
 from proto.health.conditions import CONDITION_TYPES
+from proto.telemetry.v1.readings import NodeInventory
 
-__all__ = ["agent_version", "identity_mismatch", "load_credentials", "register", "resolve_node_identity", "run"]
+__all__ = [
+    "agent_version",
+    "identity_mismatch",
+    "load_credentials",
+    "register",
+    "resolve_node_identity",
+    "run",
+    "startup_summary",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +74,24 @@ def agent_version() -> str:
 
 
 def load_credentials(env=os.environ) -> AgentCredentials:
-    """The ServiceAccount token file or the shared token (`agent.stream.credentials`),
-    read once now so a wrong setting stops the start, saying which."""
+    """The ServiceAccount token file or the shared token (`agent.stream.credentials`), read once
+    now to say at start what is wrong. Never fatal: a file not there yet (the projected token
+    before the kubelet writes it, the Secret `aios-token` before the aggregator's first start
+    creates it and the kubelet mounts it) is waited for, the stream retrying at each connect."""
     credentials = credentials_from_env(env)
     try:
         credentials.current()
     except TokenFileError as e:
-        if credentials.sa_token_file is None:
-            raise SystemExit(f"aios-agent: {e}") from e
-        # the kubelet writes the projected token before the container starts; say so, keep trying
-        log.error("%s; retrying at each connect", e)
+        waits_for = ("the kubelet writes the projected token" if credentials.sa_token_file is not None else
+                     "Secret aios-token, key token: the aggregator creates it on its first start, the kubelet "
+                     "mounts it a minute or two later")
+        log.error("%s (%s); sampling starts now, streaming once it can be read", e, waits_for)
     return credentials
 
 
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("run", parents=[common_parser()], help="run the agent: sample and stream to the aggregator")
+    p = subparsers.add_parser("run", parents=[common_parser()], help="run the agent: sample and stream to the aggregator",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--interval", type=interval_seconds, default=None,
                    help=f"seconds between samples (env AIOS_INTERVAL_S or COLLECT_INTERVAL, default {DEFAULT_INTERVAL_S:g})")
     p.add_argument("--aggregator", default=os.environ.get("AIOS_AGGREGATOR_ADDR"),
@@ -98,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    default=os.environ.get("AIOS_NODE_CONDITIONS", "").strip().lower() in ("off", "false", "0"),
                    help="do not keep the GPU conditions on the Node's status (env AIOS_NODE_CONDITIONS=off)")
     p.add_argument("--stats-file", type=Path, help="on exit, write the stream's counters here as JSON")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, default_log_level="INFO")  # `kubectl logs` shows what it found
 
 
 
@@ -126,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         interval = args.interval or interval_from_env(os.environ) or DEFAULT_INTERVAL_S
         metrics_port = args.metrics_port if args.metrics_port is not None else metrics_port_from_env()
+        max_process_series = max_process_series_from_env()
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
     try:
@@ -143,14 +158,16 @@ def run(args: argparse.Namespace) -> int:
 
     node_name = local_node_identity().node_name
     annotator = None
+    annotating = f"on (Node {node_name})"
     if args.no_annotate:
-        log.info("--no-annotate: the Node's gpu.aios/info annotation is not kept")
+        annotating = "off (--no-annotate)"
     else:
         try:
             annotator = open_node_annotator(node_name, kubeconfig=args.kubeconfig)
         except ValueError as e:  # a bad AIOS_ANNOTATE_RESYNC_S
             raise SystemExit(f"aios-agent run: {e}") from e
         if annotator is None:
+            annotating = "off (no Kubernetes API configured)"
             log.warning("no Kubernetes API configured: the Node's gpu.aios/info annotation is not kept; running on")
     identity = resolve_node_identity(annotator, node_name)
     tracker = GpuHealthTracker(rule, call_bound_s=call_bound_s)
@@ -161,8 +178,11 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise SystemExit(f"aios-agent run: {e}") from e
 
-    reader = open_node_reader(node_id=identity.node_id, node_name=node_name, host_root=args.host_root,
-                              nvml_library=args.nvml_library)
+    try:
+        reader = open_node_reader(node_id=identity.node_id, node_name=node_name, host_root=args.host_root,
+                                  nvml_library=args.nvml_library)
+    except ValueError as e:  # a bad AIOS_ATTRIBUTION
+        raise SystemExit(f"aios-agent run: {e}") from e
     with reader:
         config = StreamConfig(
             address=args.aggregator,
@@ -197,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             metrics = attach_agent_metrics(daemon, port=metrics_port, addr=args.metrics_addr, inventory=inventory,
-                                           stream_stats=stream.stats, routes={"/healthz": healthz_app(healthz)})
+                                           stream_stats=stream.stats, routes={"/healthz": healthz_app(healthz)},
+                                           max_process_series=max_process_series)
         except OSError as e:
             raise SystemExit(f"aios-agent run: cannot serve /metrics and /healthz on {args.metrics_addr}:"
                              f"{metrics_port}: {e.strerror or e} (set AIOS_METRICS_PORT or --metrics-port)") from e
@@ -212,9 +233,8 @@ def run(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.start()
         daemon.start()
-        log.info("agent %s for node %s (id %s, from %s) streaming to %s with its %s; metrics and /healthz on port %d",
-                 config.agent_version, node_name, identity.node_id, identity.id_source, args.aggregator,
-                 credentials.kind, metrics.port)
+        log.info("%s", startup_summary(config, node_name, identity, inventory, annotating=annotating,
+                                       credential=credentials.kind, metrics_port=metrics.port))
         try:
             _wait_for_stop(stopping, annotator, identity)
         finally:
@@ -233,6 +253,25 @@ def run(args: argparse.Namespace) -> int:
                                                "agent_instance": stream.agent_instance,
                                                "node_id": identity.node_id}))
     return 0
+
+
+_ID_SOURCES = {"label": "its nodeID label", "env": "NODE_ID", "name": "the Node's name"}
+
+
+def startup_summary(config: StreamConfig, node_name: str, identity: NodeIdentity, inventory: NodeInventory, *,
+                    annotating: str, credential: str, metrics_port: int) -> str:
+    """Pure: the one line a healthy start logs, saying what the agent found and where it sends it."""
+    if inventory.gpus:
+        names = Counter(g.name for g in inventory.gpus)
+        models = ", ".join(f"{count}x {name}" for name, count in names.items())
+        gpus = f"{len(inventory.gpus)} GPU(s) ({models}; driver {inventory.driver_version or '?'})"
+    else:
+        gpus = f"no GPUs ({inventory.nvml_status})" if inventory.nvml_status != "ok" else "no GPUs"
+    host = f"{inventory.host.cpu_logical} vCPU" if inventory.host is not None else "host unread"
+    source = _ID_SOURCES.get(identity.id_source, identity.id_source)
+    return (f"agent {config.agent_version} on node {node_name} (id {identity.node_id}, from {source}): "
+            f"{gpus}, {host}; streaming every {config.interval_s:g} s to {config.address} with its {credential}; "
+            f"annotator {annotating}; metrics and /healthz on port {metrics_port}")
 
 
 def identity_mismatch(streaming: NodeIdentity, seen: NodeIdentity | None) -> str | None:

@@ -38,6 +38,11 @@ the others keep reporting. It drops out of `inventory().gpus` until it answers
 again: the inventory is what the node can offer (it feeds the `gpu.aios/info`
 annotation), so a GPU that fell off the bus must not be advertised.
 
+Who is on each GPU (`usage=True`, the default): its processes with their
+memory and utilization, and its MIG instances' use (`agent.gpu.usage`), in
+the sample's `processes` and `migs`; the compute process count then comes
+from the same NVML call. Off (`usage=False`), only the count is read.
+
 Cost: a field NVML reports as not supported is remembered and not asked again
 (until the GPU is lost and recovers); NVLink links are discovered once;
 identity (name, PCI id, capability, MIG devices) is read for the inventory
@@ -69,6 +74,7 @@ from agent.gpu.nvml_backend import (
     open_nvml,
 )
 from agent.gpu.throttle import decode_clock_event_reasons
+from agent.gpu.usage import GpuUsageReader
 from agent.sampling.collector import GpuCollector, GpuReport
 from proto.health.xid_catalog import describe_xid
 from proto.telemetry.v1.readings import (
@@ -81,15 +87,17 @@ from proto.telemetry.v1.readings import (
 
 __all__ = [
     "LIBRARY_ENV",
+    "USAGE_ENV",
     "NullGpuCollector",
     "NvmlGpuCollector",
     "RetryingGpuCollector",
     "open_gpu_collector",
+    "usage_from_env",
 ]
 
 log = logging.getLogger(__name__)
 LIBRARY_ENV = "AIOS_NVML_LIBRARY"
-_MIB = 1024 * 1024
+USAGE_ENV = "AIOS_ATTRIBUTION"  # "off": no process lists or MIG use (and no pod attribution)
 _EVENT_WAIT_MS = 200
 _MAX_QUEUED_EVENTS = 1000
 
@@ -128,12 +136,12 @@ class NullGpuCollector:
 
 
 def _read_memory(nv: NvmlSession, h: Any) -> dict:
-    total, used, free, reserved = nv.memory(h)
+    total, used, free, reserved = nv.memory(h)  # bytes, kept as they are (readings.py: sizes)
     return {
-        "memory_total_mb": total // _MIB,
-        "memory_used_mb": used // _MIB,
-        "memory_free_mb": free // _MIB,
-        "memory_reserved_mb": None if reserved is None else reserved // _MIB,
+        "memory_total_bytes": total,
+        "memory_used_bytes": used,
+        "memory_free_bytes": free,
+        "memory_reserved_bytes": reserved,
     }
 
 
@@ -174,7 +182,7 @@ def _ecc_group(kind: str, scope: str) -> _Group:
 
 
 _GROUPS: tuple[_Group, ...] = (
-    _Group("memory", ("memory_total_mb", "memory_used_mb", "memory_free_mb", "memory_reserved_mb"), _read_memory),
+    _Group("memory", ("memory_total_bytes", "memory_used_bytes", "memory_free_bytes", "memory_reserved_bytes"), _read_memory),
     _Group("utilization", ("utilization_gpu_pct", "utilization_memory_pct"), _read_utilization),
     _Group("temperature", ("temperature_c",), lambda nv, h: {"temperature_c": float(nv.temperature_c(h))}),
     _Group("power_draw", ("power_draw_w",), lambda nv, h: {"power_draw_w": nv.power_draw_mw(h) / 1000.0}),
@@ -231,12 +239,14 @@ class _GpuState:
     unresponsive: str = ""  # "<call> did not return within N s" while an NVML call on it hangs
     worker: GpuWorker | None = None
     last_inventory: GpuInventory | None = None
+    usage: GpuUsageReader | None = None  # who is on the GPU; None until first read (or usage off)
 
     def forget_capabilities(self) -> None:
         self.unsupported_groups.clear()
         self.unsupported_fields = ()
         self.nvlinks = None
         self.field_errors.clear()
+        self.usage = None
 
 
 class NvmlGpuCollector:
@@ -254,8 +264,12 @@ class NvmlGpuCollector:
         event_wait_ms: int = _EVENT_WAIT_MS,
         on_event: EventListener | None = None,
         call_bound_s: float = DEFAULT_BOUND_S,
+        usage: bool = True,
     ):
         self._nv = session
+        self._usage = usage
+        # with usage on, the process list gives the compute process count too
+        self._groups = tuple(g for g in _GROUPS if not (usage and g.name == "compute_processes"))
         self._listener = on_event
         self._clock = clock
         self._inventory_refresh_s = inventory_refresh_s
@@ -299,6 +313,8 @@ class NvmlGpuCollector:
         return GpuReport(gpus, self._driver_version, self._cuda_driver_version, "ok")
 
     def _inventory_entry(self, gpu: _GpuState) -> GpuInventory | None:
+        if gpu.usage is not None:
+            gpu.usage.forget_migs()  # MIG instances may have been created or destroyed
         if gpu.lost or gpu.handle is None:
             return None
         try:
@@ -324,7 +340,7 @@ class NvmlGpuCollector:
 
         gpu.uuid = nv.uuid(h)
         name = nv.name(h)
-        total = optional("memory_mb", lambda: nv.memory(h)[0])
+        total = optional("memory_bytes", lambda: nv.memory(h)[0])
         pci = optional("pci_bus_id", lambda: nv.pci_bus_id(h))
         cc = optional("compute_capability", lambda: nv.compute_capability(h))
         facts = describe_capability(cc)
@@ -333,13 +349,13 @@ class NvmlGpuCollector:
         migs: tuple[MigDevice, ...] = ()
         if mig is not None and mig[0]:
             found = optional("mig_devices", lambda: nv.mig_devices(h)) or ()
-            migs = tuple(MigDevice(m.index, m.uuid, m.memory_mb, _mig_profile(m.name)) for m in found)
+            migs = tuple(MigDevice(m.index, m.uuid, m.memory_bytes, _mig_profile(m.name)) for m in found)
         limit = optional("power_limit_w", lambda: nv.power_limit_mw(h) / 1000.0)
         return GpuInventory(
             index=gpu.index,
             uuid=gpu.uuid,
             name=name,
-            memory_mb=0 if total is None else total // _MIB,
+            memory_bytes=0 if total is None else total,
             pci_bus_id=pci or "",
             compute_capability=cc,
             architecture=facts.architecture,
@@ -403,7 +419,7 @@ class NvmlGpuCollector:
         errors: dict[str, str] = {}
         attempted = 0
         try:
-            for group in _GROUPS:
+            for group in self._groups:
                 if group.name in gpu.unsupported_groups:
                     continue
                 attempted += 1
@@ -425,10 +441,20 @@ class NvmlGpuCollector:
                     raise
                 except NvmlError as exc:
                     errors["nvlinks"] = exc.name
-            if values.get("memory_reserved_mb", 0) is None and "memory_reserved" not in gpu.unsupported_groups:
+            if values.get("memory_reserved_bytes", 0) is None and "memory_reserved" not in gpu.unsupported_groups:
                 # The driver has only the v1 memory call, which has no reserved figure.
-                self._mark_unsupported(gpu, "memory_reserved", ("memory_reserved_mb",))
+                self._mark_unsupported(gpu, "memory_reserved", ("memory_reserved_bytes",))
             self._check_mig_mode(gpu)
+            if self._usage and "processes" not in gpu.unsupported_groups:
+                attempted += 1  # after the MIG mode check: the usage reader needs the current mode
+                try:
+                    values.update(self._read_usage(gpu))
+                except NvmlNotSupported:
+                    self._mark_unsupported(gpu, "processes", ("compute_processes", "processes"))
+                except NvmlGpuLost:
+                    raise
+                except NvmlError as exc:
+                    errors["processes"] = exc.name
         except NvmlGpuLost as exc:
             self._mark_lost(gpu, exc)
             return GpuSample(gpu.index, gpu.uuid, lost=True, error=gpu.lost_error)
@@ -445,6 +471,15 @@ class NvmlGpuCollector:
         return GpuSample(
             gpu.index, gpu.uuid, unsupported=gpu.unsupported_fields, error=gpu.device_error, **values
         )
+
+    def _read_usage(self, gpu: _GpuState) -> dict:
+        if gpu.usage is None:
+            gpu.usage = GpuUsageReader(self._nv, gpu.handle)
+        values = gpu.usage.read(bool(gpu.mig_mode and gpu.mig_mode[0]))
+        new = gpu.usage.unsupported - set(gpu.unsupported_fields)
+        if new:
+            gpu.unsupported_fields = tuple(sorted(set(gpu.unsupported_fields) | new))
+        return values
 
     def _read_nvlinks(self, gpu: _GpuState) -> tuple[NvLinkState, ...]:
         if gpu.nvlinks is None:
@@ -466,6 +501,8 @@ class NvmlGpuCollector:
             return  # the identity read will report it
         if mode != gpu.mig_mode:
             gpu.mig_mode = mode
+            if gpu.usage is not None:
+                gpu.usage.forget_migs()
             self._invalidate_inventory()
 
     def _mark_unsupported(self, gpu: _GpuState, group: str, fields: tuple[str, ...]) -> None:
@@ -716,7 +753,9 @@ class RetryingGpuCollector:
             self._current = NullGpuCollector("closed")
 
 
-def _open_live(library_path: str | None, clock: Clock, call_bound_s: float = DEFAULT_BOUND_S) -> GpuCollector:
+def _open_live(
+    library_path: str | None, clock: Clock, call_bound_s: float = DEFAULT_BOUND_S, usage: bool = True
+) -> GpuCollector:
     session = open_nvml(library_path)
     try:
         if session.device_count() == 0:
@@ -724,7 +763,7 @@ def _open_live(library_path: str | None, clock: Clock, call_bound_s: float = DEF
             cuda = _or_empty(session.cuda_driver_version)
             session.close()
             return NullGpuCollector("no GPUs", driver, cuda)
-        return NvmlGpuCollector(session, clock=clock, call_bound_s=call_bound_s)  # started by its wrapper
+        return NvmlGpuCollector(session, clock=clock, call_bound_s=call_bound_s, usage=usage)  # started by its wrapper
     except NvmlError as exc:
         session.close()
         raise NvmlUnavailable(exc.code, exc.name, f"nvml failed: {exc.name}") from exc
@@ -737,24 +776,36 @@ def open_gpu_collector(
     retry_interval_s: float = 60.0,
     on_event: EventListener | None = None,
     call_bound_s: float | None = None,
+    usage: bool | None = None,
 ) -> GpuCollector:
     """The node's GPU collector; library_path defaults to $AIOS_NVML_LIBRARY, call_bound_s
     to $AIOS_NVML_CALL_TIMEOUT_S (else 5 s).
 
     `on_event`: where XID events go as they arrive (see the module docstring);
-    can also be set later with `.set_event_listener`.
+    can also be set later with `.set_event_listener`. `usage`: read who is on
+    each GPU (processes, MIG use); default on unless $AIOS_ATTRIBUTION is "off".
     """
     if library_path is None:
         library_path = os.environ.get(LIBRARY_ENV) or None
     bound = bound_from_env() if call_bound_s is None else call_bound_s
+    if usage is None:
+        usage = usage_from_env(os.environ)
     collector = RetryingGpuCollector(
-        lambda: _open_live(library_path, clock, bound),
+        lambda: _open_live(library_path, clock, bound, usage),
         clock=clock,
         retry_interval_s=retry_interval_s,
         on_event=on_event,
     )
     collector.start()
     return collector
+
+
+def usage_from_env(env) -> bool:
+    """$AIOS_ATTRIBUTION: "on" (the default) or "off"."""
+    value = (env.get(USAGE_ENV) or "on").strip().lower()
+    if value not in ("on", "off", "true", "false", "1", "0"):
+        raise ValueError(f"{USAGE_ENV}={value!r}: expected on or off")
+    return value in ("on", "true", "1")
 
 
 @functools.lru_cache(maxsize=256)

@@ -16,12 +16,20 @@ pynvml loads `libnvidia-ml.so.1` once per process and keeps it. A library at
 an explicit path (AIOS_NVML_LIBRARY) is preloaded with `ctypes` first; the
 dynamic loader then resolves pynvml's own `CDLL("libnvidia-ml.so.1")` to it
 by its soname.
+
+Process lists (`running_processes`, `process_utilization`) call NVML's C
+functions through pynvml's function pointers and decode the returned array
+with one `struct.iter_unpack`, into a buffer kept per device: pynvml's own
+wrappers build a Python object per process, which at 8 GPUs x 64 processes
+costs more than the rest of a sample.
 """
 
 from __future__ import annotations
 
 import ctypes
+import operator
 import os
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +37,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "STATUS_OK",
+    "MigHandle",
     "MigInfo",
     "NvmlError",
     "NvmlEventWaiter",
@@ -36,6 +45,8 @@ __all__ = [
     "NvmlNotSupported",
     "NvmlSession",
     "NvmlUnavailable",
+    "ProcessEntry",
+    "UtilizationSample",
     "XidEvent",
     "call_in_flight",
     "open_nvml",
@@ -43,7 +54,6 @@ __all__ = [
 
 T = TypeVar("T")
 STATUS_OK = "ok"
-_MIB = 1024 * 1024
 
 try:  # nvidia-ml-py is a dependency; its absence is still only "no GPUs".
     import pynvml as _nv
@@ -148,7 +158,90 @@ class MigInfo:
     index: int
     uuid: str
     name: str
-    memory_mb: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class MigHandle:
+    index: int
+    uuid: str
+    handle: Any
+    gpu_instance_id: int | None  # None where NVML does not say
+
+
+# (pid, used memory bytes or None, GPU instance id, compute instance id); the
+# ids are 0xFFFFFFFF on a GPU without MIG.
+ProcessEntry = tuple[int, "int | None", int, int]
+# nvmlProcessUtilizationSample_t as a tuple: (pid, timestamp us, SM %, memory %, encoder %, decoder %)
+UtilizationSample = tuple[int, int, int, int, int, int]
+
+_NOT_AVAILABLE = 0xFFFFFFFFFFFFFFFF  # NVML_VALUE_NOT_AVAILABLE_ulonglong
+# nvmlProcessInfo_t (v2/v3) and nvmlProcessUtilizationSample_t, native layout
+# (checked against pynvml's ctypes structures in `_Lister.__init__`)
+_PROCESS_INFO = struct.Struct("=I4xQII")
+_UTIL_SAMPLE = struct.Struct("=I4xQIIII")
+_TIMESTAMP = operator.itemgetter(1)
+
+
+class _Lister:
+    """One NVML "fill this array" call, with a reusable buffer per device.
+
+    Called with the buffer's size first: NVML fills it and says how many it
+    wrote, or answers INSUFFICIENT_SIZE with the count it needs, and the
+    buffer grows (x2 + 5, as pynvml does) for one more try.
+    """
+
+    def __init__(self, function: str, ctype_name: str, layout: struct.Struct):
+        self._function = function
+        self._ctype: Any = getattr(_nv, ctype_name, None)
+        self._layout = layout
+        if self._ctype is None or ctypes.sizeof(self._ctype) != layout.size:
+            raise NvmlNotSupported(-1, "NVML_ERROR_FUNCTION_NOT_FOUND", f"{ctype_name}: unexpected layout")
+        self._fn: Any = None
+        self._buffers: dict[int, Any] = {}
+
+    def _pointer(self) -> Any:
+        if self._fn is None:
+            try:
+                self._fn = _nv._nvmlGetFunctionPointer(self._function)
+            except _nv.NVMLError as exc:
+                raise _translate(exc) from exc
+        return self._fn
+
+    def fill(self, handle: Any, *extra: Any) -> tuple[bytes, int, int]:
+        """(the raw array, entries NVML wrote, NVML's return code: 0 or NOT_FOUND)."""
+        fn = self._pointer()
+        key = NvmlSession.device_key(handle)
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = (self._ctype * 16)()
+        count = ctypes.c_uint(len(buffer))
+        for _ in range(3):
+            ret = self._call(fn, handle, buffer, count, extra)
+            if ret != _nv.NVML_ERROR_INSUFFICIENT_SIZE:
+                break
+            buffer = self._buffers[key] = (self._ctype * (count.value * 2 + 5))()
+            count = ctypes.c_uint(len(buffer))
+        if ret == _nv.NVML_ERROR_NOT_FOUND:
+            return b"", 0, ret
+        if ret != _nv.NVML_SUCCESS:
+            raise _translate(_nv.NVMLError(ret))
+        n = min(count.value, len(buffer))
+        return ctypes.string_at(buffer, n * self._layout.size), n, ret
+
+    @staticmethod
+    def _call(fn: Any, handle: Any, buffer: Any, count: ctypes.c_uint, extra: tuple) -> int:
+        return fn(handle, ctypes.byref(count), buffer)
+
+    def forget(self, handle: Any) -> None:
+        self._buffers.pop(NvmlSession.device_key(handle), None)
+
+
+class _UtilizationLister(_Lister):
+    @staticmethod
+    def _call(fn: Any, handle: Any, buffer: Any, count: ctypes.c_uint, extra: tuple) -> int:
+        # nvmlDeviceGetProcessUtilization(device, samples, *count, lastSeenTimeStamp)
+        return fn(handle, buffer, ctypes.byref(count), ctypes.c_ulonglong(extra[0]))
 
 
 @dataclass(frozen=True)
@@ -168,6 +261,7 @@ class NvmlSession:
         # Decided by the first read: drivers and pynvml releases differ.
         self._memory_v2: bool | None = None if hasattr(_nv, "nvmlMemory_v2") else False
         self._clock_reasons = getattr(_nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
+        self._listers: dict[str, _Lister] = {}
         self._closed = False
 
     # ---------------------------------------------------------- system
@@ -221,7 +315,7 @@ class NvmlSession:
                     continue
                 raise
             memory = _call(_nv.nvmlDeviceGetMemoryInfo, mig)
-            found.append(MigInfo(index, self.uuid(mig), self.name(mig), int(memory.total) // _MIB))
+            found.append(MigInfo(index, self.uuid(mig), self.name(mig), int(memory.total)))
         return tuple(found)
 
     # ---------------------------------------------------------- sample
@@ -335,7 +429,57 @@ class NvmlSession:
         return int(value.value.uiVal)
 
     def compute_process_count(self, handle: Any) -> int:
-        return len(_call(_nv.nvmlDeviceGetComputeRunningProcesses, handle))
+        return len(self.running_processes(handle))
+
+    # ---------------------------------------------------- who is on it
+
+    def _lister(self, function: str, ctype_name: str, layout: struct.Struct, cls: type[_Lister] = _Lister) -> _Lister:
+        lister = self._listers.get(function)
+        if lister is None:
+            lister = self._listers[function] = cls(function, ctype_name, layout)
+        return lister
+
+    def running_processes(self, handle: Any, *, graphics: bool = False) -> list[ProcessEntry]:
+        """The device's compute (or graphics) processes: [(pid, used bytes or None, GI id, CI id)]."""
+        function = "nvmlDeviceGetGraphicsRunningProcesses_v3" if graphics else "nvmlDeviceGetComputeRunningProcesses_v3"
+        raw, n, _ = self._lister(function, "c_nvmlProcessInfo_v3_t", _PROCESS_INFO).fill(handle)
+        rows = list(_PROCESS_INFO.iter_unpack(raw[: n * _PROCESS_INFO.size]))
+        for row in rows:
+            if row[1] == _NOT_AVAILABLE:  # rare (NVML cannot tell): only then build new rows
+                return [(pid, None if used == _NOT_AVAILABLE else used, gi, ci) for pid, used, gi, ci in rows]
+        return rows
+
+    def process_utilization(self, handle: Any, since_us: int) -> tuple[dict[int, UtilizationSample], int]:
+        """{pid: (pid, timestamp, SM %, memory %, encoder %, decoder %)} from NVML's per-process
+        samples newer than `since_us` (NVML's CPU timestamp, microseconds), and the newest
+        sample's timestamp. NVML returns one sample per process that ran since then; none is an
+        empty dict, not an error."""
+        lister = self._lister(
+            "nvmlDeviceGetProcessUtilization", "c_nvmlProcessUtilizationSample_t", _UTIL_SAMPLE, _UtilizationLister
+        )
+        raw, n, _ = lister.fill(handle, since_us)
+        if not n:
+            return {}, since_us
+        rows = list(_UTIL_SAMPLE.iter_unpack(raw[: n * _UTIL_SAMPLE.size]))
+        newest = max(since_us, max(map(_TIMESTAMP, rows)))
+        return {row[0]: row for row in rows}, newest
+
+    def mig_handles(self, handle: Any) -> tuple[MigHandle, ...]:
+        """Handles of the MIG devices that exist now, with their GPU instance ids."""
+        found = []
+        for index in range(_call(_nv.nvmlDeviceGetMaxMigDeviceCount, handle)):
+            try:
+                mig = _call(_nv.nvmlDeviceGetMigDeviceHandleByIndex, handle, index)
+            except NvmlError as exc:
+                if exc.name in ("NVML_ERROR_NOT_FOUND", "NVML_ERROR_INVALID_ARGUMENT"):
+                    continue
+                raise
+            try:
+                gi: int | None = int(_call(_nv.nvmlDeviceGetGpuInstanceId, mig))
+            except NvmlNotSupported:
+                gi = None
+            found.append(MigHandle(index, self.uuid(mig), mig, gi))
+        return tuple(found)
 
     # ---------------------------------------------------------- events
 

@@ -139,8 +139,8 @@ class PsutilHostCollector:
             os=self._os_name(),
             cpu_logical=stat.logical_cpus,
             cpu_physical=self._physical_cores() or stat.logical_cpus,
-            memory_total_mb=memory.total // _MB,
-            swap_total_mb=swap_total_kb // 1024,
+            memory_total_bytes=memory.total,
+            swap_total_bytes=swap_total_kb * 1024,
             disks=devices.disks,
             nics=devices.nics,
         )
@@ -220,12 +220,12 @@ class PsutilHostCollector:
             size_text = self._read_optional(base, "size")
             if size_text is None:
                 continue
-            size_mb = int(size_text.strip()) * SECTOR_BYTES // _MB
-            if size_mb == 0:
-                continue  # no medium
+            size_bytes = int(size_text.strip()) * SECTOR_BYTES
+            if size_bytes < _MB:
+                continue  # no medium (a card reader, an empty drive)
             rotational = (self._read_optional(base, "queue/rotational") or "").strip() == "1"
             model = (self._read_optional(base, "device/model") or "").strip()
-            disks.append(DiskInfo(name=name, size_mb=size_mb, rotational=rotational, model=model))
+            disks.append(DiskInfo(name=name, size_bytes=size_bytes, rotational=rotational, model=model))
         return tuple(disks)
 
     def _scan_nics(self) -> tuple[NicInfo, ...]:
@@ -278,19 +278,19 @@ class PsutilHostCollector:
             load1=load.load1,
             load5=load.load5,
             load15=load.load15,
-            memory_total_mb=memory.total // _MB,
-            memory_used_mb=memory.used // _MB,
-            memory_available_mb=memory.available // _MB,
-            swap_total_mb=swap[0] // 1024,
-            swap_used_mb=swap[1] // 1024,
+            memory_total_bytes=memory.total,
+            memory_used_bytes=memory.used,
+            memory_available_bytes=memory.available,
+            swap_total_bytes=swap[0] * 1024,
+            swap_used_bytes=swap[1] * 1024,
             page_faults_per_s=per_second(known.page_faults, page_faults, dt) if known else None,
             disk_read_bytes_per_s=disk_rates.read_bytes,
             disk_write_bytes_per_s=disk_rates.write_bytes,
             disk_read_iops=disk_rates.reads,
             disk_write_iops=disk_rates.writes,
             disk_busy_pct=disk_rates.busy_pct,
-            fs_total_mb=fs.total // _MB,
-            fs_used_mb=fs.used // _MB,
+            fs_total_bytes=fs.total,
+            fs_used_bytes=fs.used,
             nics=nic_rates,
             tx_bytes_total=sum(c.tx_bytes for c in nics.values()),
             rx_bytes_total=sum(c.rx_bytes for c in nics.values()),

@@ -7,6 +7,11 @@ logged, timed and reported as a failed `CollectorStatus` plus a
 Health events the GPU collector finds between samples (XIDs) can go to a
 listener the moment they arrive (`set_health_listener`); those are not
 repeated in the next `sample()`.
+
+With an attributor (`agent.attribution`), each sample also says who is on
+the GPUs (`NodeSample.attribution`), from the GPU samples just read; it runs
+isolated too (collector "attribution"), so a failure there costs only the
+attribution.
 """
 
 from __future__ import annotations
@@ -14,13 +19,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from agent.sampling.collector import GpuCollector, HostCollector, run_isolated
-from proto.telemetry.v1.readings import CollectorStatus, HealthEvent, NodeInventory, NodeSample
+from proto.telemetry.v1.readings import Attribution, CollectorStatus, GpuSample, HealthEvent, NodeInventory, NodeSample
 
 __all__ = ["NodeReader", "open_node_reader"]
 
 log = logging.getLogger(__name__)
+
+
+class Attributor(Protocol):
+    name: str
+
+    def attribute(self, gpus: tuple[GpuSample, ...]) -> Attribution: ...
+
+    def close(self) -> None: ...
 
 
 class NodeReader:
@@ -31,12 +45,14 @@ class NodeReader:
         gpu: GpuCollector,
         host: HostCollector,
         clock: Callable[[], float] = time.time,
+        attributor: Attributor | None = None,
     ):
         self.node_id = node_id
         self.node_name = node_name
         self._gpu = gpu
         self._host = host
         self._clock = clock
+        self._attributor = attributor
 
     def inventory(self) -> NodeInventory:
         report, gpu_status = run_isolated(self._gpu.name, self._gpu.inventory)
@@ -63,7 +79,12 @@ class NodeReader:
         gpu_result, gpu_status = run_isolated(self._gpu.name, self._gpu.sample)
         host, host_status = run_isolated(self._host.name, self._host.sample)
         gpus, events = gpu_result if gpu_result is not None else ((), ())
-        statuses = (gpu_status, host_status)
+        statuses: tuple[CollectorStatus, ...] = (gpu_status, host_status)
+        attribution = None
+        attributor = self._attributor
+        if attributor is not None and gpus:  # a CPU node has nobody to attribute
+            attribution, attribution_status = run_isolated(attributor.name, lambda: attributor.attribute(tuple(gpus)))
+            statuses += (attribution_status,)
         failures = tuple(_collector_error(s, timestamp) for s in statuses if not s.success)
         return NodeSample(
             timestamp=timestamp,
@@ -71,6 +92,7 @@ class NodeReader:
             gpus=tuple(gpus),
             collectors=statuses,
             health_events=tuple(events) + failures,
+            attribution=attribution,
         )
 
     def set_health_listener(self, listener: Callable[[HealthEvent], None] | None) -> None:
@@ -79,7 +101,9 @@ class NodeReader:
         self._gpu.set_event_listener(listener)
 
     def close(self) -> None:
-        for collector in (self._gpu, self._host):
+        for collector in (self._gpu, self._host, self._attributor):
+            if collector is None:
+                continue
             close = getattr(collector, "close", None)
             if close is None:
                 continue
@@ -104,11 +128,31 @@ def _collector_error(status: CollectorStatus, timestamp: float) -> HealthEvent:
 
 
 def open_node_reader(
-    *, node_id: str, node_name: str, host_root: str = "/", nvml_library: str | None = None
+    *,
+    node_id: str,
+    node_name: str,
+    host_root: str = "/",
+    nvml_library: str | None = None,
+    environ: dict[str, str] | None = None,
 ) -> NodeReader:
-    """The production reader: NVML (or a CPU node when NVML is unavailable) and psutil."""
-    from agent.gpu.collector import open_gpu_collector  # the gpu branch's module
+    """The production reader: NVML (or a CPU node when NVML is unavailable), psutil,
+    and who is on the GPUs unless $AIOS_ATTRIBUTION is "off" (the kubelet's
+    socket: $AIOS_POD_RESOURCES_SOCKET, default /var/lib/kubelet/pod-resources/kubelet.sock,
+    read every $AIOS_POD_RESOURCES_REFRESH_S, default 30)."""
+    import os
+
+    from agent.gpu.collector import open_gpu_collector, usage_from_env  # the gpu branch's module
     from agent.host.collector import PsutilHostCollector
 
-    gpu = open_gpu_collector(library_path=nvml_library)
-    return NodeReader(node_id, node_name, gpu, PsutilHostCollector(root=host_root))
+    env = os.environ if environ is None else environ
+    usage = usage_from_env(env)
+    gpu = open_gpu_collector(library_path=nvml_library, usage=usage)
+    attributor = None
+    if usage:
+        from agent.attribution.attributor import GpuAttributor, refresh_from_env
+        from agent.attribution.pod_resources import DEFAULT_SOCKET, SOCKET_ENV, PodResourcesClient
+
+        socket_path = env.get(SOCKET_ENV) or DEFAULT_SOCKET
+        refresh_s = refresh_from_env(env)
+        attributor = GpuAttributor(PodResourcesClient(socket_path), host_root=host_root, refresh_s=refresh_s)
+    return NodeReader(node_id, node_name, gpu, PsutilHostCollector(root=host_root), attributor=attributor)

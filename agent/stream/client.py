@@ -285,6 +285,7 @@ class TelemetryStream:
         while not stop.is_set():
             acked_before = self.stats().acked_seq
             started = time.monotonic()
+            waiting = ""
             try:
                 await self._connect_once(stop, wakeup)
             except grpc.aio.AioRpcError as e:
@@ -292,7 +293,7 @@ class TelemetryStream:
                 level = logging.ERROR if e.code() in refused else logging.WARNING
                 log.log(level, "stream to %s ended: %s: %s", self.config.address, e.code().name, e.details())
             except TokenFileError as e:
-                log.error("not connecting to %s: %s", self.config.address, e)
+                waiting = str(e)  # nothing to connect with yet: said below, with when it tries again
             except asyncio.InvalidStateError:  # grpc.aio: a write after the call had already ended
                 log.warning("stream to %s ended before a message could be written", self.config.address)
             except Exception:
@@ -306,6 +307,8 @@ class TelemetryStream:
             if self.stats().acked_seq > acked_before or time.monotonic() - started > 60:
                 self._backoff.reset()
             delay = self._backoff.next_delay()
+            if waiting:
+                log.error("not connecting to %s: %s; retrying in %.1f s", self.config.address, waiting, delay)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except asyncio.TimeoutError:

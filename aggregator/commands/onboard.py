@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aggregator.auth import AuthError, load_tokens
+from aggregator.kube_client import kubeconfig_search
 from aggregator.onboarding.document import populate_document
 from aggregator.onboarding.errors import (
     ConfigInvalid,
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None,
                         help="bearer token for the aggregator (default: AIOS_TOKEN / AIOS_TOKEN_FILE)")
     parser.add_argument("--kubeconfig", default=None,
-                        help="kubeconfig for the Kubernetes API (default: in-cluster, then KUBECONFIG)")
+                        help=f"kubeconfig for the Kubernetes API (default: {kubeconfig_search(home_fallback=True)})")
     parser.add_argument("--no-kubernetes", action="store_true",
                         help="do not ask the Kubernetes API (agents' data only)")
     parser.add_argument("--db", default=None,
@@ -68,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `onboard` to `aios-aggregator`'s subcommands."""
-    parser = sub.add_parser("onboard", help="validate config.json, fill it from measured data, register it")
+    parser = sub.add_parser("onboard", help="validate config.json, fill it from measured data, register it",
+                            description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -121,11 +123,14 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
 
     # 2. the nodes: agents first, Kubernetes for the rest (or for all)
     measured = kube_nodes = None
+    aggregator_problem = None  # why the aggregator gave no nodes, when it was asked
     if args.aggregator:
         try:
             measured = read_from_aggregator(args.aggregator, token=token, timeout_s=args.timeout)
         except NodeSourceUnavailable as e:
-            print(f"warning: {e}; falling back to the Kubernetes API", file=err)
+            aggregator_problem = str(e)
+            if not args.no_kubernetes:
+                print(f"warning: {e}; falling back to the Kubernetes API", file=err)
         except OnboardingError as e:
             print(f"error: {e}; nothing was posted", file=err)
             return EXIT_NO_NODES
@@ -134,12 +139,13 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
             kube_nodes = read_kube_nodes(args.kubeconfig, timeout_s=args.timeout)
         except NodeSourceUnavailable as e:
             if measured is None:
-                print(f"error: no node data: {e}" + ("" if args.aggregator else " (and no --aggregator given)")
-                      + "; nothing was posted", file=err)
+                print(f"error: no node data: {aggregator_problem or 'no --aggregator given'}, and {e}; "
+                      "nothing was posted", file=err)
                 return EXIT_NO_NODES
             print(f"warning: {e}; cannot check for Nodes without an agent or without the nodeID label", file=err)
     if measured is None and kube_nodes is None:
-        print("error: no node data: no --aggregator given and --no-kubernetes set; nothing was posted", file=err)
+        print(f"error: no node data: {aggregator_problem or 'no --aggregator given'}, and --no-kubernetes is set "
+              "(the Kubernetes API was not asked); nothing was posted", file=err)
         return EXIT_NO_NODES
 
     gathered = gather_nodes(measured, kube_nodes)

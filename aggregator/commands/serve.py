@@ -1,8 +1,10 @@
 """`aios-aggregator serve`: run the aggregator (gRPC ingest and queries; HTTP for the network).
 
 Environment (an empty value counts as unset; a flag wins over its variable):
-`AIOS_TOKEN` / `AIOS_TOKEN_FILE` (required: the write token), `AIOS_READ_TOKEN` /
-`AIOS_READ_TOKEN_FILE` (read-only tokens), `AIOS_AGENT_AUTH` (`kubernetes` or `token`;
+`AIOS_TOKEN` / `AIOS_TOKEN_FILE` (the write token), `AIOS_READ_TOKEN` /
+`AIOS_READ_TOKEN_FILE` (read-only tokens), or in a cluster `AIOS_TOKEN_SECRET` (the
+Secret read, or created on the first start, when they give no token; see
+`aggregator.token_secret`), `AIOS_AGENT_AUTH` (`kubernetes` or `token`;
 default kubernetes when a Kubernetes API is configured), `AIOS_AGENT_SERVICE_ACCOUNT`
 (the agents' ServiceAccount, default `aios-agent` in the pod's namespace), `AIOS_CLUSTER_ID`, `AIOS_GRPC_PORT` (50051),
 `AIOS_HTTP_PORT` (8080), `AIOS_HEALTH_PORT` (off), `AIOS_DB_PATH`, `AIOS_API_URL`, `KUBECONFIG`; read by the parts:
@@ -22,11 +24,13 @@ import sys
 from pathlib import Path
 
 from aggregator.auth import AuthError, load_read_tokens, load_tokens
+from aggregator.kube_client import kubeconfig_search
 from aggregator.policies import PolicyConfigError
 from aggregator.rpc.agent_auth import AgentAuthConfigError
 from aggregator.rpc.server import TlsFiles
-from aggregator.service import ServeConfig, serve
+from aggregator.service import NoToken, ServeConfig, serve
 from aggregator.stability.checker import ConfigError as StabilityConfigError
+from aggregator.token_secret import TokenSecretError
 from proto.common.hardening import set_not_dumpable
 
 __all__ = ["register", "run"]
@@ -51,7 +55,8 @@ def _optional_port(name: str) -> int | None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the aggregator")
+    p = sub.add_parser("serve", help="run the aggregator", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grpc-port", type=int, default=None, help="gRPC port (AIOS_GRPC_PORT, default 50051)")
     p.add_argument("--http-port", type=int, default=None, help="HTTP port (AIOS_HTTP_PORT, default 8080)")
     p.add_argument("--health-port", type=int, default=None,
@@ -68,7 +73,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-nodes", type=int, default=10_000, help="most node ids this aggregator takes (10000)")
     p.add_argument("--api-url", default=None, help="the network's parser, to register nodes joining later (AIOS_API_URL)")
     p.add_argument("--kubeconfig", default=None,
-                   help="Kubernetes API for the Node watch and Events (default: KUBECONFIG, then in-cluster)")
+                   help=f"Kubernetes API for the Node watch and Events (default: {kubeconfig_search()}; "
+                        "neither: those features are off)")
     p.add_argument("--no-kubernetes", action="store_true", help="do not use the Kubernetes API at all")
     p.add_argument("--per-node-metrics", action="store_true",
                    help="/metrics also serves every node's latest GPU and host series")
@@ -83,24 +89,35 @@ def _env(name: str) -> str | None:
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    secret = None if args.no_kubernetes else _env("AIOS_TOKEN_SECRET")
     env = {k: v for k, v in os.environ.items() if v.strip()}
     try:
         tokens = load_tokens(env)
+    except AuthError as e:
+        if secret is None:
+            raise SystemExit(f"aios-aggregator: {e}") from e
+        # the Secret's volume is optional and filled a minute or two after the Secret appears
+        log.info("%s: the tokens come from Secret %s (AIOS_TOKEN_SECRET) instead", e, secret)
+        tokens = ()
+    try:
         read_path = env.get("AIOS_READ_TOKEN_FILE", "").strip()
         if read_path and not Path(read_path).exists():
             # the Secret's optional key `read-token` is not there (yet): only the write token works
-            log.warning("AIOS_READ_TOKEN_FILE=%s does not exist: no read-only token is accepted", read_path)
+            if not (secret and not tokens):  # else the Secret read at start gives the read token too
+                log.warning("AIOS_READ_TOKEN_FILE=%s does not exist: no read-only token is accepted", read_path)
             env.pop("AIOS_READ_TOKEN_FILE")
         read_tokens = load_read_tokens(env)
     except AuthError as e:
         raise SystemExit(f"aios-aggregator: {e}") from e
-    if not tokens:
-        raise SystemExit("aios-aggregator: no token: set AIOS_TOKEN or AIOS_TOKEN_FILE (nothing is served unauthenticated)")
+    if not tokens and secret is None:
+        raise SystemExit("aios-aggregator: no token: set AIOS_TOKEN or AIOS_TOKEN_FILE, or AIOS_TOKEN_SECRET in a "
+                         "cluster (nothing is served unauthenticated)")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("aios-aggregator: --tls-cert and --tls-key go together")
     return ServeConfig(
         db_path=Path(args.db or _env("AIOS_DB_PATH") or DEFAULT_DB),
         tokens=tokens,
+        token_secret=secret,
         read_tokens=read_tokens,
         agent_auth=_env("AIOS_AGENT_AUTH") or "auto",
         agent_service_account=_env("AIOS_AGENT_SERVICE_ACCOUNT") or "aios-agent",
@@ -128,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     set_not_dumpable()  # this process holds the tokens: no same-uid process may read its memory or environ
     try:
         asyncio.run(serve(config))
-    except (OSError, PolicyConfigError, StabilityConfigError, AgentAuthConfigError) as e:
+    except (OSError, PolicyConfigError, StabilityConfigError, AgentAuthConfigError, TokenSecretError, NoToken) as e:
         print(f"aios-aggregator: {e}", file=sys.stderr)
         return 1
     except SystemExit as e:  # uvicorn exits when the HTTP port cannot be bound (its error is logged)

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from aggregator.kube_client import KubeUnavailable, load_kube_client
 from aggregator.onboarding.errors import NodeSourceUnavailable, OnboardingError
 from proto.cluster.v1 import cluster_pb2, cluster_pb2_grpc
 from proto.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
@@ -76,24 +77,15 @@ def store_in_aggregator(address: str, document: dict, *, token: str | None, time
 def read_kube_nodes(kubeconfig: str | None = None, *, timeout_s: float = 10.0) -> list[dict[str, Any]]:
     """Every Node object as JSON, through the official client.
 
-    From `kubeconfig` when given, else the in-cluster service account, else
-    the default kubeconfig (`KUBECONFIG`, ~/.kube/config).
+    From `kubeconfig` when given, else `KUBECONFIG`, else the in-cluster
+    service account, else `~/.kube/config` (`aggregator.kube_client`).
     """
-    from kubernetes import client, config  # late: 24 MiB, only the fallback needs it
-    from kubernetes.config.config_exception import ConfigException
-
     try:
-        if kubeconfig:
-            api_client = config.new_client_from_config(config_file=kubeconfig)
-        else:
-            try:
-                configuration = client.Configuration()
-                config.load_incluster_config(client_configuration=configuration)
-                api_client = client.ApiClient(configuration)
-            except ConfigException:
-                api_client = config.new_client_from_config()
-    except (ConfigException, OSError) as e:
+        api_client = load_kube_client(kubeconfig, home_fallback=True)
+    except KubeUnavailable as e:
         raise NodeSourceUnavailable(f"no Kubernetes API configured: {e}") from e
+    from kubernetes import client  # late: 24 MiB, only the fallback needs it
+
     try:
         with api_client:
             listing = client.CoreV1Api(api_client).list_node(_request_timeout=timeout_s)

@@ -1,6 +1,6 @@
 """The program a policy worker process runs (standard library only).
 
-Started by `worker.py` as `python -I _worker_child.py <sandbox plan JSON>`; before it
+Started by `worker.py` as `python -I -B _worker_child.py <sandbox plan JSON>` (no bytecode written); before it
 reads a request it confines itself as the plan says (`sandbox/confine.py`: limits,
 its own uid, no network, reads and writes only where allowed) and tells what took
 effect in its answer to init (`"sandbox"`).

@@ -7,7 +7,8 @@ aggregator's container reaches it through `SidecarPolicy`.
 
 Routes (all but `/healthz` need the runner's own bearer token, which grants
 nothing on the aggregator; the port is reachable from the pod network because
-the kubelet probes it):
+the kubelet probes it; `/healthz` answers 200 while the runner serves and
+lists what keeps policies from running under `problems`: see `runner_health`):
 
     GET  /healthz
     POST /policies/open        {handle_id?, source, settings?, parameters?}
@@ -215,10 +216,17 @@ def _describe(handle: PolicyHandle) -> dict:
 # --- the app -------------------------------------------------------------------
 
 
-def create_sidecar_app(*, registry: HandleRegistry, tokens: Tokens, config: PolicyConfig,
-                       sandbox: dict | None = None) -> FastAPI:
-    """The policy runner's app; `config` and `sandbox` (what the policy sandbox enforces here,
-    `aggregator.policies.sandbox.probe`) are only shown on /healthz."""
+def create_sidecar_app(
+    *,
+    registry: HandleRegistry,
+    tokens: Tokens,
+    config: PolicyConfig | None,
+    sandbox: dict | None = None,
+    health: Callable[[], dict] | None = None,
+) -> FastAPI:
+    """The policy runner's app. `config` (None: unusable settings) and `sandbox` (what the policy
+    sandbox enforces here, `aggregator.policies.sandbox.probe`) are only shown on /healthz, the
+    registry's opener uses the config; `health()` adds the runner's readiness (`runner_health`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -251,11 +259,18 @@ def create_sidecar_app(*, registry: HandleRegistry, tokens: Tokens, config: Poli
 
     @app.get("/healthz")
     def healthz() -> dict:
-        data: dict[str, Any] = {"mode": config.mode, "executor_id": config.executor_id, "open_policies": len(registry)}
+        # always 200 while serving (it is the liveness probe): what is wrong is in `problems`
+        data: dict[str, Any] = {
+            "mode": config.mode if config is not None else None,
+            "executor_id": config.executor_id if config is not None else None,
+            "open_policies": len(registry),
+        }
         if sandbox is not None:
             # what an operator must know: which protections this machine does not give the policies
             data["sandbox"] = sandbox
             data["not_enforced"] = list(sandbox.get("not_enforced", ()))
+        if health is not None:
+            data.update(health())
         return {"success": True, "data": data}
 
     @app.post("/policies/open")

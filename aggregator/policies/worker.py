@@ -103,8 +103,10 @@ class _Child:
 
 def _spawn(spec: WorkerSpec, sandbox: WorkerSandbox) -> subprocess.Popen[bytes]:
     env = sandbox.env({k: v for k, v in os.environ.items() if k not in _SECRET_ENV})
+    # -I ignores PYTHON* variables, PYTHONDONTWRITEBYTECODE included: -B, so that a package run
+    # in place (the shipped default policies, in the source tree) gets no __pycache__ written
     return subprocess.Popen(
-        [sys.executable, "-I", str(_CHILD), sandbox.plan_json()],
+        [sys.executable, "-I", "-B", str(_CHILD), sandbox.plan_json()],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

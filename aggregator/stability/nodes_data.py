@@ -21,6 +21,19 @@ both from the one GPU health rule, `proto/health/gpu_rule.py`), `temperature_c`,
 `power_draw_w` and `health`: XIDs (code, count, first/last time, age),
 uncorrectable ECC counts, row-remap pending/failure, and the throttle reasons
 in force with how long they have lasted (see `ThrottleTracker`).
+
+Who is on each GPU (docs/attribution.md), where the agent attributes:
+per GPU `pods` (the containers the kubelet assigned it, or one of its MIG
+devices, to), `processes` (pid, kind, `used_memory_mb`, `sm_utilization` and
+`memory_utilization` percent, `mig_uuid`, and the owner: `scope`, `namespace`,
+`pod`, `container`, `pod_uid`, `container_id`), `migs` (each MIG device's
+memory, utilization and pods), `allocated` (null where the kubelet could not
+be read) and `in_use` (a process runs on it); per node `gpu_attribution`:
+whether the kubelet answered (`available`, `reason`, `refreshed_at`,
+`age_s`), what it can allocate (`allocatable` by resource), and the counts
+`gpus_allocated`, `gpus_in_use`, `gpus_allocated_idle` (allocated, nothing
+running) and `gpus_in_use_unallocated` (running with no pod given it). An
+agent that does not attribute leaves `gpu_attribution` null and the lists empty.
 """
 
 from __future__ import annotations
@@ -30,7 +43,8 @@ from dataclasses import dataclass, field
 
 from aggregator.telemetry.model import NodeState
 from proto.health.gpu_rule import lost_reason
-from proto.telemetry.v1.readings import GpuInventory, GpuSample, HealthEvent
+from proto.telemetry.v1.attribution import owners_by_pid
+from proto.telemetry.v1.readings import MIB, Attribution, DeviceAllocation, GpuInventory, GpuSample, HealthEvent
 
 __all__ = ["ThrottleKey", "ThrottleTracker", "build_node_entry", "build_nodes_data", "healthy_node_ids"]
 
@@ -96,12 +110,14 @@ def build_node_entry(state: NodeState, now: float, throttle_since: dict[Throttle
     memory_free = host.memory_available_mb if host else None
     disk_total = host.fs_total_mb if host else None
     disk_free = (
-        host.fs_total_mb - host.fs_used_mb
-        if host is not None and host.fs_total_mb is not None and host.fs_used_mb is not None
+        (host.fs_total_bytes - host.fs_used_bytes) // MIB  # from the bytes: rounded once
+        if host is not None and host.fs_total_bytes is not None and host.fs_used_bytes is not None
         else None
     )
 
     gpus = _gpu_entries(state, now, throttle_since)
+    attribution = sample.attribution if sample is not None else None
+    _add_gpu_use(gpus, state, attribution)
     stale = state.status == "stale"
     state_name = "stale" if stale else ("unhealthy" if state.status != "healthy" or any(g["lost"] for g in gpus) else "healthy")
     return {
@@ -116,7 +132,99 @@ def build_node_entry(state: NodeState, now: float, throttle_since: dict[Throttle
         "disk": _capacity(disk_total, disk_free),
         "gpu_count": len(gpus),
         "nvml_status": state.inventory.nvml_status,
+        "gpu_attribution": _attribution_entry(attribution, gpus, now) if attribution is not None else None,
         "gpus": gpus,
+    }
+
+
+_MB = 1024 * 1024
+
+
+def _add_gpu_use(gpus: list[dict], state: NodeState, attribution: Attribution | None) -> None:
+    """Each GPU entry's pods, processes, MIG devices, `allocated` and `in_use`."""
+    samples = {g.uuid: g for g in state.latest.gpus} if state.latest is not None else {}
+    profiles = {m.uuid: m.profile for g in state.inventory.gpus for m in g.mig_devices}
+    by_gpu: dict[str, list[DeviceAllocation]] = {}
+    owners = {}
+    if attribution is not None:
+        for allocation in attribution.allocations:
+            by_gpu.setdefault(allocation.gpu_uuid, []).append(allocation)
+        owners = owners_by_pid(attribution)
+    for entry in gpus:
+        sample = samples.get(entry["uuid"])
+        allocations = by_gpu.get(entry["uuid"], [])
+        processes = sample.processes if sample is not None else ()
+        entry["pods"] = [_pod_entry(a) for a in allocations]
+        entry["processes"] = [_process_entry(p, owners.get(p.pid)) for p in processes]
+        entry["migs"] = [_mig_entry(m, profiles.get(m.uuid, ""), allocations) for m in sample.migs] if sample else []
+        entry["allocated"] = bool(allocations) if attribution is not None and attribution.available else None
+        if processes:
+            entry["in_use"] = True
+        elif sample is not None and sample.compute_processes is not None:
+            entry["in_use"] = sample.compute_processes > 0  # an agent that lists no processes still counts them
+        else:
+            entry["in_use"] = None
+
+
+def _pod_entry(allocation: DeviceAllocation) -> dict:
+    return {
+        "namespace": allocation.namespace,
+        "pod": allocation.pod,
+        "container": allocation.container,
+        "resource": allocation.resource,
+        "mig_uuid": allocation.mig_uuid,
+        "claim": allocation.claim,
+    }
+
+
+def _process_entry(process, owner) -> dict:
+    return {
+        "pid": process.pid,
+        "kind": process.kind,
+        "used_memory_mb": None if process.used_memory_bytes is None else process.used_memory_bytes // _MB,
+        "sm_utilization": process.sm_utilization_pct,
+        "memory_utilization": process.memory_utilization_pct,
+        "mig_uuid": process.mig_uuid,
+        "scope": owner.scope if owner is not None else "unknown",
+        "namespace": owner.namespace if owner is not None else "",
+        "pod": owner.pod if owner is not None else "",
+        "container": owner.container if owner is not None else "",
+        "pod_uid": owner.pod_uid if owner is not None else "",
+        "container_id": owner.container_id if owner is not None else "",
+    }
+
+
+def _mig_entry(mig, profile: str, allocations: list[DeviceAllocation]) -> dict:
+    total = None if mig.memory_total_bytes is None else mig.memory_total_bytes // _MB
+    used = None if mig.memory_used_bytes is None else mig.memory_used_bytes // _MB
+    return {
+        "index": mig.index,
+        "uuid": mig.uuid,
+        "profile": profile,
+        "memory": {
+            "total": total,
+            "used": used,
+            "usage_percent": round(100.0 * used / total, 2) if total and used is not None else None,
+        },
+        "utilization": mig.utilization_gpu_pct,
+        "pods": [_pod_entry(a) for a in allocations if a.mig_uuid == mig.uuid],
+    }
+
+
+def _attribution_entry(attribution: Attribution, gpus: list[dict], now: float) -> dict:
+    allocated = [g for g in gpus if g["allocated"]]
+    in_use = [g for g in gpus if g["in_use"]]
+    return {
+        "available": attribution.available,
+        "reason": attribution.reason,
+        "refreshed_at": attribution.refreshed_at,
+        "age_s": _round(max(0.0, now - attribution.refreshed_at)) if attribution.refreshed_at is not None else None,
+        "pods": attribution.pods,
+        "allocatable": {c.resource: c.allocatable for c in attribution.allocatable},
+        "gpus_allocated": len(allocated) if attribution.available else None,
+        "gpus_in_use": len(in_use),
+        "gpus_allocated_idle": sum(1 for g in allocated if not g["in_use"]) if attribution.available else None,
+        "gpus_in_use_unallocated": sum(1 for g in in_use if not g["allocated"]) if attribution.available else None,
     }
 
 
@@ -155,8 +263,13 @@ def _gpu_entry(
     # written out flat on purpose: this runs for every GPU of the cluster (40,000
     # at 5,000 nodes x 8) on every check, see benchmarks/stability_check.py
     if sample is not None:
-        total = sample.memory_total_mb if sample.memory_total_mb is not None else (inv.memory_mb if inv else None)
-        used = sample.memory_used_mb
+        # the bytes read straight, MB here: no property call per field at 40,000 GPUs a check
+        total_bytes = sample.memory_total_bytes
+        if total_bytes is None and inv is not None:
+            total_bytes = inv.memory_bytes
+        total = None if total_bytes is None else total_bytes // MIB
+        used_bytes = sample.memory_used_bytes
+        used = None if used_bytes is None else used_bytes // MIB
         utilization = sample.utilization_gpu_pct
         throttles = []
         for reason in sample.throttle_reasons:

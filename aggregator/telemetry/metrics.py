@@ -73,7 +73,6 @@ __all__ = [
     "serve_aggregator_metrics",
 ]
 
-MB = 1024 * 1024
 
 
 class VerdictLike(Protocol):
@@ -239,21 +238,21 @@ def _gpu_health(nodes: Sequence[NodeState], c: list[str], now: float, rule: Heal
 
 def _gpu_figures(nodes: Sequence[NodeState], c: list[str]) -> list[Metric]:
     gpus_total = sum(len(n.inventory.gpus) for n in nodes)
-    memory_total_mb = sum(g.memory_mb for n in nodes for g in n.inventory.gpus)
+    memory_total_bytes = sum(g.memory_bytes for n in nodes for g in n.inventory.gpus)
     live_samples = [g for n in nodes if n.status != "stale" and n.latest is not None for g in n.latest.gpus]
-    used = [g.memory_used_mb for g in live_samples if g.memory_used_mb is not None]
+    used = [g.memory_used_bytes for g in live_samples if g.memory_used_bytes is not None]
     utilization = [g.utilization_gpu_pct for g in live_samples if g.utilization_gpu_pct is not None]
 
     total = _gauge("cluster_gpus", "GPUs in the nodes' inventories.", ["cluster"])
     total.add_metric(c, gpus_total)
     memory = _gauge("cluster_gpu_memory_total_bytes", "GPU memory in the nodes' inventories.", ["cluster"])
-    memory.add_metric(c, memory_total_mb * MB)
+    memory.add_metric(c, memory_total_bytes)
     families: list[Metric] = [total, memory]
     if used:
         used_family = _gauge(
             "cluster_gpu_memory_used_bytes", "GPU memory in use on nodes that are not stale.", ["cluster"]
         )
-        used_family.add_metric(c, sum(used) * MB)
+        used_family.add_metric(c, sum(used))
         families.append(used_family)
     if utilization:
         util = _gauge(

@@ -17,7 +17,11 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 
 
 class QueryClientError(Exception):
-    """The aggregator could not be asked (unreachable, refused, not found)."""
+    """The aggregator could not be asked (unreachable, refused, not found); `code` is the gRPC status, if any."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class QueryClient:
@@ -49,13 +53,22 @@ class QueryClient:
         try:
             return method(request, metadata=self._metadata, timeout=self._timeout)
         except grpc.RpcError as e:
-            raise QueryClientError(f"{self.address}: {e.code().name}: {e.details()}") from e
+            raise QueryClientError(f"{self.address}: {e.code().name}: {e.details()}", e.code()) from e
 
     def list_nodes(self) -> list[pb.NodeSummary]:
         return list(self._call(self._stub.ListNodes, pb.ListNodesRequest()).nodes)
 
     def get_node(self, node: str, max_health_events: int = 0) -> pb.NodeDetail:
         return self._call(self._stub.GetNode, pb.GetNodeRequest(node_id=node, max_health_events=max_health_events))
+
+    def pod_gpus(self, namespace: str, pod: str) -> list[pb.GpuUse]:
+        return list(self._call(self._stub.GetPodGpus, pb.PodGpusRequest(namespace=namespace, pod=pod)).uses)
+
+    def gpu_pods(self, gpu_uuid: str = "", *, node: str = "", gpu_index: int | None = None) -> list[pb.GpuUse]:
+        request = pb.GpuPodsRequest(gpu_uuid=gpu_uuid, node_id=node)
+        if gpu_index is not None:
+            request.gpu_index = gpu_index
+        return list(self._call(self._stub.GetGpuPods, request).uses)
 
     def close(self) -> None:
         self._channel.close()

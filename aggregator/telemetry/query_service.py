@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 import grpc
 
+from aggregator.telemetry.gpu_uses import GpuUse, uses_of_gpu, uses_of_pod
 from aggregator.telemetry.model import NodeChange, NodeState, RollingFigures
 from aggregator.telemetry.registry import NodeOverview, NodeRegistry
 from proto.telemetry.v1 import convert
@@ -23,6 +24,7 @@ __all__ = [
     "QueryService",
     "cluster_summary_pb",
     "detail_pb",
+    "gpu_uses_pb",
     "rolling_pb",
     "summary_pb",
 ]
@@ -120,6 +122,27 @@ def cluster_summary_pb(cluster_id: str, views: list[NodeOverview], samples: int)
     return msg
 
 
+def gpu_uses_pb(uses: list[GpuUse]) -> pb.GpuUsesResponse:
+    msg = pb.GpuUsesResponse()
+    for use in uses:
+        item = msg.uses.add(
+            node_id=use.node_id,
+            gpu_index=use.gpu_index,
+            gpu_uuid=use.gpu_uuid,
+            mig_uuid=use.mig_uuid,
+            namespace=use.namespace,
+            pod=use.pod,
+            container=use.container,
+            allocated=use.allocated,
+            pids=use.pids,
+            resource=use.resource,
+            claim=use.claim,
+            pod_uid=use.pod_uid,
+        )
+        _set_optional(item, "used_memory_bytes", use.used_memory_bytes)
+    return msg
+
+
 class QueryService(pb_grpc.TelemetryQueryServicer):
     def __init__(
         self,
@@ -163,6 +186,26 @@ class QueryService(pb_grpc.TelemetryQueryServicer):
     async def GetClusterSummary(self, request, context):
         views = self.registry.overview()
         return cluster_summary_pb(self.cluster_id, views, self.registry.total_samples())
+
+    async def GetPodGpus(self, request, context):
+        """Which GPUs pod `namespace/pod` uses (any namespace when none is given)."""
+        if not request.pod:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "pod: empty (namespace is optional)")
+        return gpu_uses_pb(uses_of_pod(self.registry.snapshot(), request.namespace, request.pod))
+
+    async def GetGpuPods(self, request, context):
+        """Which pods use a GPU, by GPU or MIG UUID, or by node (id or name) and GPU index."""
+        if request.gpu_uuid:
+            uses = uses_of_gpu(self.registry.snapshot(), gpu_uuid=request.gpu_uuid)
+            what = f"GPU {request.gpu_uuid!r}"
+        elif request.node_id and request.HasField("gpu_index"):
+            uses = uses_of_gpu(self.registry.snapshot(), node=request.node_id, gpu_index=request.gpu_index)
+            what = f"GPU {request.gpu_index} on node {request.node_id!r}"
+        else:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give gpu_uuid, or node_id and gpu_index")
+        if uses is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no {what} in the cluster")
+        return gpu_uses_pb(uses or [])  # (abort raised for None)
 
     async def WatchNodes(self, request, context):
         loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from aggregator.telemetry.attribution_checks import check_attribution
 from aggregator.telemetry.model import SampleFigures
 from proto.health.gpu_rule import sample_problems
 from proto.telemetry.v1 import telemetry_pb2 as pb
@@ -228,7 +229,7 @@ def check_sample(sample: pb.NodeSample, gpu_indices: frozenset[int]) -> str | No
         if gpu.index in seen:
             return f"sample.gpus[{i}].index: GPU index {gpu.index} appears twice"
         seen.add(gpu.index)
-    return _check_numbers(sample, "sample")
+    return _check_numbers(sample, "sample") or check_attribution(sample)
 
 
 def check_health(event: pb.HealthEvent, gpu_indices: frozenset[int]) -> str | None:

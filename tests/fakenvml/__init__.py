@@ -12,7 +12,16 @@ Config file format (one `key=value` per line, read by fake_nvml.c):
   cuda_driver_version=12040         as NVML reports it (1000*major + 10*minor)
   gpu_count=N
   gpu.I.<field>=value               see FakeGpu.config_lines for the fields
-  gpu.I.mig.M.{uuid,name,memory_total}=...
+  gpu.I.mig.M.{uuid,name,memory_total,memory_used,gi,util_gpu}=...
+                                    gi: GPU instance id (default M+1); util_gpu
+                                    -1 (default) = not supported, as on real MIG
+  gpu.I.proc.K.{pid,kind,used_memory,gi,sm,mem}=...
+                                    a process on the GPU: kind c/g/cg (compute,
+                                    graphics, both), used_memory bytes or "na",
+                                    gi its GPU instance (MIG), sm/mem its
+                                    utilization % (-1 = no sample); without any
+                                    proc.K, `compute_processes` synthetic ones
+  gpu.I.util_jitter=1               (benchmarks) each query moves per-process SM % by 0..2
   gpu.I.unsupported=temperature,ecc fields answering NVML_ERROR_NOT_SUPPORTED
   gpu.I.error=GPU_IS_LOST           every call on the device returns this error
   gpu.I.hang=nvmlDeviceGetTemperature  that call on the device blocks (a stuck driver) until removed
@@ -45,6 +54,7 @@ __all__ = [
     "FakeMig",
     "FakeNvml",
     "FakeNvmlBuildError",
+    "FakeProcess",
     "build_fake_nvml",
     "find_nvml_header",
 ]
@@ -110,6 +120,19 @@ class FakeMig:
     uuid: str
     name: str  # NVML names MIG devices "<GPU name> MIG <profile>"
     memory_mb: int
+    memory_used_mb: int = 0
+    gpu_instance_id: int = 0  # 0: the fake answers index + 1
+    util_gpu_pct: int | None = None  # None: not supported (as on real MIG devices)
+
+
+@dataclass(frozen=True)
+class FakeProcess:
+    pid: int
+    kind: str = "c"  # "c" compute, "g" graphics, "cg" both
+    used_memory_mb: int | None = 1024  # None: NVML says "not available"
+    gpu_instance_id: int | None = None  # the MIG GPU instance it runs in
+    sm_pct: int | None = None  # per-process utilization; None: no sample
+    mem_pct: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +144,9 @@ class FakeGpu:
     memory_total_mb: int
     memory_used_mb: int = 0
     memory_reserved_mb: int = 0
+    # bytes beyond the whole MiB above: real boards report totals like 7,516,205,123 B
+    memory_total_extra_bytes: int = 0
+    memory_used_extra_bytes: int = 0
     pci_bus_id: str = "00000000:00:00.0"
     compute_capability: tuple[int, int] = (8, 0)
     mig_current: bool | None = None
@@ -147,7 +173,9 @@ class FakeGpu:
     remapped_rows_failure: bool = False
     pcie_replay: int = 0
     nvlinks: tuple[bool, ...] = ()  # one entry per link that exists
-    compute_processes: int = 0
+    compute_processes: int = 0  # synthetic compute processes (pid 1000+i, 1 GiB) when `processes` is empty
+    processes: tuple[FakeProcess, ...] = ()
+    util_jitter: bool = False  # benchmarks: per-process utilization changes at every query
     unsupported: tuple[str, ...] = ()  # names from fake_nvml.c FIELD_NAMES
     error: str | None = None  # NVML error name every call on the device returns
     recovery_action: int = 0  # nvmlDeviceGpuRecoveryAction_t (0 none, 1 GPU reset, 2 node reboot, ...)
@@ -157,6 +185,14 @@ class FakeGpu:
     def memory_free_mb(self) -> int:
         return self.memory_total_mb - self.memory_used_mb - self.memory_reserved_mb
 
+    @property
+    def memory_bytes(self) -> tuple[int, int, int, int]:
+        """(total, used, reserved, free) as NVML reports them, bytes."""
+        total = self.memory_total_mb * MIB + self.memory_total_extra_bytes
+        used = self.memory_used_mb * MIB + self.memory_used_extra_bytes
+        reserved = self.memory_reserved_mb * MIB
+        return total, used, reserved, total - used - reserved
+
     def config_lines(self, index: int) -> list[str]:
         unsupported = list(self.unsupported)
         if self.mig_current is None and "mig" not in unsupported:
@@ -165,10 +201,10 @@ class FakeGpu:
             "name": self.name,
             "uuid": self.uuid,
             "pci_bus_id": self.pci_bus_id,
-            "memory_total": self.memory_total_mb * MIB,
-            "memory_used": self.memory_used_mb * MIB,
-            "memory_reserved": self.memory_reserved_mb * MIB,
-            "memory_free": self.memory_free_mb * MIB,
+            "memory_total": self.memory_bytes[0],
+            "memory_used": self.memory_bytes[1],
+            "memory_reserved": self.memory_bytes[2],
+            "memory_free": self.memory_bytes[3],
             "cc_major": self.compute_capability[0],
             "cc_minor": self.compute_capability[1],
             "mig_current": int(bool(self.mig_current)),
@@ -195,6 +231,7 @@ class FakeGpu:
             "pcie_replay": self.pcie_replay,
             "nvlink": ",".join("1" if up else "0" for up in self.nvlinks),
             "compute_processes": self.compute_processes,
+            "util_jitter": int(self.util_jitter),
             "unsupported": ",".join(unsupported),
         }
         if self.error:
@@ -208,7 +245,22 @@ class FakeGpu:
                 f"gpu.{index}.mig.{m}.uuid={mig.uuid}",
                 f"gpu.{index}.mig.{m}.name={mig.name}",
                 f"gpu.{index}.mig.{m}.memory_total={mig.memory_mb * MIB}",
+                f"gpu.{index}.mig.{m}.memory_used={mig.memory_used_mb * MIB}",
+                f"gpu.{index}.mig.{m}.util_gpu={-1 if mig.util_gpu_pct is None else mig.util_gpu_pct}",
             ]
+            if mig.gpu_instance_id:
+                lines.append(f"gpu.{index}.mig.{m}.gi={mig.gpu_instance_id}")
+        for k, proc in enumerate(self.processes):
+            key = f"gpu.{index}.proc.{k}"
+            lines += [
+                f"{key}.pid={proc.pid}",
+                f"{key}.kind={proc.kind}",
+                f"{key}.used_memory={'na' if proc.used_memory_mb is None else proc.used_memory_mb * MIB}",
+                f"{key}.sm={-1 if proc.sm_pct is None else proc.sm_pct}",
+                f"{key}.mem={-1 if proc.mem_pct is None else proc.mem_pct}",
+            ]
+            if proc.gpu_instance_id is not None:
+                lines.append(f"{key}.gi={proc.gpu_instance_id}")
         return lines
 
 

@@ -33,6 +33,7 @@
 #define MAX_LINKS 18
 #define MAX_EVENTS 512
 #define MAX_SETS 32
+#define MAX_PROCS 128
 #define STR_LEN 96
 
 /* Fields a test can declare unsupported; each maps to one or more calls. */
@@ -57,6 +58,8 @@ enum field_bit {
     F_MEMORY_V2 = 1 << 17,
     F_EVENTS = 1 << 18,
     F_RECOVERY_ACTION = 1 << 19,
+    F_GRAPHICS = 1 << 20,
+    F_PROCESS_UTIL = 1 << 21,
 };
 
 static const struct {
@@ -83,12 +86,25 @@ static const struct {
     {"memory_v2", F_MEMORY_V2},
     {"events", F_EVENTS},
     {"recovery_action", F_RECOVERY_ACTION},
+    {"graphics_processes", F_GRAPHICS},
+    {"process_utilization", F_PROCESS_UTIL},
 };
 
 struct mig_spec {
     char uuid[STR_LEN];
     char name[STR_LEN];
-    unsigned long long memory_total;
+    unsigned long long memory_total, memory_used;
+    unsigned gi;       /* GPU instance id; 0 = index + 1 */
+    int util_gpu;      /* -1 (the default) = not supported, as on real MIG devices */
+};
+
+/* A process on a GPU: kind "c" compute, "g" graphics, "cg" both. */
+struct proc_spec {
+    unsigned pid;
+    unsigned kind;     /* bit 0 compute, bit 1 graphics */
+    unsigned long long used_memory; /* ~0ULL = NVML_VALUE_NOT_AVAILABLE */
+    unsigned gi;       /* GPU instance id, 0xFFFFFFFF without MIG */
+    int sm, mem;       /* utilization %, -1 = no sample */
 };
 
 struct gpu_spec {
@@ -109,7 +125,10 @@ struct gpu_spec {
     unsigned pcie_replay;
     int nvlink_count;
     unsigned nvlink[MAX_LINKS];
-    unsigned compute_processes;
+    unsigned compute_processes; /* synthetic compute processes when no proc.K is given */
+    int proc_count;
+    struct proc_spec procs[MAX_PROCS];
+    unsigned util_jitter; /* benchmarks: per-process utilization moves by 0..2 % per query */
     unsigned unsupported; /* field_bit mask */
     nvmlReturn_t error;   /* every call on the device returns this when set */
     unsigned recovery_action;
@@ -208,12 +227,40 @@ static void set_mig_key(struct gpu_spec *g, int m, const char *key, const char *
 {
     if (m < 0 || m >= MAX_MIG)
         return;
-    if (m + 1 > g->mig_count)
+    if (m + 1 > g->mig_count) {
+        for (int k = g->mig_count; k <= m; k++)
+            g->mig[k].util_gpu = -1;
         g->mig_count = m + 1;
+    }
     struct mig_spec *s = &g->mig[m];
     if (!strcmp(key, "uuid")) copy_str(s->uuid, sizeof s->uuid, value);
     else if (!strcmp(key, "name")) copy_str(s->name, sizeof s->name, value);
     else if (!strcmp(key, "memory_total")) s->memory_total = num(value);
+    else if (!strcmp(key, "memory_used")) s->memory_used = num(value);
+    else if (!strcmp(key, "gi")) s->gi = (unsigned)num(value);
+    else if (!strcmp(key, "util_gpu")) s->util_gpu = (int)strtol(value, NULL, 10);
+}
+
+static void set_proc_key(struct gpu_spec *g, int k, const char *key, const char *value)
+{
+    if (k < 0 || k >= MAX_PROCS)
+        return;
+    if (k + 1 > g->proc_count) {
+        for (int i = g->proc_count; i <= k; i++) {
+            memset(&g->procs[i], 0, sizeof g->procs[i]);
+            g->procs[i].kind = 1;
+            g->procs[i].gi = 0xFFFFFFFFu;
+            g->procs[i].sm = g->procs[i].mem = -1;
+        }
+        g->proc_count = k + 1;
+    }
+    struct proc_spec *p = &g->procs[k];
+    if (!strcmp(key, "pid")) p->pid = (unsigned)num(value);
+    else if (!strcmp(key, "kind")) p->kind = (strchr(value, 'c') ? 1u : 0u) | (strchr(value, 'g') ? 2u : 0u);
+    else if (!strcmp(key, "used_memory")) p->used_memory = !strcmp(value, "na") ? ~0ULL : num(value);
+    else if (!strcmp(key, "gi")) p->gi = (unsigned)num(value);
+    else if (!strcmp(key, "sm")) p->sm = (int)strtol(value, NULL, 10);
+    else if (!strcmp(key, "mem")) p->mem = (int)strtol(value, NULL, 10);
 }
 
 static void set_gpu_key(struct gpu_spec *g, const char *key, const char *value)
@@ -223,6 +270,13 @@ static void set_gpu_key(struct gpu_spec *g, const char *key, const char *value)
         long m = strtol(key + 4, &rest, 10);
         if (*rest == '.')
             set_mig_key(g, (int)m, rest + 1, value);
+        return;
+    }
+    if (!strncmp(key, "proc.", 5)) {
+        char *rest;
+        long k = strtol(key + 5, &rest, 10);
+        if (*rest == '.')
+            set_proc_key(g, (int)k, rest + 1, value);
         return;
     }
     if (!strcmp(key, "name")) copy_str(g->name, sizeof g->name, value);
@@ -257,6 +311,7 @@ static void set_gpu_key(struct gpu_spec *g, const char *key, const char *value)
     else if (!strcmp(key, "remap_failure")) g->remap_failure = (unsigned)num(value);
     else if (!strcmp(key, "pcie_replay")) g->pcie_replay = (unsigned)num(value);
     else if (!strcmp(key, "compute_processes")) g->compute_processes = (unsigned)num(value);
+    else if (!strcmp(key, "util_jitter")) g->util_jitter = (unsigned)num(value);
     else if (!strcmp(key, "unsupported")) g->unsupported = parse_fields(value);
     else if (!strcmp(key, "error")) g->error = parse_error(value);
     else if (!strcmp(key, "recovery_action")) g->recovery_action = (unsigned)num(value);
@@ -659,8 +714,8 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
     NEED(memory);
     if (device->mig >= 0) {
         memory->total = g->mig[device->mig].memory_total;
-        memory->used = 0;
-        memory->free = memory->total;
+        memory->used = g->mig[device->mig].memory_used;
+        memory->free = memory->total - memory->used;
         RETURN(NVML_SUCCESS);
     }
     /* v1 counts the reserved memory as used */
@@ -680,8 +735,8 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *me
     if (device->mig >= 0) {
         memory->total = g->mig[device->mig].memory_total;
         memory->reserved = 0;
-        memory->used = 0;
-        memory->free = memory->total;
+        memory->used = g->mig[device->mig].memory_used;
+        memory->free = memory->total - memory->used;
         RETURN(NVML_SUCCESS);
     }
     memory->total = g->memory_total;
@@ -732,6 +787,14 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_
     ENTER();
     DEVICE(device, g, F_UTILIZATION);
     NEED(utilization);
+    if (device->mig >= 0) {
+        int util = g->mig[device->mig].util_gpu;
+        if (util < 0)
+            RETURN(NVML_ERROR_NOT_SUPPORTED);
+        utilization->gpu = (unsigned)util;
+        utilization->memory = 0;
+        RETURN(NVML_SUCCESS);
+    }
     utilization->gpu = g->util_gpu;
     utilization->memory = g->util_memory;
     RETURN(NVML_SUCCESS);
@@ -843,25 +906,122 @@ nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link, nv
     RETURN(NVML_SUCCESS);
 }
 
+static unsigned mig_gi(const struct gpu_spec *g, int m) { return g->mig[m].gi ? g->mig[m].gi : (unsigned)m + 1; }
+
+/* The processes of `kind` (bit mask) on the device; a MIG handle sees its own GPU instance's. */
+static nvmlReturn_t list_processes(nvmlDevice_t device, const struct gpu_spec *g, unsigned kind, unsigned int *infoCount,
+                                   nvmlProcessInfo_t *infos)
+{
+    unsigned want_gi = device->mig >= 0 ? mig_gi(g, device->mig) : 0xFFFFFFFFu;
+    unsigned n = 0;
+    if (g->proc_count == 0) {
+        n = kind & 1 ? g->compute_processes : 0;
+        if (device->mig >= 0)
+            n = 0;
+    } else {
+        for (int i = 0; i < g->proc_count; i++)
+            if ((g->procs[i].kind & kind) && (device->mig < 0 || g->procs[i].gi == want_gi))
+                n++;
+    }
+    if (!infos || *infoCount < n) {
+        *infoCount = n;
+        return n == 0 ? NVML_SUCCESS : NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    unsigned k = 0;
+    if (g->proc_count == 0) {
+        for (; k < n; k++) {
+            memset(&infos[k], 0, sizeof infos[k]);
+            infos[k].pid = 1000 + k;
+            infos[k].usedGpuMemory = 1024ULL * 1024 * 1024;
+            infos[k].gpuInstanceId = 0xFFFFFFFFu;
+            infos[k].computeInstanceId = 0xFFFFFFFFu;
+        }
+    } else {
+        for (int i = 0; i < g->proc_count; i++) {
+            const struct proc_spec *p = &g->procs[i];
+            if (!(p->kind & kind) || (device->mig >= 0 && p->gi != want_gi))
+                continue;
+            memset(&infos[k], 0, sizeof infos[k]);
+            infos[k].pid = p->pid;
+            infos[k].usedGpuMemory = p->used_memory;
+            infos[k].gpuInstanceId = p->gi;
+            infos[k].computeInstanceId = p->gi == 0xFFFFFFFFu ? 0xFFFFFFFFu : 0;
+            k++;
+        }
+    }
+    *infoCount = n;
+    return NVML_SUCCESS;
+}
+
 nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
                                                      nvmlProcessInfo_t *infos)
 {
     ENTER();
     DEVICE(device, g, F_PROCESSES);
     NEED(infoCount);
-    unsigned n = g->compute_processes;
-    if (!infos || *infoCount < n) {
-        *infoCount = n;
-        RETURN(n == 0 ? NVML_SUCCESS : NVML_ERROR_INSUFFICIENT_SIZE);
+    RETURN(list_processes(device, g, 1, infoCount, infos));
+}
+
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
+                                                      nvmlProcessInfo_t *infos)
+{
+    ENTER();
+    DEVICE(device, g, F_GRAPHICS);
+    NEED(infoCount);
+    RETURN(list_processes(device, g, 2, infoCount, infos));
+}
+
+/* One sample per process with utilization set, stamped now (NVML stamps
+ * samples with the CPU clock in microseconds), so each query sees fresh ones. */
+nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlProcessUtilizationSample_t *utilization,
+                                             unsigned int *processSamplesCount, unsigned long long lastSeenTimeStamp)
+{
+    ENTER();
+    DEVICE(device, g, F_PROCESS_UTIL);
+    NEED(processSamplesCount);
+    if (device->mig >= 0 || g->mig_current)
+        RETURN(NVML_ERROR_NOT_SUPPORTED); /* as nvml.h says of MIG-enabled GPUs */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    unsigned long long stamp = (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000;
+    if (stamp <= lastSeenTimeStamp)
+        stamp = lastSeenTimeStamp + 1;
+    unsigned n = 0;
+    for (int i = 0; i < g->proc_count; i++)
+        if (g->procs[i].sm >= 0 || g->procs[i].mem >= 0)
+            n++;
+    if (n == 0)
+        RETURN(NVML_ERROR_NOT_FOUND);
+    if (!utilization || *processSamplesCount < n) {
+        *processSamplesCount = n;
+        RETURN(NVML_ERROR_INSUFFICIENT_SIZE);
     }
-    for (unsigned i = 0; i < n; i++) {
-        memset(&infos[i], 0, sizeof infos[i]);
-        infos[i].pid = 1000 + i;
-        infos[i].usedGpuMemory = 1024ULL * 1024 * 1024;
-        infos[i].gpuInstanceId = 0xFFFFFFFFu;
-        infos[i].computeInstanceId = 0xFFFFFFFFu;
+    static unsigned queries;
+    unsigned jitter = g->util_jitter ? queries++ % 3 : 0;
+    unsigned k = 0;
+    for (int i = 0; i < g->proc_count; i++) {
+        const struct proc_spec *p = &g->procs[i];
+        if (p->sm < 0 && p->mem < 0)
+            continue;
+        memset(&utilization[k], 0, sizeof utilization[k]);
+        utilization[k].pid = p->pid;
+        utilization[k].timeStamp = stamp;
+        utilization[k].smUtil = p->sm < 0 ? 0 : (unsigned)p->sm + jitter;
+        utilization[k].memUtil = p->mem < 0 ? 0 : (unsigned)p->mem;
+        k++;
     }
-    *infoCount = n;
+    *processSamplesCount = n;
+    RETURN(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int *id)
+{
+    ENTER();
+    DEVICE(device, g, 0);
+    NEED(id);
+    if (device->mig < 0)
+        RETURN(NVML_ERROR_INVALID_ARGUMENT);
+    *id = mig_gi(g, device->mig);
     RETURN(NVML_SUCCESS);
 }
 

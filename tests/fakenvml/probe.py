@@ -10,6 +10,12 @@ module with the fake NVML's environment and sends it commands on stdin:
   close              -> {"closed": true}, then the process exits
 
 The process prints {"ready": true} once the collector is open.
+
+With `--node` (`ProbeProcess(env, node=True)`) it opens the agent's whole
+`NodeReader` instead, as `aios-agent run` does (`open_node_reader`, reading
+the environment: AIOS_HOST_ROOT, AIOS_POD_RESOURCES_SOCKET, ...), and
+`sample` answers {"sample": the wire NodeSample, hex} so the test decodes it
+with the same conversion the aggregator uses.
 """
 
 from __future__ import annotations
@@ -33,7 +39,32 @@ def _jsonable(value):
     return value
 
 
+def node_main() -> int:
+    from agent.sampling.node_reader import open_node_reader
+    from proto.telemetry.v1.convert import sample_to_pb
+
+    reader = open_node_reader(
+        node_id="node-a", node_name="node-a", host_root=os.environ.get("AIOS_HOST_ROOT", "/")
+    )
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "sample":
+            reply = {"sample": sample_to_pb(reader.sample()).SerializeToString().hex()}
+        elif command == "close":
+            reader.close()
+            print(json.dumps({"closed": True}), flush=True)
+            return 0
+        else:
+            reply = {"error": f"unknown command {command!r}"}
+        print(json.dumps(reply), flush=True)
+    reader.close()
+    return 0
+
+
 def main() -> int:
+    if "--node" in sys.argv[1:]:
+        return node_main()
     from agent.gpu.collector import open_gpu_collector
     from agent.kube.annotation import gpu_annotation_value
 
@@ -63,14 +94,14 @@ def main() -> int:
 class ProbeProcess:
     """A running probe; use as a context manager so it is always stopped."""
 
-    def __init__(self, env: dict[str, str], timeout_s: float = 20.0):
+    def __init__(self, env: dict[str, str], timeout_s: float = 20.0, *, node: bool = False):
         full_env = dict(os.environ)
         full_env.pop("AIOS_NVML_LIBRARY", None)
         full_env.update(env)
         full_env["PYTHONPATH"] = str(REPO_ROOT)
         self.timeout_s = timeout_s
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakenvml.probe"],
+            [sys.executable, "-m", "tests.fakenvml.probe", *(["--node"] if node else [])],
             cwd=REPO_ROOT,
             env=full_env,
             stdin=subprocess.PIPE,

@@ -91,10 +91,10 @@ def test_sample_invariants(reading):
         for s in gpus:
             assert not s.lost and s.error == "", s
             assert s.uuid == inventory[s.index].uuid
-            assert s.memory_total_mb == inventory[s.index].memory_mb
-            assert s.memory_used_mb + s.memory_free_mb <= s.memory_total_mb, s
-            if s.memory_reserved_mb is not None:
-                assert s.memory_used_mb + s.memory_free_mb + s.memory_reserved_mb <= s.memory_total_mb, s
+            assert s.memory_total_bytes == inventory[s.index].memory_bytes  # NVML's bytes, unrounded
+            assert s.memory_used_bytes + s.memory_free_bytes <= s.memory_total_bytes, s
+            if s.memory_reserved_bytes is not None:
+                assert s.memory_used_bytes + s.memory_free_bytes + s.memory_reserved_bytes <= s.memory_total_bytes, s
             for pct in (s.utilization_gpu_pct, s.utilization_memory_pct):
                 assert pct is None or 0 <= pct <= 100, s
             assert s.temperature_c is None or 0 < s.temperature_c < 120, s
@@ -107,7 +107,7 @@ def test_sample_invariants(reading):
                 assert count is None or count >= 0, s
             assert s.compute_processes is None or s.compute_processes >= 0, s
             # A field is either read or listed as unsupported, never silently missing.
-            for name in ("memory_total_mb", "temperature_c", "power_draw_w", "sm_clock_mhz"):
+            for name in ("memory_total_bytes", "temperature_c", "power_draw_w", "sm_clock_mhz"):
                 assert (getattr(s, name) is None) == (name in s.unsupported), (name, s)
 
 

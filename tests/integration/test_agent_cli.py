@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from proto.telemetry.v1.readings import MIB
 from tests.support.hostfs import NVME0_MB, NVME1_MB, Counters, write_host_tree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,8 +64,9 @@ def test_inventory_reads_the_host_root_and_downward_api_identity(tmp_path):
     assert (host["hostname"], host["os"], host["cpu_logical"], host["cpu_physical"]) == (
         "gpu-node-7", "Ubuntu 22.04.4 LTS", 8, 4,
     )
-    assert [(d["name"], d["size_mb"]) for d in host["disks"]] == [("nvme0n1", NVME0_MB), ("nvme1n1", NVME1_MB)]
-    assert host["disk_total_mb"] == NVME0_MB + NVME1_MB
+    assert [(d["name"], d["size_bytes"]) for d in host["disks"]] == [
+        ("nvme0n1", NVME0_MB * MIB), ("nvme1n1", NVME1_MB * MIB)]
+    assert host["disk_total_bytes"] == (NVME0_MB + NVME1_MB) * MIB
     assert [(n["name"], n["speed_mbps"]) for n in host["nics"]] == [("ens1f0", 25000), ("ens2f0", 100000)]
 
 

@@ -44,8 +44,11 @@ def test_sample_reads_eight_gpus_and_the_host(fake_nvml):
     assert [g["uuid"] for g in doc["gpus"]] == [g.uuid for g in gpus]
     assert [g["temperature_c"] for g in doc["gpus"]] == [30] * 5 + [71] + [30] * 2
     assert doc["gpus"][5]["power_draw_w"] == 612.5
-    assert [(c["name"], c["success"]) for c in doc["collectors"]] == [("gpu", True), ("host", True)]
+    assert [(c["name"], c["success"]) for c in doc["collectors"]] == [("gpu", True), ("host", True), ("attribution", True)]
     assert doc["host"]["page_faults_per_s"] is not None
+    # no kubelet socket here: attribution says so, the rest of the sample is whole
+    assert doc["attribution"]["available"] is False
+    assert doc["attribution"]["reason"].startswith("no kubelet pod-resources socket at ")
 
 
 def test_driver_not_loaded_gives_a_cpu_node(fake_nvml):

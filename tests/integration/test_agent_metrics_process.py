@@ -141,7 +141,11 @@ def test_prometheus_reads_what_the_fake_nvml_was_given(fake_nvml, gpus, exporter
         prom.expect('aios_gpu_ecc_aggregate_errors_total{gpu="0", type="corrected", job="aios-agent"}', {"0": 12.0}, by="gpu")
         prom.expect('aios_gpu_pcie_replays_total{gpu="0", job="aios-agent"}', {"0": 9.0}, by="gpu")
         prom.expect('aios_node_gpus{job="aios-agent"}', {"exporter-node": 2.0}, by="node")
-        prom.expect('aios_agent_collector_success{job="aios-agent"}', {"gpu": 1.0, "host": 1.0}, by="collector")
+        # attribution: no kubelet socket here, which is no failure (it says why in aios_node_gpu_attribution_up)
+        prom.expect(
+            'aios_agent_collector_success{job="aios-agent"}', {"gpu": 1.0, "host": 1.0, "attribution": 1.0}, by="collector"
+        )
+        prom.expect('aios_node_gpu_attribution_up{job="aios-agent"}', {"exporter-node": 0.0}, by="node")
 
         # ... and through the aggregator's registry.
         prom.expect('aios_cluster_nodes{job="aios-aggregator"}', {"healthy": 1.0, "unhealthy": 0.0, "stale": 0.0}, by="status")

@@ -12,7 +12,7 @@ from agent.kube.client import NodeApi, load_api_client, read_node_identity
 from agent.kube.condition_writer import NodeConditionWriter
 from agent.kube.conditions import ConditionState
 from proto.health.conditions import CONDITION_TYPES
-from proto.telemetry.v1.readings import GpuInventory, NodeInventory
+from proto.telemetry.v1.readings import MIB, GpuInventory, NodeInventory
 from tests.support.kube_api import kube_api  # noqa: F401 - fixture
 
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "daemonset" / "agent-rbac.yaml"
@@ -45,7 +45,7 @@ def test_annotator_and_condition_writer_use_only_the_granted_verbs(kube_api):
     api = CoreV1Api(load_api_client(str(kube_api.kubeconfig), env={}))
     read_node_identity(api, "n1", env={})
     annotator = NodeAnnotator(api, "n1", resync_interval_s=0.05, backoff=Backoff(0.05, 0.1), env={})
-    gpu = GpuInventory(index=0, uuid="GPU-1", name="Tesla T4", memory_mb=15360)
+    gpu = GpuInventory(index=0, uuid="GPU-1", name="Tesla T4", memory_bytes=15360 * MIB)
     annotator.start()
     try:
         annotator.observe(NodeInventory("id-1", "n1", None, (gpu,)))

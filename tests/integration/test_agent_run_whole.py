@@ -190,6 +190,7 @@ def test_run_takes_every_setting_from_the_environment_the_daemonset_gives(tmp_pa
         "NODE_NAME": "node-a", "AIOS_CLUSTER_ID": "cluster-42", "AIOS_AGGREGATOR_ADDR": aggregator.address,
         "AIOS_INTERVAL_S": "0.2", "AIOS_METRICS_PORT": str(port), "AIOS_HOST_ROOT": str(host_root),
         "AIOS_SA_TOKEN_FILE": str(token_file), "NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "utility",
+        "AIOS_POD_RESOURCES_SOCKET": str(tmp_path / "kubelet.sock"),  # no GPU here: never read
     }
     assert set(env) == _daemonset_env_names()  # a new variable in the manifests needs a line here
     env.update({"NODE_ID": "", "AIOS_NVML_LIBRARY": str(tmp_path / "no-libnvidia-ml.so.1"),

@@ -28,7 +28,7 @@ def expected_inventory(index: int, spec, features: list[str], architecture: str)
         "index": index,
         "uuid": spec.uuid,
         "name": spec.name,
-        "memory_mb": spec.memory_total_mb,
+        "memory_bytes": spec.memory_bytes[0],
         "pci_bus_id": spec.pci_bus_id,
         "compute_capability": list(spec.compute_capability),
         "architecture": architecture,
@@ -110,10 +110,10 @@ def test_one_t4_inventory_and_sample_exactly_as_configured(fake_nvml):
             "uuid": spec.uuid,
             "utilization_gpu_pct": 37.0,
             "utilization_memory_pct": 12.0,
-            "memory_total_mb": 15360,
-            "memory_used_mb": 1200,
-            "memory_free_mb": 15360 - 1200 - 255,
-            "memory_reserved_mb": 255,
+            "memory_total_bytes": 15360 * MIB,
+            "memory_used_bytes": 1200 * MIB,
+            "memory_free_bytes": (15360 - 1200 - 255) * MIB,
+            "memory_reserved_bytes": 255 * MIB,
             "temperature_c": 58.0,
             "power_draw_w": 41.25,
             "power_limit_w": 70.0,
@@ -144,6 +144,15 @@ def test_one_t4_inventory_and_sample_exactly_as_configured(fake_nvml):
                 "remapped_rows_uncorrectable",
             ],
             "recovery_action": 0,  # the fake's driver offers the field: no action needed
+            # the fake's two synthetic compute processes: pid 1000 + i, 1 GiB each,
+            # no per-process utilization sample
+            "processes": [
+                {"pid": 1000, "kind": "compute", "used_memory_bytes": 1024 * MIB, "sm_utilization_pct": None,
+                 "memory_utilization_pct": None, "mig_uuid": ""},
+                {"pid": 1001, "kind": "compute", "used_memory_bytes": 1024 * MIB, "sm_utilization_pct": None,
+                 "memory_utilization_pct": None, "mig_uuid": ""},
+            ],
+            "migs": [],
         }
     ]
 
@@ -203,7 +212,7 @@ def test_mig_enabled_gpu_lists_its_mig_devices_and_a_mode_change_shows(fake_nvml
         first = probe.inventory()["gpus"]
         assert first[0]["mig_enabled"] is True and first[0]["mig_pending"] is True
         assert first[0]["mig_devices"] == [
-            {"index": i, "uuid": m.uuid, "memory_mb": m.memory_mb, "profile": profile}
+            {"index": i, "uuid": m.uuid, "memory_bytes": m.memory_mb * MIB, "profile": profile}
             for i, (m, profile) in enumerate(zip(mig_gpu.mig_devices, ("3g.40gb", "2g.20gb", "1g.10gb")))
         ]
         assert first[1]["mig_enabled"] is False and first[1]["mig_devices"] == []
@@ -238,7 +247,7 @@ def test_gpu_lost_mid_run_others_keep_reporting(fake_nvml):
     assert latest[1]["error"] == "NVML_ERROR_GPU_IS_LOST"
     assert latest[1]["uuid"] == gpus[1].uuid and latest[1]["temperature_c"] is None
     assert latest[0]["lost"] is False and latest[0]["temperature_c"] == 77.0
-    assert latest[2]["lost"] is False and latest[2]["memory_total_mb"] == 81559
+    assert latest[2]["lost"] is False and latest[2]["memory_total_bytes"] == 81559 * MIB
     lost_events = events_of(after, "gpu_lost")
     assert len(lost_events) == 1  # on change, not every sample
     assert lost_events[0]["gpu_index"] == 1 and lost_events[0]["gpu_uuid"] == gpus[1].uuid
@@ -280,7 +289,7 @@ def test_not_supported_fields_are_none_and_listed_for_that_field_only(fake_nvml)
             "retired_pages_pending",
             "temperature_c",
         ]
-        assert gpu0["power_limit_w"] == 400.0 and gpu0["memory_total_mb"] == 81920 and gpu0["error"] == ""
+        assert gpu0["power_limit_w"] == 400.0 and gpu0["memory_total_bytes"] == 81920 * MIB and gpu0["error"] == ""
         assert gpu1["temperature_c"] == 33.0 and gpu1["unsupported"] == ["retired_pages_count", "retired_pages_pending"]
         assert sample["events"] == []  # not supported is not a failure
 
@@ -291,8 +300,9 @@ def test_driver_without_memory_info_v2_reports_used_including_reserved(fake_nvml
     with ProbeProcess(fake_nvml.env) as probe:
         gpu = probe.sample()["gpus"][0]
     # NVML's v1 call counts reserved memory as used.
-    assert (gpu["memory_total_mb"], gpu["memory_used_mb"], gpu["memory_free_mb"]) == (81920, 1500, 80420)
-    assert gpu["memory_reserved_mb"] is None and "memory_reserved_mb" in gpu["unsupported"]
+    assert (gpu["memory_total_bytes"], gpu["memory_used_bytes"], gpu["memory_free_bytes"]) == (
+        81920 * MIB, 1500 * MIB, 80420 * MIB)
+    assert gpu["memory_reserved_bytes"] is None and "memory_reserved_bytes" in gpu["unsupported"]
 
 
 def test_device_failing_with_unknown_error_is_a_health_event_once(fake_nvml):
@@ -302,8 +312,8 @@ def test_device_failing_with_unknown_error_is_a_health_event_once(fake_nvml):
         fake_nvml.set(1, error="UNKNOWN")
         failing = [probe.sample(), probe.sample()]
     gpu1 = failing[-1]["gpus"][1]
-    assert gpu1["lost"] is False and gpu1["error"] == "NVML_ERROR_UNKNOWN" and gpu1["memory_total_mb"] is None
-    assert failing[-1]["gpus"][0]["memory_total_mb"] == 81920
+    assert gpu1["lost"] is False and gpu1["error"] == "NVML_ERROR_UNKNOWN" and gpu1["memory_total_bytes"] is None
+    assert failing[-1]["gpus"][0]["memory_total_bytes"] == 81920 * MIB
     errors = events_of(failing, "nvml_error")
     assert [(e["gpu_index"], e["nvml_error"]) for e in errors] == [(1, "NVML_ERROR_UNKNOWN")]
 

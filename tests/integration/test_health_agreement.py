@@ -23,7 +23,7 @@ import pytest
 
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
-from proto.telemetry.v1.readings import GpuInventory, GpuSample, HealthEvent, NodeInventory, NodeSample
+from proto.telemetry.v1.readings import MIB, GpuInventory, GpuSample, HealthEvent, NodeInventory, NodeSample
 from tests.metrics_fixtures.exposition import parse_exposition, value
 from tests.support.telemetry import TOKEN, AggregatorThread
 from tests.support.waiting import wait_for
@@ -50,7 +50,7 @@ XIDS = {"xid-ignore": 43, "xid-restart-app": 13, "xid-reset-gpu": 48, "xid-reboo
 def _inventory(node_id: str, gpus: int) -> NodeInventory:
     return NodeInventory(
         node_id=node_id, node_name=node_id, host=None,
-        gpus=tuple(GpuInventory(i, f"GPU-{node_id}-{i}", "NVIDIA A100-SXM4-80GB", 81920) for i in range(gpus)),
+        gpus=tuple(GpuInventory(i, f"GPU-{node_id}-{i}", "NVIDIA A100-SXM4-80GB", 81920 * MIB) for i in range(gpus)),
     )
 
 

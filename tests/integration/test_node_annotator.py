@@ -10,7 +10,7 @@ from kubernetes.client import CoreV1Api
 
 from agent.kube.annotator import Backoff, NodeAnnotator
 from agent.kube.client import KubeApiError, load_api_client, read_node_identity
-from proto.telemetry.v1.readings import GpuInventory, NodeInventory
+from proto.telemetry.v1.readings import MIB, GpuInventory, NodeInventory
 from tests.support.kube_api import forbidden, kube_api  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
@@ -21,12 +21,12 @@ OTHER_LABELS = {"nodeID": "nid-0001", "kubernetes.io/hostname": NODE, "gpu.aios/
 
 
 def a100(index):
-    return GpuInventory(index=index, uuid=f"GPU-a100-{index}", name="NVIDIA A100-SXM4-80GB", memory_mb=81920,
+    return GpuInventory(index=index, uuid=f"GPU-a100-{index}", name="NVIDIA A100-SXM4-80GB", memory_bytes=81920 * MIB,
                         compute_capability=(8, 0), architecture="ampere", mig_enabled=False)
 
 
 def h100(index):
-    return GpuInventory(index=index, uuid=f"GPU-h100-{index}", name="NVIDIA H100 80GB HBM3", memory_mb=81559,
+    return GpuInventory(index=index, uuid=f"GPU-h100-{index}", name="NVIDIA H100 80GB HBM3", memory_bytes=81559 * MIB,
                         compute_capability=(9, 0), architecture="hopper", mig_enabled=False)
 
 

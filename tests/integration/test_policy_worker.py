@@ -254,3 +254,21 @@ def eval(self, parameters, input_data, context):
         with pytest.raises(PolicyRaised, match=re.escape(where)):
             handle.eval({})
         assert handle.eval({"fine": True}) == {"calls": 2}
+
+
+def test_running_a_policy_writes_nothing_into_its_folder(tmp_path, config):
+    # a directory package runs in place (the shipped default policies live in the source tree):
+    # the worker's `python -I` ignores PYTHONDONTWRITEBYTECODE, so it must not write bytecode itself
+    package = write_directory(tmp_path / "in-place", policy_source("""
+def __init__(self, rule_id, settings, parameters):
+    import helper
+    self.helper = helper
+
+def eval(self, parameters, input_data, context):
+    return {"doubled": self.helper.double(input_data["n"])}
+"""), extra={"code/helper.py": "def double(n):\n    return 2 * n\n"})
+    before = sorted(p.relative_to(package) for p in package.rglob("*"))
+    with open_policy(str(package), config=config) as handle:
+        assert handle.eval({"n": 21}) == {"doubled": 42}
+    after = sorted(p.relative_to(package) for p in package.rglob("*"))
+    assert after == before, f"the policy run wrote {sorted(set(after) - set(before))}"

@@ -301,11 +301,13 @@ def test_a_deleted_node_leaves_the_registry_the_store_and_the_document(tmp_path,
     assert test_calls >= 2
     # patch nodes is the quarantine's, which in its default mode (dry-run) writes nothing; agents
     # authenticate with the shared token here (node-c has no Node): tests/integration/
-    # test_agent_identity.py checks the TokenReview, node and pod reads of Kubernetes agent auth
+    # test_agent_identity.py checks the TokenReview, node and pod reads of Kubernetes agent auth;
+    # the token Secret's two calls are made only while no token is mounted (test_token_secret.py)
     assert used - {("create", "nodes", None)} == {
         ("list", "nodes", None), ("watch", "nodes", None), ("create", "events", "controllers")}
     assert granted_rbac() == used - {("create", "nodes", None)} | {
-        ("get", "nodes", None), ("create", "tokenreviews", None), ("get", "pods", "controllers"), ("patch", "nodes", None)}
+        ("get", "nodes", None), ("create", "tokenreviews", None), ("get", "pods", "controllers"), ("patch", "nodes", None),
+        ("get", "secrets", "controllers"), ("create", "secrets", "controllers")}
 
 
 RBAC = ROOT / "deploy" / "aggregator" / "aggregator-rbac.yaml"
@@ -328,6 +330,7 @@ def granted_rbac() -> set[tuple[str, str, str | None]]:
 
 def test_aggregator_rbac_manifest_is_valid_kubernetes():
     docs = list(yaml.safe_load_all(RBAC.read_text()))
-    assert [d["kind"] for d in docs] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+                                         "Role", "RoleBinding"]
     for doc in docs:
         kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)

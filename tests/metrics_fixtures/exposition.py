@@ -10,11 +10,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 
 def parse_exposition(text: str) -> dict[tuple[str, frozenset], float]:
-    """{(sample name, frozenset of label pairs): value} for every sample in the text."""
+    """{(sample name, frozenset of label pairs): value} for every sample in the text.
+
+    Labels with an empty value are left out, as Prometheus stores a series: to
+    it `pod=""` is no `pod` label at all."""
     out = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            key = (sample.name, frozenset(sample.labels.items()))
+            key = (sample.name, frozenset((k, v) for k, v in sample.labels.items() if v != ""))
             assert key not in out, f"duplicate series {key}"
             out[key] = sample.value
     return out
@@ -23,7 +26,7 @@ def parse_exposition(text: str) -> dict[tuple[str, frozenset], float]:
 def value(parsed: dict, name: str, **labels: str) -> float:
     key = (name, frozenset(labels.items()))
     if key not in parsed:
-        near = sorted(dict(k[1]) for k in parsed if k[0] == name)
+        near = sorted((dict(k[1]) for k in parsed if k[0] == name), key=str)
         raise AssertionError(f"no series {name}{labels}; series of that name: {near}")
     return parsed[key]
 

@@ -8,6 +8,8 @@
 - `kube_api`: kmock as the Kubernetes API server
 - `addons_kube`: kmock taught server-side apply and dry runs (the add-on tests)
 - `hostfs`: a fake host root (/proc, /sys) for the host collector
+- `cgroups`: literal /proc/<pid>/cgroup files of pod containers (each runtime, cgroup v1 and v2)
+- `pod_resources`: a kubelet pod-resources v1 server on a unix socket
 - `stability`: in-process registry, node states and a webhook stand-in for stability tests
 - `onboarding_data`: the onboarding examples' nodes and documents
 - `scripted_random`: a `random.Random` that answers a fixed script

@@ -4,19 +4,19 @@ The expected figures in the tests are written out by hand from these, never
 recomputed with the code under test.
 """
 
-from proto.telemetry.v1.readings import DiskInfo, GpuInventory, HostInventory, NicInfo, NodeInventory
+from proto.telemetry.v1.readings import MIB, DiskInfo, GpuInventory, HostInventory, NicInfo, NodeInventory
 
 T4_FEATURES = ("fp16", "int8", "tensor_cores")
 H100_FEATURES = ("bf16", "fp16", "fp8", "int8", "tensor_cores", "tf32")
 
 
 def t4(index):
-    return GpuInventory(index=index, uuid=f"GPU-t4-{index}", name="Tesla T4", memory_mb=15360,
+    return GpuInventory(index=index, uuid=f"GPU-t4-{index}", name="Tesla T4", memory_bytes=15360 * MIB,
                         compute_capability=(7, 5), architecture="turing", features=T4_FEATURES)
 
 
 def h100(index):
-    return GpuInventory(index=index, uuid=f"GPU-h100-{index}", name="NVIDIA H100 80GB HBM3", memory_mb=81559,
+    return GpuInventory(index=index, uuid=f"GPU-h100-{index}", name="NVIDIA H100 80GB HBM3", memory_bytes=81559 * MIB,
                         compute_capability=(9, 0), architecture="hopper", features=H100_FEATURES)
 
 
@@ -24,8 +24,8 @@ def cpu_node_a() -> NodeInventory:
     return NodeInventory(
         node_id="node-a", node_name="worker-a",
         host=HostInventory(hostname="worker-a", kernel="6.1.0", os="Debian 12", cpu_logical=16, cpu_physical=8,
-                           memory_total_mb=64305, swap_total_mb=2047,
-                           disks=(DiskInfo("nvme0n1", 476940),),
+                           memory_total_bytes=64305 * MIB, swap_total_bytes=2047 * MIB,
+                           disks=(DiskInfo("nvme0n1", 476940 * MIB),),
                            nics=(NicInfo("eno1", 1000, "3c:ec:ef:00:00:01"),)),
         gpus=(), nvml_status="library not found",
     )
@@ -35,8 +35,9 @@ def gpu_node_b() -> NodeInventory:
     return NodeInventory(
         node_id="node-b", node_name="worker-b",
         host=HostInventory(hostname="worker-b", kernel="6.1.0", os="Ubuntu 22.04", cpu_logical=32, cpu_physical=16,
-                           memory_total_mb=128803, swap_total_mb=0,
-                           disks=(DiskInfo("sda", 915715, rotational=True), DiskInfo("sdb", 1907729, rotational=True)),
+                           memory_total_bytes=128803 * MIB, swap_total_bytes=0,
+                           disks=(DiskInfo("sda", 915715 * MIB, rotational=True),
+                                  DiskInfo("sdb", 1907729 * MIB, rotational=True)),
                            nics=(NicInfo("eth0", 25000), NicInfo("eth1", 25000))),
         gpus=(t4(1), t4(0)), driver_version="550.54.15", cuda_driver_version="12.4",
     )
@@ -46,8 +47,8 @@ def gpu_node_c() -> NodeInventory:
     return NodeInventory(
         node_id="node-c", node_name="worker-c",
         host=HostInventory(hostname="worker-c", kernel="6.5.0", os="Ubuntu 22.04", cpu_logical=224, cpu_physical=112,
-                           memory_total_mb=2063827, swap_total_mb=8191,
-                           disks=tuple(DiskInfo(f"nvme{i}n1", 3662830) for i in range(4)),
+                           memory_total_bytes=2063827 * MIB, swap_total_bytes=8191 * MIB,
+                           disks=tuple(DiskInfo(f"nvme{i}n1", 3662830 * MIB) for i in range(4)),
                            nics=(NicInfo("ens1f0", 200000), NicInfo("ens1f1", 200000), NicInfo("eno1", None))),
         gpus=tuple(h100(i) for i in range(8)), driver_version="550.54.15", cuda_driver_version="12.4",
     )
@@ -58,8 +59,8 @@ def gpu_node_d() -> NodeInventory:
     return NodeInventory(
         node_id="node-d", node_name="worker-d",
         host=HostInventory(hostname="worker-d", kernel="6.1.0", os="Debian 12", cpu_logical=64, cpu_physical=32,
-                           memory_total_mb=515890, swap_total_mb=4095,
-                           disks=(DiskInfo("nvme0n1", 1907729),),
+                           memory_total_bytes=515890 * MIB, swap_total_bytes=4095 * MIB,
+                           disks=(DiskInfo("nvme0n1", 1907729 * MIB),),
                            nics=(NicInfo("eth0", 100000),)),
         gpus=(t4(0),), driver_version="550.54.15", cuda_driver_version="12.4",
     )

@@ -92,6 +92,7 @@ class StandIn:
 
     routes: dict[tuple[str, str], Route] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
+    port: int = 0  # 0: a free one
 
     def __post_init__(self) -> None:
         stand_in = self
@@ -123,7 +124,7 @@ class StandIn:
             def handle_error(self, request, client_address) -> None:
                 pass  # a client that gave up (timeout tests) is expected
 
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = Server(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 

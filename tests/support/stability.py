@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aggregator.telemetry.model import NodeChange, NodeState
 from proto.telemetry.v1.readings import (
+    MIB,
     GpuInventory,
     GpuSample,
     HealthEvent,
@@ -26,16 +27,16 @@ def node_state(node_id: str, *, gpus: int = 2, now: float | None = None, status:
     inventory = NodeInventory(
         node_id=node_id, node_name=node_id,
         host=HostInventory(hostname=node_id, kernel="6.1", os="Debian 12", cpu_logical=16, cpu_physical=8,
-                           memory_total_mb=64_000, swap_total_mb=0),
-        gpus=tuple(GpuInventory(index=i, uuid=f"GPU-{node_id}-{i}", name="NVIDIA A100-SXM4-80GB", memory_mb=81_920)
+                           memory_total_bytes=64_000 * MIB, swap_total_bytes=0),
+        gpus=tuple(GpuInventory(index=i, uuid=f"GPU-{node_id}-{i}", name="NVIDIA A100-SXM4-80GB", memory_bytes=81_920 * MIB)
                    for i in range(gpus)),
     )
     sample = NodeSample(
         timestamp=now,
-        host=HostSample(cpu_percent=12.5, memory_total_mb=64_000, memory_available_mb=48_000,
-                        fs_total_mb=500_000, fs_used_mb=100_000),
-        gpus=tuple(GpuSample(index=i, uuid=f"GPU-{node_id}-{i}", utilization_gpu_pct=40.0, memory_total_mb=81_920,
-                             memory_used_mb=20_480, temperature_c=55.0, throttle_reasons=throttle.get(i, ()),
+        host=HostSample(cpu_percent=12.5, memory_total_bytes=64_000 * MIB, memory_available_bytes=48_000 * MIB,
+                        fs_total_bytes=500_000 * MIB, fs_used_bytes=100_000 * MIB),
+        gpus=tuple(GpuSample(index=i, uuid=f"GPU-{node_id}-{i}", utilization_gpu_pct=40.0, memory_total_bytes=81_920 * MIB,
+                             memory_used_bytes=20_480 * MIB, temperature_c=55.0, throttle_reasons=throttle.get(i, ()),
                              ecc_uncorrected_volatile=0)
                    for i in range(gpus)),
     )

@@ -18,6 +18,7 @@ import grpc
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from proto.telemetry.v1.readings import (
+    MIB,
     GpuInventory,
     GpuSample,
     HealthEvent,
@@ -208,9 +209,9 @@ def inventory(node_id: str, gpus: int = 2) -> NodeInventory:
     return NodeInventory(
         node_id=node_id,
         node_name=f"{node_id}-name",
-        host=HostInventory("h-" + node_id, "6.1.0", "Debian 12", 32, 16, 257_000, 0),
+        host=HostInventory("h-" + node_id, "6.1.0", "Debian 12", 32, 16, 257_000 * MIB, 0),
         gpus=tuple(
-            GpuInventory(index=i, uuid=f"GPU-{node_id}-{i}", name="NVIDIA A100-SXM4-80GB", memory_mb=81920,
+            GpuInventory(index=i, uuid=f"GPU-{node_id}-{i}", name="NVIDIA A100-SXM4-80GB", memory_bytes=81920 * MIB,
                          compute_capability=(8, 0))
             for i in range(gpus)
         ),
@@ -222,10 +223,10 @@ def inventory(node_id: str, gpus: int = 2) -> NodeInventory:
 def sample(n: int, gpus: int = 2, events: tuple[HealthEvent, ...] = ()) -> NodeSample:
     return NodeSample(
         timestamp=1_764_400_000.0 + n,
-        host=HostSample(cpu_percent=float(n % 100), memory_total_mb=257_000, memory_used_mb=1000 + n),
+        host=HostSample(cpu_percent=float(n % 100), memory_total_bytes=257_000 * MIB, memory_used_bytes=(1000 + n) * MIB),
         gpus=tuple(
             GpuSample(index=i, uuid=f"GPU-{i}", utilization_gpu_pct=float((n + i) % 100), temperature_c=40.0,
-                      memory_used_mb=n)
+                      memory_used_bytes=n * MIB)
             for i in range(gpus)
         ),
         health_events=events,

@@ -47,7 +47,7 @@ def test_gpu_gauges_in_base_units(state):
     assert value(m, "aios_gpu_sm_clock_hertz", **GPU0) == 1_410_000_000
     assert value(m, "aios_gpu_memory_clock_hertz", **GPU0) == 1_593_000_000
     assert value(m, "aios_gpu_info", **GPU0, pci_bus_id="00000000:07:00.0", compute_capability="8.0",
-                 architecture="ampere", mig_enabled="") == 1
+                 architecture="ampere") == 1  # mig_enabled="" (not known) is no label
 
 
 def test_gpu_health_series(state):

@@ -15,14 +15,14 @@ from agent.kube.annotator import (
     metadata_patch,
     owned_metadata,
 )
-from proto.telemetry.v1.readings import GpuInventory, NodeInventory
+from proto.telemetry.v1.readings import MIB, GpuInventory, NodeInventory
 
 # The label-value rule as Kubernetes documents it (independent of our code).
 K8S_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def gpu(index, name="NVIDIA A100-SXM4-80GB", memory_mb=81920, **kw):
-    return GpuInventory(index=index, uuid=f"GPU-{index:08d}", name=name, memory_mb=memory_mb, **kw)
+    return GpuInventory(index=index, uuid=f"GPU-{index:08d}", name=name, memory_bytes=memory_mb * MIB, **kw)
 
 
 def node(*gpus, **kw):

@@ -12,12 +12,12 @@ from proto.health.gpu_rule import (
 )
 from proto.health.xid_catalog import Resolution
 from proto.telemetry.v1 import telemetry_pb2 as pb
-from proto.telemetry.v1.readings import GpuInventory, GpuSample, HealthEvent, NodeInventory, NodeSample
+from proto.telemetry.v1.readings import MIB, GpuInventory, GpuSample, HealthEvent, NodeInventory, NodeSample
 
 NOW = 1_764_400_000.0
 INVENTORY = NodeInventory(
     node_id="n1", node_name="n1", host=None,
-    gpus=(GpuInventory(0, "GPU-a", "A100", 81920), GpuInventory(1, "GPU-b", "A100", 81920)),
+    gpus=(GpuInventory(0, "GPU-a", "A100", 81920 * MIB), GpuInventory(1, "GPU-b", "A100", 81920 * MIB)),
 )
 HEALTHY = (GpuSample(0, "GPU-a"), GpuSample(1, "GPU-b"))
 

@@ -20,7 +20,7 @@ from tests.metrics_fixtures.dashboard import (
 )
 from tests.metrics_fixtures.exposition import parse_exposition
 from tests.metrics_fixtures.quarantine import quarantine_collector
-from tests.metrics_fixtures.readings import INVENTORY, SAMPLE_1, node_states
+from tests.metrics_fixtures.readings import ATTRIBUTED_INVENTORY, ATTRIBUTED_SAMPLE, INVENTORY, SAMPLE_1, node_states
 
 
 def _exported_labels() -> dict[str, set[str]]:
@@ -28,6 +28,9 @@ def _exported_labels() -> dict[str, set[str]]:
     state = AgentMetricsState()
     state.record(INVENTORY, SAMPLE_1)
     agent = build_agent_registry(AgentMetricsProviders(state.readings, stream=lambda: StreamStatus(True)))
+    attributed = AgentMetricsState()  # a node whose GPUs carry pods
+    attributed.record(ATTRIBUTED_INVENTORY, ATTRIBUTED_SAMPLE)
+    pods = build_agent_registry(AgentMetricsProviders(attributed.readings), process_metrics=False)
     aggregator = build_aggregator_registry(
         AggregatorMetricsProviders(
             node_states, "c", lambda: StabilityVerdict(True, 1.0), lambda: 0, per_node=True, clock=lambda: 2.0
@@ -35,7 +38,7 @@ def _exported_labels() -> dict[str, set[str]]:
     )
     aggregator.register(quarantine_collector())
     labels: dict[str, set[str]] = {}
-    for registry in (agent, aggregator):
+    for registry in (agent, pods, aggregator):
         for name, pairs in parse_exposition(generate_latest(registry).decode()):
             labels.setdefault(name, set()).update(k for k, _ in pairs)
     return labels
@@ -66,6 +69,7 @@ def test_every_metric_the_dashboard_asks_for_is_exported(dashboard):
         "aios_cluster_samples_received_total", "aios_cluster_policy_errors_total", "aios_gpu_utilization_ratio",
         "aios_gpu_xid_errors_total", "aios_gpu_throttle_reason", "aios_gpu_lost", "aios_agent_collector_success",
         "aios_agent_stream_connected", "aios_cluster_quarantine_nodes", "aios_cluster_quarantine_node",
+        "aios_gpu_pod_info", "aios_gpu_process_memory_used_bytes",
     ):
         assert name in used, f"the dashboard shows nothing of {name}"
 

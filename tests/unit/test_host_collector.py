@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from agent.host.collector import PsutilHostCollector
-from proto.telemetry.v1.readings import DiskInfo, NicInfo
+from proto.telemetry.v1.readings import MIB, DiskInfo, NicInfo
 from tests.support.hostfs import NVME0_MB, NVME1_MB, Counters, DiskCount, write_counters, write_host_tree
 
 MB = 1024 * 1024
@@ -95,8 +95,8 @@ def test_inventory_counts_whole_disks_and_physical_nics_only(collector):
     assert inv.memory_total_mb == 262_144
     assert inv.swap_total_mb == 8192
     assert inv.disks == (
-        DiskInfo(name="nvme0n1", size_mb=NVME0_MB, rotational=False, model="SAMSUNG MZQL21T9HCJR-00A07"),
-        DiskInfo(name="nvme1n1", size_mb=NVME1_MB, rotational=False, model="INTEL SSDPF2KX038TZ"),
+        DiskInfo(name="nvme0n1", size_bytes=NVME0_MB * MIB, rotational=False, model="SAMSUNG MZQL21T9HCJR-00A07"),
+        DiskInfo(name="nvme1n1", size_bytes=NVME1_MB * MIB, rotational=False, model="INTEL SSDPF2KX038TZ"),
     )
     assert inv.disk_total_mb == 5_494_260
     assert inv.nics == (
@@ -228,3 +228,20 @@ def test_real_machine_sane_values():
     assert 0 < second.memory_used_mb < second.memory_total_mb
     assert second.threads_total >= second.processes_total >= 1
     assert 0 <= (second.disk_busy_pct or 0.0) <= 100
+
+
+def test_memory_and_swap_are_kept_in_bytes_not_rounded_to_mib(host_tree):
+    # a board with 1,234 kB beyond a whole MiB of memory and 3 kB of swap beyond one
+    meminfo = (host_tree / "proc" / "meminfo").read_text()
+    meminfo = meminfo.replace(f"{268_435_456:>10} kB", f"{268_435_456 + 1_234:>10} kB", 1)
+    meminfo = meminfo.replace(f"{8_388_608:>10} kB", f"{8_388_608 + 3:>10} kB", 1)
+    (host_tree / "proc" / "meminfo").write_text(meminfo)
+    c = PsutilHostCollector(root=str(host_tree), clock=FakeClock())
+    try:
+        inv, s = c.inventory(), c.sample()
+    finally:
+        c.close()
+    assert inv.memory_total_bytes == s.memory_total_bytes == (268_435_456 + 1_234) * 1024
+    assert inv.swap_total_bytes == s.swap_total_bytes == (8_388_608 + 3) * 1024
+    assert s.memory_available_bytes == 201_326_592 * 1024
+    assert (inv.memory_total_mb, inv.swap_total_mb) == (262_145, 8192)  # MB where a format wants MB: rounded down

@@ -55,19 +55,28 @@ def raw_manifest_docs() -> list[tuple[Path, dict]]:
     return docs
 
 
+def clean_checkout_of_deploy(target: Path) -> Path:
+    """deploy/ as a fresh clone has it: the files git tracks, nothing an operator created or left."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--", "deploy"], capture_output=True)
+    if listed.returncode != 0:  # not a git checkout (an unpacked source archive): it is what was shipped
+        shutil.copytree(DEPLOY, target / "deploy")
+        return target / "deploy"
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target / name)
+    return target / "deploy"
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> list[dict]:
-    """`kubectl kustomize deploy/` as an operator runs it (with the token file they create)."""
+    """`kubectl kustomize deploy/` of a clean clone, nothing created by hand first."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl (with kustomize) is not installed")
-    work = tmp_path_factory.mktemp("deploy")
-    shutil.copytree(DEPLOY, work / "deploy")
-    (work / "deploy" / "token").write_text("0123456789abcdef\n")
-    out = subprocess.run(
-        [kubectl, "kustomize", str(work / "deploy")], capture_output=True, text=True, check=True
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    deploy = clean_checkout_of_deploy(tmp_path_factory.mktemp("clone"))
+    done = subprocess.run([kubectl, "kustomize", str(deploy)], capture_output=True, text=True)
+    assert done.returncode == 0, f"kubectl kustomize deploy/ of a clean clone failed: {done.stderr}"
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
 def find(docs: list[dict], kind: str, name: str | None = None) -> dict:
@@ -92,7 +101,8 @@ def test_rendered_kustomization_is_schema_valid(rendered, version):
     kinds = sorted(d["kind"] for d in rendered)
     for doc in rendered:
         kubernetes_validate.validate(doc, version, strict=True)
-    assert kinds.count("ConfigMap") == 3 and "Secret" in kinds and "DaemonSet" in kinds
+    assert kinds.count("ConfigMap") == 3 and "DaemonSet" in kinds
+    assert "Secret" not in kinds  # the aggregator creates it: nobody types a token
 
 
 def test_strict_validation_catches_a_misspelt_field():
@@ -146,6 +156,50 @@ def test_seed_patch_switches_policy_container_to_remote_and_back(rendered):
     assert json.dumps(local, sort_keys=True) == json.dumps(deployment, sort_keys=True)
 
 
+POLICIES_SERVICE = "http://policies-system.registries.svc.cluster.local:10000"
+
+
+def container_env(docs: list[dict], container: dict) -> dict[str, str]:
+    """What the container's process sees: its ConfigMaps (envFrom), then its own `env` on top."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(find(docs, "ConfigMap", source["configMapRef"]["name"]).get("data", {}))
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return env
+
+
+def test_the_guides_remote_switch_alone_gives_the_runner_a_complete_setting(rendered):
+    from aggregator.policies.runner_health import read_runner_settings
+
+    remote = jsonpatch.apply_patch(find(rendered, "Deployment"), SWITCH_TO_REMOTE)
+    runner = remote["spec"]["template"]["spec"]["containers"][1]
+    settings = read_runner_settings(container_env(rendered, runner), sidecar_url="")
+    assert settings.problem == ""
+    assert (settings.config.mode, settings.config.executor_id) == ("remote", "executor-7")
+    assert settings.config.executor_host_url == POLICIES_SERVICE  # the network's in-cluster policies service
+    assert settings.config.policy_db_url == POLICIES_SERVICE
+
+
+def test_the_token_secret_is_created_by_the_aggregator_and_waited_for(rendered):
+    deployment, daemonset = find(rendered, "Deployment"), find(rendered, "DaemonSet", "aios-agent")
+    aggregator = deployment["spec"]["template"]["spec"]["containers"][0]
+    secret_name = _env(aggregator)["AIOS_TOKEN_SECRET"]
+    assert secret_name == "aios-token"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    # optional: the pod starts before the Secret exists; the kubelet fills the volume later
+    assert volumes["token"]["secret"] == {"secretName": secret_name, "defaultMode": 0o440, "optional": True}
+    # the agents hold no shared token (a projected ServiceAccount token), so they wait for nothing
+    agent_volumes = daemonset["spec"]["template"]["spec"]["volumes"]
+    assert not [v for v in agent_volumes if v.get("secret", {}).get("secretName") == secret_name]
+    # the aggregator may read that Secret by name, and create Secrets in its namespace, nothing more
+    rules = [rule for doc in rendered if doc["kind"] == "Role" and doc["metadata"]["namespace"] == "controllers"
+             for rule in doc["rules"] if "secrets" in rule["resources"]]
+    assert sorted((rule["verbs"], rule.get("resourceNames")) for rule in rules) == [
+        (["create"], None), (["get"], [secret_name])]
+    binding = find(rendered, "RoleBinding", "aios-aggregator-token")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "aios-aggregator", "namespace": "controllers"}]
+
+
 def test_agent_daemonset_runs_everywhere_without_claiming_gpus(rendered):
     ds = find(rendered, "DaemonSet", "aios-agent")
     pod = ds["spec"]["template"]["spec"]
@@ -162,6 +216,43 @@ def test_agent_daemonset_runs_everywhere_without_claiming_gpus(rendered):
     assert agent["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert ds["spec"]["updateStrategy"]["type"] == "RollingUpdate"
+
+
+def test_agent_reads_the_kubelet_socket_read_only_with_no_capability(rendered):
+    """Who is on the GPU (docs/rbac.md): the pod-resources directory read-only, the host's PIDs,
+    and uid 0 without any capability (the socket is root's)."""
+    pod = find(rendered, "DaemonSet", "aios-agent")["spec"]["template"]["spec"]
+    (agent,) = pod["containers"]
+    mount = next(m for m in agent["volumeMounts"] if m["name"] == "pod-resources")
+    assert mount == {"name": "pod-resources", "mountPath": "/var/lib/kubelet/pod-resources", "readOnly": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "pod-resources")
+    assert volume["hostPath"]["path"] == "/var/lib/kubelet/pod-resources"
+    env = {e["name"]: e.get("value") for e in agent["env"]}
+    assert env["AIOS_POD_RESOURCES_SOCKET"] == "/var/lib/kubelet/pod-resources/kubelet.sock"
+    assert pod["hostPID"] is True
+    context = agent["securityContext"]
+    assert (context["runAsUser"], context["runAsNonRoot"], context["allowPrivilegeEscalation"]) == (0, False, False)
+    assert context["capabilities"] == {"drop": ["ALL"]} and "add" not in context["capabilities"]
+    # nothing else of the host is writable
+    assert all(m.get("readOnly") for m in agent["volumeMounts"] if m["mountPath"] != "/tmp")
+
+
+def test_the_no_attribution_component_restores_nobody(tmp_path):
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with kustomize) is not installed")
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    (tmp_path / "deploy" / "token").write_text("0123456789abcdef\n")
+    kustomization = tmp_path / "deploy" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + "\ncomponents:\n  - components/no-gpu-attribution\n")
+    out = subprocess.run([kubectl, "kustomize", str(tmp_path / "deploy")], capture_output=True, text=True, check=True).stdout
+    ds = find([d for d in yaml.safe_load_all(out) if d], "DaemonSet", "aios-agent")
+    kubernetes_validate.validate(ds, K8S_VERSIONS[-1], strict=True)
+    pod = ds["spec"]["template"]["spec"]
+    (agent,) = pod["containers"]
+    assert "hostPID" not in pod
+    assert (agent["securityContext"]["runAsUser"], agent["securityContext"]["runAsNonRoot"]) == (65534, True)
+    assert {e["name"]: e.get("value") for e in agent["env"]}["AIOS_ATTRIBUTION"] == "off"
 
 
 def _mounted_volume(pod: dict, container: dict, path: str) -> dict:

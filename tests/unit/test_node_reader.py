@@ -7,10 +7,10 @@ import pytest
 from agent.host.collector import PsutilHostCollector
 from agent.sampling.collector import GpuReport
 from agent.sampling.node_reader import NodeReader
-from proto.telemetry.v1.readings import GpuInventory, GpuSample, HealthEvent
+from proto.telemetry.v1.readings import MIB, GpuInventory, GpuSample, HealthEvent
 from tests.support.hostfs import Counters, write_host_tree
 
-GPU = GpuInventory(index=0, uuid="GPU-1", name="NVIDIA H100 80GB HBM3", memory_mb=81559)
+GPU = GpuInventory(index=0, uuid="GPU-1", name="NVIDIA H100 80GB HBM3", memory_bytes=81559 * MIB)
 
 
 class InTestGpus:

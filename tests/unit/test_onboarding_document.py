@@ -13,7 +13,7 @@ from aggregator.onboarding.document import (
     without_node,
 )
 from aggregator.onboarding.validate import normalise_config
-from proto.telemetry.v1.readings import HostSample, NodeInventory, NodeSample
+from proto.telemetry.v1.readings import MIB, HostSample, NodeInventory, NodeSample
 from tests.support.onboarding_data import (
     ENTRY_A,
     ENTRY_B,
@@ -70,7 +70,7 @@ def test_what_was_not_measured_is_named():
     assert unmeasured_fields(bare) == [
         "vcpus.count, memory, swap, storage, network: host inventory not reported by the agent"
     ]
-    latest = NodeSample(timestamp=1.0, host=HostSample(memory_total_mb=2048, swap_total_mb=512))
+    latest = NodeSample(timestamp=1.0, host=HostSample(memory_total_bytes=2048 * MIB, swap_total_bytes=512 * MIB))
     assert node_entry(bare, latest)["memory"] == 2048
     assert node_entry(bare, latest)["swap"] == 512
     assert unmeasured_fields(bare, latest) == ["vcpus.count, storage, network: host inventory not reported by the agent"]

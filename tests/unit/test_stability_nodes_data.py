@@ -5,20 +5,26 @@ import dataclasses
 from aggregator.stability.nodes_data import ThrottleTracker, build_nodes_data, healthy_node_ids
 from aggregator.telemetry.model import NodeState
 from proto.telemetry.v1.readings import (
+    MIB,
+    Attribution,
+    DeviceAllocation,
     GpuInventory,
+    GpuProcess,
     GpuSample,
     HealthEvent,
     HostInventory,
     HostSample,
     NodeInventory,
     NodeSample,
+    ProcessOwner,
+    ResourceCount,
 )
 
 NOW = 1_700_000_100.0
 
 HOST_INV = HostInventory(
     hostname="gpu-a", kernel="6.1", os="Debian 12", cpu_logical=64, cpu_physical=32,
-    memory_total_mb=515_000, swap_total_mb=0,
+    memory_total_bytes=515_000 * MIB, swap_total_bytes=0,
 )
 
 
@@ -28,25 +34,33 @@ def gpu_node() -> NodeState:
         node_name="gpu-a",
         host=HOST_INV,
         gpus=(
-            GpuInventory(index=0, uuid="GPU-0000", name="NVIDIA H100 80GB HBM3", memory_mb=81_559),
-            GpuInventory(index=1, uuid="GPU-1111", name="NVIDIA H100 80GB HBM3", memory_mb=81_559),
+            GpuInventory(index=0, uuid="GPU-0000", name="NVIDIA H100 80GB HBM3", memory_bytes=81_559 * MIB),
+            GpuInventory(index=1, uuid="GPU-1111", name="NVIDIA H100 80GB HBM3", memory_bytes=81_559 * MIB),
         ),
         driver_version="550.54.15",
     )
     sample = NodeSample(
         timestamp=1_700_000_090.0,
         host=HostSample(
-            cpu_percent=37.456, memory_total_mb=515_000, memory_available_mb=386_250,
-            fs_total_mb=1_000_000, fs_used_mb=250_000,
+            cpu_percent=37.456, memory_total_bytes=515_000 * MIB, memory_available_bytes=386_250 * MIB,
+            fs_total_bytes=1_000_000 * MIB, fs_used_bytes=250_000 * MIB,
         ),
         gpus=(
             GpuSample(
-                index=0, uuid="GPU-0000", utilization_gpu_pct=91.0, memory_total_mb=81_559,
-                memory_used_mb=40_000, temperature_c=71.0, power_draw_w=650.5,
+                index=0, uuid="GPU-0000", utilization_gpu_pct=91.0, memory_total_bytes=81_559 * MIB,
+                memory_used_bytes=40_000 * MIB, temperature_c=71.0, power_draw_w=650.5,
                 throttle_reasons=("hw_thermal_slowdown",), ecc_uncorrected_volatile=0,
                 ecc_uncorrected_aggregate=2, remapped_rows_pending=True, remapped_rows_failure=False,
+                compute_processes=1, processes=(GpuProcess(4101, "compute", 30 * 1024**3, 85.0, 40.0),),
             ),
             GpuSample(index=1, uuid="GPU-1111", lost=True, error="NVML_ERROR_GPU_IS_LOST"),
+        ),
+        attribution=Attribution(
+            available=True, refreshed_at=1_700_000_080.0, pods=5,
+            allocations=(DeviceAllocation("ml", "train-0", "trainer", "nvidia.com/gpu", "GPU-0000", "GPU-0000"),),
+            owners=(ProcessOwner("pod", (4101,), "ml", "train-0", "trainer", "6b1f0c2e-7d4a-4e8b-9c3d-2a1b0c9d8e7f",
+                                 "3f" * 32, "containerd"),),
+            allocatable=(ResourceCount("nvidia.com/gpu", 2),),
         ),
     )
     events = (  # recent first, like the registry keeps them
@@ -86,6 +100,7 @@ def test_entries_match_the_documented_shape_with_measured_values():
             "disk": {"total": None, "allocatable": None, "usage_percent": None},
             "gpu_count": 0,
             "nvml_status": "library not found",
+            "gpu_attribution": None,
             "gpus": [],
         },
         {
@@ -100,6 +115,11 @@ def test_entries_match_the_documented_shape_with_measured_values():
             "disk": {"total": 1_000_000, "allocatable": 750_000, "usage_percent": 25.0},
             "gpu_count": 2,
             "nvml_status": "ok",
+            "gpu_attribution": {
+                "available": True, "reason": "", "refreshed_at": 1_700_000_080.0, "age_s": 20.0, "pods": 5,
+                "allocatable": {"nvidia.com/gpu": 2},
+                "gpus_allocated": 1, "gpus_in_use": 1, "gpus_allocated_idle": 0, "gpus_in_use_unallocated": 0,
+            },
             "gpus": [
                 {
                     "id": 0,
@@ -123,6 +143,16 @@ def test_entries_match_the_documented_shape_with_measured_values():
                         "throttle": [{"reason": "hw_thermal_slowdown", "since": 1_700_000_000.0, "duration_s": 100.0}],
                         "error": "",
                     },
+                    "pods": [{"namespace": "ml", "pod": "train-0", "container": "trainer", "resource": "nvidia.com/gpu",
+                              "mig_uuid": "", "claim": ""}],
+                    "processes": [{
+                        "pid": 4101, "kind": "compute", "used_memory_mb": 30_720, "sm_utilization": 85.0,
+                        "memory_utilization": 40.0, "mig_uuid": "", "scope": "pod", "namespace": "ml", "pod": "train-0",
+                        "container": "trainer", "pod_uid": "6b1f0c2e-7d4a-4e8b-9c3d-2a1b0c9d8e7f", "container_id": "3f" * 32,
+                    }],
+                    "migs": [],
+                    "allocated": True,
+                    "in_use": True,
                 },
                 {
                     "id": 1,
@@ -146,6 +176,11 @@ def test_entries_match_the_documented_shape_with_measured_values():
                         "throttle": [],
                         "error": "NVML_ERROR_GPU_IS_LOST",
                     },
+                    "pods": [],
+                    "processes": [],
+                    "migs": [],
+                    "allocated": False,
+                    "in_use": None,
                 },
             ],
         },

@@ -11,7 +11,11 @@ by the dataclass fields; the few shapes that differ are handled explicitly:
 - `NodeSample.health_events` is not part of the wire `NodeSample`: the agent
   sends each health event as its own `AgentMessage` so that events are
   acknowledged (and never dropped) one by one. `sample_to_pb` leaves them out
-  and `sample_from_pb` returns none.
+  and `sample_from_pb` returns none;
+- sizes: the readings hold bytes (`*_bytes`); the wire carries them and also
+  fills the deprecated `*_mb` fields (bytes // MiB) for readers that know only
+  those, and a message without `*_bytes` (an older agent) is read from its
+  `*_mb` (`_LEGACY_MB`).
 """
 
 from __future__ import annotations
@@ -57,7 +61,24 @@ _PB_CLASS: dict[type, Any] = {
     r.CollectorStatus: pb.CollectorStatus,
     r.HealthEvent: pb.HealthEvent,
     r.NodeSample: pb.NodeSample,
+    r.GpuProcess: pb.GpuProcess,
+    r.MigSample: pb.MigSample,
+    r.DeviceAllocation: pb.DeviceAllocation,
+    r.ProcessOwner: pb.ProcessOwner,
+    r.ResourceCount: pb.ResourceCount,
+    r.Attribution: pb.Attribution,
     r.Acknowledgement: pb.Acknowledgement,
+}
+
+# the deprecated whole-MiB twin of each size in bytes: dataclass -> {bytes field: mb field}
+_LEGACY_MB: dict[type, dict[str, str]] = {
+    r.MigDevice: {"memory_bytes": "memory_mb"},
+    r.GpuInventory: {"memory_bytes": "memory_mb"},
+    r.DiskInfo: {"size_bytes": "size_mb"},
+    r.HostInventory: {"memory_total_bytes": "memory_total_mb", "swap_total_bytes": "swap_total_mb"},
+    r.GpuSample: {f"memory_{n}_bytes": f"memory_{n}_mb" for n in ("total", "used", "free", "reserved")},
+    r.HostSample: {f"{n}_bytes": f"{n}_mb" for n in (
+        "memory_total", "memory_used", "memory_available", "swap_total", "swap_used", "fs_total", "fs_used")},
 }
 
 # fields handled by hand (see the module docstring)
@@ -143,6 +164,10 @@ def _fill_pb(msg: Any, value: Any, cls: type) -> None:
                 _fill_pb(getattr(msg, plan.name), v, plan.nested())
     if cls is r.GpuInventory and value.compute_capability is not None:
         msg.compute_capability_major, msg.compute_capability_minor = value.compute_capability
+    for bytes_name, mb_name in _LEGACY_MB.get(cls, {}).items():
+        size = getattr(value, bytes_name)
+        if size is not None:
+            setattr(msg, mb_name, size // r.MIB)
 
 
 def from_pb(msg: Any, cls: type | None = None) -> Any:
@@ -172,6 +197,9 @@ def _from_pb(msg: Any, cls: type) -> Any:
             kwargs[name] = _from_pb(getattr(msg, name), plan.nested())
         else:  # optional_message
             kwargs[name] = _from_pb(getattr(msg, name), plan.nested()) if msg.HasField(name) else None
+    for bytes_name, mb_name in _LEGACY_MB.get(cls, {}).items():
+        if kwargs[bytes_name] in (None, 0) and _is_set(msg, mb_name):  # an older writer: only the whole MiB
+            kwargs[bytes_name] = getattr(msg, mb_name) * r.MIB
     if cls is r.GpuInventory:
         if msg.HasField("compute_capability_major") and msg.HasField("compute_capability_minor"):
             kwargs["compute_capability"] = (
@@ -181,6 +209,12 @@ def _from_pb(msg: Any, cls: type) -> Any:
         else:
             kwargs["compute_capability"] = None
     return cls(**kwargs)
+
+
+def _is_set(msg: Any, name: str) -> bool:
+    """proto3: an `optional` field says whether it was set; a plain scalar is set unless 0."""
+    field = msg.DESCRIPTOR.fields_by_name[name]
+    return msg.HasField(name) if field.has_presence else bool(getattr(msg, name))
 
 
 def inventory_to_pb(inventory: r.NodeInventory) -> pb.NodeInventory:

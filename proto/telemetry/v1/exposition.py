@@ -12,7 +12,16 @@ as `_ratio` in 0..1, counters end in `_total`, 0/1 gauges for states. A value
 that was not read (None) produces no series rather than a made-up 0.
 
 Labels: every series carries `node` (the node id); GPU series add `gpu` (NVML
-index), `uuid` and `model` (NVML device name).
+index), `uuid`, `model` (NVML device name), and `namespace`, `pod`,
+`container`: the container the kubelet assigned the whole GPU to, empty when
+none or several hold it (a time-sliced GPU, a GPU split into MIG devices;
+`aios_gpu_pod_info` lists every holder). Empty labels are the same series as
+no label to Prometheus, so an unassigned GPU keeps the identity it had.
+
+The per-process series `aios_gpu_process_memory_used_bytes` (labelled `pid`,
+`mig_uuid` and the owner's `namespace`/`pod`/`container`) is capped: the
+`max_process_series` processes using the most GPU memory on the node (default
+MAX_PROCESS_SERIES), the count left out in `aios_node_gpu_processes_not_exposed`.
 """
 
 from __future__ import annotations
@@ -23,12 +32,22 @@ from dataclasses import dataclass
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from proto.telemetry.v1.readings import THROTTLE_REASONS, GpuSample, HostSample, NodeInventory, NodeSample
+from proto.telemetry.v1.attribution import NO_HOLDER, holders, owners_by_pid, sole_holder
+from proto.telemetry.v1.readings import (
+    THROTTLE_REASONS,
+    Attribution,
+    GpuSample,
+    HostSample,
+    MigDevice,
+    NodeInventory,
+    NodeSample,
+)
 
 __all__ = [
+    "MAX_PROCESS_SERIES",
     "METRIC_PREFIX",
     "THROTTLE_REASONS",
     "MetricsServer",
@@ -40,7 +59,9 @@ __all__ = [
 ]
 
 METRIC_PREFIX = "aios"
-MB = 1024 * 1024
+# Per-process series per node, at most (the processes using the most GPU memory):
+# a pid is a new series each time a process starts, so the count must be bounded.
+MAX_PROCESS_SERIES = 64
 
 # Every known throttle reason (readings.THROTTLE_REASONS) is exposed as 0 or 1
 # so that a reason clearing shows as a drop to 0 rather than a vanished series.
@@ -55,37 +76,39 @@ class XidKey:
     xid: int
 
 
-GPU_LABELS = ("node", "gpu", "uuid", "model")
+GPU_LABELS = ("node", "gpu", "uuid", "model", "namespace", "pod", "container")
 
 
-def gpu_labels(node: str, gpu_index: int, uuid: str, model: str) -> list[str]:
-    return [node, str(gpu_index), uuid, model]
+def gpu_labels(node: str, gpu_index: int, uuid: str, model: str, holder=NO_HOLDER) -> list[str]:
+    return [node, str(gpu_index), uuid, model, holder.namespace, holder.pod, holder.container]
 
 
 class _Families:
-    """Builds families lazily so that a name with no readings is left out."""
+    """Builds families lazily so that a name with no readings is left out.
+
+    A label with an empty value is left out of its sample: to Prometheus the
+    two are the same series, and a GPU no pod holds then costs a scrape no
+    more than before the pod labels existed.
+    """
 
     def __init__(self) -> None:
-        self._by_name: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        self._by_name: dict[str, Metric] = {}
+
+    def _add(self, kind: str, name: str, doc: str, labels: Iterable[str], values: list[str], value: float) -> None:
+        family = self._by_name.get(name)
+        if family is None:
+            family = self._by_name[name] = Metric(f"{METRIC_PREFIX}_{name}", doc, kind)
+        # a counter's samples end in `_total`, as prometheus_client's CounterMetricFamily names them
+        sample_name = family.name + "_total" if kind == "counter" else family.name
+        family.add_sample(sample_name, {k: v for k, v in zip(labels, values) if v}, float(value))
 
     def gauge(self, name: str, doc: str, labels: Iterable[str], values: list[str], value: float | None) -> None:
-        if value is None:
-            return
-        family = self._by_name.get(name)
-        if family is None:
-            family = GaugeMetricFamily(f"{METRIC_PREFIX}_{name}", doc, labels=list(labels))
-            self._by_name[name] = family
-        family.add_metric(values, float(value))
+        if value is not None:
+            self._add("gauge", name, doc, labels, values, value)
 
     def counter(self, name: str, doc: str, labels: Iterable[str], values: list[str], value: float | None) -> None:
-        if value is None:
-            return
-        family = self._by_name.get(name)
-        if family is None:
-            # prometheus_client appends `_total` to a counter's samples.
-            family = CounterMetricFamily(f"{METRIC_PREFIX}_{name}", doc, labels=list(labels))
-            self._by_name[name] = family
-        family.add_metric(values, float(value))
+        if value is not None:
+            self._add("counter", name, doc, labels, values, value)
 
     def all(self) -> list[Metric]:
         return list(self._by_name.values())
@@ -95,8 +118,8 @@ def _bool(value: bool | None) -> float | None:
     return None if value is None else (1.0 if value else 0.0)
 
 
-def _mb_to_bytes(value: int | None) -> float | None:
-    return None if value is None else float(value) * MB
+def _bytes(value: int | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _pct_to_ratio(value: float | None) -> float | None:
@@ -114,6 +137,7 @@ def node_metric_families(
     node: str,
     xid_counts: Mapping[XidKey, int] | None = None,
     gpu_models: Mapping[str, str] | None = None,
+    max_process_series: int = MAX_PROCESS_SERIES,
 ) -> list[Metric]:
     """Every GPU and host series for one node, from its inventory and latest sample.
 
@@ -126,8 +150,10 @@ def node_metric_families(
     fam = _Families()
     models_by_uuid: dict[str, str] = dict(gpu_models or {})
     models_by_index: dict[int, str] = {}
+    attribution = sample.attribution if sample is not None else None
+    by_device = holders(attribution)
     if inventory is not None:
-        _inventory_families(fam, inventory, node)
+        _inventory_families(fam, inventory, node, by_device)
         for gpu in inventory.gpus:
             models_by_uuid[gpu.uuid] = gpu.name
             models_by_index[gpu.index] = gpu.name
@@ -136,20 +162,24 @@ def node_metric_families(
             _host_families(fam, sample.host, node)
         for gpu_sample in sample.gpus:
             model = models_by_uuid.get(gpu_sample.uuid) or models_by_index.get(gpu_sample.index, "")
-            _gpu_families(fam, gpu_sample, gpu_labels(node, gpu_sample.index, gpu_sample.uuid, model))
+            holder = sole_holder(by_device.get(gpu_sample.uuid, ()))
+            _gpu_families(fam, gpu_sample, gpu_labels(node, gpu_sample.index, gpu_sample.uuid, model, holder))
+        if attribution is not None:
+            _attribution_families(fam, sample, attribution, node, models_by_uuid, inventory, max_process_series)
     for key, count in sorted((xid_counts or {}).items()):
         model = models_by_uuid.get(key.gpu_uuid) or models_by_index.get(key.gpu_index, "")
+        holder = sole_holder(by_device.get(key.gpu_uuid, ()))
         fam.counter(
             "gpu_xid_errors",
             "XID error events the driver reported for the GPU, by XID code, since the agent started.",
             (*GPU_LABELS, "xid"),
-            [*gpu_labels(node, key.gpu_index, key.gpu_uuid, model), str(key.xid)],
+            [*gpu_labels(node, key.gpu_index, key.gpu_uuid, model, holder), str(key.xid)],
             count,
         )
     return fam.all()
 
 
-def _inventory_families(fam: _Families, inventory: NodeInventory, node: str) -> None:
+def _inventory_families(fam: _Families, inventory: NodeInventory, node: str, by_device: Mapping) -> None:
     host = inventory.host
     fam.gauge(
         "node_info",
@@ -182,7 +212,7 @@ def _inventory_families(fam: _Families, inventory: NodeInventory, node: str) -> 
             "Facts about the GPU; the value is always 1.",
             (*GPU_LABELS, "pci_bus_id", "compute_capability", "architecture", "mig_enabled"),
             [
-                *gpu_labels(node, gpu.index, gpu.uuid, gpu.name),
+                *gpu_labels(node, gpu.index, gpu.uuid, gpu.name, sole_holder(by_device.get(gpu.uuid, ()))),
                 gpu.pci_bus_id,
                 cc,
                 gpu.architecture,
@@ -200,7 +230,7 @@ def _inventory_families(fam: _Families, inventory: NodeInventory, node: str) -> 
             "Size of each physical disk.",
             ("node", "device"),
             [node, disk.name],
-            _mb_to_bytes(disk.size_mb),
+            _bytes(disk.size_bytes),
         )
     for nic in host.nics:
         fam.gauge(
@@ -220,17 +250,17 @@ def _host_families(fam: _Families, host: HostSample, node: str) -> None:
     fam.gauge("node_load1", "1-minute load average.", n, v, host.load1)
     fam.gauge("node_load5", "5-minute load average.", n, v, host.load5)
     fam.gauge("node_load15", "15-minute load average.", n, v, host.load15)
-    fam.gauge("node_memory_total_bytes", "Physical memory.", n, v, _mb_to_bytes(host.memory_total_mb))
-    fam.gauge("node_memory_used_bytes", "Physical memory in use.", n, v, _mb_to_bytes(host.memory_used_mb))
+    fam.gauge("node_memory_total_bytes", "Physical memory.", n, v, _bytes(host.memory_total_bytes))
+    fam.gauge("node_memory_used_bytes", "Physical memory in use.", n, v, _bytes(host.memory_used_bytes))
     fam.gauge(
         "node_memory_available_bytes",
         "Memory available to new work without swapping.",
         n,
         v,
-        _mb_to_bytes(host.memory_available_mb),
+        _bytes(host.memory_available_bytes),
     )
-    fam.gauge("node_swap_total_bytes", "Swap space.", n, v, _mb_to_bytes(host.swap_total_mb))
-    fam.gauge("node_swap_used_bytes", "Swap space in use.", n, v, _mb_to_bytes(host.swap_used_mb))
+    fam.gauge("node_swap_total_bytes", "Swap space.", n, v, _bytes(host.swap_total_bytes))
+    fam.gauge("node_swap_used_bytes", "Swap space in use.", n, v, _bytes(host.swap_used_bytes))
     fam.gauge("node_page_faults_per_second", "Page faults per second over the last interval.", n, v, host.page_faults_per_s)
     fam.gauge(
         "node_disk_read_bytes_per_second", "Bytes read from disks per second.", n, v, host.disk_read_bytes_per_s
@@ -248,8 +278,8 @@ def _host_families(fam: _Families, host: HostSample, node: str) -> None:
         _pct_to_ratio(host.disk_busy_pct),
     )
     fs, root = ("node", "mountpoint"), [node, "/"]
-    fam.gauge("node_filesystem_size_bytes", "Size of the host's root filesystem.", fs, root, _mb_to_bytes(host.fs_total_mb))
-    fam.gauge("node_filesystem_used_bytes", "Used space of the host's root filesystem.", fs, root, _mb_to_bytes(host.fs_used_mb))
+    fam.gauge("node_filesystem_size_bytes", "Size of the host's root filesystem.", fs, root, _bytes(host.fs_total_bytes))
+    fam.gauge("node_filesystem_used_bytes", "Used space of the host's root filesystem.", fs, root, _bytes(host.fs_used_bytes))
     fam.gauge("node_processes", "Processes on the node.", n, v, host.processes_total)
     fam.gauge("node_processes_running", "Runnable tasks the kernel counts.", n, v, host.processes_running)
     fam.gauge("node_threads", "Threads on the node.", n, v, host.threads_total)
@@ -296,10 +326,10 @@ def _gpu_families(fam: _Families, gpu: GpuSample, labels: list[str]) -> None:
         labels,
         _pct_to_ratio(gpu.utilization_memory_pct),
     )
-    fam.gauge("gpu_memory_total_bytes", "GPU memory.", g, labels, _mb_to_bytes(gpu.memory_total_mb))
-    fam.gauge("gpu_memory_used_bytes", "GPU memory in use.", g, labels, _mb_to_bytes(gpu.memory_used_mb))
-    fam.gauge("gpu_memory_free_bytes", "GPU memory free.", g, labels, _mb_to_bytes(gpu.memory_free_mb))
-    fam.gauge("gpu_memory_reserved_bytes", "GPU memory the driver reserves.", g, labels, _mb_to_bytes(gpu.memory_reserved_mb))
+    fam.gauge("gpu_memory_total_bytes", "GPU memory.", g, labels, _bytes(gpu.memory_total_bytes))
+    fam.gauge("gpu_memory_used_bytes", "GPU memory in use.", g, labels, _bytes(gpu.memory_used_bytes))
+    fam.gauge("gpu_memory_free_bytes", "GPU memory free.", g, labels, _bytes(gpu.memory_free_bytes))
+    fam.gauge("gpu_memory_reserved_bytes", "GPU memory the driver reserves.", g, labels, _bytes(gpu.memory_reserved_bytes))
     fam.gauge("gpu_temperature_celsius", "GPU core temperature.", g, labels, gpu.temperature_c)
     fam.gauge("gpu_power_draw_watts", "GPU power draw.", g, labels, gpu.power_draw_w)
     fam.gauge("gpu_power_limit_watts", "GPU power limit in force.", g, labels, gpu.power_limit_w)
@@ -361,6 +391,109 @@ def _gpu_families(fam: _Families, gpu: GpuSample, labels: list[str]) -> None:
     for link in gpu.nvlinks:
         link_labels = [*labels, str(link.link)]
         fam.gauge("gpu_nvlink_active", "1 when the NVLink is active.", (*g, "link"), link_labels, _bool(link.active))
+
+
+def _attribution_families(
+    fam: _Families,
+    sample: NodeSample,
+    attribution: Attribution,
+    node: str,
+    models: Mapping[str, str],
+    inventory: NodeInventory | None,
+    max_process_series: int,
+) -> None:
+    fam.gauge(
+        "node_gpu_attribution_up",
+        "1 when the kubelet's pod-resources API answered (GPU -> pod attribution), 0 with the reason.",
+        ("node", "reason"),
+        [node, attribution.reason],
+        _bool(attribution.available),
+    )
+    for count in attribution.allocatable:
+        fam.gauge(
+            "node_gpu_allocatable",
+            "Devices of the GPU resource the kubelet can hand out.",
+            ("node", "resource"),
+            [node, count.resource],
+            count.allocatable,
+        )
+    gpus = {g.uuid: g for g in sample.gpus}
+    by_device = holders(attribution)
+    for allocation in attribution.allocations:
+        gpu = gpus.get(allocation.gpu_uuid)
+        if gpu is None:
+            continue  # not one of this node's GPUs: the kubelet's word alone
+        fam.gauge(
+            "gpu_pod_info",
+            "A container the kubelet assigned the GPU (or one of its MIG devices) to; the value is always 1.",
+            (*GPU_LABELS[:4], "namespace", "pod", "container", "mig_uuid", "resource", "claim"),
+            [
+                node, str(gpu.index), gpu.uuid, models.get(gpu.uuid, ""),
+                allocation.namespace, allocation.pod, allocation.container,
+                allocation.mig_uuid, allocation.resource, allocation.claim,
+            ],
+            1,
+        )
+    profiles = _mig_profiles(inventory)
+    mig_labels = (*GPU_LABELS, "mig", "mig_uuid", "profile")
+    for gpu in sample.gpus:
+        model = models.get(gpu.uuid, "")
+        for mig in gpu.migs:
+            holder = sole_holder(by_device.get(mig.uuid, ()))
+            labels = [*gpu_labels(node, gpu.index, gpu.uuid, model, holder), str(mig.index), mig.uuid, profiles.get(mig.uuid, "")]
+            fam.gauge("mig_memory_total_bytes", "Memory of the MIG device.", mig_labels, labels, mig.memory_total_bytes)
+            fam.gauge("mig_memory_used_bytes", "Memory of the MIG device in use.", mig_labels, labels, mig.memory_used_bytes)
+            fam.gauge(
+                "mig_utilization_ratio",
+                "Share of time a kernel ran on the MIG device (0..1), where NVML reports it.",
+                mig_labels,
+                labels,
+                _pct_to_ratio(mig.utilization_gpu_pct),
+            )
+    _process_families(fam, sample, attribution, node, max_process_series)
+
+
+def _process_families(fam: _Families, sample: NodeSample, attribution: Attribution, node: str, cap: int) -> None:
+    ranked = sorted(
+        ((p.used_memory_bytes or 0, gpu.index, p.pid, gpu, p) for gpu in sample.gpus for p in gpu.processes),
+        key=lambda row: (-row[0], row[1], row[2]),
+    )
+    shown = ranked[: max(0, cap)]
+    owners = owners_by_pid(attribution) if shown else {}
+    # few labels on purpose: a scrape's cost is mostly per label (per-process utilization and
+    # the process's kind are in the sample, nodes_data and the queries)
+    labels_of = ("node", "gpu", "uuid", "pid", "mig_uuid", "namespace", "pod", "container")
+    for _, _, _, gpu, process in shown:
+        owner = owners.get(process.pid)
+        labels = [
+            node, str(gpu.index), gpu.uuid, str(process.pid), process.mig_uuid,
+            owner.namespace if owner else "", owner.pod if owner else "", owner.container if owner else "",
+        ]  # fmt: skip
+        fam.gauge(
+            "gpu_process_memory_used_bytes",
+            "GPU memory a process uses (the processes using the most, see aios_node_gpu_processes_not_exposed).",
+            labels_of,
+            labels,
+            process.used_memory_bytes,
+        )
+    fam.gauge(
+        "node_gpu_processes_not_exposed",
+        "GPU processes left out of the per-process series by their cap.",
+        ("node",),
+        [node],
+        len(ranked) - len(shown),
+    )
+
+
+def _mig_profiles(inventory: NodeInventory | None) -> dict[str, str]:
+    if inventory is None:
+        return {}
+    found: dict[str, str] = {}
+    for gpu in inventory.gpus:
+        mig: MigDevice
+        for mig in gpu.mig_devices:
+            found[mig.uuid] = mig.profile
+    return found
 
 
 def merge_families(families: Iterable[Metric]) -> list[Metric]:

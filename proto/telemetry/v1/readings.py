@@ -9,29 +9,53 @@ Convention: a value that could not be read is `None`. When a GPU reports a
 field as not supported, its name is also listed in `unsupported`, so "unknown
 because unsupported" and "unknown because no previous sample yet" (rates) can
 be told apart.
+
+Sizes are bytes, as NVML, psutil and /sys give them (`*_bytes`): nothing is
+rounded on the way to `/metrics` or the aggregator. The network's formats count
+whole MB (1024*1024 bytes; docs/network-formats.md): the annotation, the
+cluster document, `nodes_data`, the node metrics names. They read the `*_mb`
+properties, the one place bytes become MB (rounded down, as the driver's own
+MiB figures are).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+MIB = 1024 * 1024  # the network's "MB"
+
+
+def to_mb(size_bytes: int | None) -> int | None:
+    """Whole MB (1024*1024 bytes, rounded down) of a size in bytes; None stays None."""
+    return None if size_bytes is None else size_bytes // MIB
+
 __all__ = [
     "HEALTH_KINDS",
+    "MIB",
+    "OWNER_SCOPES",
+    "PROCESS_KINDS",
     "THROTTLE_REASONS",
     "Acknowledgement",
+    "Attribution",
     "CollectorStatus",
+    "DeviceAllocation",
     "DiskInfo",
     "GpuInventory",
+    "GpuProcess",
     "GpuSample",
     "HealthEvent",
     "HostInventory",
     "HostSample",
     "MigDevice",
+    "MigSample",
     "NicInfo",
     "NicRate",
     "NodeInventory",
     "NodeSample",
     "NvLinkState",
+    "ProcessOwner",
+    "ResourceCount",
+    "to_mb",
 ]
 
 # Clock-event ("throttle") reason names, in the order of NVML's bits
@@ -59,8 +83,12 @@ THROTTLE_REASONS = (
 class MigDevice:
     index: int
     uuid: str
-    memory_mb: int
+    memory_bytes: int
     profile: str = ""  # e.g. "1g.10gb" where NVML tells us
+
+    @property
+    def memory_mb(self) -> int:
+        return self.memory_bytes // MIB
 
 
 @dataclass(frozen=True)
@@ -68,7 +96,7 @@ class GpuInventory:
     index: int
     uuid: str
     name: str  # NVML device name, e.g. "NVIDIA A100-SXM4-80GB"
-    memory_mb: int  # total memory, MB = 1024*1024 bytes
+    memory_bytes: int  # total memory, as NVML reports it
     pci_bus_id: str = ""
     compute_capability: tuple[int, int] | None = None
     architecture: str = ""  # "ampere", "hopper", ... derived from compute capability
@@ -79,13 +107,21 @@ class GpuInventory:
     power_limit_w: float | None = None
     unsupported: tuple[str, ...] = ()
 
+    @property
+    def memory_mb(self) -> int:
+        return self.memory_bytes // MIB
+
 
 @dataclass(frozen=True)
 class DiskInfo:
     name: str  # kernel name, e.g. "nvme0n1"
-    size_mb: int
+    size_bytes: int
     rotational: bool = False
     model: str = ""
+
+    @property
+    def size_mb(self) -> int:
+        return self.size_bytes // MIB
 
 
 @dataclass(frozen=True)
@@ -102,14 +138,26 @@ class HostInventory:
     os: str
     cpu_logical: int
     cpu_physical: int
-    memory_total_mb: int
-    swap_total_mb: int
+    memory_total_bytes: int
+    swap_total_bytes: int
     disks: tuple[DiskInfo, ...] = ()
     nics: tuple[NicInfo, ...] = ()
 
     @property
+    def memory_total_mb(self) -> int:
+        return self.memory_total_bytes // MIB
+
+    @property
+    def swap_total_mb(self) -> int:
+        return self.swap_total_bytes // MIB
+
+    @property
+    def disk_total_bytes(self) -> int:
+        return sum(d.size_bytes for d in self.disks)
+
+    @property
     def disk_total_mb(self) -> int:
-        return sum(d.size_mb for d in self.disks)
+        return sum(d.size_mb for d in self.disks)  # as the cluster document sums its disks
 
 
 @dataclass(frozen=True)
@@ -132,16 +180,45 @@ class NvLinkState:
     active: bool
 
 
+PROCESS_KINDS = ("compute", "graphics", "compute+graphics")
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    """A process with a context on the GPU, as NVML lists it (its owner: `Attribution.owners`)."""
+
+    pid: int  # in the host's PID namespace
+    kind: str = "compute"  # one of PROCESS_KINDS
+    used_memory_bytes: int | None = None  # None where NVML cannot tell
+    # Over the last interval; None where NVML has no per-process figure (not
+    # supported, a MIG instance, or no sample of this process in the interval).
+    sm_utilization_pct: float | None = None
+    memory_utilization_pct: float | None = None
+    mig_uuid: str = ""  # the MIG device it runs on; "" for the whole GPU
+
+
+@dataclass(frozen=True)
+class MigSample:
+    """One MIG instance's use, where NVML reports it (`unsupported` names the rest)."""
+
+    index: int
+    uuid: str
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    utilization_gpu_pct: float | None = None
+    unsupported: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class GpuSample:
     index: int
     uuid: str
     utilization_gpu_pct: float | None = None
     utilization_memory_pct: float | None = None
-    memory_total_mb: int | None = None
-    memory_used_mb: int | None = None
-    memory_free_mb: int | None = None
-    memory_reserved_mb: int | None = None
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    memory_free_bytes: int | None = None
+    memory_reserved_bytes: int | None = None
     temperature_c: float | None = None
     power_draw_w: float | None = None
     power_limit_w: float | None = None
@@ -164,7 +241,25 @@ class GpuSample:
     lost: bool = False  # the GPU stopped answering (fell off the bus, ...)
     error: str = ""  # the NVML error when the device as a whole could not be read (or the call that hung)
     unsupported: tuple[str, ...] = ()
+    processes: tuple[GpuProcess, ...] = ()  # empty where attribution is off
+    migs: tuple[MigSample, ...] = ()
     recovery_action: int | None = None  # the driver's nvmlDeviceGpuRecoveryAction_t, where it offers one
+
+    @property
+    def memory_total_mb(self) -> int | None:
+        return to_mb(self.memory_total_bytes)
+
+    @property
+    def memory_used_mb(self) -> int | None:
+        return to_mb(self.memory_used_bytes)
+
+    @property
+    def memory_free_mb(self) -> int | None:
+        return to_mb(self.memory_free_bytes)
+
+    @property
+    def memory_reserved_mb(self) -> int | None:
+        return to_mb(self.memory_reserved_bytes)
 
 
 @dataclass(frozen=True)
@@ -182,19 +277,19 @@ class HostSample:
     load1: float | None = None
     load5: float | None = None
     load15: float | None = None
-    memory_total_mb: int | None = None
-    memory_used_mb: int | None = None
-    memory_available_mb: int | None = None
-    swap_total_mb: int | None = None
-    swap_used_mb: int | None = None
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    memory_available_bytes: int | None = None
+    swap_total_bytes: int | None = None
+    swap_used_bytes: int | None = None
     page_faults_per_s: float | None = None
     disk_read_bytes_per_s: float | None = None
     disk_write_bytes_per_s: float | None = None
     disk_read_iops: float | None = None
     disk_write_iops: float | None = None
     disk_busy_pct: float | None = None
-    fs_total_mb: int | None = None  # root filesystem of the host
-    fs_used_mb: int | None = None
+    fs_total_bytes: int | None = None  # root filesystem of the host
+    fs_used_bytes: int | None = None
     nics: tuple[NicRate, ...] = ()
     tx_bytes_total: int | None = None
     rx_bytes_total: int | None = None
@@ -209,6 +304,34 @@ class HostSample:
     processes_total: int | None = None
     processes_running: int | None = None
     threads_total: int | None = None
+
+    @property
+    def memory_total_mb(self) -> int | None:
+        return to_mb(self.memory_total_bytes)
+
+    @property
+    def memory_used_mb(self) -> int | None:
+        return to_mb(self.memory_used_bytes)
+
+    @property
+    def memory_available_mb(self) -> int | None:
+        return to_mb(self.memory_available_bytes)
+
+    @property
+    def swap_total_mb(self) -> int | None:
+        return to_mb(self.swap_total_bytes)
+
+    @property
+    def swap_used_mb(self) -> int | None:
+        return to_mb(self.swap_used_bytes)
+
+    @property
+    def fs_total_mb(self) -> int | None:
+        return to_mb(self.fs_total_bytes)
+
+    @property
+    def fs_used_mb(self) -> int | None:
+        return to_mb(self.fs_used_bytes)
 
 
 @dataclass(frozen=True)
@@ -244,6 +367,64 @@ class HealthEvent:
     nvml_error: str = ""  # NVML's error name, e.g. "NVML_ERROR_GPU_IS_LOST"
 
 
+# ---------------------------------------------------------------- attribution
+# Who is on the node's GPUs: devices the kubelet assigned (pod-resources API),
+# and the owner of every GPU process (from the host's /proc/<pid>/cgroup).
+
+
+@dataclass(frozen=True)
+class DeviceAllocation:
+    """One device the kubelet assigned to a container."""
+
+    namespace: str
+    pod: str
+    container: str
+    resource: str  # "nvidia.com/gpu", "nvidia.com/mig-1g.10gb", ...; for DRA the driver ("gpu.nvidia.com")
+    device_id: str  # as the kubelet names it: a UUID (time-sliced "<uuid>::<n>"), an index, a DRA device name
+    gpu_uuid: str = ""  # the GPU it resolves to; "" when it did not resolve
+    mig_uuid: str = ""  # the MIG device it resolves to, if any
+    claim: str = ""  # DRA: "<namespace>/<name>" of the ResourceClaim
+
+
+OWNER_SCOPES = (
+    "pod",  # a container of a Kubernetes pod (names where they could be told, see docs/attribution.md)
+    "container",  # a container Kubernetes does not run (plain docker, ...)
+    "host",  # not in a container
+    "unknown",  # the process was gone, or its cgroup unreadable
+)
+
+
+@dataclass(frozen=True)
+class ProcessOwner:
+    """The GPU processes (by pid) that share one owner."""
+
+    scope: str  # one of OWNER_SCOPES
+    pids: tuple[int, ...]
+    namespace: str = ""
+    pod: str = ""
+    container: str = ""
+    pod_uid: str = ""
+    container_id: str = ""
+    runtime: str = ""  # "containerd", "cri-o", "docker", where the cgroup path tells
+
+
+@dataclass(frozen=True)
+class ResourceCount:
+    resource: str  # e.g. "nvidia.com/gpu"
+    allocatable: int  # devices of it the kubelet can hand out
+
+
+@dataclass(frozen=True)
+class Attribution:
+    available: bool  # the kubelet's pod-resources API answered
+    reason: str = ""  # why not, when unavailable
+    refreshed_at: float | None = None  # unix seconds of the last good read of the kubelet
+    pods: int = 0  # pods the kubelet listed on the node
+    allocations: tuple[DeviceAllocation, ...] = ()
+    owners: tuple[ProcessOwner, ...] = ()
+    allocatable: tuple[ResourceCount, ...] = ()
+
+
 @dataclass(frozen=True)
 class NodeSample:
     timestamp: float  # unix seconds
@@ -251,6 +432,7 @@ class NodeSample:
     gpus: tuple[GpuSample, ...] = ()
     collectors: tuple[CollectorStatus, ...] = ()
     health_events: tuple[HealthEvent, ...] = field(default=())
+    attribution: Attribution | None = None  # None where the agent does not attribute
 
 
 # ---------------------------------------------------------------- from the aggregator

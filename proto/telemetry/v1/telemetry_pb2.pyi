@@ -19,19 +19,21 @@ NODE_STATUS_UNHEALTHY: NodeStatus
 NODE_STATUS_STALE: NodeStatus
 
 class MigDevice(_message.Message):
-    __slots__ = ("index", "uuid", "memory_mb", "profile")
+    __slots__ = ("index", "uuid", "memory_mb", "profile", "memory_bytes")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     memory_mb: int
     profile: str
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., memory_mb: _Optional[int] = ..., profile: _Optional[str] = ...) -> None: ...
+    memory_bytes: int
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., memory_mb: _Optional[int] = ..., profile: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class GpuInventory(_message.Message):
-    __slots__ = ("index", "uuid", "name", "memory_mb", "pci_bus_id", "compute_capability_major", "compute_capability_minor", "architecture", "features", "mig_enabled", "mig_pending", "mig_devices", "power_limit_w", "unsupported")
+    __slots__ = ("index", "uuid", "name", "memory_mb", "pci_bus_id", "compute_capability_major", "compute_capability_minor", "architecture", "features", "mig_enabled", "mig_pending", "mig_devices", "power_limit_w", "unsupported", "memory_bytes")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +48,7 @@ class GpuInventory(_message.Message):
     MIG_DEVICES_FIELD_NUMBER: _ClassVar[int]
     POWER_LIMIT_W_FIELD_NUMBER: _ClassVar[int]
     UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     name: str
@@ -60,19 +63,22 @@ class GpuInventory(_message.Message):
     mig_devices: _containers.RepeatedCompositeFieldContainer[MigDevice]
     power_limit_w: float
     unsupported: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_mb: _Optional[int] = ..., pci_bus_id: _Optional[str] = ..., compute_capability_major: _Optional[int] = ..., compute_capability_minor: _Optional[int] = ..., architecture: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., mig_enabled: _Optional[bool] = ..., mig_pending: _Optional[bool] = ..., mig_devices: _Optional[_Iterable[_Union[MigDevice, _Mapping]]] = ..., power_limit_w: _Optional[float] = ..., unsupported: _Optional[_Iterable[str]] = ...) -> None: ...
+    memory_bytes: int
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_mb: _Optional[int] = ..., pci_bus_id: _Optional[str] = ..., compute_capability_major: _Optional[int] = ..., compute_capability_minor: _Optional[int] = ..., architecture: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., mig_enabled: _Optional[bool] = ..., mig_pending: _Optional[bool] = ..., mig_devices: _Optional[_Iterable[_Union[MigDevice, _Mapping]]] = ..., power_limit_w: _Optional[float] = ..., unsupported: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class DiskInfo(_message.Message):
-    __slots__ = ("name", "size_mb", "rotational", "model")
+    __slots__ = ("name", "size_mb", "rotational", "model", "size_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_MB_FIELD_NUMBER: _ClassVar[int]
     ROTATIONAL_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     size_mb: int
     rotational: bool
     model: str
-    def __init__(self, name: _Optional[str] = ..., size_mb: _Optional[int] = ..., rotational: _Optional[bool] = ..., model: _Optional[str] = ...) -> None: ...
+    size_bytes: int
+    def __init__(self, name: _Optional[str] = ..., size_mb: _Optional[int] = ..., rotational: _Optional[bool] = ..., model: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class NicInfo(_message.Message):
     __slots__ = ("name", "speed_mbps", "mac")
@@ -85,7 +91,7 @@ class NicInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., speed_mbps: _Optional[int] = ..., mac: _Optional[str] = ...) -> None: ...
 
 class HostInventory(_message.Message):
-    __slots__ = ("hostname", "kernel", "os", "cpu_logical", "cpu_physical", "memory_total_mb", "swap_total_mb", "disks", "nics")
+    __slots__ = ("hostname", "kernel", "os", "cpu_logical", "cpu_physical", "memory_total_mb", "swap_total_mb", "disks", "nics", "memory_total_bytes", "swap_total_bytes")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     OS_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +101,8 @@ class HostInventory(_message.Message):
     SWAP_TOTAL_MB_FIELD_NUMBER: _ClassVar[int]
     DISKS_FIELD_NUMBER: _ClassVar[int]
     NICS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SWAP_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     kernel: str
     os: str
@@ -104,7 +112,9 @@ class HostInventory(_message.Message):
     swap_total_mb: int
     disks: _containers.RepeatedCompositeFieldContainer[DiskInfo]
     nics: _containers.RepeatedCompositeFieldContainer[NicInfo]
-    def __init__(self, hostname: _Optional[str] = ..., kernel: _Optional[str] = ..., os: _Optional[str] = ..., cpu_logical: _Optional[int] = ..., cpu_physical: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., swap_total_mb: _Optional[int] = ..., disks: _Optional[_Iterable[_Union[DiskInfo, _Mapping]]] = ..., nics: _Optional[_Iterable[_Union[NicInfo, _Mapping]]] = ...) -> None: ...
+    memory_total_bytes: int
+    swap_total_bytes: int
+    def __init__(self, hostname: _Optional[str] = ..., kernel: _Optional[str] = ..., os: _Optional[str] = ..., cpu_logical: _Optional[int] = ..., cpu_physical: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., swap_total_mb: _Optional[int] = ..., disks: _Optional[_Iterable[_Union[DiskInfo, _Mapping]]] = ..., nics: _Optional[_Iterable[_Union[NicInfo, _Mapping]]] = ..., memory_total_bytes: _Optional[int] = ..., swap_total_bytes: _Optional[int] = ...) -> None: ...
 
 class NodeInventory(_message.Message):
     __slots__ = ("node_id", "node_name", "host", "gpus", "driver_version", "cuda_driver_version", "nvml_status")
@@ -133,7 +143,7 @@ class NvLinkState(_message.Message):
     def __init__(self, link: _Optional[int] = ..., active: _Optional[bool] = ...) -> None: ...
 
 class GpuSample(_message.Message):
-    __slots__ = ("index", "uuid", "utilization_gpu_pct", "utilization_memory_pct", "memory_total_mb", "memory_used_mb", "memory_free_mb", "memory_reserved_mb", "temperature_c", "power_draw_w", "power_limit_w", "sm_clock_mhz", "memory_clock_mhz", "throttle_reasons", "ecc_corrected_volatile", "ecc_uncorrected_volatile", "ecc_corrected_aggregate", "ecc_uncorrected_aggregate", "retired_pages_pending", "retired_pages_count", "remapped_rows_pending", "remapped_rows_failure", "remapped_rows_correctable", "remapped_rows_uncorrectable", "pcie_replay_count", "nvlinks", "compute_processes", "lost", "error", "unsupported", "recovery_action")
+    __slots__ = ("index", "uuid", "utilization_gpu_pct", "utilization_memory_pct", "memory_total_mb", "memory_used_mb", "memory_free_mb", "memory_reserved_mb", "temperature_c", "power_draw_w", "power_limit_w", "sm_clock_mhz", "memory_clock_mhz", "throttle_reasons", "ecc_corrected_volatile", "ecc_uncorrected_volatile", "ecc_corrected_aggregate", "ecc_uncorrected_aggregate", "retired_pages_pending", "retired_pages_count", "remapped_rows_pending", "remapped_rows_failure", "remapped_rows_correctable", "remapped_rows_uncorrectable", "pcie_replay_count", "nvlinks", "compute_processes", "lost", "error", "unsupported", "processes", "migs", "recovery_action", "memory_total_bytes", "memory_used_bytes", "memory_free_bytes", "memory_reserved_bytes")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     UTILIZATION_GPU_PCT_FIELD_NUMBER: _ClassVar[int]
@@ -164,7 +174,13 @@ class GpuSample(_message.Message):
     LOST_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    MIGS_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_ACTION_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_RESERVED_BYTES_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     utilization_gpu_pct: float
@@ -195,8 +211,46 @@ class GpuSample(_message.Message):
     lost: bool
     error: str
     unsupported: _containers.RepeatedScalarFieldContainer[str]
+    processes: _containers.RepeatedCompositeFieldContainer[GpuProcess]
+    migs: _containers.RepeatedCompositeFieldContainer[MigSample]
     recovery_action: int
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., utilization_gpu_pct: _Optional[float] = ..., utilization_memory_pct: _Optional[float] = ..., memory_total_mb: _Optional[int] = ..., memory_used_mb: _Optional[int] = ..., memory_free_mb: _Optional[int] = ..., memory_reserved_mb: _Optional[int] = ..., temperature_c: _Optional[float] = ..., power_draw_w: _Optional[float] = ..., power_limit_w: _Optional[float] = ..., sm_clock_mhz: _Optional[int] = ..., memory_clock_mhz: _Optional[int] = ..., throttle_reasons: _Optional[_Iterable[str]] = ..., ecc_corrected_volatile: _Optional[int] = ..., ecc_uncorrected_volatile: _Optional[int] = ..., ecc_corrected_aggregate: _Optional[int] = ..., ecc_uncorrected_aggregate: _Optional[int] = ..., retired_pages_pending: _Optional[bool] = ..., retired_pages_count: _Optional[int] = ..., remapped_rows_pending: _Optional[bool] = ..., remapped_rows_failure: _Optional[bool] = ..., remapped_rows_correctable: _Optional[int] = ..., remapped_rows_uncorrectable: _Optional[int] = ..., pcie_replay_count: _Optional[int] = ..., nvlinks: _Optional[_Iterable[_Union[NvLinkState, _Mapping]]] = ..., compute_processes: _Optional[int] = ..., lost: _Optional[bool] = ..., error: _Optional[str] = ..., unsupported: _Optional[_Iterable[str]] = ..., recovery_action: _Optional[int] = ...) -> None: ...
+    memory_total_bytes: int
+    memory_used_bytes: int
+    memory_free_bytes: int
+    memory_reserved_bytes: int
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., utilization_gpu_pct: _Optional[float] = ..., utilization_memory_pct: _Optional[float] = ..., memory_total_mb: _Optional[int] = ..., memory_used_mb: _Optional[int] = ..., memory_free_mb: _Optional[int] = ..., memory_reserved_mb: _Optional[int] = ..., temperature_c: _Optional[float] = ..., power_draw_w: _Optional[float] = ..., power_limit_w: _Optional[float] = ..., sm_clock_mhz: _Optional[int] = ..., memory_clock_mhz: _Optional[int] = ..., throttle_reasons: _Optional[_Iterable[str]] = ..., ecc_corrected_volatile: _Optional[int] = ..., ecc_uncorrected_volatile: _Optional[int] = ..., ecc_corrected_aggregate: _Optional[int] = ..., ecc_uncorrected_aggregate: _Optional[int] = ..., retired_pages_pending: _Optional[bool] = ..., retired_pages_count: _Optional[int] = ..., remapped_rows_pending: _Optional[bool] = ..., remapped_rows_failure: _Optional[bool] = ..., remapped_rows_correctable: _Optional[int] = ..., remapped_rows_uncorrectable: _Optional[int] = ..., pcie_replay_count: _Optional[int] = ..., nvlinks: _Optional[_Iterable[_Union[NvLinkState, _Mapping]]] = ..., compute_processes: _Optional[int] = ..., lost: _Optional[bool] = ..., error: _Optional[str] = ..., unsupported: _Optional[_Iterable[str]] = ..., processes: _Optional[_Iterable[_Union[GpuProcess, _Mapping]]] = ..., migs: _Optional[_Iterable[_Union[MigSample, _Mapping]]] = ..., recovery_action: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., memory_free_bytes: _Optional[int] = ..., memory_reserved_bytes: _Optional[int] = ...) -> None: ...
+
+class GpuProcess(_message.Message):
+    __slots__ = ("pid", "kind", "used_memory_bytes", "sm_utilization_pct", "memory_utilization_pct", "mig_uuid")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    USED_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SM_UTILIZATION_PCT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_UTILIZATION_PCT_FIELD_NUMBER: _ClassVar[int]
+    MIG_UUID_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    kind: str
+    used_memory_bytes: int
+    sm_utilization_pct: float
+    memory_utilization_pct: float
+    mig_uuid: str
+    def __init__(self, pid: _Optional[int] = ..., kind: _Optional[str] = ..., used_memory_bytes: _Optional[int] = ..., sm_utilization_pct: _Optional[float] = ..., memory_utilization_pct: _Optional[float] = ..., mig_uuid: _Optional[str] = ...) -> None: ...
+
+class MigSample(_message.Message):
+    __slots__ = ("index", "uuid", "memory_total_bytes", "memory_used_bytes", "utilization_gpu_pct", "unsupported")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_GPU_PCT_FIELD_NUMBER: _ClassVar[int]
+    UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    uuid: str
+    memory_total_bytes: int
+    memory_used_bytes: int
+    utilization_gpu_pct: float
+    unsupported: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., utilization_gpu_pct: _Optional[float] = ..., unsupported: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NicRate(_message.Message):
     __slots__ = ("name", "tx_bytes_total", "rx_bytes_total", "tx_bytes_per_s", "rx_bytes_per_s")
@@ -213,7 +267,7 @@ class NicRate(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tx_bytes_total: _Optional[int] = ..., rx_bytes_total: _Optional[int] = ..., tx_bytes_per_s: _Optional[float] = ..., rx_bytes_per_s: _Optional[float] = ...) -> None: ...
 
 class HostSample(_message.Message):
-    __slots__ = ("cpu_percent", "load1", "load5", "load15", "memory_total_mb", "memory_used_mb", "memory_available_mb", "swap_total_mb", "swap_used_mb", "page_faults_per_s", "disk_read_bytes_per_s", "disk_write_bytes_per_s", "disk_read_iops", "disk_write_iops", "disk_busy_pct", "fs_total_mb", "fs_used_mb", "nics", "tx_bytes_total", "rx_bytes_total", "tx_bytes_per_s", "rx_bytes_per_s", "tx_bytes_per_s_1m", "tx_bytes_per_s_5m", "tx_bytes_per_s_15m", "rx_bytes_per_s_1m", "rx_bytes_per_s_5m", "rx_bytes_per_s_15m", "processes_total", "processes_running", "threads_total")
+    __slots__ = ("cpu_percent", "load1", "load5", "load15", "memory_total_mb", "memory_used_mb", "memory_available_mb", "swap_total_mb", "swap_used_mb", "page_faults_per_s", "disk_read_bytes_per_s", "disk_write_bytes_per_s", "disk_read_iops", "disk_write_iops", "disk_busy_pct", "fs_total_mb", "fs_used_mb", "nics", "tx_bytes_total", "rx_bytes_total", "tx_bytes_per_s", "rx_bytes_per_s", "tx_bytes_per_s_1m", "tx_bytes_per_s_5m", "tx_bytes_per_s_15m", "rx_bytes_per_s_1m", "rx_bytes_per_s_5m", "rx_bytes_per_s_15m", "processes_total", "processes_running", "threads_total", "memory_total_bytes", "memory_used_bytes", "memory_available_bytes", "swap_total_bytes", "swap_used_bytes", "fs_total_bytes", "fs_used_bytes")
     CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
     LOAD1_FIELD_NUMBER: _ClassVar[int]
     LOAD5_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +299,13 @@ class HostSample(_message.Message):
     PROCESSES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_RUNNING_FIELD_NUMBER: _ClassVar[int]
     THREADS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SWAP_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SWAP_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FS_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FS_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     cpu_percent: float
     load1: float
     load5: float
@@ -276,7 +337,14 @@ class HostSample(_message.Message):
     processes_total: int
     processes_running: int
     threads_total: int
-    def __init__(self, cpu_percent: _Optional[float] = ..., load1: _Optional[float] = ..., load5: _Optional[float] = ..., load15: _Optional[float] = ..., memory_total_mb: _Optional[int] = ..., memory_used_mb: _Optional[int] = ..., memory_available_mb: _Optional[int] = ..., swap_total_mb: _Optional[int] = ..., swap_used_mb: _Optional[int] = ..., page_faults_per_s: _Optional[float] = ..., disk_read_bytes_per_s: _Optional[float] = ..., disk_write_bytes_per_s: _Optional[float] = ..., disk_read_iops: _Optional[float] = ..., disk_write_iops: _Optional[float] = ..., disk_busy_pct: _Optional[float] = ..., fs_total_mb: _Optional[int] = ..., fs_used_mb: _Optional[int] = ..., nics: _Optional[_Iterable[_Union[NicRate, _Mapping]]] = ..., tx_bytes_total: _Optional[int] = ..., rx_bytes_total: _Optional[int] = ..., tx_bytes_per_s: _Optional[float] = ..., rx_bytes_per_s: _Optional[float] = ..., tx_bytes_per_s_1m: _Optional[float] = ..., tx_bytes_per_s_5m: _Optional[float] = ..., tx_bytes_per_s_15m: _Optional[float] = ..., rx_bytes_per_s_1m: _Optional[float] = ..., rx_bytes_per_s_5m: _Optional[float] = ..., rx_bytes_per_s_15m: _Optional[float] = ..., processes_total: _Optional[int] = ..., processes_running: _Optional[int] = ..., threads_total: _Optional[int] = ...) -> None: ...
+    memory_total_bytes: int
+    memory_used_bytes: int
+    memory_available_bytes: int
+    swap_total_bytes: int
+    swap_used_bytes: int
+    fs_total_bytes: int
+    fs_used_bytes: int
+    def __init__(self, cpu_percent: _Optional[float] = ..., load1: _Optional[float] = ..., load5: _Optional[float] = ..., load15: _Optional[float] = ..., memory_total_mb: _Optional[int] = ..., memory_used_mb: _Optional[int] = ..., memory_available_mb: _Optional[int] = ..., swap_total_mb: _Optional[int] = ..., swap_used_mb: _Optional[int] = ..., page_faults_per_s: _Optional[float] = ..., disk_read_bytes_per_s: _Optional[float] = ..., disk_write_bytes_per_s: _Optional[float] = ..., disk_read_iops: _Optional[float] = ..., disk_write_iops: _Optional[float] = ..., disk_busy_pct: _Optional[float] = ..., fs_total_mb: _Optional[int] = ..., fs_used_mb: _Optional[int] = ..., nics: _Optional[_Iterable[_Union[NicRate, _Mapping]]] = ..., tx_bytes_total: _Optional[int] = ..., rx_bytes_total: _Optional[int] = ..., tx_bytes_per_s: _Optional[float] = ..., rx_bytes_per_s: _Optional[float] = ..., tx_bytes_per_s_1m: _Optional[float] = ..., tx_bytes_per_s_5m: _Optional[float] = ..., tx_bytes_per_s_15m: _Optional[float] = ..., rx_bytes_per_s_1m: _Optional[float] = ..., rx_bytes_per_s_5m: _Optional[float] = ..., rx_bytes_per_s_15m: _Optional[float] = ..., processes_total: _Optional[int] = ..., processes_running: _Optional[int] = ..., threads_total: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., memory_available_bytes: _Optional[int] = ..., swap_total_bytes: _Optional[int] = ..., swap_used_bytes: _Optional[int] = ..., fs_total_bytes: _Optional[int] = ..., fs_used_bytes: _Optional[int] = ...) -> None: ...
 
 class CollectorStatus(_message.Message):
     __slots__ = ("name", "success", "duration_s", "error")
@@ -309,16 +377,84 @@ class HealthEvent(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., timestamp: _Optional[float] = ..., gpu_index: _Optional[int] = ..., gpu_uuid: _Optional[str] = ..., xid: _Optional[int] = ..., message: _Optional[str] = ..., nvml_error: _Optional[str] = ...) -> None: ...
 
 class NodeSample(_message.Message):
-    __slots__ = ("timestamp", "host", "gpus", "collectors")
+    __slots__ = ("timestamp", "host", "gpus", "collectors", "attribution")
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     COLLECTORS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
     timestamp: float
     host: HostSample
     gpus: _containers.RepeatedCompositeFieldContainer[GpuSample]
     collectors: _containers.RepeatedCompositeFieldContainer[CollectorStatus]
-    def __init__(self, timestamp: _Optional[float] = ..., host: _Optional[_Union[HostSample, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[GpuSample, _Mapping]]] = ..., collectors: _Optional[_Iterable[_Union[CollectorStatus, _Mapping]]] = ...) -> None: ...
+    attribution: Attribution
+    def __init__(self, timestamp: _Optional[float] = ..., host: _Optional[_Union[HostSample, _Mapping]] = ..., gpus: _Optional[_Iterable[_Union[GpuSample, _Mapping]]] = ..., collectors: _Optional[_Iterable[_Union[CollectorStatus, _Mapping]]] = ..., attribution: _Optional[_Union[Attribution, _Mapping]] = ...) -> None: ...
+
+class DeviceAllocation(_message.Message):
+    __slots__ = ("namespace", "pod", "container", "resource", "device_id", "gpu_uuid", "mig_uuid", "claim")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    GPU_UUID_FIELD_NUMBER: _ClassVar[int]
+    MIG_UUID_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    pod: str
+    container: str
+    resource: str
+    device_id: str
+    gpu_uuid: str
+    mig_uuid: str
+    claim: str
+    def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., resource: _Optional[str] = ..., device_id: _Optional[str] = ..., gpu_uuid: _Optional[str] = ..., mig_uuid: _Optional[str] = ..., claim: _Optional[str] = ...) -> None: ...
+
+class ProcessOwner(_message.Message):
+    __slots__ = ("scope", "pids", "namespace", "pod", "container", "pod_uid", "container_id", "runtime")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    POD_UID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    pids: _containers.RepeatedScalarFieldContainer[int]
+    namespace: str
+    pod: str
+    container: str
+    pod_uid: str
+    container_id: str
+    runtime: str
+    def __init__(self, scope: _Optional[str] = ..., pids: _Optional[_Iterable[int]] = ..., namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., pod_uid: _Optional[str] = ..., container_id: _Optional[str] = ..., runtime: _Optional[str] = ...) -> None: ...
+
+class ResourceCount(_message.Message):
+    __slots__ = ("resource", "allocatable")
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATABLE_FIELD_NUMBER: _ClassVar[int]
+    resource: str
+    allocatable: int
+    def __init__(self, resource: _Optional[str] = ..., allocatable: _Optional[int] = ...) -> None: ...
+
+class Attribution(_message.Message):
+    __slots__ = ("available", "reason", "refreshed_at", "pods", "allocations", "owners", "allocatable")
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REFRESHED_AT_FIELD_NUMBER: _ClassVar[int]
+    PODS_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    OWNERS_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATABLE_FIELD_NUMBER: _ClassVar[int]
+    available: bool
+    reason: str
+    refreshed_at: float
+    pods: int
+    allocations: _containers.RepeatedCompositeFieldContainer[DeviceAllocation]
+    owners: _containers.RepeatedCompositeFieldContainer[ProcessOwner]
+    allocatable: _containers.RepeatedCompositeFieldContainer[ResourceCount]
+    def __init__(self, available: _Optional[bool] = ..., reason: _Optional[str] = ..., refreshed_at: _Optional[float] = ..., pods: _Optional[int] = ..., allocations: _Optional[_Iterable[_Union[DeviceAllocation, _Mapping]]] = ..., owners: _Optional[_Iterable[_Union[ProcessOwner, _Mapping]]] = ..., allocatable: _Optional[_Iterable[_Union[ResourceCount, _Mapping]]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("node_id", "cluster_id", "agent_version", "agent_instance", "inventory", "interval_s")
@@ -555,3 +691,57 @@ class NodeChange(_message.Message):
     health: HealthEvent
     timestamp: float
     def __init__(self, kind: _Optional[_Union[NodeChange.Kind, str]] = ..., node: _Optional[_Union[NodeSummary, _Mapping]] = ..., health: _Optional[_Union[HealthEvent, _Mapping]] = ..., timestamp: _Optional[float] = ...) -> None: ...
+
+class PodGpusRequest(_message.Message):
+    __slots__ = ("namespace", "pod")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    pod: str
+    def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ...) -> None: ...
+
+class GpuPodsRequest(_message.Message):
+    __slots__ = ("gpu_uuid", "node_id", "gpu_index")
+    GPU_UUID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GPU_INDEX_FIELD_NUMBER: _ClassVar[int]
+    gpu_uuid: str
+    node_id: str
+    gpu_index: int
+    def __init__(self, gpu_uuid: _Optional[str] = ..., node_id: _Optional[str] = ..., gpu_index: _Optional[int] = ...) -> None: ...
+
+class GpuUse(_message.Message):
+    __slots__ = ("node_id", "gpu_index", "gpu_uuid", "mig_uuid", "namespace", "pod", "container", "allocated", "pids", "used_memory_bytes", "resource", "claim", "pod_uid")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GPU_INDEX_FIELD_NUMBER: _ClassVar[int]
+    GPU_UUID_FIELD_NUMBER: _ClassVar[int]
+    MIG_UUID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATED_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    USED_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
+    POD_UID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    gpu_index: int
+    gpu_uuid: str
+    mig_uuid: str
+    namespace: str
+    pod: str
+    container: str
+    allocated: bool
+    pids: _containers.RepeatedScalarFieldContainer[int]
+    used_memory_bytes: int
+    resource: str
+    claim: str
+    pod_uid: str
+    def __init__(self, node_id: _Optional[str] = ..., gpu_index: _Optional[int] = ..., gpu_uuid: _Optional[str] = ..., mig_uuid: _Optional[str] = ..., namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., allocated: _Optional[bool] = ..., pids: _Optional[_Iterable[int]] = ..., used_memory_bytes: _Optional[int] = ..., resource: _Optional[str] = ..., claim: _Optional[str] = ..., pod_uid: _Optional[str] = ...) -> None: ...
+
+class GpuUsesResponse(_message.Message):
+    __slots__ = ("uses",)
+    USES_FIELD_NUMBER: _ClassVar[int]
+    uses: _containers.RepeatedCompositeFieldContainer[GpuUse]
+    def __init__(self, uses: _Optional[_Iterable[_Union[GpuUse, _Mapping]]] = ...) -> None: ...

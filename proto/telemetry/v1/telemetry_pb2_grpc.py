@@ -127,6 +127,16 @@ class TelemetryQueryStub:
                 request_serializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.WatchNodesRequest.SerializeToString,
                 response_deserializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.NodeChange.FromString,
                 _registered_method=True)
+        self.GetPodGpus = channel.unary_unary(
+                '/aios.telemetry.v1.TelemetryQuery/GetPodGpus',
+                request_serializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.PodGpusRequest.SerializeToString,
+                response_deserializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.GpuUsesResponse.FromString,
+                _registered_method=True)
+        self.GetGpuPods = channel.unary_unary(
+                '/aios.telemetry.v1.TelemetryQuery/GetGpuPods',
+                request_serializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.GpuPodsRequest.SerializeToString,
+                response_deserializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.GpuUsesResponse.FromString,
+                _registered_method=True)
 
 
 class TelemetryQueryServicer:
@@ -156,6 +166,18 @@ class TelemetryQueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPodGpus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGpuPods(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TelemetryQueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +200,16 @@ def add_TelemetryQueryServicer_to_server(servicer, server):
                     servicer.WatchNodes,
                     request_deserializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.WatchNodesRequest.FromString,
                     response_serializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.NodeChange.SerializeToString,
+            ),
+            'GetPodGpus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPodGpus,
+                    request_deserializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.PodGpusRequest.FromString,
+                    response_serializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.GpuUsesResponse.SerializeToString,
+            ),
+            'GetGpuPods': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGpuPods,
+                    request_deserializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.GpuPodsRequest.FromString,
+                    response_serializer=proto_dot_telemetry_dot_v1_dot_telemetry__pb2.GpuUsesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -288,6 +320,60 @@ class TelemetryQuery:
             '/aios.telemetry.v1.TelemetryQuery/WatchNodes',
             proto_dot_telemetry_dot_v1_dot_telemetry__pb2.WatchNodesRequest.SerializeToString,
             proto_dot_telemetry_dot_v1_dot_telemetry__pb2.NodeChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPodGpus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aios.telemetry.v1.TelemetryQuery/GetPodGpus',
+            proto_dot_telemetry_dot_v1_dot_telemetry__pb2.PodGpusRequest.SerializeToString,
+            proto_dot_telemetry_dot_v1_dot_telemetry__pb2.GpuUsesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGpuPods(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aios.telemetry.v1.TelemetryQuery/GetGpuPods',
+            proto_dot_telemetry_dot_v1_dot_telemetry__pb2.GpuPodsRequest.SerializeToString,
+            proto_dot_telemetry_dot_v1_dot_telemetry__pb2.GpuUsesResponse.FromString,
             options,
             channel_credentials,
             insecure,
