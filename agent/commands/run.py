@@ -37,7 +37,7 @@ from importlib import metadata
 from pathlib import Path
 
 from agent.commands.common import common_parser, interval_seconds, port_number
-from agent.gpu.bounded import bound_from_env
+from agent.gpu.bounded import bound_from_env, longest_wait_s
 from agent.gpu.health_tracker import GpuHealthTracker, agent_rule_from_env
 from agent.kube.annotator import NodeAnnotator, open_node_annotator
 from agent.kube.client import KubeApiError, NodeIdentity, node_id_from, read_node_identity
@@ -208,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
 
         def healthz() -> tuple[bool, dict]:
             sampler = SamplerView(daemon.interval_s, daemon.started_at, daemon.last_run_at,
-                                  daemon.counters.samples, daemon.counters.sample_failures, call_bound_s)
+                                  daemon.counters.samples, daemon.counters.sample_failures,
+                                  longest_wait_s(call_bound_s))
             return health_document(time.monotonic(), identity.node_id, sampler, stream=stream.stats(),
                                    annotator=annotator.status() if annotator is not None else None,
                                    annotator_enabled=annotator is not None,
