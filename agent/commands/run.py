@@ -47,7 +47,7 @@ from agent.liveness import SamplerView, health_document, healthz_app
 from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, max_process_series_from_env, metrics_port_from_env
 from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.sampling.node_reader import open_node_reader
-from agent.stream.client import StreamConfig, TelemetryStream
+from agent.stream.client import StreamConfig, TelemetryStream, buffer_bytes_from_env
 from agent.stream.credentials import AgentCredentials, TokenFileError, credentials_from_env
 from proto.common.hardening import set_not_dumpable
 from proto.health.conditions import CONDITION_TYPES
@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         interval = args.interval or interval_from_env(os.environ) or DEFAULT_INTERVAL_S
         metrics_port = args.metrics_port if args.metrics_port is not None else metrics_port_from_env()
         max_process_series = max_process_series_from_env()
+        buffer_bytes = buffer_bytes_from_env(os.environ)
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
     try:
@@ -192,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
             credentials=credentials,
             tls_ca=args.tls_ca,
             buffer_limit=args.buffer_limit,
+            buffer_bytes=buffer_bytes,
             interval_s=interval,
         )
         inventory = reader.inventory()
