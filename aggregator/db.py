@@ -31,6 +31,8 @@ class Database:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA foreign_keys=ON")
+        self._ping_conn: sqlite3.Connection | None = None
+        self._ping_lock = threading.Lock()
 
     def ensure_schema(self, statements: Sequence[str]) -> None:
         with self.transaction() as conn:
@@ -54,6 +56,21 @@ class Database:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def ping(self) -> bool:
+        """Whether the file answers a read, on a connection of its own.
+
+        For health checks: a WAL reader never waits for a writer, so this does
+        not queue behind the store's transactions (which hold `_lock`).
+        """
+        with self._ping_lock:
+            if self._ping_conn is None:
+                self._ping_conn = sqlite3.connect(self.path, check_same_thread=False, timeout=1.0)
+            return self._ping_conn.execute("SELECT count(*) FROM sqlite_master").fetchone() is not None
+
     def close(self) -> None:
+        with self._ping_lock:
+            if self._ping_conn is not None:
+                self._ping_conn.close()
+                self._ping_conn = None
         with self._lock:
             self._conn.close()

@@ -18,13 +18,14 @@ from the environment and the stored cluster document's `config`; with
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,9 @@ from aggregator.telemetry.registry import NodeRegistry
 from aggregator.telemetry.store import NodeStore
 from aggregator.token_secret import TokenSecret, ensure_token_secret
 from aggregator.web.app import create_app
-from aggregator.web.healthz import healthz_router
-from aggregator.web.serving import HttpServer
+from aggregator.web.healthz import HealthChecks, HealthListener, healthz_router
+from aggregator.web.lanes import WorkLane
+from aggregator.web.serving import ThreadedHttpServer, start_http_in_thread
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import NodeSample
@@ -87,6 +89,7 @@ class ServeConfig:
     agent_service_account: str = "aios-agent"  # NAME or NAMESPACE:NAME (default namespace: the pod's)
     grpc_port: int = 50051
     http_port: int | None = 8080
+    health_port: int | None = None  # GET /healthz alone, on a thread and port of its own (the probes' port)
     host: str = "0.0.0.0"
     cluster_id: str = ""
     tls: TlsFiles | None = None
@@ -95,6 +98,7 @@ class ServeConfig:
     commit_interval_s: float = 0.1
     status_every_s: float = 1.0
     max_message_bytes: int = 256 * 1024
+    max_nodes: int = 10_000  # hellos for more node ids are refused (RESOURCE_EXHAUSTED)
     agent_interval_s: float | None = None  # instruct agents to use this interval
     ready_file: Path | None = None  # written with the bound ports once serving
     api_url: str | None = None  # the network's parser: nodes joining later are posted to /api/addNode
@@ -108,7 +112,7 @@ class Aggregator:
     def __init__(self, config: ServeConfig, *, clock: Callable[[], float] = time.time) -> None:
         if not config.tokens and not config.token_secret:
             raise ValueError("no token configured: set AIOS_TOKEN or AIOS_TOKEN_FILE")
-        self.config = config
+        self.config = replace(config, env=_with_absolute_cache_dir(config.env))
         self.clock = clock
         self.tokens: tuple[str, ...] = tuple(config.tokens)
         self.read_tokens: tuple[str, ...] = tuple(config.read_tokens)
@@ -117,7 +121,10 @@ class Aggregator:
         self.registry: NodeRegistry | None = None
         self.ingest: IngestService | None = None
         self.grpc: GrpcServer | None = None
-        self.http: HttpServer | None = None
+        self.http: ThreadedHttpServer | None = None
+        self.health: HealthChecks | None = None
+        self.health_listener: HealthListener | None = None
+        self._http_port: int | None = None  # set by the HTTP thread once it listens
         self.cluster_store: ClusterStore | None = None
         self.governance: Governance | None = None
         self.stability: StabilityParts | None = None
@@ -126,6 +133,7 @@ class Aggregator:
         self.quarantine: QuarantineWiring | None = None
         self.acknowledgements: AcknowledgementBook | None = None
         self.policy_errors = PolicyErrorCounter()
+        self.work_lane = WorkLane("http")  # policy-bound and large HTTP work, off the loop and the request pool
         self._kube_client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -152,12 +160,13 @@ class Aggregator:
         if not self.tokens:
             await self._tokens_from_secret(core_v1)
         agent_auth = self._agent_auth()
-        self.ingest = IngestService(
+        ingest = self.ingest = IngestService(
             registry,
             store,
             max_message_bytes=cfg.max_message_bytes,
             commit_interval_s=cfg.commit_interval_s,
             agent_interval_s=cfg.agent_interval_s,
+            max_nodes=cfg.max_nodes,
             agent_auth=agent_auth,
         )
         cluster_store = self.cluster_store = ClusterStore(db, clock=self.clock)
@@ -199,12 +208,20 @@ class Aggregator:
         ]
         stability.start()
         onboarding.start()
-        http_port = None
+        health = self.health = HealthChecks({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up})
+        http_port = health_port = None
         if cfg.http_port is not None:
-            self.http = HttpServer(self._http_app(registry, stability, governance, cluster_store, quarantine),
-                                   cfg.host, cfg.http_port)
-            http_port = await self.http.start()
+            # its own thread and event loop: HTTP load never delays gRPC (ingest acks, gRPC health)
+            app = self._http_app(registry, stability, governance, cluster_store, quarantine, ingest, health)
+            self.http = await asyncio.to_thread(
+                functools.partial(start_http_in_thread, app, cfg.host, cfg.http_port, on_started=self._http_listening)
+            )
+            http_port = self.http.port
             log.info("HTTP API listening on %s:%d", cfg.host, http_port)
+        if cfg.health_port is not None:
+            self.health_listener = HealthListener(self.health, cfg.host, cfg.health_port)
+            health_port = await asyncio.to_thread(self.health_listener.start)
+            log.info("health listening on %s:%d (GET /healthz)", cfg.host, health_port)
         if core_v1 is not None:
             self.node_watcher = NodeWatcher(core_v1, on_deleted=self._node_deleted, on_listed=self._nodes_listed).start()
             log.info("watching Kubernetes Nodes: a deleted Node leaves the registry and the cluster document")
@@ -212,7 +229,8 @@ class Aggregator:
         if cfg.ready_file is not None:
             _write_atomically(
                 cfg.ready_file,
-                json.dumps({"grpc_port": self.grpc.port, "http_port": http_port, "pid": os.getpid()}),
+                json.dumps({"grpc_port": self.grpc.port, "http_port": http_port, "health_port": health_port,
+                            "pid": os.getpid()}),
             )
 
     @property
@@ -346,7 +364,7 @@ class Aggregator:
 
     def _http_app(
         self, registry: NodeRegistry, stability: StabilityParts, governance: Governance, cluster_store: ClusterStore,
-        quarantine: QuarantineWiring,
+        quarantine: QuarantineWiring, ingest: IngestService, health: HealthChecks,
     ) -> FastAPI:
         cfg = self.config
         metrics = build_aggregator_registry(
@@ -355,6 +373,7 @@ class Aggregator:
                 cluster_id=cfg.cluster_id,
                 stability=stability.checker.latest,
                 policy_errors=self.policy_errors,
+                ingest=ingest.stats,
                 per_node=cfg.per_node_metrics,
                 clock=self.clock,
                 health_rule=registry.health_rule,
@@ -369,8 +388,9 @@ class Aggregator:
             governance=governance,
             cluster_store=cluster_store,
             tokens=self.access_tokens,
+            lane=self.work_lane,
             routers=[
-                healthz_router({"grpc": self._grpc_up, "db": self._db_up, "http": self._http_up}),
+                healthz_router(health),
                 stability.router,
                 enrollment_router(self.onboarding.enrollment if self.onboarding else None),
                 metrics_router(metrics),
@@ -385,10 +405,13 @@ class Aggregator:
         return self.grpc is not None and not self._stopping
 
     def _db_up(self) -> bool:
-        return self.db is not None and self.db.query("SELECT 1")[0][0] == 1
+        return self.db is not None and self.db.ping()
+
+    def _http_listening(self, port: int) -> None:
+        self._http_port = port
 
     def _http_up(self) -> bool:
-        return self.http is not None and self.http.port is not None and not self._stopping
+        return self._http_port is not None and not self._stopping
 
     # ------------------------------------------------------------ Kubernetes Nodes
 
@@ -423,8 +446,13 @@ class Aggregator:
         self._stopping = True
         if self.node_watcher is not None:
             await asyncio.to_thread(self.node_watcher.close)
+        if self.health_listener is not None:
+            await asyncio.to_thread(self.health_listener.close)
         if self.http is not None:
-            await self.http.stop()
+            await asyncio.to_thread(self.http.stop)
+        self.work_lane.close()
+        if self.health is not None:
+            self.health.close()
         if self.grpc is not None:
             await self.grpc.stop(grace_s=1.0)
         if self.quarantine is not None:
@@ -444,6 +472,14 @@ class Aggregator:
             self._kube_client.close()
         if self.db is not None:
             self.db.close()
+
+
+def _with_absolute_cache_dir(env: Mapping[str, str]) -> Mapping[str, str]:
+    """A relative AIOS_POLICY_CACHE_DIR, resolved once here, where the aggregator started."""
+    cache_dir = env.get("AIOS_POLICY_CACHE_DIR", "").strip()
+    if not cache_dir or Path(cache_dir).expanduser().is_absolute():
+        return env
+    return {**env, "AIOS_POLICY_CACHE_DIR": str(Path(cache_dir).expanduser().absolute())}
 
 
 def _write_atomically(path: Path, text: str) -> None:

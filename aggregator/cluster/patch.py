@@ -3,17 +3,30 @@
 `apply_set` follows MongoDB `$set`: each key is a dotted path, its value
 replaces what is there, missing objects on the way are created. A path that
 runs through something that is not an object (a list, a string, ...) is
-refused, as are two paths where one is a prefix of the other (ambiguous).
+refused, as are two paths where one is a prefix of the other (ambiguous),
+a path of more than `MAX_PATH_SEGMENTS` segments, and a path whose value
+would nest the document deeper than the strict-JSON depth limit
+(docs/limits.md), so every stored document can be read back.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ClusterPatchError", "InvalidClusterDocument", "apply_set", "cluster_document_problems", "validate_set"]
+from aggregator.strict_json import MAX_DEPTH, depth_of
+
+__all__ = [
+    "MAX_PATH_SEGMENTS",
+    "ClusterPatchError",
+    "InvalidClusterDocument",
+    "apply_set",
+    "cluster_document_problems",
+    "validate_set",
+]
+
+MAX_PATH_SEGMENTS = 32
 
 
 class ClusterPatchError(ValueError):
@@ -40,15 +53,25 @@ def validate_set(changes: Any) -> dict[str, Any]:
         raise ClusterPatchError(f"the body must be a JSON object of field paths to values, not {_type_name(changes)}")
     if not changes:
         raise ClusterPatchError("the body names no field to update")
-    for path in changes:
+    for path, value in changes.items():
+        shown = repr(path) if len(path) <= 80 else repr(path[:77] + "...")
         if path.startswith("$"):
-            raise ClusterPatchError(f"{path!r}: operators are not accepted; send the fields to set")
-        if any(part == "" for part in path.split(".")):
-            raise ClusterPatchError(f"{path!r}: empty segment in the field path")
-    ordered = sorted(changes)
-    for shorter, longer in itertools.pairwise(ordered):
-        if longer.startswith(shorter + "."):
-            raise ClusterPatchError(f"updating {longer!r} would conflict with updating {shorter!r}")
+            raise ClusterPatchError(f"{shown}: operators are not accepted; send the fields to set")
+        parts = path.split(".")
+        if len(parts) > MAX_PATH_SEGMENTS:
+            raise ClusterPatchError(f"{shown}: the field path has {len(parts)} segments; at most {MAX_PATH_SEGMENTS}")
+        if any(part == "" for part in parts):
+            raise ClusterPatchError(f"{shown}: empty segment in the field path")
+        if len(parts) + depth_of(value) > MAX_DEPTH:
+            raise ClusterPatchError(
+                f"{shown}: the value would be nested deeper than {MAX_DEPTH} levels in the document"
+            )
+    for path in changes:  # every proper prefix, not only sorted neighbours ("a", "a-x", "a.b")
+        parts = path.split(".")
+        for end in range(1, len(parts)):
+            shorter = ".".join(parts[:end])
+            if shorter in changes:
+                raise ClusterPatchError(f"updating {path!r} would conflict with updating {shorter!r}")
     return changes
 
 

@@ -2,6 +2,9 @@
 
 One row per cluster id. Every write replaces the whole document inside one
 transaction, so a reader sees the old document or the new one, never half.
+Documents are written as strict JSON (`aggregator/strict_json.py`): one that
+could not be read back (NaN, a lone surrogate, too deep) is refused with
+`StrictJsonError` before anything is written.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aggregator import strict_json
 from aggregator.db import Database
 
 __all__ = ["ClusterStore", "Document", "UnknownCluster"]
@@ -56,7 +60,7 @@ class ClusterStore:
         return [r["cluster_id"] for r in self._db.query("SELECT cluster_id FROM cluster_documents ORDER BY cluster_id")]
 
     def put(self, cluster_id: str, document: Document) -> None:
-        text = json.dumps(document, sort_keys=True)
+        text = strict_json.dumps(document)
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO cluster_documents (cluster_id, document, updated_at) VALUES (?, ?, ?) "
@@ -75,6 +79,6 @@ class ClusterStore:
             new_document = change(_stored_document(row["document"], cluster_id))
             conn.execute(
                 "UPDATE cluster_documents SET document = ?, updated_at = ? WHERE cluster_id = ?",
-                (json.dumps(new_document, sort_keys=True), self._clock(), cluster_id),
+                (strict_json.dumps(new_document), self._clock(), cluster_id),
             )
         return new_document

@@ -14,6 +14,7 @@ from typing import Any
 from aggregator.cluster.patch import InvalidClusterDocument, apply_set, cluster_document_problems
 from aggregator.cluster.store import ClusterStore, Document
 from aggregator.governance.prechecks import Governance
+from aggregator.strict_json import StrictJsonError
 
 __all__ = ["ClusterUpdater", "PolicyBrokeDocument", "UpdateConflict", "UpdateRefused"]
 
@@ -70,6 +71,13 @@ class ClusterUpdater:
                 return self._store.update(cluster_id, swap)
             except _Changed:
                 continue
+            except StrictJsonError as exc:  # nothing was written; say whose document it was
+                if verdict.policy_uri is None:
+                    raise InvalidClusterDocument([f"{exc.path}: {exc.problem}"]) from exc
+                raise PolicyBrokeDocument(
+                    f"update_cluster policy {verdict.policy_uri} returned a document that is not strict JSON "
+                    f"at {exc.path}: {exc.problem}"
+                ) from exc
         raise UpdateConflict(f"cluster {cluster_id!r} changed {self._attempts} times during the update; try again")
 
     @staticmethod

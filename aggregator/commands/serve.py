@@ -7,7 +7,7 @@ Secret read, or created on the first start, when they give no token; see
 `aggregator.token_secret`), `AIOS_AGENT_AUTH` (`kubernetes` or `token`;
 default kubernetes when a Kubernetes API is configured), `AIOS_AGENT_SERVICE_ACCOUNT`
 (the agents' ServiceAccount, default `aios-agent` in the pod's namespace), `AIOS_CLUSTER_ID`, `AIOS_GRPC_PORT` (50051),
-`AIOS_HTTP_PORT` (8080), `AIOS_DB_PATH`, `AIOS_API_URL`, `KUBECONFIG`; read by the parts:
+`AIOS_HTTP_PORT` (8080), `AIOS_HEALTH_PORT` (off), `AIOS_DB_PATH`, `AIOS_API_URL`, `KUBECONFIG`; read by the parts:
 `CLUSTER_STABILITY_CHECK_INTERVAL`, `AIOS_STABILITY_WEBHOOK_URL` (stability),
 `POLICY_DB_URL`, `POLICY_EXECUTOR_HOST_URL`, `POLICY_EXECUTION_MODE`,
 `POLICY_SYSTEM_EXECUTOR_ID`, `AIOS_POLICY_SIDECAR_URL`, `AIOS_POLICY_*` (policies),
@@ -50,11 +50,17 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"{name}={value!r}: not an integer") from e
 
 
+def _optional_port(name: str) -> int | None:
+    return _env_int(name, -1) if _env(name) else None
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the aggregator", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grpc-port", type=int, default=None, help="gRPC port (AIOS_GRPC_PORT, default 50051)")
     p.add_argument("--http-port", type=int, default=None, help="HTTP port (AIOS_HTTP_PORT, default 8080)")
+    p.add_argument("--health-port", type=int, default=None,
+                   help="also serve GET /healthz alone on this port, on a thread of its own (AIOS_HEALTH_PORT)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
     p.add_argument("--db", default=None, help=f"SQLite file (AIOS_DB_PATH, default {DEFAULT_DB})")
     p.add_argument("--cluster-id", default=None, help="this cluster's id (AIOS_CLUSTER_ID)")
@@ -64,6 +70,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--agent-interval", type=float, default=None, help="tell agents to sample every N seconds")
     p.add_argument("--commit-interval", type=float, default=0.1, help="seconds between store commits (0.1)")
     p.add_argument("--max-message-kb", type=int, default=256, help="largest accepted agent message (256 KiB)")
+    p.add_argument("--max-nodes", type=int, default=10_000, help="most node ids this aggregator takes (10000)")
     p.add_argument("--api-url", default=None, help="the network's parser, to register nodes joining later (AIOS_API_URL)")
     p.add_argument("--kubeconfig", default=None,
                    help=f"Kubernetes API for the Node watch and Events (default: {kubeconfig_search()}; "
@@ -116,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         agent_service_account=_env("AIOS_AGENT_SERVICE_ACCOUNT") or "aios-agent",
         grpc_port=args.grpc_port if args.grpc_port is not None else _env_int("AIOS_GRPC_PORT", 50051),
         http_port=args.http_port if args.http_port is not None else _env_int("AIOS_HTTP_PORT", 8080),
+        health_port=args.health_port if args.health_port is not None else _optional_port("AIOS_HEALTH_PORT"),
         host=args.host,
         cluster_id=args.cluster_id or _env("AIOS_CLUSTER_ID") or "",
         tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
@@ -123,6 +131,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         agent_interval_s=args.agent_interval,
         commit_interval_s=args.commit_interval,
         max_message_bytes=args.max_message_kb * 1024,
+        max_nodes=args.max_nodes,
         ready_file=args.ready_file,
         api_url=args.api_url or _env("AIOS_API_URL"),
         kubeconfig=args.kubeconfig,

@@ -15,12 +15,12 @@ before the document arrived.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Iterable
 
 import grpc
 
+from aggregator import strict_json
 from aggregator.auth import bearer_token, load_tokens, token_matches
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.onboarding.validate import validate_config
@@ -45,7 +45,7 @@ class ClusterDocumentsServicer(pb_grpc.ClusterDocumentsServicer):
             document = await asyncio.to_thread(self._store.get, request.cluster_id)
         except UnknownCluster:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no document stored for cluster {request.cluster_id!r}")
-        return pb.ClusterDocument(cluster_id=request.cluster_id, document_json=json.dumps(document, sort_keys=True))
+        return pb.ClusterDocument(cluster_id=request.cluster_id, document_json=strict_json.dumps(document))
 
     async def PutClusterDocument(self, request: pb.PutClusterDocumentRequest, context) -> pb.PutClusterDocumentResponse:
         metadata = dict(context.invocation_metadata() or ())
@@ -58,7 +58,7 @@ class ClusterDocumentsServicer(pb_grpc.ClusterDocumentsServicer):
         if self._cluster_id and request.cluster_id != self._cluster_id:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"this aggregator serves cluster {self._cluster_id!r}, not {request.cluster_id!r}")
-        document = json.loads(request.document_json)
+        document = strict_json.loads(request.document_json)
         await asyncio.to_thread(self._store.put, request.cluster_id, document)
         log.info("cluster document %s stored (%d nodes)", request.cluster_id, len(document["nodes"].get("nodeData") or []))
         if self._on_stored is not None:
@@ -70,7 +70,9 @@ def _document_problems(cluster_id: str, text: str) -> list[str]:
     if not cluster_id:
         return ["cluster_id: missing"]
     try:
-        document = json.loads(text)
+        document = strict_json.loads(text)
+    except strict_json.StrictJsonError as e:
+        return [f"document_json {e.path}: {e.problem}"]
     except ValueError as e:
         return [f"document_json: invalid JSON ({e})"]
     problems = [str(p) for p in validate_config(document)]

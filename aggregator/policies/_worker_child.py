@@ -13,7 +13,8 @@ stderr and cannot corrupt the protocol.
 
 Messages in: {"op": "init", "code_dir", "site_dir", "settings", "parameters"},
 then {"op": "eval", "parameters", "input_data"} / {"op": "management", "action", "data"}.
-Replies: {"ok": true, ...} or {"ok": false, "error": "...", "replace": bool}.
+Replies: {"ok": true, ...} or {"ok": false, "error": "...", "replace": bool, "raised": bool}
+("raised": the policy's own code raised; its instance is kept unless "replace").
 """
 
 import gc
@@ -147,15 +148,23 @@ def main():
             try:
                 data = _encode({"ok": True, "result": result})
             except (TypeError, ValueError, RecursionError) as exc:
-                data = _encode({"ok": False, "replace": True,
+                data = _encode({"ok": False, "replace": False, "raised": True,
                                 "error": f"{op} returned a result that is not JSON: {exc}"})
-        except _NotProvided as exc:
-            data = _encode({"ok": False, "replace": False, "error": str(exc)})
-        except _Malformed as exc:
-            data = _encode({"ok": False, "replace": True, "error": str(exc)})
+        # An exception of the policy's own code is its answer: the instance and its
+        # state stay. Only what means the process itself is no longer sound (the
+        # memory limit, sys.exit, an interrupt) replaces the worker; a crash or a
+        # timeout is seen by the aggregator, which kills it.
+        except (_NotProvided, _Malformed) as exc:
+            data = _encode({"ok": False, "replace": False, "raised": True, "error": str(exc)})
         except SystemExit as exc:
             data = _encode({"ok": False, "replace": True, "error": f"policy called sys.exit({exc.code!r})"})
-        except BaseException as exc:  # noqa: BLE001 - a policy may raise anything
+        except MemoryError as exc:
+            data = _encode({"ok": False, "replace": True,
+                            "error": _describe(exc, policy.code_file if policy else "")})
+        except Exception as exc:  # noqa: BLE001 - a policy may raise anything
+            data = _encode({"ok": False, "replace": False, "raised": True,
+                            "error": _describe(exc, policy.code_file if policy else "")})
+        except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt, GeneratorExit, ...
             data = _encode({"ok": False, "replace": True,
                             "error": _describe(exc, policy.code_file if policy else "")})
         proto_out.write(data)

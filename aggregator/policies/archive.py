@@ -8,10 +8,12 @@ total size is capped so a small archive cannot fill the disk.
 
 from __future__ import annotations
 
+import lzma
 import posixpath
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from aggregator.policies.errors import PolicyLoadError
@@ -28,6 +30,10 @@ _MAGIC = (
 
 class ArchiveError(PolicyLoadError):
     """The archive is unreadable or a member would escape its folder."""
+
+
+# what the decompressors and archive readers raise on corrupt input
+_CORRUPT = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, tarfile.TarError, NotImplementedError, RuntimeError)
 
 
 def archive_kind(path: Path) -> str:
@@ -75,7 +81,7 @@ def _check_link_target(member_name: str, link_target: str, *, relative_to_member
 def _extract_zip(path: Path, dest: Path, max_bytes: int) -> None:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (*_CORRUPT, OSError) as exc:
         raise ArchiveError(f"{path.name}: unreadable zip: {exc}") from exc
     with zf:
         members = zf.infolist()
@@ -101,19 +107,24 @@ def _extract_zip(path: Path, dest: Path, max_bytes: int) -> None:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             written = 0
-            with zf.open(info) as src, open(target, "wb") as out:
-                # the header's size can lie; count what really comes out
-                while chunk := src.read(1024 * 1024):
-                    written += len(chunk)
-                    if written > info.file_size:
-                        raise ArchiveError(f"archive member {info.filename!r}: larger than its header says")
-                    out.write(chunk)
+            try:
+                with zf.open(info) as src, open(target, "wb") as out:
+                    # the header's size can lie; count what really comes out
+                    while chunk := src.read(1024 * 1024):
+                        written += len(chunk)
+                        if written > info.file_size:
+                            raise ArchiveError(
+                                f"{path.name}: archive member {info.filename!r}: larger than its header says"
+                            )
+                        out.write(chunk)
+            except _CORRUPT as exc:  # RuntimeError: encrypted; NotImplementedError: unknown compression
+                raise ArchiveError(f"{path.name}: archive member {info.filename!r} is corrupt: {exc}") from exc
 
 
 def _open_tar(path: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(path, mode="r:*")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (*_CORRUPT, OSError) as exc:
         raise ArchiveError(f"{path.name}: unreadable tar archive: {exc}") from exc
 
 
@@ -121,7 +132,7 @@ def _extract_tar(path: Path, dest: Path, max_bytes: int) -> None:
     with _open_tar(path) as tf:
         try:
             members = tf.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (*_CORRUPT, OSError) as exc:
             raise ArchiveError(f"{path.name}: unreadable tar archive: {exc}") from exc
         total = 0
         for member in members:
@@ -138,7 +149,7 @@ def _extract_tar(path: Path, dest: Path, max_bytes: int) -> None:
         try:
             # the stdlib 'data' filter re-checks all of the above at write time
             tf.extractall(dest, members=members, filter="data")
-        except (tarfile.TarError, OSError) as exc:
+        except (*_CORRUPT, OSError) as exc:
             raise ArchiveError(f"{path.name}: extraction refused: {exc}") from exc
 
 
@@ -147,8 +158,11 @@ def extract_archive(path: Path, dest: Path, *, max_bytes: int) -> str:
     dest = dest.resolve()
     dest.mkdir(parents=True, exist_ok=True)
     kind = archive_kind(path)
-    if kind == "zip":
-        _extract_zip(path, dest, max_bytes)
-    else:
-        _extract_tar(path, dest, max_bytes)
+    try:
+        if kind == "zip":
+            _extract_zip(path, dest, max_bytes)
+        else:
+            _extract_tar(path, dest, max_bytes)
+    except _CORRUPT as exc:  # anything a reader raised that the steps above did not name
+        raise ArchiveError(f"{path.name}: corrupt {kind} archive: {exc}") from exc
     return kind

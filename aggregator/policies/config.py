@@ -57,6 +57,10 @@ class PolicyConfig:
     sandbox_limits: SandboxLimits = field(default_factory=SandboxLimits)  # docs/policy-sandbox.md
 
     def __post_init__(self) -> None:
+        # A relative cache folder is taken relative to where the process started, once:
+        # workers run with their package folder as cwd, where it would mean something else.
+        if not Path(self.cache_dir).is_absolute():
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser().absolute())
         if self.mode not in EXECUTION_MODES:
             raise PolicyConfigError(
                 f"policy execution mode {self.mode!r} is not one of {', '.join(EXECUTION_MODES)}"
@@ -115,8 +119,8 @@ class PolicyConfig:
             "sidecar_token_file": env.get("AIOS_POLICY_SIDECAR_TOKEN_FILE", "").strip(),
             "sandbox_limits": _sandbox_limits(env),
         }
-        if env.get("AIOS_POLICY_CACHE_DIR"):
-            values["cache_dir"] = Path(env["AIOS_POLICY_CACHE_DIR"])
+        if env.get("AIOS_POLICY_CACHE_DIR", "").strip():
+            values["cache_dir"] = Path(env["AIOS_POLICY_CACHE_DIR"].strip())
         numeric: dict[str, tuple[str, Callable[[str], float]]] = {
             "AIOS_POLICY_TIMEOUT_S": ("call_timeout_s", float),
             "AIOS_POLICY_LOAD_TIMEOUT_S": ("load_timeout_s", float),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PolicyConfigError", "PolicyError", "PolicyLoadError"]
+__all__ = ["PolicyConfigError", "PolicyError", "PolicyLoadError", "PolicyRaised"]
 
 
 class PolicyError(Exception):
@@ -23,3 +23,14 @@ class PolicyLoadError(PolicyError):
 
 class PolicyConfigError(PolicyError):
     """The execution settings are inconsistent (e.g. remote mode without an executor)."""
+
+
+class PolicyRaised(PolicyError):
+    """The policy's own code raised (or answered something unusable); its worker and state are kept.
+
+    `policy_message` is the policy's own error (`KeyError: 'x' (function.py line 3 in management)`).
+    """
+
+    def __init__(self, reason: str, policy_message: str = "") -> None:
+        super().__init__(reason)
+        self.policy_message = policy_message or reason

@@ -1,17 +1,18 @@
 """Local execution: a `PolicyHandle` backed by a replaceable worker process.
 
 The worker keeps the policy instance and its `context`, so stateful policies
-keep their state across calls. When a call fails (exception, timeout, crash,
-bad result) the worker is killed and the next call starts a fresh one, which
-builds a fresh instance: state does not survive a failure, by design, since
-a half-run call may have left it inconsistent.
+keep their state across calls, also across an exception the policy's own code
+raises (that is the policy's answer: `PolicyRaised`, e.g. an unknown management
+action). When the worker itself fails (timeout, crash, the memory limit,
+sys.exit) it is killed and the next call starts a fresh one, which builds a
+fresh instance: a process in that state cannot be trusted to hold it.
 """
 
 from __future__ import annotations
 
 import threading
 
-from aggregator.policies.errors import PolicyError, PolicyLoadError
+from aggregator.policies.errors import PolicyError, PolicyLoadError, PolicyRaised
 from aggregator.policies.handle import PolicyHandle
 from aggregator.policies.worker import WorkerFailure, WorkerProcess, WorkerSpec
 
@@ -76,7 +77,11 @@ class LocalPolicy(PolicyHandle):
             if reply.get("replace", True):
                 worker.kill()
                 self._worker = None
-            raise PolicyError(f"policy {self.label}: {what} failed: {reply.get('error')}")
+            error = str(reply.get("error"))
+            reason = f"policy {self.label}: {what} failed: {error}"
+            if reply.get("raised") and not reply.get("replace", True):
+                raise PolicyRaised(reason, error)
+            raise PolicyError(reason)
 
     def eval(self, input_data: dict, parameters: dict | None = None) -> dict:
         merged = {**self.spec.parameters, **(parameters or {})}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aggregator.auth import AuthError, ensure_token_file
 from aggregator.policies.config import PolicyConfig
-from aggregator.policies.errors import PolicyConfigError, PolicyError, PolicyLoadError
+from aggregator.policies.errors import PolicyConfigError, PolicyError, PolicyLoadError, PolicyRaised
 from aggregator.policies.handle import PolicyHandle
 from aggregator.policies.http_json import HttpJsonError, request_json
 
@@ -32,6 +32,7 @@ ERROR_KINDS: dict[str, type[PolicyError]] = {
     "load": PolicyLoadError,
     "config": PolicyConfigError,
     "run": PolicyError,
+    "raised": PolicyRaised,
 }
 
 _MARGIN_S = 10.0  # the sidecar's own limits fire first, so its reason reaches the caller
@@ -137,6 +138,9 @@ class SidecarPolicy(PolicyHandle):
         answer = exc.answer if isinstance(exc.answer, dict) else {}
         if answer.get("policy_error") is True and isinstance(answer.get("message"), str):
             kind = ERROR_KINDS.get(str(answer.get("error_kind")), PolicyError)
+            if kind is PolicyRaised:
+                policy_message = answer.get("policy_message")
+                return PolicyRaised(answer["message"], policy_message if isinstance(policy_message, str) else "")
             return kind(answer["message"])  # the sidecar's reason already names the policy
         if exc.status is None:
             return PolicyError(f"policy runner unreachable: {exc}")

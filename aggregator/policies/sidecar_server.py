@@ -42,7 +42,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from aggregator.policies.config import PolicyConfig
-from aggregator.policies.errors import PolicyConfigError, PolicyError, PolicyLoadError
+from aggregator.policies.errors import PolicyConfigError, PolicyError, PolicyLoadError, PolicyRaised
 from aggregator.policies.handle import PolicyHandle
 from aggregator.web.base import ApiError, Tokens, install_error_handlers, read_json_body, require_token
 
@@ -167,6 +167,8 @@ def error_kind(exc: PolicyError) -> str:
         return "load"
     if isinstance(exc, PolicyConfigError):
         return "config"
+    if isinstance(exc, PolicyRaised):
+        return "raised"
     return "run"
 
 
@@ -241,6 +243,8 @@ def create_sidecar_app(
     @app.exception_handler(_PolicyFailed)
     async def _policy_failed(request: Request, exc: _PolicyFailed) -> JSONResponse:
         body = {"success": False, "message": exc.error.reason, "policy_error": True, "error_kind": error_kind(exc.error)}
+        if isinstance(exc.error, PolicyRaised):
+            body["policy_message"] = exc.error.policy_message
         return JSONResponse(body, status_code=422)
 
     def run(key: PolicyKey, call: Callable[[PolicyHandle], Any]) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import io
-import json
 import logging
 import os
 import pickle
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from aggregator import strict_json
 from aggregator.policies.errors import PolicyError
 from aggregator.policies.sandbox import SandboxLimits, WorkerSandbox
 
@@ -186,7 +186,13 @@ class WorkerProcess:
         self._write(payload, deadline, timeout_s, what)
         line = self._read_line(deadline, timeout_s, what)
         try:
-            reply = json.loads(line)
+            reply = strict_json.loads(line.decode("utf-8"))
+        except strict_json.StrictJsonError as exc:
+            # the policy answered something a reader could not read back (a lone surrogate, too deep):
+            # its own fault, like an exception; the worker and its state stay
+            where = "$" + exc.path.removeprefix("$.result")  # the path in the policy's answer, not the envelope
+            return {"ok": False, "replace": False, "raised": True,
+                    "error": f"the answer is not strict JSON at {where}: {exc.problem}"}
         except ValueError as exc:
             self.kill()
             raise WorkerFailure(f"policy {self.spec.label}: {what}: unreadable reply from the worker") from exc

@@ -13,6 +13,10 @@ change (health event, status change, ...): a burst of changes within
 
 Every verdict, the policy's answer or its error, is stored with its history;
 listeners hear of every verdict, and of transitions (stable <-> unstable).
+`check_shared()` (the HTTP and gRPC "check now" requests) joins a requested
+check already in flight instead of queueing another: one evaluation, one
+verdict row, whatever the number of callers. An answer that is not strict
+JSON (`aggregator/strict_json.py`) is an error verdict naming where.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, Protocol
 
 from apscheduler.jobstores.base import JobLookupError
 
+from aggregator import strict_json
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.stability.nodes_data import ThrottleTracker, build_nodes_data
 from aggregator.stability.verdicts import Verdict, VerdictStore
@@ -174,6 +179,8 @@ class StabilityChecker:
         self.interval_s = interval_s
         self.debounce_s = debounce_s
         self._check_lock = threading.Lock()  # one evaluation at a time
+        self._flight_lock = threading.Lock()
+        self._flight: _Flight | None = None  # the requested check callers may join
         self._throttle = ThrottleTracker()
         self._throttle_lock = threading.Lock()
         self._handle: PolicyHandleLike | None = None
@@ -288,6 +295,27 @@ class StabilityChecker:
             previous = self._verdicts.latest_known(self.cluster_id) if outcome != "error" else None
             verdict = self._verdicts.record(verdict)
         self._announce(verdict, previous)
+        return verdict
+
+    def check_shared(self, trigger: str = "request") -> Verdict:
+        """Like `check`, but a caller arriving while a shared check is pending or running gets its verdict."""
+        with self._flight_lock:
+            flight = self._flight
+            leader = flight is None
+            if flight is None:
+                flight = self._flight = _Flight()
+        if not leader:
+            return flight.wait()
+        try:
+            verdict = self.check(trigger)
+        except BaseException as e:
+            with self._flight_lock:
+                self._flight = None
+            flight.fail(e)
+            raise
+        with self._flight_lock:
+            self._flight = None
+        flight.finish(verdict)
         return verdict
 
     def management(self, action: str, data: dict) -> dict:
@@ -453,6 +481,30 @@ class _gc_paused:
                 gc.enable()
 
 
+class _Flight:
+    """One shared check: its verdict (or exception), and the event its joiners wait on."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._verdict: Verdict | None = None
+        self._error: BaseException | None = None
+
+    def finish(self, verdict: Verdict) -> None:
+        self._verdict = verdict
+        self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._done.set()
+
+    def wait(self) -> Verdict:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._verdict is not None
+        return self._verdict
+
+
 def _read_result(result: Any) -> tuple[str, dict | None]:
     if not isinstance(result, Mapping):
         raise ValueError(f"the policy returned {type(result).__name__}, expected an object with is_stable")
@@ -462,6 +514,11 @@ def _read_result(result: Any) -> tuple[str, dict | None]:
     data = result.get("stability_check_data")
     if data is not None and not isinstance(data, Mapping):
         data = {"value": data}  # keep a non-object answer verbatim, under one key
+    if data is not None:
+        try:
+            strict_json.dumps(data)  # stored and served as JSON: refuse what a reader could not read back
+        except strict_json.StrictJsonError as e:
+            raise ValueError(f"the policy's stability_check_data is not strict JSON at {e.path}: {e.problem}") from e
     return ("stable" if is_stable else "unstable"), (dict(data) if data is not None else None)
 
 

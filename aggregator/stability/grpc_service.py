@@ -7,11 +7,11 @@ Register with `add_stability_service(server, checker)`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 import grpc
 
+from aggregator import strict_json
 from aggregator.stability.checker import StabilityChecker
 from aggregator.stability.verdicts import Verdict
 from proto.stability.v1 import stability_pb2 as pb
@@ -27,7 +27,9 @@ def verdict_to_proto(verdict: Verdict) -> pb.Verdict:
         id=verdict.id or 0,
         cluster_id=verdict.cluster_id,
         outcome=verdict.outcome,
-        stability_check_data_json=json.dumps(verdict.stability_check_data) if verdict.stability_check_data is not None else "",
+        stability_check_data_json=(
+            strict_json.dumps(verdict.stability_check_data, sort_keys=False) if verdict.stability_check_data is not None else ""
+        ),
         error=verdict.error,
         checked_at=verdict.checked_at,
         duration_s=verdict.duration_s,
@@ -48,7 +50,7 @@ class StabilityServicer(pb_grpc.StabilityServiceServicer):
     async def GetLatestVerdict(self, request, context):
         verdict: Verdict | None
         if request.check_now:
-            verdict = await asyncio.to_thread(self._checker.check, "grpc")
+            verdict = await asyncio.to_thread(self._checker.check_shared, "grpc")
         else:
             verdict = await asyncio.to_thread(self._checker.latest)
         if verdict is None:
@@ -60,6 +62,8 @@ class StabilityServicer(pb_grpc.StabilityServiceServicer):
         if limit > 10000:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit: at most 10000")
         before = request.before_id or None
+        if before is not None and before > 2**63 - 1:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"before_id: at most {2**63 - 1}")
         verdicts = await asyncio.to_thread(self._checker.history, limit, before)
         return pb.ListVerdictsResponse(verdicts=[verdict_to_proto(v) for v in verdicts])
 

@@ -6,6 +6,7 @@ import json
 import sqlite3
 from dataclasses import dataclass, field, replace
 
+from aggregator import strict_json
 from aggregator.db import Database
 
 __all__ = ["OUTCOMES", "Verdict", "VerdictStore"]
@@ -75,7 +76,7 @@ class VerdictStore:
         db.ensure_schema(_SCHEMA)
 
     def record(self, verdict: Verdict) -> Verdict:
-        data = None if verdict.stability_check_data is None else json.dumps(verdict.stability_check_data, sort_keys=True)
+        data = None if verdict.stability_check_data is None else strict_json.dumps(verdict.stability_check_data)
         with self._db.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO stability_verdicts (cluster_id, checked_at, duration_s, policy_uri, outcome, "

@@ -24,7 +24,13 @@ Cluster series (labelled `cluster`):
   policy failed), `aios_cluster_stable` 0/1 (only with a verdict),
   `aios_cluster_stability_check_timestamp_seconds` and
   `aios_cluster_stability_verdict_age_seconds`;
-- `aios_cluster_policy_errors_total`.
+- `aios_cluster_policy_errors_total`;
+- `aios_cluster_nodes_unwritable` (nodes whose row the store could not write at
+  the last commit, set aside) and `aios_cluster_nodes_clock_skewed` (agents
+  whose clock runs ahead beyond the tolerance);
+- from the ingest: `aios_cluster_ingest_refusals_total` (messages refused at
+  the edge), `aios_cluster_node_id_conflicts_total` (two live agents found
+  claiming one node id), `aios_cluster_store_rows_set_aside_total`.
 
 With `per_node=True` (`--per-node-metrics`) every node's latest GPU and host
 series follow, under the same names the agents serve (`aios_gpu_*`,
@@ -36,7 +42,7 @@ them apart by `job`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -95,6 +101,7 @@ class AggregatorMetricsProviders:
     cluster_id: str = ""
     stability: Callable[[], VerdictLike | None] | None = None  # e.g. the checker's `latest`
     policy_errors: Callable[[], int] | None = None  # policy failures (exceptions, timeouts, bad results) so far
+    ingest: Callable[[], Mapping[str, int]] | None = None  # IngestService.stats
     per_node: bool = False
     clock: Callable[[], float] = time.time
     health_rule: HealthRule = DEFAULT_RULE  # the registry's (`NodeRegistry.health_rule`)
@@ -116,6 +123,7 @@ def cluster_metric_families(
     stability: VerdictLike | None = None,
     policy_errors: int | None = None,
     per_node: bool = False,
+    ingest: Mapping[str, int] | None = None,
     health_rule: HealthRule = DEFAULT_RULE,
 ) -> list[Metric]:
     """Every series the aggregator serves, from one snapshot. Pure."""
@@ -184,6 +192,21 @@ def cluster_metric_families(
         )
         errors.add_metric(c, policy_errors)
         families.append(errors)
+
+    unwritable = _gauge("cluster_nodes_unwritable", "Nodes whose row the store could not write (set aside).", ["cluster"])
+    unwritable.add_metric(c, sum(1 for n in nodes if n.unwritable))
+    skewed = _gauge("cluster_nodes_clock_skewed", "Nodes whose agent clock runs ahead beyond the tolerance.", ["cluster"])
+    skewed.add_metric(c, sum(1 for n in nodes if n.clock_skew_s))
+    families += [unwritable, skewed]
+    if ingest is not None:
+        for key, name, doc in (
+            ("refusals", "cluster_ingest_refusals", "Agent messages refused at the edge (type, range, size)."),
+            ("node_id_conflicts", "cluster_node_id_conflicts", "Times two live agents were found claiming one node id."),
+            ("rows_set_aside", "cluster_store_rows_set_aside", "Node rows the store could not write, set aside."),
+        ):
+            family = _counter(name, doc, ["cluster"])
+            family.add_metric(c, ingest.get(key, 0))
+            families.append(family)
 
     if per_node:
         families += merge_families(
@@ -260,6 +283,7 @@ class AggregatorCollector(Collector):
             stability=p.stability() if p.stability else None,
             policy_errors=p.policy_errors() if p.policy_errors else None,
             per_node=p.per_node,
+            ingest=p.ingest() if p.ingest else None,
             health_rule=p.health_rule,
         )
 

@@ -1,10 +1,12 @@
 """The aggregator's typed view of a node, shared by its modules.
 
-A node's fields are defined once, in `NodeRecord`: the registry holds one
-per node (a subclass adding what only lives in memory), the store writes and
-reads exactly these fields, and `NodeState` (the read-only view onboarding,
-the stability checker, the HTTP API and the metrics consume) is built from
-them by name. None of them sees protobuf.
+A node's fields are defined once, in `NodeRecord` (what is stored) and
+`NodeMarks` (what the aggregator itself notes about a node, in memory only):
+the registry holds one of each per node (a subclass of both adding its own
+bookkeeping), the store writes and reads exactly the record's fields, and
+`NodeState` (the read-only view onboarding, the stability checker, the HTTP
+API and the metrics consume) is filled from them by name. None of them sees
+protobuf.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ __all__ = [
     "NODE_CHANGE_KINDS",
     "NODE_STATUSES",
     "RECORD_FIELDS",
-    "STATE_FIELDS_FROM_RECORD",
+    "STATE_FIELDS_FROM_NODE",
     "NodeChange",
+    "NodeMarks",
     "NodeRecord",
     "NodeState",
     "PendingWrite",
@@ -87,12 +90,21 @@ class NodeRecord:
 RECORD_FIELDS = tuple(f.name for f in fields(NodeRecord))
 
 
+@dataclass
+class NodeMarks:
+    """What the aggregator notes about a node itself (not stored: it is noted again after a restart)."""
+
+    clock_skew_s: float = 0.0  # how far the agent's clock is ahead, when beyond the tolerance; else 0
+    unwritable: str = ""  # why the store could not write this node's row at the last commit; "" when it could
+
+
 @dataclass(frozen=True)
 class NodeState:
-    """A node as readers see it: the record's public fields, the decoded latest sample, recent events.
+    """A node as readers see it: the record's public fields and marks, the decoded latest sample, recent events.
 
-    Every field but `latest` and `health_events` is a `NodeRecord` field of
-    the same name (the registry copies them by name; a test keeps it so).
+    Every field but `latest` and `health_events` is a `NodeRecord` or
+    `NodeMarks` field of the same name (the registry copies them by name; a
+    test keeps it so).
     """
 
     node_id: str
@@ -108,10 +120,12 @@ class NodeState:
     rolling: RollingFigures = field(default_factory=RollingFigures)
     samples_received: int = 0
     dropped_samples: int = 0
+    clock_skew_s: float = 0.0
+    unwritable: str = ""
 
 
-# the NodeState fields read straight off a NodeRecord
-STATE_FIELDS_FROM_RECORD = tuple(f.name for f in fields(NodeState) if f.name not in ("latest", "health_events"))
+# the NodeState fields read straight off the registry's node (a NodeRecord and NodeMarks)
+STATE_FIELDS_FROM_NODE = tuple(f.name for f in fields(NodeState) if f.name not in ("latest", "health_events"))
 
 
 @dataclass(frozen=True)

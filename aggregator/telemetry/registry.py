@@ -16,7 +16,15 @@ Status rule:
   errors or a row-remap failure; events count for `problem_window_s`. The
   sample's part of the rule is judged at the wire edge (`wire_checks`), so
   only its labels are kept here;
+  - the store could not write the node's row at the last commit (`unwritable`);
 - healthy otherwise.
+
+Timestamps ahead of the aggregator's clock by more than `clock_tolerance_s`
+mark the node (`clock_skew_s`, logged once, a `clock_skew` event) and are taken
+as the arrival time, so a wrong clock cannot keep a problem "recent" forever.
+The registry's own events (`AGGREGATOR_EVENT_KINDS`: a node id claimed by two
+live agents, a skewed clock) are stored like an agent's, under the agent
+instance `"aggregator"`.
 """
 
 from __future__ import annotations
@@ -25,11 +33,12 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aggregator.telemetry.model import (
-    STATE_FIELDS_FROM_RECORD,
+    STATE_FIELDS_FROM_NODE,
     NodeChange,
+    NodeMarks,
     NodeRecord,
     NodeState,
     PendingWrite,
@@ -42,6 +51,9 @@ from proto.health.gpu_rule import HealthRule, gpu_problem_labels
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
 __all__ = [
+    "AGGREGATOR_EVENT_KINDS",
+    "AGGREGATOR_INSTANCE",
+    "CLOCK_TOLERANCE_S",
     "ROLLING_WINDOWS_S",
     "NodeOverview",
     "NodeRecord",
@@ -55,6 +67,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ROLLING_WINDOWS_S = LOAD_AVERAGE_WINDOWS_S  # the 1/5/15-minute figures (proto/common/ewma.py)
+CLOCK_TOLERANCE_S = 300.0
+AGGREGATOR_EVENT_KINDS = ("node_id_conflict", "clock_skew")
+AGGREGATOR_INSTANCE = "aggregator"  # the agent instance the registry's own events are stored under
+_MAX_COUNT = 2**63 - 1  # counters saturate at what SQLite's INTEGER holds
 
 
 class UnknownNode(KeyError):
@@ -78,8 +94,8 @@ class NodeOverview:
 
 
 @dataclass
-class _Node(NodeRecord):
-    """A registry entry: the record plus what only lives in memory."""
+class _Node(NodeMarks, NodeRecord):  # NodeRecord's fields first (they have no defaults)
+    """A registry entry: the record, the aggregator's marks, and the registry's own bookkeeping."""
 
     committed_seq: int = 0  # highest seq on disk for agent_instance
     latest_decoded: NodeSample | None = None
@@ -95,6 +111,7 @@ class NodeRegistry:
         stale_after_intervals: float = 3.0,
         problem_window_s: float = 600.0,
         max_health_events: int = 50,
+        clock_tolerance_s: float = CLOCK_TOLERANCE_S,
     ) -> None:
         self._clock = clock
         self._decode = decode_sample
@@ -102,6 +119,8 @@ class NodeRegistry:
         self.problem_window_s = problem_window_s
         self.health_rule = HealthRule(event_window_s=problem_window_s)  # the metrics judge with the same
         self.max_health_events = max_health_events
+        self.clock_tolerance_s = clock_tolerance_s
+        self._own_seq = 0  # seq of the registry's own events (milliseconds, so unique across restarts)
         self._nodes: dict[str, _Node] = {}
         self._dirty: set[str] = set()
         self._inventory_dirty: set[str] = set()
@@ -161,6 +180,14 @@ class NodeRegistry:
             node = self._nodes.get(node_id)
             return () if node is None else self._problems(node, self._clock())
 
+    def knows(self, node_id: str) -> bool:
+        with self._lock:
+            return node_id in self._nodes
+
+    def node_count(self) -> int:
+        with self._lock:
+            return len(self._nodes)
+
     def total_samples(self) -> int:
         with self._lock:
             return sum(n.samples_received for n in self._nodes.values())
@@ -219,6 +246,9 @@ class NodeRegistry:
         now = self._clock()
         with self._lock:
             node = self._known(node_id)
+            timestamp = self._judge_clock(node, figures.timestamp, now, "sample.timestamp")
+            if timestamp != figures.timestamp:
+                figures = replace(figures, timestamp=timestamp)
             previous = node.figures
             dt = (figures.timestamp - previous.timestamp) if previous else 0.0
             w = ewma_weights(dt)
@@ -231,14 +261,17 @@ class NodeRegistry:
             node.figures = figures
             node.latest_sample = wire
             node.latest_decoded = None
-            node.samples_received += 1
-            node.dropped_samples += dropped_samples
+            node.samples_received = min(node.samples_received + 1, _MAX_COUNT)
+            node.dropped_samples = min(node.dropped_samples + dropped_samples, _MAX_COUNT)
             self._touch(node, seq, now)
 
     def record_health(self, node_id: str, seq: int, event: HealthEvent) -> None:
         now = self._clock()
         with self._lock:
             node = self._known(node_id)
+            timestamp = self._judge_clock(node, event.timestamp, now, "health.timestamp")
+            if timestamp != event.timestamp:
+                event = replace(event, timestamp=timestamp)
             self._remember_event(node, event)
             self._new_events.append(StoredEvent(node_id, node.agent_instance, seq, event))
             self._touch(node, seq, now)
@@ -258,8 +291,42 @@ class NodeRegistry:
     def note_dropped(self, node_id: str, dropped_samples: int) -> None:
         if dropped_samples:
             with self._lock:
-                self._known(node_id).dropped_samples += dropped_samples
+                node = self._known(node_id)
+                node.dropped_samples = min(node.dropped_samples + dropped_samples, _MAX_COUNT)
                 self._dirty.add(node_id)
+
+    def note_event(self, node_id: str, kind: str, message: str) -> None:
+        """An event the aggregator itself observed about a node (one of AGGREGATOR_EVENT_KINDS)."""
+        now = self._clock()
+        with self._lock:
+            node = self._nodes.get(node_id)
+            if node is not None:
+                self._own_event(node, kind, message, now)
+
+    def mark_unwritable(self, node_id: str, reason: str) -> bool:
+        """The store could not write this node's row; True the first time (until it writes again)."""
+        now = self._clock()
+        with self._lock:
+            node = self._nodes.get(node_id)
+            if node is None:
+                return False
+            first = not node.unwritable
+            node.unwritable = reason
+            self._update_status(node, now)
+            return first
+
+    def mark_written(self, node_ids: Iterable[str]) -> list[str]:
+        """These nodes' rows were written; returns those that had been unwritable."""
+        now = self._clock()
+        recovered = []
+        with self._lock:
+            for node_id in node_ids:
+                node = self._nodes.get(node_id)
+                if node is not None and node.unwritable:
+                    node.unwritable = ""
+                    recovered.append(node_id)
+                    self._update_status(node, now)
+        return recovered
 
     def refresh_status(self) -> list[str]:
         """Re-evaluate every node against the clock (stale, expired problems)."""
@@ -356,6 +423,30 @@ class NodeRegistry:
             raise UnknownNode(node_id)
         return node
 
+    def _judge_clock(self, node: _Node, timestamp: float, now: float, field_name: str) -> float:
+        """The time to use for a reading stamped `timestamp`: itself, or `now` if the agent's clock runs ahead."""
+        ahead = timestamp - now
+        if ahead > self.clock_tolerance_s:
+            if not node.clock_skew_s:
+                message = (f"{field_name} is {ahead:.0f} s ahead of the aggregator's clock (tolerance "
+                           f"{self.clock_tolerance_s:g} s): readings ahead are taken as their arrival time")
+                log.warning("node %s: %s", node.node_id, message)
+                self._own_event(node, "clock_skew", message, now)
+            node.clock_skew_s = ahead
+            return now
+        if node.clock_skew_s:
+            log.info("node %s: its clock is within %g s of the aggregator's again", node.node_id, self.clock_tolerance_s)
+            node.clock_skew_s = 0.0
+        return timestamp
+
+    def _own_event(self, node: _Node, kind: str, message: str, now: float) -> None:
+        event = HealthEvent(kind=kind, timestamp=now, message=message)
+        self._own_seq = max(self._own_seq + 1, int(now * 1000))
+        self._remember_event(node, event)
+        self._new_events.append(StoredEvent(node.node_id, AGGREGATOR_INSTANCE, self._own_seq, event))
+        self._dirty.add(node.node_id)
+        self._emit("health", node, now, health=event)
+
     def _touch(self, node: _Node, seq: int, now: float) -> None:
         node.seq = max(node.seq, seq)
         node.last_seen = now
@@ -369,9 +460,10 @@ class NodeRegistry:
 
     def _problems(self, node: _Node, now: float) -> tuple[str, ...]:
         figures = node.figures
-        return gpu_problem_labels(
+        labels = gpu_problem_labels(
             figures.gpu_problems if figures else (), figures.timestamp if figures else None, node.health, now, self.health_rule
         )
+        return (f"node not stored: {node.unwritable}", *labels) if node.unwritable else labels
 
     def _compute_status(self, node: _Node, now: float) -> str:
         if now - node.last_seen > self.stale_after_intervals * node.interval_s:
@@ -405,7 +497,7 @@ class NodeRegistry:
 
     def _state(self, node: _Node, decode: bool = True) -> NodeState:
         return NodeState(
-            **{name: getattr(node, name) for name in STATE_FIELDS_FROM_RECORD},
+            **{name: getattr(node, name) for name in STATE_FIELDS_FROM_NODE},
             latest=self._latest(node) if decode else None,
             health_events=tuple(node.health),
         )

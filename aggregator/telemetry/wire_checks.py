@@ -6,12 +6,21 @@ the agent in a Refusal and into the log. Counters are unsigned on the wire,
 so "negative counter" can only mean a negative rate, size or reading in a
 double field: every double must be finite and non-negative, except
 temperatures, which must only be finite.
+
+Ranges (docs/limits.md): what a SQLite integer column holds (signed 64-bit:
+`seq`, `dropped_samples`) and what is plausible (an XID below 2^32, an
+interval between 0.1 s and 1 h). Node ids follow the character set of
+Kubernetes node names and `nodeID` label values (`NODE_ID_PATTERN`); the
+other identifiers of a hello are printable ASCII without spaces, so no log
+line or table row ever carries a control character from an agent. Values
+shown with `!r` in reasons are escaped by repr.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+import re
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -23,12 +32,32 @@ from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HEALTH_KINDS
 
 __all__ = [
+    "MAX_DROPPED_PER_MESSAGE",
+    "MAX_INTERVAL_S",
+    "MAX_SEQ",
+    "MAX_XID",
+    "MIN_INTERVAL_S",
+    "NODE_ID_PATTERN",
+    "check_dropped",
     "check_health",
     "check_hello",
     "check_inventory",
+    "check_node_id",
     "check_sample",
+    "check_seq",
     "sample_figures",
 ]
+
+# DNS-1123 subdomains (Kubernetes node names: lowercase, digits, '-', '.', up to 253) and
+# label values (`nodeID`: also upper case and '_', up to 63), both: alphanumeric at both ends
+NODE_ID_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
+# agent_instance, agent_version, cluster_id: printable ASCII without spaces
+_TOKEN = re.compile(r"[\x21-\x7e]{1,128}")
+MAX_SEQ = 2**63 - 1  # SQLite's INTEGER is signed 64-bit
+MAX_DROPPED_PER_MESSAGE = 2**32 - 1  # an agent's buffer holds about a thousand samples
+MAX_XID = 2**32 - 1  # NVIDIA's XIDs are small numbers; the driver reports them as 32-bit
+MIN_INTERVAL_S = 0.1
+MAX_INTERVAL_S = 3600.0
 
 _FLOATS = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
 _MAY_BE_NEGATIVE = frozenset({"temperature_c"})
@@ -116,27 +145,77 @@ def _check_numbers(msg: Any, path: str) -> str | None:
     return f"{path}.{found}" if found else None
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # C0 controls but tab and newline, and DEL
+
+
+def _bad_string(msg: Any, path: str) -> str | None:
+    """The first string field holding a control character (inventories and events: rare, so a plain walk)."""
+    for fd, value in msg.ListFields():
+        if fd.type == FieldDescriptor.TYPE_STRING:
+            for i, text in enumerate(value if fd.is_repeated else (value,)):
+                if _CONTROL.search(text):
+                    where = f"{path}.{fd.name}[{i}]" if fd.is_repeated else f"{path}.{fd.name}"
+                    return f"{where}: {text[:80]!r} holds a control character"
+        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+            for i, child in enumerate(value if fd.is_repeated else (value,)):
+                found = _bad_string(child, f"{path}.{fd.name}[{i}]" if fd.is_repeated else f"{path}.{fd.name}")
+                if found:
+                    return found
+    return None
+
+
 def check_inventory(inv: pb.NodeInventory, node_id: str, path: str = "inventory") -> str | None:
     if inv.node_id and inv.node_id != node_id:
-        return f"{path}.node_id: {inv.node_id!r} does not match the hello's node id {node_id!r}"
+        return f"{path}.node_id: {inv.node_id[:80]!r} does not match the hello's node id {node_id!r}"
     seen = set()
     for i, gpu in enumerate(inv.gpus):
         if gpu.index in seen:
             return f"{path}.gpus[{i}].index: GPU index {gpu.index} appears twice"
         seen.add(gpu.index)
-    return _check_numbers(inv, path)
+    return _check_numbers(inv, path) or _bad_string(inv, path)
+
+
+def check_node_id(node_id: str, path: str = "hello.node_id") -> str | None:
+    if not node_id:
+        return f"{path}: empty"
+    if not NODE_ID_PATTERN.fullmatch(node_id):
+        return (f"{path}: {node_id[:80]!r} is not a node id (1-253 letters, digits, '.', '_' or '-', "
+                "starting and ending with a letter or digit)")
+    return None
 
 
 def check_hello(hello: pb.Hello) -> str | None:
-    if not hello.node_id:
-        return "hello.node_id: empty"
+    problem = check_node_id(hello.node_id)
+    if problem:
+        return problem
     if not hello.agent_instance:
         return "hello.agent_instance: empty"
+    for name in ("agent_instance", "agent_version", "cluster_id"):
+        value = getattr(hello, name)
+        if value and not _TOKEN.fullmatch(value):
+            return f"hello.{name}: {value[:80]!r} is not 1-128 printable ASCII characters without spaces"
     if not hello.HasField("inventory"):
         return "hello.inventory: missing"
-    if not math.isfinite(hello.interval_s) or hello.interval_s < 0:
-        return f"hello.interval_s: {hello.interval_s} is not a non-negative finite number"
+    if not (math.isfinite(hello.interval_s) and MIN_INTERVAL_S <= hello.interval_s <= MAX_INTERVAL_S):
+        return f"hello.interval_s: {hello.interval_s} is not between {MIN_INTERVAL_S:g} and {MAX_INTERVAL_S:g} seconds"
     return check_inventory(hello.inventory, hello.node_id, "hello.inventory")
+
+
+def check_seq(seq: int, previous: int) -> str | None:
+    """A message's seq: within what SQLite holds, and above the previous one on the same stream."""
+    if seq <= 0:
+        return f"seq: {seq} (every message after the hello needs seq >= 1)"
+    if seq > MAX_SEQ:
+        return f"seq: {seq} is over {MAX_SEQ}"
+    if seq <= previous:
+        return f"seq: {seq} is not above {previous}, the previous seq on this stream"
+    return None
+
+
+def check_dropped(dropped_samples: int) -> str | None:
+    if dropped_samples > MAX_DROPPED_PER_MESSAGE:
+        return f"dropped_samples: {dropped_samples} is over {MAX_DROPPED_PER_MESSAGE}"
+    return None
 
 
 def check_sample(sample: pb.NodeSample, gpu_indices: frozenset[int]) -> str | None:
@@ -155,7 +234,9 @@ def check_sample(sample: pb.NodeSample, gpu_indices: frozenset[int]) -> str | No
 
 def check_health(event: pb.HealthEvent, gpu_indices: frozenset[int]) -> str | None:
     if event.kind not in _HEALTH_KINDS:
-        return f"health.kind: {event.kind!r} is not one of {', '.join(HEALTH_KINDS)}"
+        return f"health.kind: {event.kind[:80]!r} is not one of {', '.join(HEALTH_KINDS)}"
+    if event.HasField("xid") and event.xid > MAX_XID:
+        return f"health.xid: {event.xid} is over {MAX_XID}"
     if not math.isfinite(event.timestamp) or event.timestamp <= 0:
         return f"health.timestamp: {event.timestamp} is not a positive finite number"
     # a lost GPU may already be gone from the inventory; its events still count
@@ -165,7 +246,7 @@ def check_health(event: pb.HealthEvent, gpu_indices: frozenset[int]) -> str | No
         and event.kind not in ("gpu_lost", "gpu_recovered", "xid", "nvml_error")
     ):
         return f"health.gpu_index: GPU index {event.gpu_index} is not in the node's inventory"
-    return None
+    return _bad_string(event, "health")
 
 
 def sample_figures(sample: pb.NodeSample, gpu_indices: frozenset[int] = frozenset()) -> SampleFigures:

@@ -8,6 +8,12 @@ write token (a read token there answers 403).
 Errors, validation errors and unknown paths answer `{"success": false, "message": ...}`
 (the shared pieces are in `web/base.py`; serving is `web/serving.py`).
 
+Bodies are size-limited before they are read (`web/limits.py`, installed
+here) and parsed as strict JSON. Work that waits on a policy or builds large
+answers runs in the app's `WorkLane` (`app.state.work_lane`, `web/lanes.py`),
+never in the event loop or the request thread pool, so `/healthz` and gRPC
+health stay quick under load; answers are rendered to strict JSON there too.
+
 Routes here: the pre-check map (`GET /pre-check-policies`,
 `POST /pre-check-policies/update`), a generic pre-check
 (`POST /pre-check/{action}`, body = the action's input), and cluster data
@@ -16,16 +22,26 @@ Routes here: the pre-check map (`GET /pre-check-policies`,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import Response
 
 from aggregator.cluster.patch import ClusterPatchError, InvalidClusterDocument
 from aggregator.cluster.store import ClusterStore, UnknownCluster
 from aggregator.cluster.update import ClusterUpdater, PolicyBrokeDocument, UpdateConflict, UpdateRefused
 from aggregator.governance.prechecks import Governance, GovernanceError
-from aggregator.web.base import ApiError, Tokens, install_error_handlers, read_json_body, require_token
+from aggregator.web.base import (
+    ApiError,
+    Tokens,
+    install_error_handlers,
+    json_response,
+    read_json_body,
+    require_token,
+    work_lane,
+)
+from aggregator.web.lanes import WorkLane
+from aggregator.web.limits import BodyLimits, aggregator_body_limit
 
 __all__ = ["create_app"]
 
@@ -44,25 +60,33 @@ def _governance_router(governance: Governance) -> APIRouter:
         return {"success": True, "data": governance.policy_map()}
 
     @router.post("/pre-check-policies/update", openapi_extra=_JSON_OBJECT_BODY)
-    async def update_policy_map(request: Request) -> dict:
+    async def update_policy_map(request: Request) -> Response:
         changes = await read_json_body(request)
-        try:
-            current = await run_in_threadpool(governance.update, changes)
-        except GovernanceError as exc:
-            raise ApiError(400, str(exc)) from exc
-        return {"success": True, "data": current}
+
+        def update() -> Response:
+            try:
+                current = governance.update(changes)
+            except GovernanceError as exc:
+                raise ApiError(400, str(exc)) from exc
+            return json_response({"success": True, "data": current})
+
+        return await work_lane(request).run(update)
 
     @router.post("/pre-check/{action}", openapi_extra=_JSON_OBJECT_BODY)
-    async def run_precheck(action: str, request: Request) -> dict:
+    async def run_precheck(action: str, request: Request) -> Response:
         input_data = await read_json_body(request)
-        try:
-            verdict = await run_in_threadpool(governance.precheck, action, input_data)
-        except GovernanceError as exc:
-            raise ApiError(400, str(exc)) from exc
-        return {
-            "success": True,
-            "data": {"allowed": verdict.allowed, "input_data": verdict.input_data, "policy_uri": verdict.policy_uri},
-        }
+
+        def precheck() -> Response:
+            try:
+                verdict = governance.precheck(action, input_data)
+            except GovernanceError as exc:
+                raise ApiError(400, str(exc)) from exc
+            return json_response({
+                "success": True,
+                "data": {"allowed": verdict.allowed, "input_data": verdict.input_data, "policy_uri": verdict.policy_uri},
+            })
+
+        return await work_lane(request).run(precheck)
 
     return router
 
@@ -71,28 +95,35 @@ def _cluster_router(store: ClusterStore, updater: ClusterUpdater) -> APIRouter:
     router = APIRouter()
 
     @router.get("/clusters/read/{cluster_id}")
-    def read_cluster(cluster_id: str) -> dict:
-        try:
-            return {"success": True, "data": store.get(cluster_id)}
-        except UnknownCluster as exc:
-            raise ApiError(404, f"cluster {cluster_id!r} is not known here") from exc
+    async def read_cluster(cluster_id: str, request: Request) -> Response:
+        def read() -> Response:
+            try:
+                return json_response({"success": True, "data": store.get(cluster_id)})
+            except UnknownCluster as exc:
+                raise ApiError(404, f"cluster {cluster_id!r} is not known here") from exc
+
+        return await work_lane(request).run(read)
 
     @router.patch("/clusters/update/{cluster_id}", openapi_extra=_JSON_OBJECT_BODY)
-    async def update_cluster(cluster_id: str, request: Request) -> dict:
+    async def update_cluster(cluster_id: str, request: Request) -> Response:
         changes = await read_json_body(request)
-        try:
-            document = await run_in_threadpool(updater.update, cluster_id, changes)
-        except UnknownCluster as exc:
-            raise ApiError(404, f"cluster {cluster_id!r} is not known here") from exc
-        except (ClusterPatchError, InvalidClusterDocument) as exc:
-            raise ApiError(400, str(exc)) from exc
-        except UpdateRefused as exc:
-            raise ApiError(403, f"update_cluster pre-check refused the update: {exc.reason}") from exc
-        except PolicyBrokeDocument as exc:
-            raise ApiError(403, f"update refused: {exc}") from exc
-        except UpdateConflict as exc:
-            raise ApiError(409, str(exc)) from exc
-        return {"success": True, "data": document}
+
+        def update() -> Response:
+            try:
+                document = updater.update(cluster_id, changes)
+            except UnknownCluster as exc:
+                raise ApiError(404, f"cluster {cluster_id!r} is not known here") from exc
+            except (ClusterPatchError, InvalidClusterDocument) as exc:
+                raise ApiError(400, str(exc)) from exc
+            except UpdateRefused as exc:
+                raise ApiError(403, f"update_cluster pre-check refused the update: {exc.reason}") from exc
+            except PolicyBrokeDocument as exc:
+                raise ApiError(403, f"update refused: {exc}") from exc
+            except UpdateConflict as exc:
+                raise ApiError(409, str(exc)) from exc
+            return json_response({"success": True, "data": document})
+
+        return await work_lane(request).run(update)
 
     return router
 
@@ -104,11 +135,18 @@ def create_app(
     tokens: Tokens,
     routers: Sequence[APIRouter] = (),
     title: str = "AIOS aggregator",
+    lane: WorkLane | None = None,
+    body_limit_for: Callable[[str, str], int] = aggregator_body_limit,
 ) -> FastAPI:
-    """The aggregator's app. `routers` are other components' routes; the token rule covers them too."""
+    """The aggregator's app. `routers` are other components' routes; the token rule covers them too.
+
+    `lane`: where slow work runs (the caller closes it; default: one of the app's own).
+    """
     app = FastAPI(title=title, dependencies=[Depends(require_token(tokens))])
     app.state.governance = governance
     app.state.cluster_store = cluster_store
+    app.state.work_lane = lane or WorkLane("http")
+    app.add_middleware(BodyLimits, limit_for=body_limit_for)
 
     install_error_handlers(app)
 

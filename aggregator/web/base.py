@@ -1,25 +1,36 @@
 """What every HTTP app of the aggregator shares (the API and the policy sidecar).
 
 `ApiError` and the `{"success": false, "message": ...}` answers for it, for
-validation errors and for unknown paths (`install_error_handlers`); the bearer
-token rule (`require_token`: every request but `OPEN_PATHS`, a read token for reads only); size-limited JSON
-bodies (`read_json_body`). Imports nothing of the aggregator above `auth` and
-`web.json_body`, so any package may serve an app with it.
+validation errors, unknown paths, over-long or too-slow bodies and a busy
+work lane (`install_error_handlers`); an unexpected error answers 500 naming
+no internals (the log has them, under a reference the answer gives). The
+bearer token rule (`require_token`: every request but `OPEN_PATHS`, a read
+token for reads only); size-limited strict JSON bodies (`read_json_body`: the
+route's limit from `web/limits.BodyLimits`, large bodies parsed in a thread);
+answers rendered as strict JSON (`json_response`, to call in the work lane for
+large ones); the app's work lane (`work_lane`). Imports nothing of the
+aggregator above `auth`, `strict_json` and its own `web` siblings, so any
+package may serve an app with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aggregator import strict_json
 from aggregator.auth import AccessTokens, Role, bearer_token
 from aggregator.web.json_body import BodyError, parse_json_body
+from aggregator.web.lanes import LaneBusy, WorkLane
+from aggregator.web.limits import DEFAULT_BODY_BYTES, SCOPE_KEY, BodyTooLarge, BodyTooSlow
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -29,8 +40,10 @@ __all__ = [
     "Tokens",
     "access_tokens",
     "install_error_handlers",
+    "json_response",
     "read_json_body",
     "require_token",
+    "work_lane",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,23 +104,50 @@ def require_token(tokens: Tokens, *, open_paths: frozenset[str] = OPEN_PATHS) ->
     return check
 
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BODY_BYTES = DEFAULT_BODY_BYTES  # a route's default; `web/limits.py` has each route's own
+# bodies up to this size are parsed on the event loop (well under a millisecond); larger ones in a thread
+_INLINE_PARSE_BYTES = 64 * 1024
 
 
-async def read_json_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
-    """The request's JSON object, size-limited; `ApiError` (400/413) says what is wrong."""
+async def read_json_body(request: Request, *, max_bytes: int | None = None) -> Any:
+    """The request's JSON object, size-limited; `ApiError` (400/413) says what is wrong.
+
+    `max_bytes`: the route's limit (default: what `BodyLimits` set for the route, else 1 MiB).
+    """
+    limit = max_bytes or request.scope.get(SCOPE_KEY) or MAX_BODY_BYTES
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, f"the request body is over {max_bytes} bytes")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the request body is over {limit} bytes")
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > max_bytes:
-            raise ApiError(413, f"the request body is over {max_bytes} bytes")
+        if len(raw) > limit:
+            raise ApiError(413, f"the request body is over {limit} bytes")
     try:
-        return parse_json_body(bytes(raw))
+        if len(raw) <= _INLINE_PARSE_BYTES:
+            return parse_json_body(bytes(raw))
+        return await asyncio.to_thread(parse_json_body, bytes(raw))
     except BodyError as exc:
         raise ApiError(400, str(exc)) from exc
+
+
+def json_response(payload: Any, status_code: int = 200) -> Response:
+    """`payload` rendered as strict JSON (call it in a worker thread for large answers)."""
+    try:
+        body = strict_json.dumps(payload, sort_keys=False)
+    except strict_json.StrictJsonError as exc:
+        log.error("an answer is not strict JSON (%s); refusing to send it", exc)
+        body = strict_json.dumps({"success": False, "message": f"the answer is not valid JSON at {exc.path}"})
+        status_code = 500
+    return Response(body.encode("utf-8"), status_code=status_code, media_type="application/json")
+
+
+_FALLBACK_LANE = WorkLane("http")
+
+
+def work_lane(request: Request) -> WorkLane:
+    """The app's lane for slow work (`create_app` sets one); a shared fallback for other apps."""
+    return getattr(request.app.state, "work_lane", None) or _FALLBACK_LANE
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -138,7 +178,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _failure(422, _validation_message(exc))
 
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return _failure(413, str(exc), {"Connection": "close"})
+
+    @app.exception_handler(BodyTooSlow)
+    async def _too_slow(request: Request, exc: BodyTooSlow) -> JSONResponse:
+        return _failure(408, str(exc), {"Connection": "close"})
+
+    @app.exception_handler(LaneBusy)
+    async def _busy(request: Request, exc: LaneBusy) -> JSONResponse:
+        return _failure(503, str(exc), {"Retry-After": str(exc.retry_after_s)})
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("HTTP %s %s failed", request.method, request.url.path)
-        return _failure(500, f"internal error: {type(exc).__name__}: {exc}")
+        # the body names no internals; the log has the traceback under the same reference
+        reference = secrets.token_hex(4)
+        log.exception("HTTP %s %s failed (reference %s)", request.method, request.url.path, reference)
+        return _failure(500, f"internal error (reference {reference} in the aggregator's log)")

@@ -3,6 +3,8 @@
 `HttpServer` (explicit `start()`/`stop()` inside a running loop), `serve_http`
 (until cancelled, beside grpc.aio), `start_http_in_thread` (tools and tests).
 uvicorn's signal handlers are off: the process that serves owns SIGTERM/SIGINT.
+Idle and half-open connections are timed out and capped, and request heads
+size-limited (`web/limits.py`: `GuardedH11Protocol`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
+
+from aggregator.web.limits import KEEPALIVE_TIMEOUT_S, MAX_HEAD_BYTES, GuardedH11Protocol
 
 __all__ = ["HttpServer", "ThreadedHttpServer", "serve_http", "start_http_in_thread"]
 
@@ -34,7 +38,11 @@ class HttpServer:
     """An app served by uvicorn inside the caller's asyncio loop."""
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+            http=GuardedH11Protocol, timeout_keep_alive=KEEPALIVE_TIMEOUT_S,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
         self.port: int | None = None
@@ -88,8 +96,13 @@ class ThreadedHttpServer:
         self._thread.join(timeout_s)
 
 
-def start_http_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> ThreadedHttpServer:
-    """Serve in a thread with its own loop (tools and tests); `.stop()` when done."""
+def start_http_in_thread(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, on_started: Callable[[int], None] | None = None
+) -> ThreadedHttpServer:
+    """Serve in a thread with its own loop; `.stop()` when done.
+
+    `on_started(port)` runs in that thread as soon as it listens (before this returns).
+    """
     loop = asyncio.new_event_loop()
     server = HttpServer(app, host, port)
     started = threading.Event()
@@ -102,6 +115,8 @@ def start_http_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -
         async def main() -> None:
             try:
                 bound.append(await server.start())
+                if on_started is not None:
+                    on_started(bound[0])
             except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
                 failure.append(exc)
                 started.set()

@@ -2,13 +2,14 @@
 
 import datetime
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, open_policy
+from aggregator.policies import PolicyConfig, PolicyError, PolicyLoadError, PolicyRaised, open_policy
 from tests.support.policy_packages import live_processes_with_argv, policy_source, write_directory, write_package
 
 pytestmark = pytest.mark.integration
@@ -63,26 +64,42 @@ def hostile(tmp_path, config):
 @pytest.mark.parametrize(
     "how, reason",
     [
-        ("raise", r"RuntimeError: refusing on purpose \(function.py line \d+ in eval\)"),
         ("loop", r"did not finish within 1.5 s; worker killed"),
         ("exit", r"the worker exited with code 7"),
         ("sys_exit", r"policy called sys.exit\(3\)"),
         ("allocate", r"MemoryError"),
-        ("not_json", r"not JSON: Object of type object is not JSON serializable"),
-        ("nan", r"not JSON: Out of range float values"),
-        ("not_dict", r"eval returned list, not a dict"),
     ],
 )
-def test_hostile_policy_is_reported_and_the_next_call_gets_a_fresh_worker(hostile, how, reason):
+def test_a_broken_worker_is_reported_and_the_next_call_gets_a_fresh_one(hostile, how, reason):
     first = hostile.eval({})
     assert first["calls"] == 1
     with pytest.raises(PolicyError, match=reason) as caught:
         hostile.eval({"do": how})
     assert caught.value.reason == str(caught.value)
+    assert not isinstance(caught.value, PolicyRaised)
     after = hostile.eval({})
     assert after["pid"] != first["pid"]  # a fresh worker
     assert after["calls"] == 1  # ... with a fresh instance
     assert "function" not in sys.modules  # the policy never ran in this process
+
+
+@pytest.mark.parametrize(
+    "how, reason",
+    [
+        ("raise", r"RuntimeError: refusing on purpose \(function.py line \d+ in eval\)"),
+        ("not_json", r"not JSON: Object of type object is not JSON serializable"),
+        ("nan", r"not JSON: Out of range float values"),
+        ("not_dict", r"eval returned list, not a dict"),
+    ],
+)
+def test_the_policys_own_exception_keeps_its_worker_and_state(hostile, how, reason):
+    first = hostile.eval({})
+    with pytest.raises(PolicyRaised, match=reason) as caught:
+        hostile.eval({"do": how})
+    assert re.search(reason, caught.value.policy_message)
+    after = hostile.eval({})
+    assert after["pid"] == first["pid"]  # the same worker ...
+    assert after["calls"] == 3  # ... and the same instance: the failed call counted too
 
 
 def test_instance_and_context_persist_across_calls(hostile):
@@ -196,6 +213,47 @@ def test_closed_handle_refuses_and_stops_its_worker(hostile):
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_a_relative_cache_dir_is_resolved_once_where_the_aggregator_started(tmp_path, monkeypatch):
+    """Issue 13, case 7: a relative AIOS_POLICY_CACHE_DIR doubled the path inside the worker."""
+    package = write_package("zip", tmp_path / "pkg", policy_source("""
+def __init__(self, rule_id, settings, parameters): pass
+def eval(self, parameters, input_data, context):
+    import os
+    return {"cwd": os.getcwd()}
+"""))
+    monkeypatch.chdir(tmp_path)
+    config = PolicyConfig.from_env({"AIOS_POLICY_CACHE_DIR": "relative-cache"})
+    assert config.cache_dir == tmp_path / "relative-cache"
+    with open_policy(str(package), config=config) as handle:
+        ran_in = Path(handle.eval({})["cwd"])
+    assert ran_in.is_relative_to(tmp_path / "relative-cache")
+    assert not (ran_in / "relative-cache").exists()
+
+
+@pytest.mark.parametrize(
+    "answer, where",
+    [
+        ('{"x": "\\ud800"}', "$.x: holds a lone surrogate"),
+        ('{"x": ' + "[" * 70 + "]" * 70 + "}", "nested deeper than 64 levels"),
+        ('{"x": ' + "9" * 60 + "}", "integer of 60 digits"),
+    ],
+)
+def test_an_answer_that_is_not_strict_json_is_the_policys_error_and_keeps_its_worker(tmp_path, config, answer, where):
+    """Issue 13: what a policy answers is stored and served as JSON, so it must be readable back."""
+    source = policy_source(f"""
+def __init__(self, rule_id, settings, parameters):
+    self.calls = 0
+def eval(self, parameters, input_data, context):
+    import json
+    self.calls += 1
+    return {{"calls": self.calls}} if input_data.get("fine") else json.loads({answer!r})
+""")
+    with open_policy(str(write_directory(tmp_path / "odd", source)), config=config) as handle:
+        with pytest.raises(PolicyRaised, match=re.escape(where)):
+            handle.eval({})
+        assert handle.eval({"fine": True}) == {"calls": 2}
 
 
 def test_running_a_policy_writes_nothing_into_its_folder(tmp_path, config):

@@ -83,7 +83,7 @@ def sidecar(tmp_path):
 
 def test_serve_configured_like_the_deployment(tmp_path, sidecar, fake_nvml_lib):
     sidecar_url, token_file = sidecar
-    grpc_port, http_port = free_port(), free_port()
+    grpc_port, http_port, health_port = free_port(), free_port(), free_port()
     secret = tmp_path / "secret"  # the aios-token Secret: keys token and read-token
     secret.mkdir()
     (secret / "token").write_text(TOKEN + "\n")
@@ -93,6 +93,7 @@ def test_serve_configured_like_the_deployment(tmp_path, sidecar, fake_nvml_lib):
         AIOS_CLUSTER_ID="deploy-cluster",
         AIOS_GRPC_PORT=str(grpc_port),
         AIOS_HTTP_PORT=str(http_port),
+        AIOS_HEALTH_PORT=str(health_port),
         AIOS_DB_PATH=str(tmp_path / "aggregator.db"),
         CLUSTER_STABILITY_CHECK_INTERVAL="60",
         AIOS_API_URL="",
@@ -116,6 +117,8 @@ def test_serve_configured_like_the_deployment(tmp_path, sidecar, fake_nvml_lib):
                           timeout_s=30)
         assert proc.poll() is None, log_path.read_text()
         assert health == (200, {"status": "ok", "checks": {"grpc": True, "db": True, "http": True}})
+        # the readinessProbe's own port answers the same
+        assert http("GET", f"http://127.0.0.1:{health_port}/healthz") == health
 
         nvml = FakeNvml(fake_nvml_lib, tmp_path / "nvml.conf").configure(
             gpus=[replace(a100_80gb(0), util_gpu_pct=37, memory_used_mb=20480)])

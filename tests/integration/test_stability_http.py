@@ -17,6 +17,7 @@ from proto.telemetry.v1.readings import HealthEvent
 from tests.support.policy_packages import write_directory
 from tests.support.served_app import ServedApp
 from tests.support.stability import InProcessRegistry, node_state
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +124,9 @@ def test_mgmt_needs_the_token_and_changes_what_the_next_check_says(served):
             None,
             "mgmt_data: expected an object",
         ),
-        (None, b"{not json", "request body: invalid JSON"),
+        (None, b"{not json", "invalid JSON body: Expecting property name"),
+        (None, b'{"service": "stability_checker", "mgmt_action": "x", "mgmt_data": {"v": NaN}}',
+         "request body $.mgmt_data.v: NaN is not JSON"),
     ],
 )
 def test_mgmt_refuses_bad_requests_with_a_clear_message(served, request_body, raw, message):
@@ -136,7 +139,7 @@ def test_policy_failures_are_reported_as_errors(served):
     server, _, clusters, tmp_path = served
     status, body = server.request("POST", "/mgmt", {"block_id": "", "service": "stability_checker",
                                                      "mgmt_action": "explode", "mgmt_data": {}}, token=TOKEN)
-    assert status == 500 and body["success"] is False and "unknown management action 'explode'" in body["message"]
+    assert status == 400 and body["success"] is False and "unknown management action 'explode'" in body["message"]
 
     package = write_directory(tmp_path / "raising", (
         "class AIOSv1PolicyRule:\n"
@@ -147,3 +150,92 @@ def test_policy_failures_are_reported_as_errors(served):
     assert status == 500
     assert body["success"] is False and body["is_stable"] is None and body["outcome"] == "error"
     assert "cannot judge" in body["message"] and body["message"].startswith(f"stability policy {package} failed")
+
+
+def test_an_unknown_mgmt_action_is_400_and_the_policy_keeps_its_state(served):
+    """Issue 13, case 6: an unknown action answered 500 and replaced the worker, so an
+    `acknowledge` right after answered success and acknowledged nothing."""
+    server, registry, _, _ = served
+    event = HealthEvent(kind="xid", timestamp=time.time(), gpu_index=3, xid=79)
+    registry.put(node_state("node-a", gpus=8, events=(event,)), kind="health", health=event)
+    status, body = server.request("GET", "/check_stability")
+    assert status == 200 and body["is_stable"] is False  # the policy has now seen XID 79 on gpu 3
+
+    mgmt = {"block_id": "", "service": "stability_checker"}
+    status, body = server.request("POST", "/mgmt", {**mgmt, "mgmt_action": "no-such-action"}, token=TOKEN)
+    assert status == 400 and body == {"success": False, "message": body["message"]}
+    assert "unknown management action 'no-such-action'" in body["message"]
+    assert "Traceback" not in body["message"]
+
+    status, body = server.request("POST", "/mgmt", {**mgmt, "mgmt_action": "acknowledge",
+                                                    "mgmt_data": {"node_id": "node-a", "gpu": 3}}, token=TOKEN)
+    assert status == 200
+    assert [(a["node_id"], a["gpu"], a["xid"]) for a in body["data"]["acknowledged"]] == [("node-a", 3, 79)]
+    status, body = server.request("GET", "/check_stability")
+    assert body["is_stable"] is True
+
+
+@pytest.mark.parametrize("query", ["before_id=99999999999999999999", "before_id=0", "before_id=-5", "limit=0",
+                                   "limit=99999999999999999999"])
+def test_out_of_range_verdict_queries_are_400(served, query):
+    """Issue 13, case 6: `before_id=99999999999999999999` answered 500 (SQLite OverflowError)."""
+    server = served[0]
+    status, body = server.request("GET", f"/stability/verdicts?{query}")
+    assert status == 400 and body["success"] is False and query.split("=")[0] in body["message"]
+
+
+def test_concurrent_check_requests_share_one_evaluation(served, tmp_path):
+    """Issue 13, case 3: 100 concurrent /check_stability each ran the policy; now they share one."""
+    import threading
+
+    server, _, clusters, _ = served
+    package = write_directory(tmp_path / "slow", (
+        "import os, time\n"
+        "class AIOSv1PolicyRule:\n"
+        "    def __init__(self, rule_id, settings, parameters):\n        self.calls = 0\n"
+        "    def eval(self, parameters, input_data, context):\n"
+        "        self.calls += 1\n"
+        "        # the gate sits beside the code: the policy sandbox lets a policy read its own folder only\n"
+        "        while not os.path.exists(os.path.join(os.path.dirname(__file__), 'gate')):\n"
+        "            time.sleep(0.01)\n"
+        "        return {'is_stable': True, 'stability_check_data': {'calls': self.calls}}\n"))
+    gate = package / "code" / "gate"
+    clusters.put(CLUSTER, {"id": CLUSTER, "config": {"stabilityChecker": {"policyRuleURI": str(package)}}})
+    before = len(server.request("GET", "/stability/verdicts?limit=10000")[1]["verdicts"])
+
+    answers = []
+    callers = [threading.Thread(target=lambda: answers.append(server.request("GET", "/check_stability")))
+               for _ in range(20)]
+    for caller in callers:
+        caller.start()
+    # every request is inside the server (one evaluating, held by the gate; the rest waiting on it)
+    wait_for(lambda: len(server.active_requests()) == 20, timeout_s=30, what="20 requests in the server")
+    gate.write_text("go")
+    for caller in callers:
+        caller.join(30)
+    assert len(answers) == 20 and all(status == 200 for status, _ in answers)
+    assert {body["id"] for _, body in answers} == {answers[0][1]["id"]}  # one verdict for all
+    assert {body["stability_check_data"]["calls"] for _, body in answers} == {1}  # one evaluation
+    verdict_rows = len(server.request("GET", "/stability/verdicts?limit=10000")[1]["verdicts"]) - before
+    assert verdict_rows == 1
+
+
+def test_mgmt_bodies_are_bounded_before_reading_and_deep_json_is_400(served):
+    """Issue 13, cases 4 and 6: /mgmt read 50 MB before answering 400; 100k-deep JSON answered 500."""
+    import http.client
+
+    server = served[0]
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.putrequest("POST", "/mgmt")
+    for name, value in (("Authorization", f"Bearer {TOKEN}"), ("Content-Type", "application/json"),
+                        ("Content-Length", str(50 * 1024 * 1024))):
+        connection.putheader(name, value)
+    connection.endheaders()  # and no body at all: the answer must come from the header
+    response = connection.getresponse()
+    assert response.status == 413 and b"over 1048576 bytes" in response.read()
+    connection.close()
+
+    deep = b'{"service": "stability_checker", "mgmt_action": "x", "mgmt_data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    status, body = server.request("POST", "/mgmt", token=TOKEN, raw=deep)
+    assert status == 400 and "$.mgmt_data[0]" in body["message"] and "nested deeper than 64 levels" in body["message"]

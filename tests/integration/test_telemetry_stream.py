@@ -28,6 +28,7 @@ from tests.support.telemetry import (
     AgentProcess,
     AggregatorProcess,
     AggregatorThread,
+    RawStream,
     get_node,
     inventory,
     list_nodes,
@@ -55,33 +56,6 @@ def _stream(address: str, node_id: str, gpus: int = 2, **config) -> TelemetryStr
     return stream
 
 
-class RawStream:
-    """A hand-driven ingest stream, to send exactly the bytes a test wants."""
-
-    def __init__(self, address: str, token: str = TOKEN):
-        self.channel = grpc.insecure_channel(address)
-        # identity serializer: tests send raw (possibly malformed) bytes
-        self.method = self.channel.stream_stream(
-            "/aios.telemetry.v1.TelemetryIngest/Stream",
-            request_serializer=lambda b: b,
-            response_deserializer=pb.AggregatorMessage.FromString,
-        )
-        self.token = token
-
-    def exchange(self, messages: list[bytes], timeout_s: float = 10.0):
-        """Send all, half-close, collect replies and the final status."""
-        replies = []
-        try:
-            for reply in self.method(iter(messages), metadata=(("authorization", f"Bearer {self.token}"),), timeout=timeout_s):
-                replies.append(reply)
-        except grpc.RpcError as e:
-            return replies, e.code(), e.details()
-        return replies, grpc.StatusCode.OK, ""
-
-    def close(self):
-        self.channel.close()
-
-
 def _hello(node_id: str, gpus: int = 2, instance: str = "inst-1") -> bytes:
     return pb.AgentMessage(
         seq=0,
@@ -99,21 +73,26 @@ def _sample_msg(seq: int, n: int | None = None, gpus: int = 2) -> pb.AgentMessag
 
 def test_samples_arrive_in_order_acknowledged_and_queries_show_what_was_sent(aggregator):
     raw = RawStream(aggregator.address)
-    sent = [_sample_msg(seq) for seq in range(1, 21)]
+    sent = [_sample_msg(seq) for seq in range(1, 6)]
     event = HealthEvent("xid", 1_764_400_005.0, gpu_index=1, gpu_uuid="GPU-q-1", xid=31, message="mmu fault")
-    sent.insert(5, pb.AgentMessage(seq=21, health=convert.health_to_pb(event)))  # a later seq out of order
+    sent.append(pb.AgentMessage(seq=21, health=convert.health_to_pb(event)))  # a jump forward is fine
     replies, code, _ = raw.exchange([_hello("q")] + [m.SerializeToString() for m in sent])
     raw.close()
     assert code == grpc.StatusCode.OK
     acks = [r.ack.acked_seq for r in replies if r.WhichOneof("body") == "ack"]
-    refusals = [r for r in replies if r.WhichOneof("body") == "refusal"]
-    assert refusals == []
+    assert [r for r in replies if r.WhichOneof("body") == "refusal"] == []
     assert acks == sorted(acks) and acks[-1] == 21
-    # seq 21 came before 6..20: those count as already seen (duplicates), so only 1..5 and the event count
+
+    # seq must increase on a stream: going back is refused, naming both numbers (issue 13: seq ranges)
+    raw = RawStream(aggregator.address)
+    replies, code, details = raw.exchange([_hello("q")] + [_sample_msg(s).SerializeToString() for s in (22, 7)])
+    raw.close()
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "seq: 7 is not above 22" in details
+    assert [(r.refusal.seq) for r in replies if r.WhichOneof("body") == "refusal"] == [7]
     detail = get_node(aggregator.address, "q")
     assert detail.summary.node_name == "q-name"
     assert convert.inventory_from_pb(detail.inventory) == inventory("q")
-    assert convert.sample_from_pb(detail.latest_sample) == sample(5)
+    assert convert.sample_from_pb(detail.latest_sample) == sample(22)
     assert [convert.health_from_pb(e) for e in detail.health_events] == [event]
 
     # in order: a fresh agent instance sends 1..30, and the latest is the 30th
@@ -134,7 +113,7 @@ def test_samples_arrive_in_order_acknowledged_and_queries_show_what_was_sent(agg
     channel.close()
     assert (summary.cluster_id, summary.nodes_total, summary.gpus_total, summary.gpu_memory_total_mb) == (
         "test-cluster", 1, 2, 2 * 81920)
-    assert (summary.vcpus_total, summary.memory_total_mb, summary.samples_received) == (32, 257_000, 5 + 30)
+    assert (summary.vcpus_total, summary.memory_total_mb, summary.samples_received) == (32, 257_000, 5 + 1 + 30)
 
 
 def test_dropped_samples_are_counted_from_every_kind_of_message(tmp_path):

@@ -36,6 +36,10 @@ class ServedApp:
             self.close()
             raise
 
+    def active_requests(self) -> set:
+        """The requests the server is handling now (uvicorn's own bookkeeping)."""
+        return set(self._server.server_state.tasks)
+
     def request(
         self, method: str, path: str, body: Any = None, token: str | None = None, raw: bytes | None = None
     ) -> tuple[int, Any]:

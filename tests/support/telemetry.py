@@ -247,3 +247,31 @@ class ScriptedReader:
     def sample(self) -> NodeSample:
         self.n += 1
         return sample(self.n, self.gpus)
+
+
+class RawStream:
+    """A hand-driven ingest stream, to send exactly the bytes a test wants."""
+
+    def __init__(self, address: str, token: str = TOKEN):
+        self.channel = grpc.insecure_channel(address)
+        # identity serializer: tests send raw (possibly malformed) bytes
+        self.method = self.channel.stream_stream(
+            "/aios.telemetry.v1.TelemetryIngest/Stream",
+            request_serializer=lambda b: b,
+            response_deserializer=pb.AggregatorMessage.FromString,
+        )
+        self.token = token
+
+    def exchange(self, messages: list[bytes], timeout_s: float = 10.0):
+        """Send all, half-close, collect replies and the final status."""
+        replies = []
+        try:
+            metadata = (("authorization", f"Bearer {self.token}"),)
+            for reply in self.method(iter(messages), metadata=metadata, timeout=timeout_s):
+                replies.append(reply)
+        except grpc.RpcError as e:
+            return replies, e.code(), e.details()
+        return replies, grpc.StatusCode.OK, ""
+
+    def close(self):
+        self.channel.close()

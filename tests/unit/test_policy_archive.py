@@ -1,9 +1,12 @@
 """Safe extraction of policy archives: what must be refused, and that good archives land whole."""
 
 import io
+import shutil
 import stat
 import tarfile
+import tempfile
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +174,84 @@ def test_a_cache_folder_others_can_write_is_refused(tmp_path):
     shared.chmod(0o777)
     with pytest.raises(FetchError, match="is not private"):
         fetch_package(str(package), cache_dir=shared)
+
+
+# --- corrupt archives (issue 13, case 6): an ArchiveError naming the archive, never zlib/zipfile errors
+
+
+def _zip_bytes(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _understated(blob: bytes, name: str, real_size: int, claimed: int) -> bytes:
+    """The zip with both headers of `name` claiming `claimed` bytes instead of `real_size`."""
+    local = real_size.to_bytes(4, "little")
+    fake = claimed.to_bytes(4, "little")
+    head = blob.index(b"PK\x03\x04")
+    central = blob.index(b"PK\x01\x02")
+    patched = bytearray(blob)
+    assert patched[head + 22:head + 26] == local and patched[central + 24:central + 28] == local
+    patched[head + 22:head + 26] = fake  # local header: uncompressed size
+    patched[central + 24:central + 28] = fake  # central directory: uncompressed size
+    return bytes(patched)
+
+
+def test_a_zip_whose_header_understates_a_size_is_refused_naming_it(tmp_path):
+    data = b"def f():\n    return 1\n" * 200
+    archive = tmp_path / "liar.zip"
+    archive.write_bytes(_understated(_zip_bytes("code/function.py", data), "code/function.py", len(data), 10))
+    with pytest.raises(ArchiveError, match=r"liar\.zip: archive member 'code/function\.py' is corrupt"):
+        extract_archive(archive, tmp_path / "out", max_bytes=10_000_000)
+
+
+def test_a_zip_with_corrupt_deflate_data_is_refused_naming_it(tmp_path):
+    blob = bytearray(_zip_bytes("code/function.py", b"x = 1\n" * 500))
+    start = blob.index(b"code/function.py") + len("code/function.py")
+    blob[start + 2:start + 12] = b"\xff" * 10  # inside the compressed stream
+    archive = tmp_path / "garbled.zip"
+    archive.write_bytes(bytes(blob))
+    with pytest.raises(ArchiveError, match=r"garbled\.zip"):
+        extract_archive(archive, tmp_path / "out", max_bytes=10_000_000)
+
+
+def test_a_truncated_tar_xz_is_refused_naming_it(tmp_path):
+    good = write_package("tar.xz", tmp_path / "p", GOOD)
+    cut = tmp_path / "cut.tar.xz"
+    cut.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    with pytest.raises(ArchiveError, match=r"cut\.tar\.xz"):
+        extract_archive(cut, tmp_path / "out", max_bytes=10_000_000)
+
+
+def test_fuzzed_archives_fail_only_with_archive_errors(tmp_path_factory):
+    """Random byte flips in real archives of each kind: extraction succeeds or says ArchiveError."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = tmp_path_factory.mktemp("fuzz")
+    originals = {kind: write_package(kind, base / kind.replace(".", "_"), GOOD).read_bytes()
+                 for kind in ("zip", "tar.gz", "tar.xz")}
+
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(kind=st.sampled_from(sorted(originals)), data=st.data())
+    def one(kind, data):
+        blob = bytearray(originals[kind])
+        flips = data.draw(st.lists(st.tuples(st.integers(0, len(blob) - 1), st.integers(0, 255)), min_size=1, max_size=8))
+        for where, value in flips:
+            blob[where] = value
+        if data.draw(st.booleans()):
+            blob = blob[: data.draw(st.integers(1, len(blob)))]
+        work = Path(tempfile.mkdtemp(dir=base))
+        archive = work / f"fuzzed.{kind}"
+        archive.write_bytes(bytes(blob))
+        try:
+            extract_archive(archive, work / "out", max_bytes=1_000_000)
+        except ArchiveError as exc:
+            assert "fuzzed" in str(exc) or "archive member" in str(exc)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    one()

@@ -181,14 +181,14 @@ def test_snapshot_decodes_without_holding_up_ingest(clock):
 
 
 def test_a_nodes_fields_are_defined_once():
-    """NodeState shows record fields by name: each must exist on NodeRecord with the same type."""
+    """NodeState shows the node's fields by name: each must exist on NodeRecord or NodeMarks with the same type."""
     from dataclasses import fields
 
-    from aggregator.telemetry.model import STATE_FIELDS_FROM_RECORD, NodeRecord, NodeState
+    from aggregator.telemetry.model import STATE_FIELDS_FROM_NODE, NodeMarks, NodeRecord, NodeState
 
-    record_types = {f.name: f.type for f in fields(NodeRecord)}
+    node_types = {f.name: f.type for f in (*fields(NodeRecord), *fields(NodeMarks))}
     state_types = {f.name: f.type for f in fields(NodeState)}
-    assert set(state_types) - set(STATE_FIELDS_FROM_RECORD) == {"latest", "health_events"}
-    assert {name: state_types[name] for name in STATE_FIELDS_FROM_RECORD} == {
-        name: record_types[name] for name in STATE_FIELDS_FROM_RECORD
+    assert set(state_types) - set(STATE_FIELDS_FROM_NODE) == {"latest", "health_events"}
+    assert {name: state_types[name] for name in STATE_FIELDS_FROM_NODE} == {
+        name: node_types[name] for name in STATE_FIELDS_FROM_NODE
     }
