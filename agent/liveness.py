@@ -2,8 +2,9 @@
 
 What makes the agent unhealthy is a stuck sampler, and only that: the
 sampling job has not finished within `STUCK_AFTER_INTERVALS` intervals (at
-least `MIN_LIMIT_S`), plus the NVML call bound (a sample that waited the bound
-for a hung GPU is slow, not stuck). An unreachable aggregator or API server is
+least `MIN_LIMIT_S`), plus the longest a sample may wait on hung NVML calls
+(`agent.gpu.bounded.longest_wait_s`: a sample that waited for a hung GPU is
+slow, not stuck). An unreachable aggregator or API server is
 reported in the body but answers 200: the agent keeps sampling and buffering,
 and a restart would only throw the buffer away. So is a GPU whose NVML call
 hangs (`agent.gpu.bounded`): the sampler reports it and goes on, and a
@@ -43,7 +44,7 @@ class SamplerView:
     last_run_at: float | None  # None: no run finished yet
     samples: int
     sample_failures: int
-    call_bound_s: float = 0.0  # the NVML call bound: the longest one sample may wait on a hung GPU
+    call_bound_s: float = 0.0  # the longest one sample may wait on hung GPUs (bounded.longest_wait_s)
 
 
 def health_document(

@@ -16,9 +16,9 @@ Usage:  python benchmarks/gpu_health_latency.py [--rounds 8] [--interval 10]
    (acknowledged 20 minutes later) and a GPU lost and back, and a node
    throttling the whole hour (its message's duration moves every sample).
 3. What the hung-NVML bound costs a sample: `sample()` of 8 fake H100s through
-   the per-GPU workers (bounded) against the same reads made one after the
-   other on the calling thread (unbounded, as before), interleaved, in one
-   process under the fake NVML; median per sample.
+   the bounded reader against the same reads made one after the other on the
+   calling thread (unbounded), interleaved, in one process under the fake
+   NVML; median wall and CPU time per sample. `--cost-only`: just this part.
 Figures, not assertions; compare side by side on a quiet machine.
 """
 
@@ -206,21 +206,25 @@ def patches_per_hour(scenario: str) -> int:
 
 
 def _sample_cost_child(samples: int) -> None:
-    """In a process whose pynvml loads the fake library: bounded vs direct sampling, interleaved."""
+    """In a process whose pynvml loads the fake library: bounded vs direct sampling, interleaved
+    (wall time, and CPU time of the whole process: the reader thread's share too)."""
     from agent.gpu.collector import open_gpu_collector
 
     collector = open_gpu_collector()._current  # the live NvmlGpuCollector under the retrying wrapper
     collector.inventory()
-    bounded, direct = [], []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        collector.sample()
-        bounded.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+    times: dict[str, list[float]] = {"bounded": [], "direct": [], "bounded_cpu": [], "direct_cpu": []}
+
+    def direct() -> None:
         with collector._lock:
             [collector._sample_gpu(gpu) for gpu in collector._gpus]
-        direct.append(time.perf_counter() - t0)
-    print(json.dumps({"bounded": statistics.median(bounded), "direct": statistics.median(direct)}))
+
+    for _ in range(samples):
+        for name, sample in (("bounded", collector.sample), ("direct", direct)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            sample()
+            times[name].append(time.perf_counter() - t0)
+            times[f"{name}_cpu"].append(time.process_time() - c0)
+    print(json.dumps({name: statistics.median(values) for name, values in times.items()}))
     collector.close()
 
 
@@ -237,17 +241,7 @@ def sample_cost(samples: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--interval", type=float, default=10.0)
-    parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--sample-cost-child", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.sample_cost_child:
-        _sample_cost_child(args.sample_cost_child)
-        return
-
+def latency_and_patches(args: argparse.Namespace) -> None:
     to_condition, to_taint = latency(args.rounds, args.interval)
     print(f"| path (8 GPUs, sampling every {args.interval:g} s) | median | max | rounds |")
     print("|---|---|---|---|")
@@ -260,13 +254,31 @@ def main() -> None:
     print("|---|---|")
     for scenario in ("steady", "xid, lost and back", "throttling all hour"):
         print(f"| {scenario} | {patches_per_hour(scenario)} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--interval", type=float, default=10.0)
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--sample-cost-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cost-only", action="store_true", help="only part 3: what the bound costs a sample")
+    args = parser.parse_args()
+    if args.sample_cost_child:
+        _sample_cost_child(args.sample_cost_child)
+        return
+    if not args.cost_only:
+        latency_and_patches(args)
     cost = sample_cost(args.samples)
     print()
-    print("| one sample of 8 GPUs (fake NVML) | median | ratio |")
-    print("|---|---|---|")
-    print(f"| reads on the sampling thread, one GPU after the other (unbounded) | {cost['direct'] * 1e6:.0f} us | 1.00 |")
-    print(f"| each GPU on its worker, waiting at most the bound | {cost['bounded'] * 1e6:.0f} us "
-          f"| {cost['bounded'] / cost['direct']:.2f} |")
+    print(json.dumps(cost))
+    print("| one sample of 8 GPUs (fake NVML) | wall median | ratio | CPU median | ratio |")
+    print("|---|---|---|---|---|")
+    print(f"| reads on the sampling thread, one GPU after the other (unbounded) | {cost['direct'] * 1e6:.0f} us | 1.00 "
+          f"| {cost['direct_cpu'] * 1e6:.0f} us | 1.00 |")
+    print(f"| through the bounded reader (`agent.gpu.bounded`) | {cost['bounded'] * 1e6:.0f} us "
+          f"| {cost['bounded'] / cost['direct']:.2f} | {cost['bounded_cpu'] * 1e6:.0f} us "
+          f"| {cost['bounded_cpu'] / cost['direct_cpu']:.2f} |")
 
 
 if __name__ == "__main__":

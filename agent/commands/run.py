@@ -37,7 +37,7 @@ from importlib import metadata
 from pathlib import Path
 
 from agent.commands.common import common_parser, interval_seconds, port_number
-from agent.gpu.bounded import bound_from_env
+from agent.gpu.bounded import bound_from_env, longest_wait_s
 from agent.gpu.health_tracker import GpuHealthTracker, agent_rule_from_env
 from agent.kube.annotator import NodeAnnotator, open_node_annotator
 from agent.kube.client import KubeApiError, NodeIdentity, node_id_from, read_node_identity
@@ -47,7 +47,7 @@ from agent.liveness import SamplerView, health_document, healthz_app
 from agent.metrics import DEFAULT_METRICS_PORT, attach_agent_metrics, max_process_series_from_env, metrics_port_from_env
 from agent.sampling.daemon import DEFAULT_INTERVAL_S, AgentDaemon, interval_from_env
 from agent.sampling.node_reader import open_node_reader
-from agent.stream.client import StreamConfig, TelemetryStream
+from agent.stream.client import StreamConfig, TelemetryStream, buffer_bytes_from_env
 from agent.stream.credentials import AgentCredentials, TokenFileError, credentials_from_env
 from proto.common.hardening import set_not_dumpable
 from proto.health.conditions import CONDITION_TYPES
@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         interval = args.interval or interval_from_env(os.environ) or DEFAULT_INTERVAL_S
         metrics_port = args.metrics_port if args.metrics_port is not None else metrics_port_from_env()
         max_process_series = max_process_series_from_env()
+        buffer_bytes = buffer_bytes_from_env(os.environ)
     except ValueError as e:
         raise SystemExit(f"aios-agent run: {e}") from e
     try:
@@ -192,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
             credentials=credentials,
             tls_ca=args.tls_ca,
             buffer_limit=args.buffer_limit,
+            buffer_bytes=buffer_bytes,
             interval_s=interval,
         )
         inventory = reader.inventory()
@@ -208,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
 
         def healthz() -> tuple[bool, dict]:
             sampler = SamplerView(daemon.interval_s, daemon.started_at, daemon.last_run_at,
-                                  daemon.counters.samples, daemon.counters.sample_failures, call_bound_s)
+                                  daemon.counters.samples, daemon.counters.sample_failures,
+                                  longest_wait_s(call_bound_s))
             return health_document(time.monotonic(), identity.node_id, sampler, stream=stream.stats(),
                                    annotator=annotator.status() if annotator is not None else None,
                                    annotator_enabled=annotator is not None,

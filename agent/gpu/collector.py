@@ -20,14 +20,15 @@ Device failures become health events on change, not on every sample:
 "not supported"), `ecc_uncorrectable` (the volatile uncorrectable count rose),
 `row_remap_pending` / `row_remap_failure` (the flag turned on).
 
-Hung NVML: each GPU's reads run on a worker thread of its own
+Hung NVML: the GPUs' reads run one after the other on a reader thread
 (`agent.gpu.bounded`), and `sample()` / `inventory()` wait at most
-`call_bound_s` (5 s, `AIOS_NVML_CALL_TIMEOUT_S`) for them. A GPU whose call has
-not returned by then is reported with `error` naming the call ("nvmlDevice...
-did not return within 5 s") and a `gpu_unresponsive` event; it is not asked
-again until that call returns (then `gpu_responsive`), and it keeps its last
-inventory entry (it is unresponsive, not known to be gone). The other GPUs and
-the host keep being sampled, and a sample never takes much more than the bound.
+`call_bound_s` (5 s, `AIOS_NVML_CALL_TIMEOUT_S`) for each GPU. A GPU whose call
+has not returned by then is reported with `error` naming the call
+("nvmlDevice... did not return within 5 s") and a `gpu_unresponsive` event; it
+is not asked again until that call returns (then `gpu_responsive`), and it
+keeps its last inventory entry (it is unresponsive, not known to be gone). The
+other GPUs (those after it too, in the same sample) and the host keep being
+sampled, and a sample waits at most two bounds (`bounded.longest_wait_s`).
 
 The driver's GPU recovery action (NVML field value, R570 and newer) is read
 with every sample into `recovery_action`; NotSupported (older drivers) is
@@ -62,7 +63,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.gpu.bounded import DEFAULT_BOUND_S, CallHung, GpuWorker, Job, bound_from_env
+from agent.gpu.bounded import DEFAULT_BOUND_S, BoundedReader, CallHung, bound_from_env
 from agent.gpu.features import describe_capability
 from agent.gpu.nvml_backend import (
     NvmlError,
@@ -237,7 +238,6 @@ class _GpuState:
     mig_mode: tuple[bool, bool] | None = None
     registered_for_events: bool = False
     unresponsive: str = ""  # "<call> did not return within N s" while an NVML call on it hangs
-    worker: GpuWorker | None = None
     last_inventory: GpuInventory | None = None
     usage: GpuUsageReader | None = None  # who is on the GPU; None until first read (or usage off)
 
@@ -274,6 +274,7 @@ class NvmlGpuCollector:
         self._clock = clock
         self._inventory_refresh_s = inventory_refresh_s
         self.call_bound_s = call_bound_s
+        self._reader = BoundedReader("nvml-reader", call_bound_s)
         self._lock = threading.RLock()
         self._events: collections.deque[HealthEvent] = collections.deque(maxlen=_MAX_QUEUED_EVENTS)
         self._driver_version = session.driver_version()
@@ -381,31 +382,15 @@ class NvmlGpuCollector:
             return samples, tuple(events)
 
     def _for_each_gpu(self, work: Callable[[_GpuState], Any], unanswered: Callable[[_GpuState], Any]) -> list:
-        """`work(gpu)` for every GPU, each on its GPU's worker, all at once; waits at most
-        `call_bound_s` in all. A GPU that does not answer in time gives `unanswered(gpu)`."""
-        jobs: dict[int, Job] = {}
-        for gpu in self._gpus:
-            if gpu.worker is None:
-                gpu.worker = GpuWorker(f"nvml-gpu-{gpu.index}")
-            try:
-                jobs[gpu.index] = gpu.worker.submit(functools.partial(work, gpu))
-            except CallHung as hung:  # an earlier call on it has still not returned
-                self._note_unresponsive(gpu, hung)
-        deadline = time.monotonic() + self.call_bound_s
-        results = []
-        for gpu in self._gpus:
-            job = jobs.get(gpu.index)
-            if job is None or gpu.worker is None:
-                results.append(unanswered(gpu))
-                continue
-            try:
-                value = gpu.worker.wait(job, deadline, self.call_bound_s)
-            except CallHung as hung:
-                self._note_unresponsive(gpu, hung)
-                results.append(unanswered(gpu))
-                continue
-            self._note_responsive(gpu)
-            results.append(value)
+        """`work(gpu)` for every GPU, in order on the reader thread, waiting at most `call_bound_s`
+        for each. A GPU that does not answer in time gives `unanswered(gpu)`."""
+        results = self._reader.run([(gpu.index, functools.partial(work, gpu)) for gpu in self._gpus])
+        for i, (gpu, value) in enumerate(zip(self._gpus, results)):
+            if isinstance(value, CallHung):
+                self._note_unresponsive(gpu, value)
+                results[i] = unanswered(gpu)
+            else:
+                self._note_responsive(gpu)
         return results
 
     def _unresponsive_sample(self, gpu: _GpuState) -> GpuSample:
@@ -672,10 +657,8 @@ class NvmlGpuCollector:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
-        hung = [gpu.index for gpu in self._gpus if gpu.worker is not None and gpu.worker.busy_with() is not None]
-        for gpu in self._gpus:
-            if gpu.worker is not None:
-                gpu.worker.close()
+        hung = sorted(self._reader.stuck())
+        self._reader.close()
         if hung:
             # nvmlShutdown would wait on the driver that never answered: leave it to the process exit
             log.warning("GPU(s) %s still inside an NVML call: NVML is not shut down", hung)

@@ -9,10 +9,14 @@ come. When the stream breaks it reconnects with capped exponential backoff
 and full jitter, and re-sends what is still unacknowledged; the aggregator
 ignores (but acknowledges) what it had already, so re-sending is safe.
 
-Buffer rule: at most `buffer_limit` messages wait. When a new message would
-exceed that, the oldest *sample* goes; health events and inventory updates
-are never dropped (they are rare; the limit can be exceeded by them). The
-number of samples dropped rides on the next message sent (`dropped_samples`).
+Buffer rule: at most `buffer_limit` messages and `buffer_bytes` bytes
+(serialized; `AIOS_STREAM_BUFFER_BYTES`, 16 MiB) wait. When a new sample would
+exceed either, the oldest *samples* go until it fits; health events and
+inventory updates are never dropped (they are rare; the limits can be
+exceeded by them). The number of samples dropped rides on the next message
+sent (`dropped_samples`). The byte bound is what keeps a full buffer inside
+the agent's memory limit: with pod attribution one sample of 8 GPUs x 64
+processes is ~26 KB, so 1,000 of them would be ~26 MB.
 
 A Refusal from the aggregator names one message it will never accept: that
 message is dropped (and logged); the stream ends and is reopened.
@@ -31,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +48,16 @@ from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from proto.telemetry.v1.readings import Acknowledgement, HealthEvent, NodeInventory, NodeSample
 
-__all__ = ["CHANNEL_OPTIONS", "StreamConfig", "StreamStats", "TelemetryStream", "acknowledgement_problem"]
+__all__ = [
+    "BUFFER_BYTES_ENV",
+    "CHANNEL_OPTIONS",
+    "DEFAULT_BUFFER_BYTES",
+    "StreamConfig",
+    "StreamStats",
+    "TelemetryStream",
+    "acknowledgement_problem",
+    "buffer_bytes_from_env",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +72,26 @@ CHANNEL_OPTIONS = (
 )
 
 
+BUFFER_BYTES_ENV = "AIOS_STREAM_BUFFER_BYTES"
+DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
+_MIN_BUFFER_BYTES = 64 * 1024  # room for a few samples at least
+_MAX_BUFFER_BYTES = 1024 * 1024 * 1024
+
+
+def buffer_bytes_from_env(env: Mapping[str, str]) -> int:
+    """$AIOS_STREAM_BUFFER_BYTES: a whole number of bytes (64 KiB to 1 GiB), default 16 MiB."""
+    raw = env.get(BUFFER_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_BUFFER_BYTES
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{BUFFER_BYTES_ENV}={raw!r}: not a whole number of bytes") from exc
+    if not _MIN_BUFFER_BYTES <= value <= _MAX_BUFFER_BYTES:
+        raise ValueError(f"{BUFFER_BYTES_ENV}={raw!r}: must be between {_MIN_BUFFER_BYTES} and {_MAX_BUFFER_BYTES}")
+    return value
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     address: str  # host:port of the aggregator
@@ -69,6 +102,7 @@ class StreamConfig:
     credentials: AgentCredentials | None = None
     tls_ca: Path | None = None  # None: plaintext
     buffer_limit: int = 1000  # messages waiting for an ack (~2.7 h of samples at 10 s)
+    buffer_bytes: int = DEFAULT_BUFFER_BYTES  # their serialized bytes, in all
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     interval_s: float = 10.0  # told to the aggregator in the hello (for staleness)
@@ -83,6 +117,7 @@ class StreamStats:
     dropped_samples: int  # total since start
     refused: int
     connects: int
+    buffered_bytes: int = 0  # serialized bytes of the buffered messages
 
 
 @dataclass(frozen=True)
@@ -120,6 +155,7 @@ class TelemetryStream:
         self._seq = 0
         self._buffer: OrderedDict[int, _Buffered] = OrderedDict()
         self._sample_seqs: deque[int] = deque()  # buffered samples, oldest first
+        self._buffered_bytes = 0
         self._dropped_unreported = 0
         self._dropped_total = 0
         self._acked = 0
@@ -169,6 +205,7 @@ class TelemetryStream:
                 dropped_samples=self._dropped_total,
                 refused=self._refused,
                 connects=self._connects,
+                buffered_bytes=self._buffered_bytes,
             )
 
     def wait_acked(self, seq: int, timeout_s: float) -> bool:
@@ -198,21 +235,29 @@ class TelemetryStream:
             self._seq += 1
             msg.seq = self._seq
             if is_sample:
-                while len(self._buffer) >= self.config.buffer_limit and self._drop_oldest_sample():
+                size = msg.ByteSize()  # before its dropped count is set: a few bytes short at most
+                while self._over_limits(size) and self._drop_oldest_sample():
                     pass
                 self._sample_seqs.append(msg.seq)
             msg.dropped_samples = self._dropped_unreported
             self._dropped_unreported = 0
-            self._buffer[msg.seq] = _Buffered(msg.WhichOneof("body"), msg.dropped_samples, msg.SerializeToString())
+            data = msg.SerializeToString()
+            self._buffer[msg.seq] = _Buffered(msg.WhichOneof("body"), msg.dropped_samples, data)
+            self._buffered_bytes += len(data)
             seq = msg.seq
         self._wake()
         return seq
+
+    def _over_limits(self, adding_bytes: int) -> bool:
+        return (len(self._buffer) >= self.config.buffer_limit
+                or self._buffered_bytes + adding_bytes > self.config.buffer_bytes)
 
     def _drop_oldest_sample(self) -> bool:
         while self._sample_seqs:
             seq = self._sample_seqs.popleft()
             entry = self._buffer.pop(seq, None)
             if entry is not None:
+                self._buffered_bytes -= len(entry.data)
                 # its own report of earlier drops must not be lost with it
                 self._dropped_unreported += entry.dropped_samples + 1
                 self._dropped_total += 1
@@ -228,7 +273,7 @@ class TelemetryStream:
                 seq = next(iter(self._buffer))
                 if seq > acked_seq:
                     break
-                del self._buffer[seq]
+                self._buffered_bytes -= len(self._buffer.pop(seq).data)
             while self._sample_seqs and self._sample_seqs[0] <= acked_seq:
                 self._sample_seqs.popleft()
             self._acked_cond.notify_all()
@@ -237,6 +282,8 @@ class TelemetryStream:
         with self._lock:
             self._refused += 1
             dropped = self._buffer.pop(seq, None)
+            if dropped is not None:
+                self._buffered_bytes -= len(dropped.data)
             self._acked_cond.notify_all()
         if dropped is not None:
             log.error("aggregator refused message seq=%d (%s): %s; dropped it", seq, dropped.body, reason)

@@ -456,3 +456,30 @@ def test_the_drivers_recovery_action_is_read_where_it_is_offered(fake_nvml):
     assert gpus[0]["recovery_action"] == 2  # NVML_GPU_RECOVERY_ACTION_NODE_REBOOT
     assert gpus[1]["recovery_action"] is None  # an older driver: not supported, which is normal
     assert "recovery_action" in gpus[1]["unsupported"] and "recovery_action" not in gpus[0]["unsupported"]
+
+
+def test_a_hang_on_a_middle_gpu_leaves_the_gpus_before_and_after_it_sampled_in_the_same_sample(fake_nvml):
+    # the reads go in GPU order on one reader thread: those after the hung GPU go on fresh threads
+    gpus = [h100_sxm(i) for i in range(5)]
+    fake_nvml.configure(gpus=gpus)
+    env = {**fake_nvml.env, "AIOS_NVML_CALL_TIMEOUT_S": "0.5"}
+    with ProbeProcess(env) as probe:
+        probe.sample()
+        fake_nvml.hang_call(2, "nvmlDeviceGetPowerUsage")
+        for i, temperature in ((0, 60), (1, 61), (3, 63), (4, 64)):
+            fake_nvml.set(i, temperature_c=temperature)
+        first = probe.sample()
+        for i, temperature in ((0, 70), (1, 71), (3, 73), (4, 74)):
+            fake_nvml.set(i, temperature_c=temperature)
+        second = probe.sample()
+        fake_nvml.release_hang(2)
+        back = probe.sample_until(lambda seen: seen[-1]["gpus"][2]["error"] == "")
+
+    for sample, temperatures in ((first, [60.0, 61.0, 63.0, 64.0]), (second, [70.0, 71.0, 73.0, 74.0])):
+        assert [sample["gpus"][i]["temperature_c"] for i in (0, 1, 3, 4)] == temperatures
+        assert [sample["gpus"][i]["error"] for i in (0, 1, 3, 4)] == ["", "", "", ""]
+        assert sample["gpus"][2]["error"] == "nvmlDeviceGetPowerUsage did not return within 0.5 s"
+        assert sample["gpus"][2]["power_draw_w"] is None
+    assert [e["gpu_index"] for e in events_of([first, second], "gpu_unresponsive")] == [2]  # once, on change
+    assert back[-1]["gpus"][2]["power_draw_w"] == gpus[2].power_draw_w
+    assert [e["gpu_index"] for e in events_of(back, "gpu_responsive")] == [2]

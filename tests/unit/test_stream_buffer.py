@@ -2,8 +2,9 @@
 
 import pytest
 
-from agent.stream.client import StreamConfig, TelemetryStream
+from agent.stream.client import DEFAULT_BUFFER_BYTES, StreamConfig, TelemetryStream, buffer_bytes_from_env
 from proto.common.backoff import backoff_delay
+from proto.telemetry.v1 import convert
 from proto.telemetry.v1.readings import HealthEvent
 from tests.support.telemetry import inventory, sample
 
@@ -78,3 +79,38 @@ def test_acknowledged_samples_are_forgotten_entirely():
         s.send_sample(sample(i))
         s._acknowledge(i)
     assert s.stats().buffered == 0 and len(s._sample_seqs) == 0
+
+
+def test_the_byte_bound_drops_the_oldest_samples_first_and_counts_them_dropped():
+    # 64 GPUs a sample: ~2 KB serialized each; room for 3 of them, far under the count bound
+    one = convert.sample_to_pb(sample(1, gpus=64)).ByteSize()
+    assert one > 1500
+    s = TelemetryStream(StreamConfig(address="127.0.0.1:1", node_id="n", buffer_limit=1000,
+                                     buffer_bytes=3 * one + one // 2), inventory("n"))
+    s.send_health(HealthEvent("gpu_lost", 1.0, gpu_index=0))
+    for i in range(1, 8):
+        s.send_sample(sample(i, gpus=64))
+    kept = s._unsent_after(0)
+    # the health event stays (never dropped); of the samples only the newest three fit beside it
+    assert [m.WhichOneof("body") for m in kept] == ["health", "sample", "sample", "sample"]
+    assert [m.seq for m in kept] == [1, 6, 7, 8]
+    assert [m.sample.timestamp for m in kept[1:]] == [sample(i).timestamp for i in (5, 6, 7)]
+    assert s.stats().dropped_samples == 4
+    assert sum(m.dropped_samples for m in kept) == 4  # reported, none lost
+    stats = s.stats()
+    assert stats.buffered == 4 and stats.buffered_bytes == sum(len(m.SerializeToString()) for m in kept)
+    assert stats.buffered_bytes <= 3 * one + one // 2
+    # health events past the byte bound are kept too (the bound may be exceeded by them)
+    for i in range(5):
+        s.send_health(HealthEvent("xid", 10.0 + i, gpu_index=1, xid=79, message="x" * one))
+    assert [m.WhichOneof("body") for m in s._unsent_after(0)].count("health") == 6
+    s._acknowledge(s.stats().last_seq)
+    assert s.stats().buffered_bytes == 0 and s.stats().buffered == 0
+
+
+def test_the_byte_bound_from_the_environment_is_checked():
+    assert buffer_bytes_from_env({}) == DEFAULT_BUFFER_BYTES == 16 * 1024 * 1024
+    assert buffer_bytes_from_env({"AIOS_STREAM_BUFFER_BYTES": "1048576"}) == 1048576
+    for bad in ("16Mi", "-1", "100", str(2 * 1024**3)):
+        with pytest.raises(ValueError, match="AIOS_STREAM_BUFFER_BYTES"):
+            buffer_bytes_from_env({"AIOS_STREAM_BUFFER_BYTES": bad})
