@@ -41,6 +41,7 @@ from agent.kube.client import (
     load_api_client,
     node_id_from,
 )
+from agent.kube.step_loop import StepLoop
 from proto.telemetry.v1.readings import NodeInventory
 
 __all__ = [
@@ -215,9 +216,7 @@ class NodeAnnotator:
         self._lock = threading.Lock()  # guards _desired and _resync_requested
         self._desired: NodeGpuMetadata | None = None
         self._resync_requested = False
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = StepLoop("node-annotator", self._step, self._backoff, request_timeout_s + 1, log)
 
         # Worker-only state (one thread runs _step at a time).
         self._current: NodeGpuMetadata | None = None  # our keys as last read or written; None = unknown
@@ -249,13 +248,13 @@ class NodeAnnotator:
             if desired == self._desired:
                 return
             self._desired = desired
-        self._wake.set()
+        self._loop.wake()
 
     def resync(self) -> None:
         """Compare with the live Node at the next opportunity."""
         with self._lock:
             self._resync_requested = True
-        self._wake.set()
+        self._loop.wake()
 
     def status(self) -> AnnotatorStatus:
         return self._status
@@ -263,29 +262,14 @@ class NodeAnnotator:
     # -------------------------------------------------------- worker side
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("annotator already started")
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self.run_forever, name="node-annotator", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop the worker; an API call in flight ends within `request_timeout_s`."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(self._request_timeout_s + 1 if timeout_s is None else timeout_s)
-            self._thread = None
+        self._loop.stop(timeout_s)
 
     def run_forever(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                delay = self._step()
-            except Exception:
-                log.exception("node annotator: unexpected failure; retrying")
-                delay = self._backoff.next_delay()
-            self._wake.wait(delay)
+        self._loop.run_forever()
 
     def _step(self) -> float:
         """Do what is due now; return how long to sleep before the next step."""

@@ -44,6 +44,7 @@ from agent.kube.conditions import (
     owned_conditions,
     written_from_entry,
 )
+from agent.kube.step_loop import StepLoop
 
 __all__ = [
     "DEFAULT_BATCH_S",
@@ -109,9 +110,7 @@ class NodeConditionWriter:
         self._lock = threading.Lock()  # guards _desired and _pending_since
         self._desired: dict[str, ConditionState] | None = None
         self._pending_since: float | None = None  # clock() when the oldest unwritten change was observed
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = StepLoop("node-conditions", self.step, self._backoff, request_timeout_s + 1, log)
 
         # worker-only state
         self._read_done = False
@@ -137,7 +136,7 @@ class NodeConditionWriter:
             self._desired = desired
             if self._pending_since is None:
                 self._pending_since = self._clock()
-        self._wake.set()
+        self._loop.wake()
 
     def status(self) -> ConditionWriterStatus:
         return self._status
@@ -149,29 +148,11 @@ class NodeConditionWriter:
     # ------------------------------------------------------------ worker
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("condition writer already started")
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="node-conditions", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop the worker; a call in flight ends within `request_timeout_s`."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(self._request_timeout_s + 1 if timeout_s is None else timeout_s)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                delay = self.step()
-            except Exception:
-                log.exception("node conditions: unexpected failure; retrying")
-                delay = self._backoff.next_delay()
-            self._wake.wait(delay)
+        self._loop.stop(timeout_s)
 
     def step(self) -> float:
         """Do what is due now; return the seconds until something is due next."""
