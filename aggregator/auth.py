@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import TextIO
 
 from proto.common.tokens import TokenFileError, tokens_from_env
 
@@ -30,6 +31,7 @@ __all__ = [
     "load_access_tokens",
     "load_read_tokens",
     "load_tokens",
+    "operator_token",
     "token_matches",
     "tokens_from_env",
 ]
@@ -72,6 +74,22 @@ TokenSource = AccessTokens | Callable[[], AccessTokens]
 def load_tokens(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The write tokens: `AIOS_TOKEN`, then the lines of `AIOS_TOKEN_FILE`."""
     return tokens_from_env(env, value_var="AIOS_TOKEN", file_var="AIOS_TOKEN_FILE")
+
+
+def operator_token(explicit: str | None, warn: TextIO, env: Mapping[str, str] | None = None) -> str | None:
+    """The token a command-line client sends: `--token`, else the first write token.
+
+    An unreadable `AIOS_TOKEN_FILE` is a warning, not an exit: the call then goes without a
+    token and the aggregator's UNAUTHENTICATED answer says what is missing.
+    """
+    if explicit:
+        return str(explicit)
+    try:
+        tokens = load_tokens(env)
+    except AuthError as e:
+        print(f"warning: {e}", file=warn)
+        return None
+    return tokens[0] if tokens else None
 
 
 def load_read_tokens(env: Mapping[str, str] | None = None) -> tuple[str, ...]:

@@ -46,7 +46,7 @@ from aggregator.addons.url_map import (
     url_map_change,
     url_map_removal,
 )
-from aggregator.auth import AuthError, load_tokens
+from aggregator.auth import operator_token
 
 __all__ = ["EXIT_KUBE", "EXIT_NOT_READY", "EXIT_OK", "EXIT_URL_MAP", "EXIT_USAGE", "register", "run_install",
            "run_list", "run_remove", "run_status"]
@@ -130,17 +130,6 @@ def _parse_settings(pairs: Sequence[str]) -> dict[str, str]:
     return settings
 
 
-def _token(args: argparse.Namespace, err: TextIO) -> str | None:
-    if args.token:
-        return str(args.token)
-    try:
-        tokens = load_tokens()
-    except AuthError as e:
-        print(f"warning: {e}", file=err)
-        return None
-    return tokens[0] if tokens else None
-
-
 def _kube(args: argparse.Namespace) -> KubeObjects:
     return KubeObjects(load_operator_client(args.kubeconfig), field_manager=FIELD_MANAGER, timeout_s=args.timeout)
 
@@ -165,7 +154,7 @@ def _recorder(args: argparse.Namespace, kube: KubeObjects, err: TextIO) -> tuple
         raise AddOnProblem("the add-on's URL goes into the cluster document through the aggregator: pass "
                            "--aggregator-url http://HOST:PORT (or AIOS_AGGREGATOR_URL), or --no-record")
     try:
-        client = ClusterDocumentClient(args.aggregator_url, token=_token(args, err), timeout_s=args.timeout)
+        client = ClusterDocumentClient(args.aggregator_url, token=operator_token(args.token, err), timeout_s=args.timeout)
     except ValueError as e:
         raise AddOnProblem(f"--aggregator-url: {e}") from e
     return client, _cluster_id(args, kube)

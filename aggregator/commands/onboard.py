@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from aggregator.auth import AuthError, load_tokens
+from aggregator.auth import operator_token
 from aggregator.kube_client import kubeconfig_search
 from aggregator.onboarding.document import populate_document
 from aggregator.onboarding.errors import (
@@ -91,17 +91,6 @@ def write_document(document: Mapping[str, Any], output_dir: str | Path) -> Path:
     return target
 
 
-def _token(args: argparse.Namespace, err: TextIO) -> str | None:
-    if args.token:
-        return str(args.token)
-    try:
-        tokens = load_tokens()
-    except AuthError as e:
-        print(f"warning: {e}", file=err)
-        return None
-    return tokens[0] if tokens else None
-
-
 def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     # 1. the operator's file, and the arguments, before anything is read or posted
     try:
@@ -119,7 +108,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
     except ValueError as e:
         print(f"--api-url: {e}; nothing was posted", file=err)
         return EXIT_INVALID
-    token = _token(args, err)
+    token = operator_token(args.token, err)
 
     # 2. the nodes: agents first, Kubernetes for the rest (or for all)
     measured = kube_nodes = None
