@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from proto.common.settings import number_setting
 from proto.telemetry.v1.exposition import (
     MAX_PROCESS_SERIES,
     METRIC_PREFIX,
@@ -316,28 +317,12 @@ def attach_agent_metrics(
 def max_process_series_from_env(environ: dict[str, str] | None = None) -> int:
     """`AIOS_METRICS_MAX_PROCESSES`: per-process GPU series at most (default 64; 0: none)."""
     env = os.environ if environ is None else environ
-    raw = env.get("AIOS_METRICS_MAX_PROCESSES", "").strip()
-    if not raw:
-        return MAX_PROCESS_SERIES
-    try:
-        cap = int(raw)
-    except ValueError as e:
-        raise MetricsConfigError(f"AIOS_METRICS_MAX_PROCESSES: {raw!r} is not a whole number") from e
-    if not 0 <= cap <= 10_000:
-        raise MetricsConfigError(f"AIOS_METRICS_MAX_PROCESSES: {cap} is outside 0..10000")
-    return cap
+    return int(number_setting(env, "AIOS_METRICS_MAX_PROCESSES", MAX_PROCESS_SERIES, low=0, high=10_000, whole=True,
+                              error=MetricsConfigError))
 
 
 def metrics_port_from_env(environ: dict[str, str] | None = None) -> int:
     """`AIOS_METRICS_PORT`, or the default; 0 disables nothing here (it means any free port)."""
     env = os.environ if environ is None else environ
-    raw = env.get("AIOS_METRICS_PORT", "").strip()
-    if not raw:
-        return DEFAULT_METRICS_PORT
-    try:
-        port = int(raw)
-    except ValueError as e:
-        raise MetricsConfigError(f"AIOS_METRICS_PORT: {raw!r} is not a port number") from e
-    if not 0 <= port <= 65535:
-        raise MetricsConfigError(f"AIOS_METRICS_PORT: {port} is outside 0..65535")
-    return port
+    return int(number_setting(env, "AIOS_METRICS_PORT", DEFAULT_METRICS_PORT, low=0, high=65535, whole=True,
+                              error=MetricsConfigError))

@@ -32,6 +32,7 @@ from agent.attribution.cgroup import CgroupOwner, owner_from_cgroup
 from agent.attribution.devices import GpuTargets, allocations
 from agent.attribution.join import holders_by_device, name_owners
 from agent.attribution.pod_resources import KubeletSnapshot, PodResourcesUnavailable
+from proto.common.settings import number_setting
 from proto.telemetry.v1.readings import Attribution, DeviceAllocation, GpuSample, ResourceCount
 
 __all__ = ["REFRESH_ENV", "GpuAttributor", "KubeletReader", "read_cgroup", "refresh_from_env"]
@@ -42,16 +43,7 @@ REFRESH_ENV = "AIOS_POD_RESOURCES_REFRESH_S"
 
 def refresh_from_env(env) -> float:
     """$AIOS_POD_RESOURCES_REFRESH_S: seconds between reads of the kubelet (default 30; 0: every sample)."""
-    raw = (env.get(REFRESH_ENV) or "").strip()
-    if not raw:
-        return 30.0
-    try:
-        seconds = float(raw)
-    except ValueError as e:
-        raise ValueError(f"{REFRESH_ENV}={raw!r}: not a number of seconds") from e
-    if not 0 <= seconds <= 3600:
-        raise ValueError(f"{REFRESH_ENV}={raw!r}: must be 0..3600 seconds")
-    return seconds
+    return float(number_setting(env, REFRESH_ENV, 30.0, low=0, high=3600, unit="seconds"))
 
 
 class KubeletReader(Protocol):

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent.gpu.nvml_backend import call_in_flight
+from proto.common.settings import number_setting
 
 __all__ = ["BOUND_ENV", "DEFAULT_BOUND_S", "BoundedReader", "CallHung", "bound_from_env", "longest_wait_s"]
 
@@ -41,16 +42,7 @@ BOUND_ENV = "AIOS_NVML_CALL_TIMEOUT_S"
 
 def bound_from_env(env: Mapping[str, str] | None = None) -> float:
     env = os.environ if env is None else env
-    raw = env.get(BOUND_ENV, "").strip()
-    if not raw:
-        return DEFAULT_BOUND_S
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{BOUND_ENV}={raw!r}: not a number of seconds") from exc
-    if not 0 < value <= 300:
-        raise ValueError(f"{BOUND_ENV}={raw!r}: must be > 0 and <= 300 seconds")
-    return value
+    return float(number_setting(env, BOUND_ENV, DEFAULT_BOUND_S, low=0, high=300, low_exclusive=True, unit="seconds"))
 
 
 def longest_wait_s(bound_s: float) -> float:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from agent.kube.conditions import ConditionState
+from proto.common.settings import number_setting
 from proto.health.acknowledgements import unacknowledged
 from proto.health.conditions import (
     ACKNOWLEDGED_REASON,
@@ -54,17 +55,8 @@ def agent_rule_from_env(env: Mapping[str, str] | None = None) -> HealthRule:
     as problems; `AIOS_GPU_EVENT_WINDOW_S` (the rule's 600 s) for how long an XID counts."""
     env = os.environ if env is None else env
 
-    def seconds(name: str, default: float) -> float:
-        raw = env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError as exc:
-            raise ValueError(f"{name}={raw!r}: not a number of seconds") from exc
-        if not 0 < value <= 7 * 86400:
-            raise ValueError(f"{name}={raw!r}: must be > 0 and at most a week")
-        return value
+    def seconds(name: str, default: float) -> float:  # at most a week
+        return float(number_setting(env, name, default, low=0, high=7 * 86400, low_exclusive=True, unit="seconds"))
 
     return replace(
         DEFAULT_RULE,

@@ -45,6 +45,7 @@ from agent.kube.conditions import (
     written_from_entry,
 )
 from agent.kube.step_loop import StepLoop
+from proto.common.settings import number_setting
 
 __all__ = [
     "DEFAULT_BATCH_S",
@@ -254,13 +255,6 @@ def condition_writer_from_env(api: Any, node_name: str, types: Sequence[str], en
     import os
 
     env = os.environ if env is None else env
-    raw = str(env.get("AIOS_CONDITION_HEARTBEAT_S", "") or "").strip()
-    heartbeat = DEFAULT_HEARTBEAT_S
-    if raw:
-        try:
-            heartbeat = float(raw)
-        except ValueError as exc:
-            raise ValueError(f"AIOS_CONDITION_HEARTBEAT_S={raw!r}: not a number of seconds") from exc
-        if not 10 <= heartbeat <= 3600:
-            raise ValueError(f"AIOS_CONDITION_HEARTBEAT_S={raw!r}: must be between 10 and 3600 seconds")
+    heartbeat = float(number_setting(env, "AIOS_CONDITION_HEARTBEAT_S", DEFAULT_HEARTBEAT_S, low=10, high=3600,
+                                     unit="seconds"))
     return NodeConditionWriter(api, node_name, types, heartbeat_s=heartbeat)

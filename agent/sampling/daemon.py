@@ -33,6 +33,7 @@ from typing import Protocol, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from proto.common.settings import number_setting
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1.readings import HealthEvent, NodeInventory, NodeSample
 
@@ -68,15 +69,8 @@ class Sink(Protocol):
 def interval_from_env(env: Mapping[str, str]) -> float | None:
     """`AIOS_INTERVAL_S`, or the old daemon's `COLLECT_INTERVAL`; None when neither is set."""
     for name in ("AIOS_INTERVAL_S", "COLLECT_INTERVAL"):
-        value = env.get(name)
-        if value:
-            try:
-                seconds = float(value)
-            except ValueError as e:
-                raise ValueError(f"{name}={value!r}: not a number of seconds") from e
-            if not 0 < seconds <= 3600:
-                raise ValueError(f"{name}={value!r}: must be > 0 and <= 3600 seconds")
-            return seconds
+        if env.get(name):
+            return float(number_setting(env, name, 0.0, low=0, high=3600, low_exclusive=True, unit="seconds"))
     return None
 
 

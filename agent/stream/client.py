@@ -43,6 +43,7 @@ import grpc
 
 from agent.backoff import Backoff
 from agent.stream.credentials import AgentCredentials, TokenFileError
+from proto.common.settings import number_setting
 from proto.telemetry.v1 import convert
 from proto.telemetry.v1 import telemetry_pb2 as pb
 from proto.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
@@ -80,16 +81,8 @@ _MAX_BUFFER_BYTES = 1024 * 1024 * 1024
 
 def buffer_bytes_from_env(env: Mapping[str, str]) -> int:
     """$AIOS_STREAM_BUFFER_BYTES: a whole number of bytes (64 KiB to 1 GiB), default 16 MiB."""
-    raw = env.get(BUFFER_BYTES_ENV, "").strip()
-    if not raw:
-        return DEFAULT_BUFFER_BYTES
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{BUFFER_BYTES_ENV}={raw!r}: not a whole number of bytes") from exc
-    if not _MIN_BUFFER_BYTES <= value <= _MAX_BUFFER_BYTES:
-        raise ValueError(f"{BUFFER_BYTES_ENV}={raw!r}: must be between {_MIN_BUFFER_BYTES} and {_MAX_BUFFER_BYTES}")
-    return value
+    return int(number_setting(env, BUFFER_BYTES_ENV, DEFAULT_BUFFER_BYTES, low=_MIN_BUFFER_BYTES,
+                              high=_MAX_BUFFER_BYTES, whole=True, unit="bytes"))
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def test_close_closes_the_client():
 def test_refresh_setting():
     assert refresh_from_env({}) == 30.0
     assert refresh_from_env({"AIOS_POD_RESOURCES_REFRESH_S": "0"}) == 0.0
-    for bad, message in (("soon", "not a number"), ("-1", "0..3600"), ("7200", "0..3600")):
+    for bad, message in (("soon", "not a number"), ("-1", "between 0 and 3600"), ("7200", "between 0 and 3600")):
         try:
             refresh_from_env({"AIOS_POD_RESOURCES_REFRESH_S": bad})
         except ValueError as e:
