@@ -31,7 +31,7 @@ import operator
 import os
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -115,6 +115,16 @@ def call_in_flight(thread_ident: int | None) -> str | None:
     """The NVML function the thread is inside now, or None."""
     return None if thread_ident is None else _IN_FLIGHT.get(thread_ident)
 
+
+
+def _existing_mig_handles(handle: Any) -> Iterator[tuple[int, Any]]:
+    """(index, handle) of each MIG device slot that holds a device now; empty slots are skipped."""
+    for index in range(_call(_nv.nvmlDeviceGetMaxMigDeviceCount, handle)):
+        try:
+            yield index, _call(_nv.nvmlDeviceGetMigDeviceHandleByIndex, handle, index)
+        except NvmlError as exc:
+            if exc.name not in ("NVML_ERROR_NOT_FOUND", "NVML_ERROR_INVALID_ARGUMENT"):
+                raise
 
 def _call(fn: Callable[..., T], *args: Any) -> T:
     ident = threading.get_ident()
@@ -307,13 +317,7 @@ class NvmlSession:
     def mig_devices(self, handle: Any) -> tuple[MigInfo, ...]:
         """The MIG devices that exist now (indexes without one are skipped)."""
         found = []
-        for index in range(_call(_nv.nvmlDeviceGetMaxMigDeviceCount, handle)):
-            try:
-                mig = _call(_nv.nvmlDeviceGetMigDeviceHandleByIndex, handle, index)
-            except NvmlError as exc:
-                if exc.name in ("NVML_ERROR_NOT_FOUND", "NVML_ERROR_INVALID_ARGUMENT"):
-                    continue
-                raise
+        for index, mig in _existing_mig_handles(handle):
             memory = _call(_nv.nvmlDeviceGetMemoryInfo, mig)
             found.append(MigInfo(index, self.uuid(mig), self.name(mig), int(memory.total)))
         return tuple(found)
@@ -467,13 +471,7 @@ class NvmlSession:
     def mig_handles(self, handle: Any) -> tuple[MigHandle, ...]:
         """Handles of the MIG devices that exist now, with their GPU instance ids."""
         found = []
-        for index in range(_call(_nv.nvmlDeviceGetMaxMigDeviceCount, handle)):
-            try:
-                mig = _call(_nv.nvmlDeviceGetMigDeviceHandleByIndex, handle, index)
-            except NvmlError as exc:
-                if exc.name in ("NVML_ERROR_NOT_FOUND", "NVML_ERROR_INVALID_ARGUMENT"):
-                    continue
-                raise
+        for index, mig in _existing_mig_handles(handle):
             try:
                 gi: int | None = int(_call(_nv.nvmlDeviceGetGpuInstanceId, mig))
             except NvmlNotSupported:
